@@ -1,0 +1,119 @@
+"""The ``innloop`` command line.
+
+Every error innloop raises on purpose (`InnloopError`) ends as one line on stderr and
+exit code 2; anything else is a bug and keeps its traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+from agent.errors import InnloopError
+
+__all__ = ["main"]
+
+
+def _design(args: argparse.Namespace) -> int:
+    from agent.design import DesignConfig, generate_candidates
+    from agent.localize import LocalizeConfig
+    from agent.pipeline import DesignSetup, load_models
+    from agent.structures import write_structures
+
+    setup = DesignSetup(
+        material=args.material,
+        generator=args.generator,
+        state_dir=Path(args.state) if args.state else None,
+        retrain=args.retrain,
+        seed=args.seed,
+        progress=not args.quiet,
+    )
+    models = load_models(setup, log=_log(args))
+    cfg = DesignConfig(
+        n_samples=args.n,
+        seed=args.seed,
+        refine=not args.no_refine,
+        max_sigma=None if args.max_sigma <= 0 else args.max_sigma,
+        localize=LocalizeConfig(tol=args.tol, progress=not args.quiet),
+    )
+    result = generate_candidates(models.material.space, models.generator, models.surrogate, args.target, cfg)
+    frame = result.candidates
+    frame.insert(0, "target", args.target)
+    c, s = result.counts, result.seconds
+    _log(args)(
+        "funnel: " + " -> ".join(f"{k} {v}" for k, v in c.items())
+        + "; seconds: " + ", ".join(f"{k} {v:.2f}" for k, v in s.items())
+    )
+    if args.out:
+        Path(args.out).parent.mkdir(parents=True, exist_ok=True)
+        frame.to_csv(args.out, index=False, float_format="%.6g")
+        _log(args)(f"wrote {len(frame)} candidates to {args.out}")
+    else:
+        frame.to_csv(sys.stdout, index=False, float_format="%.6g")
+    if args.cif:
+        space = models.material.space
+        best = frame.assign(err=(frame["pred"] - args.target).abs()).nsmallest(args.cif_max, "err")
+        structures = [models.material.build(x) for x in space.from_frame(best)]
+        paths = write_structures(structures, args.cif)
+        _log(args)(f"wrote {len(paths)} structure files for the {len(best)} best candidates to {args.cif}")
+    return 0
+
+
+def _bench(args: argparse.Namespace) -> int:
+    from benchmarks import table1
+
+    argv = list(args.rest)
+    if args.name != "table1":
+        raise InnloopError(f"unknown benchmark {args.name!r}; available: table1")
+    return table1.main(argv)
+
+
+def _log(args: argparse.Namespace):  # type: ignore[no-untyped-def]
+    def log(msg: str) -> None:
+        if not getattr(args, "quiet", False):
+            print(msg, file=sys.stderr)
+
+    return log
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="innloop", description="Closed-loop inverse design of materials.")
+    sub = p.add_subparsers(dest="command", required=True)
+
+    d = sub.add_parser("design", help="generate, down-select and localize designs for a target")
+    d.add_argument("--target", type=float, required=True, help="target property value (eV for a gap)")
+    d.add_argument("-n", type=int, default=10_000, help="samples drawn from the generator (default 10000)")
+    d.add_argument("--out", help="write candidates to this CSV (default: stdout)")
+    d.add_argument("--cif", help="also write CIF and POSCAR files of the best candidates to this folder")
+    d.add_argument("--cif-max", type=int, default=20, help="how many structures --cif writes (default 20)")
+    d.add_argument("--material", default="mos2", help="material from the registry (default mos2)")
+    d.add_argument("--generator", default="cinn", help="cinn, inn, mdn or cvae (default cinn)")
+    d.add_argument("--seed", type=int, default=0)
+    d.add_argument("--tol", type=float, default=0.005, help="localization tolerance (default 0.005)")
+    d.add_argument("--max-sigma", type=float, default=0.05, help="drop candidates with σ above this; 0 keeps all")
+    d.add_argument("--no-refine", action="store_true", help="raw generator samples, no down-selection")
+    d.add_argument("--state", help="state folder for cached models (default $INNLOOP_STATE_DIR or ./state)")
+    d.add_argument("--retrain", action="store_true", help="train models again even if cached")
+    d.add_argument("-q", "--quiet", action="store_true", help="no progress bars or log lines")
+    d.set_defaults(func=_design)
+
+    b = sub.add_parser("bench", help="run a benchmark and print its table")
+    b.add_argument("name", help="benchmark name: table1")
+    b.add_argument("rest", nargs=argparse.REMAINDER, help="arguments passed to the benchmark")
+    b.set_defaults(func=_bench)
+    return p
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return int(args.func(args))
+    except InnloopError as exc:
+        print(f"innloop: error: {exc}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,34 @@
+"""One exception family, so the CLI can turn any bad input into one clear message."""
+
+from __future__ import annotations
+
+
+class InnloopError(Exception):
+    """Base of every error innloop raises on purpose; the CLI prints it and exits 2."""
+
+
+class ConfigError(InnloopError, ValueError):
+    """A configuration value (bounds, sizes, names) is unusable."""
+
+
+class DataError(InnloopError, ValueError):
+    """A data table is malformed: missing columns, non-finite values, out of bounds."""
+
+
+class DesignError(InnloopError, ValueError):
+    """A design point is malformed or physically impossible (e.g. a degenerate cell)."""
+
+
+class TargetError(InnloopError, ValueError):
+    """A design target lies outside what the training data supports."""
+
+
+class UnknownNameError(InnloopError, LookupError):
+    """A registry (materials, generators, oracles) has nothing under the given name."""
+
+    def __str__(self) -> str:  # LookupError would repr() the message
+        return str(self.args[0]) if self.args else ""
+
+
+class WeightsError(InnloopError):
+    """A weight file is missing, corrupt, or belongs to another model."""

@@ -1,0 +1,110 @@
+"""Trained-model cache under ``state/models``: train once, load (safely) ever after.
+
+A cached file is keyed by what determines it: the material, a fingerprint of the
+training rows, the component's configuration and its seed. Change any of them and a new
+file is trained; nothing is silently reused for data it was not trained on.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from dataclasses import asdict, dataclass, is_dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from agent.surrogate import EnsembleConfig, SurrogateEnsemble
+from generators import Generator, TrainConfig, load_generator, make_generator
+
+__all__ = ["ModelStore", "default_state_dir", "fingerprint"]
+
+
+def default_state_dir() -> Path:
+    """``$INNLOOP_STATE_DIR`` if set, else ``./state`` (campaigns and model caches live there)."""
+    return Path(os.environ.get("INNLOOP_STATE_DIR", "state"))
+
+
+def fingerprint(*arrays: np.ndarray, extra: Any = None) -> str:
+    """Short content hash of arrays (bytes + shapes) and a JSON-able extra."""
+    h = hashlib.sha256()
+    for a in arrays:
+        a = np.ascontiguousarray(a, dtype=np.float64)
+        h.update(str(a.shape).encode())
+        h.update(a.tobytes())
+    if extra is not None:
+        h.update(json.dumps(_plain(extra), sort_keys=True, default=str).encode())
+    return h.hexdigest()[:16]
+
+
+def _plain(obj: Any) -> Any:
+    if is_dataclass(obj) and not isinstance(obj, type):
+        d = asdict(obj)
+        d.pop("progress", None)  # display only: must not change the key
+        return d
+    return obj
+
+
+@dataclass
+class ModelStore:
+    """Loads or trains surrogates and generators, one file per key under ``root/models/``."""
+
+    root: Path
+    retrain: bool = False
+
+    def _path(self, material: str, kind: str, key: str) -> Path:
+        return Path(self.root) / "models" / material / f"{kind}-{key}.pt"
+
+    def surrogate(
+        self,
+        material: str,
+        U: np.ndarray,
+        y: np.ndarray,
+        groups: np.ndarray | None,
+        config: EnsembleConfig,
+    ) -> tuple[SurrogateEnsemble, Path, bool]:
+        """Return ``(model, path, trained_now)``."""
+        key = fingerprint(U, y, extra={"surrogate": _plain(config)})
+        path = self._path(material, "surrogate", key)
+        if path.exists() and not self.retrain:
+            return SurrogateEnsemble.load(path), path, False
+        model = SurrogateEnsemble(U.shape[1], config)
+        summary = model.fit(U, y, groups, warm_start=False)
+        model.save(path)
+        _write_json(path.with_suffix(".json"), {"kind": "surrogate", "config": _plain(config), "fit": asdict(summary) | {"history": summary.history[-5:]}})
+        return model, path, True
+
+    def generator(
+        self,
+        material: str,
+        name: str,
+        U: np.ndarray,
+        y: np.ndarray,
+        train: TrainConfig,
+        arch: dict[str, Any] | None = None,
+    ) -> tuple[Generator, Path, bool]:
+        """Return ``(generator, path, trained_now)``; ``arch`` overrides architecture defaults."""
+        arch = dict(arch or {})
+        key = fingerprint(U, y, extra={"generator": name, "arch": arch, "train": _plain(train)})
+        path = self._path(material, f"generator-{name}", key)
+        if path.exists() and not self.retrain:
+            return load_generator(path), path, False
+        gen = make_generator(name, U.shape[1], **arch)
+        report = gen.fit(_tensor(U), _tensor(y), config=train, warm_start=False)
+        gen.save(path)
+        _write_json(path.with_suffix(".json"), {"kind": name, "arch": arch, "train": _plain(train), "seconds": getattr(report, "seconds", None)})
+        return gen, path, True
+
+
+def _tensor(a: np.ndarray) -> Any:
+    import torch
+
+    return torch.as_tensor(np.asarray(a), dtype=torch.float32)
+
+
+def _write_json(path: Path, payload: dict[str, Any]) -> None:
+    tmp = path.with_suffix(".json.tmp")
+    tmp.write_text(json.dumps(payload, indent=2, default=str))
+    os.replace(tmp, path)

@@ -1,0 +1,39 @@
+"""Shared fixtures: small, seeded, synthetic problems so unit tests stay fast."""
+
+from __future__ import annotations
+
+import os
+
+import numpy as np
+import pytest
+import torch
+
+os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
+
+
+@pytest.fixture(autouse=True)
+def _seed_and_threads() -> None:
+    torch.manual_seed(0)
+    torch.set_num_threads(1)  # small ops: more threads only add contention
+
+
+def smooth_gap(U: np.ndarray) -> np.ndarray:
+    """A gap-like function on the unit box: zero over a large region, smooth elsewhere."""
+    return np.maximum(0.0, 1.6 * U[:, 0] + 0.8 * U[:, 1] - 0.9 + 0.2 * np.sin(3.0 * U[:, 2]))
+
+
+@pytest.fixture(scope="session")
+def synthetic_data() -> tuple[np.ndarray, np.ndarray]:
+    rng = np.random.default_rng(0)
+    U = rng.random((3000, 3))
+    return U, smooth_gap(U)
+
+
+@pytest.fixture(scope="session")
+def small_ensemble(synthetic_data: tuple[np.ndarray, np.ndarray]):  # type: ignore[no-untyped-def]
+    from agent.surrogate import EnsembleConfig, SurrogateEnsemble
+
+    U, y = synthetic_data
+    model = SurrogateEnsemble(3, EnsembleConfig(members=4, hidden=64, layers=2, epochs=40, batch_size=128, seed=0))
+    model.fit(U[:2500], y[:2500])
+    return model
