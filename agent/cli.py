@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import argparse
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 from agent.errors import InnloopError
@@ -17,20 +17,13 @@ __all__ = ["main"]
 
 
 def _design(args: argparse.Namespace) -> int:
-    from agent.design import DesignConfig, generate_candidates
+    from agent.design import DesignConfig, check_target, generate_candidates
     from agent.localize import LocalizeConfig
-    from agent.pipeline import DesignSetup, load_models
+    from agent.materials import get_material
+    from agent.pipeline import DesignSetup, load_models, training_data
     from agent.structures import write_structures
+    from agent.surrogate import EnsembleConfig
 
-    setup = DesignSetup(
-        material=args.material,
-        generator=args.generator,
-        state_dir=Path(args.state) if args.state else None,
-        retrain=args.retrain,
-        seed=args.seed,
-        progress=not args.quiet,
-    )
-    models = load_models(setup, log=_log(args))
     cfg = DesignConfig(
         n_samples=args.n,
         seed=args.seed,
@@ -38,13 +31,31 @@ def _design(args: argparse.Namespace) -> int:
         max_sigma=None if args.max_sigma <= 0 else args.max_sigma,
         localize=LocalizeConfig(tol=args.tol, progress=not args.quiet),
     )
+    material = get_material(args.material)
+    data = training_data(material)
+    check_target(args.target, float(data.y.min()), float(data.y.max()), f"{material.name} data")
+    setup = DesignSetup(
+        material=material.name,
+        generator=args.generator,
+        state_dir=Path(args.state) if args.state else None,
+        retrain=args.retrain,
+        seed=args.seed,
+        progress=not args.quiet,
+        surrogate=EnsembleConfig(
+            seed=args.seed, **({"epochs": args.surrogate_epochs} if args.surrogate_epochs else {})
+        ),
+        generator_train={"epochs": args.generator_epochs},
+    )
+    models = load_models(setup, data, log=_log(args))
     result = generate_candidates(models.material.space, models.generator, models.surrogate, args.target, cfg)
     frame = result.candidates
     frame.insert(0, "target", args.target)
     c, s = result.counts, result.seconds
     _log(args)(
-        "funnel: " + " -> ".join(f"{k} {v}" for k, v in c.items())
-        + "; seconds: " + ", ".join(f"{k} {v:.2f}" for k, v in s.items())
+        "funnel: "
+        + " -> ".join(f"{k} {v}" for k, v in c.items())
+        + "; seconds: "
+        + ", ".join(f"{k} {v:.2f}" for k, v in s.items())
     )
     if args.out:
         Path(args.out).parent.mkdir(parents=True, exist_ok=True)
@@ -70,7 +81,7 @@ def _bench(args: argparse.Namespace) -> int:
     return table1.main(argv)
 
 
-def _log(args: argparse.Namespace):  # type: ignore[no-untyped-def]
+def _log(args: argparse.Namespace) -> Callable[[str], None]:
     def log(msg: str) -> None:
         if not getattr(args, "quiet", False):
             print(msg, file=sys.stderr)
@@ -96,6 +107,8 @@ def build_parser() -> argparse.ArgumentParser:
     d.add_argument("--no-refine", action="store_true", help="raw generator samples, no down-selection")
     d.add_argument("--state", help="state folder for cached models (default $INNLOOP_STATE_DIR or ./state)")
     d.add_argument("--retrain", action="store_true", help="train models again even if cached")
+    d.add_argument("--surrogate-epochs", type=int, help="training epochs of the surrogate (default 300)")
+    d.add_argument("--generator-epochs", type=int, help="training epochs of the generator (default: its own)")
     d.add_argument("-q", "--quiet", action="store_true", help="no progress bars or log lines")
     d.set_defaults(func=_design)
 

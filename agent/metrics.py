@@ -17,9 +17,7 @@ def mean_nn_distance(U: np.ndarray) -> float:
     return float(dist[:, 1].mean())
 
 
-def diversity_ratio(
-    candidates: np.ndarray, reference: np.ndarray, *, max_n: int = 2000, seed: int = 0
-) -> float:
+def diversity_ratio(candidates: np.ndarray, reference: np.ndarray, *, max_n: int = 2000, seed: int = 0) -> float:
     """Mean nearest-neighbour distance of candidates over that of reference rows, at equal ``n``.
 
     Nearest-neighbour distances shrink with the number of points, so both sets are

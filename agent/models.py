@@ -10,14 +10,14 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-from dataclasses import asdict, dataclass, is_dataclass
+from dataclasses import asdict, dataclass, is_dataclass, replace
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from agent.surrogate import EnsembleConfig, SurrogateEnsemble
-from generators import Generator, TrainConfig, load_generator, make_generator
+from generators import Generator, load_generator, make_generator
 
 __all__ = ["ModelStore", "default_state_dir", "fingerprint"]
 
@@ -73,7 +73,10 @@ class ModelStore:
         model = SurrogateEnsemble(U.shape[1], config)
         summary = model.fit(U, y, groups, warm_start=False)
         model.save(path)
-        _write_json(path.with_suffix(".json"), {"kind": "surrogate", "config": _plain(config), "fit": asdict(summary) | {"history": summary.history[-5:]}})
+        _write_json(
+            path.with_suffix(".json"),
+            {"kind": "surrogate", "config": _plain(config), "fit": asdict(summary) | {"history": summary.history[-5:]}},
+        )
         return model, path, True
 
     def generator(
@@ -82,19 +85,28 @@ class ModelStore:
         name: str,
         U: np.ndarray,
         y: np.ndarray,
-        train: TrainConfig,
+        train: dict[str, Any] | None = None,
         arch: dict[str, Any] | None = None,
     ) -> tuple[Generator, Path, bool]:
-        """Return ``(generator, path, trained_now)``; ``arch`` overrides architecture defaults."""
+        """Return ``(generator, path, trained_now)``.
+
+        ``train`` overrides fields of the generator's own default `TrainConfig` (seed,
+        epochs, progress …); ``arch`` overrides its architecture defaults.
+        """
         arch = dict(arch or {})
-        key = fingerprint(U, y, extra={"generator": name, "arch": arch, "train": _plain(train)})
+        overrides = {k: v for k, v in (train or {}).items() if v is not None}
+        gen = make_generator(name, U.shape[1], **arch)
+        config = replace(gen.default_train_config(), **overrides)
+        key = fingerprint(U, y, extra={"generator": name, "arch": arch, "train": _plain(config)})
         path = self._path(material, f"generator-{name}", key)
         if path.exists() and not self.retrain:
-            return load_generator(path), path, False
-        gen = make_generator(name, U.shape[1], **arch)
-        report = gen.fit(_tensor(U), _tensor(y), config=train, warm_start=False)
+            return load_generator(path, kind=name), path, False
+        report = gen.fit(_tensor(U), _tensor(y), config=config, warm_start=False)
         gen.save(path)
-        _write_json(path.with_suffix(".json"), {"kind": name, "arch": arch, "train": _plain(train), "seconds": getattr(report, "seconds", None)})
+        _write_json(
+            path.with_suffix(".json"),
+            {"kind": name, "arch": arch, "train": _plain(config), "seconds": getattr(report, "seconds", None)},
+        )
         return gen, path, True
 
 

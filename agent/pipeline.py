@@ -17,7 +17,7 @@ from agent.data import Observations
 from agent.materials import Material, get_material
 from agent.models import ModelStore, default_state_dir
 from agent.surrogate import EnsembleConfig, SurrogateEnsemble
-from generators import Generator, TrainConfig
+from generators import Generator
 
 __all__ = ["DesignSetup", "LoadedModels", "load_models", "training_data"]
 
@@ -33,7 +33,7 @@ class DesignSetup:
     seed: int = 0
     progress: bool = True
     surrogate: EnsembleConfig | None = None
-    generator_train: TrainConfig | None = None
+    generator_train: dict[str, Any] = field(default_factory=dict)
     generator_arch: dict[str, Any] = field(default_factory=dict)
 
 
@@ -69,8 +69,9 @@ def load_models(
     scfg.progress = setup.progress
     surrogate, spath, trained = store.surrogate(material.name, U, y, obs.groups(), scfg)
     log(f"surrogate: {'trained and saved' if trained else 'loaded'} {spath}")
-    gcfg = setup.generator_train or TrainConfig(seed=setup.seed)
-    gcfg.progress = setup.progress
-    generator, gpath, trained = store.generator(material.name, setup.generator, U, np.asarray(y), gcfg, setup.generator_arch)
+    gcfg = {"seed": setup.seed} | setup.generator_train | {"progress": setup.progress}
+    generator, gpath, trained = store.generator(
+        material.name, setup.generator, U, np.asarray(y), gcfg, setup.generator_arch
+    )
     log(f"generator {setup.generator}: {'trained and saved' if trained else 'loaded'} {gpath}")
     return LoadedModels(material, obs, surrogate, generator, {"surrogate": spath, "generator": gpath})

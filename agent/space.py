@@ -96,8 +96,7 @@ class DesignSpace:
         return {
             "name": self.name,
             "parameters": [
-                {"name": p.name, "lower": p.lower, "upper": p.upper, "unit": p.unit}
-                for p in self.parameters
+                {"name": p.name, "lower": p.lower, "upper": p.upper, "unit": p.unit} for p in self.parameters
             ],
             "constraints": [c.name for c in self.constraints],
         }

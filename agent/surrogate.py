@@ -16,6 +16,7 @@ Inputs are unit-box coordinates ``u`` in ``[0, 1]^d`` (see `agent.space.DesignSp
 
 from __future__ import annotations
 
+import itertools
 import math
 import os
 import tempfile
@@ -91,7 +92,7 @@ class _BatchedMLP(nn.Module):
         sizes = [dim] + [hidden] * layers + [1]
         self.weights = nn.ParameterList()
         self.biases = nn.ParameterList()
-        for fan_in, fan_out in zip(sizes[:-1], sizes[1:]):
+        for fan_in, fan_out in itertools.pairwise(sizes):
             bound = 1.0 / math.sqrt(fan_in)
             self.weights.append(nn.Parameter(torch.empty(members, fan_in, fan_out).uniform_(-bound, bound)))
             self.biases.append(nn.Parameter(torch.empty(members, 1, fan_out).uniform_(-bound, bound)))
@@ -173,7 +174,7 @@ class SurrogateEnsemble(EnsembleModel):
         warm = warm_start and self.fitted
         rng = np.random.default_rng(cfg.seed)
         uniq = rng.permutation(np.unique(groups))
-        n_cal_groups = int(round(cfg.calibration_fraction * len(uniq)))
+        n_cal_groups = round(cfg.calibration_fraction * len(uniq))
         cal_mask = np.isin(groups, uniq[:n_cal_groups])
         tr_U, tr_y = U[~cal_mask], y[~cal_mask]
         if len(tr_y) < 2:
@@ -242,7 +243,7 @@ class SurrogateEnsemble(EnsembleModel):
         err = np.abs(y - mean)
         with np.errstate(divide="ignore", invalid="ignore"):
             ratio = np.where(err <= 1e-6, 0.0, np.where(std > 0, err / std, np.inf))
-        k = min(len(ratio) - 1, int(math.ceil(self.config.target_coverage * len(ratio))) - 1)
+        k = min(len(ratio) - 1, math.ceil(self.config.target_coverage * len(ratio)) - 1)
         needed = float(np.sort(ratio)[k]) / 2.0
         return float(np.clip(needed if np.isfinite(needed) else 50.0, 0.25, 50.0))
 
@@ -270,15 +271,15 @@ class SurrogateEnsemble(EnsembleModel):
             payload: Any = torch.load(path, weights_only=True, map_location="cpu")
         except FileNotFoundError:
             raise WeightsError(f"surrogate weight file {path} does not exist") from None
-        except Exception as exc:
-            raise WeightsError(f"surrogate weight file {path} is unreadable or corrupt: {exc}") from None
+        except Exception as exc:  # torch raises many types for bad bytes; all mean "unreadable"
+            raise WeightsError(f"surrogate weight file {path} is unreadable or corrupt: {_short(exc)}") from None
         if not isinstance(payload, dict) or payload.get("format") != _FORMAT:
             raise WeightsError(f"{path} is not an innloop surrogate weight file (format tag missing)")
         try:
             model = cls(int(payload["dim"]), EnsembleConfig(**payload["config"]))
             model.load_state_dict(payload["state_dict"])
         except Exception as exc:
-            raise WeightsError(f"{path}: weights do not match a surrogate ensemble: {exc}") from None
+            raise WeightsError(f"{path}: weights do not match a surrogate ensemble: {_short(exc)}") from None
         model.eval()
         return model
 
@@ -295,6 +296,12 @@ def calibration_report(model: SurrogateEnsemble, U: np.ndarray, y: np.ndarray) -
         "coverage_2sigma": float((err <= 2 * std + 1e-9).mean()),
         "mean_sigma": float(std.mean()),
     }
+
+
+def _short(exc: BaseException, limit: int = 300) -> str:
+    """One line of an exception's text: torch's messages span many lines."""
+    text = f"{type(exc).__name__}: " + " ".join(str(exc).split())
+    return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
 def _check_xy(U: np.ndarray, y: np.ndarray, dim: int) -> tuple[np.ndarray, np.ndarray]:

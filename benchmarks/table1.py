@@ -41,7 +41,6 @@ from agent.metrics import diversity_ratio, mae_against
 from agent.models import ModelStore, default_state_dir
 from agent.pipeline import training_data
 from agent.surrogate import EnsembleConfig, SurrogateEnsemble, calibration_report
-from generators import TrainConfig
 
 PAPER: dict[str, tuple[float, float, float, str]] = {
     "MDN": (0.184, 0.421, 0.840, "~5 s"),
@@ -102,7 +101,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     for gname in sorted({g for g, _ in METHODS.values()} & set(args.generators)):
         t0 = time.perf_counter()
         gen, _, trained = store.generator(
-            "mos2", gname, half_a.U, half_a.y, TrainConfig(seed=args.seed, progress=args.progress, **gtrain)
+            "mos2", gname, half_a.U, half_a.y, {"seed": args.seed, "progress": args.progress, **gtrain}
         )
         timings[f"train {gname}" + ("" if trained else " (cached)")] = time.perf_counter() - t0
         generators[gname] = gen
@@ -120,36 +119,99 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             in_box = float(space.valid_mask(space.from_unit(U)).mean()) if len(U) else float("nan")
             Ue = np.clip(U, 0.0, 1.0)
             ref = half_a.U[np.abs(half_a.y - t) <= 0.1]
-            rows.append({
-                "method": method, "target": t, "n": args.n, "kept": len(U),
-                "mae_loc": mae_against(s_a.predict(Ue)[0], t) if len(U) else float("nan"),
-                "mae_val": mae_against(v_b.predict(Ue)[0], t) if len(U) else float("nan"),
-                "in_box": in_box, "diversity": diversity_ratio(Ue, ref, seed=args.seed),
-                "seconds": seconds, "paper_mae": PAPER[method][TARGETS.index(t)],
-            })
+            rows.append(
+                {
+                    "method": method,
+                    "target": t,
+                    "n": args.n,
+                    "kept": len(U),
+                    "mae_loc": mae_against(s_a.predict(Ue)[0], t) if len(U) else float("nan"),
+                    "mae_val": mae_against(v_b.predict(Ue)[0], t) if len(U) else float("nan"),
+                    "in_box": in_box,
+                    "diversity": diversity_ratio(Ue, ref, seed=args.seed),
+                    "seconds": seconds,
+                    "paper_mae": PAPER[method][TARGETS.index(t)],
+                }
+            )
             if args.progress:
                 print(f"  {method} @ {t:g} eV: {rows[-1]['mae_val']:.4f} eV, {seconds:.2f} s", file=sys.stderr)
-    return {"rows": rows, "surrogates": surrogates, "train_seconds": timings,
-            "settings": {"n": args.n, "seed": args.seed, "quick": args.quick, "threads": args.threads}}
+    return {
+        "rows": rows,
+        "surrogates": surrogates,
+        "train_seconds": timings,
+        "settings": {"n": args.n, "seed": args.seed, "quick": args.quick, "threads": args.threads},
+    }
+
+
+def _table(columns: list[tuple[str, str]], rows: list[list[Any]]) -> list[str]:
+    """Right-aligned text table; ``columns`` are ``(header, format spec)``."""
+    cells = [[format(v, spec) for v, (_, spec) in zip(row, columns)] for row in rows]
+    widths = [max([len(h)] + [len(r[i]) for r in cells]) for i, (h, _) in enumerate(columns)]
+    head = "  ".join(h.rjust(w) for (h, _), w in zip(columns, widths))
+    return [head, "-" * len(head)] + ["  ".join(c.rjust(w) for c, w in zip(r, widths)) for r in cells]
 
 
 def render(result: dict[str, Any]) -> str:
     lines = ["Table 1 — MAE in eV (loc: localizing surrogate S_A; val: independent validator V_B)", ""]
-    head = f"{'method':<16} {'target':>6} {'kept':>6} {'mae_loc':>8} {'mae_val':>8} {'paper':>6} {'in_box':>7} {'divers.':>7} {'seconds':>8} {'paper s':>8}"
-    lines += [head, "-" * len(head)]
-    for r in result["rows"]:
-        lines.append(
-            f"{r['method']:<16} {r['target']:>6.2f} {r['kept']:>6d} {r['mae_loc']:>8.4f} {r['mae_val']:>8.4f} "
-            f"{r['paper_mae']:>6.3f} {r['in_box']:>7.1%} {r['diversity']:>7.2f} {r['seconds']:>8.2f} {PAPER[r['method']][3]:>8}"
-        )
-    lines += ["", "Surrogate ensembles (held-out rows)", ""]
-    head = f"{'model':<18} {'n':>6} {'MAE':>7} {'MAE>0':>7} {'±0.1@0':>7} {'±0.1@0.5':>8} {'±0.1@1':>7} {'cov1σ':>6} {'cov2σ':>6}"
-    lines += [head, "-" * len(head)]
-    for name, s in result["surrogates"].items():
-        lines.append(
-            f"{name:<18} {int(s['n']):>6d} {s['mae']:>7.4f} {s['mae_nonzero']:>7.4f} {s['mae_near_0']:>7.4f} "
-            f"{s['mae_near_0.5']:>8.4f} {s['mae_near_1']:>7.4f} {s['coverage_1sigma']:>6.1%} {s['coverage_2sigma']:>6.1%}"
-        )
+    cols = [
+        ("method", ""),
+        ("target", ".2f"),
+        ("kept", "d"),
+        ("mae_loc", ".4f"),
+        ("mae_val", ".4f"),
+        ("paper", ".3f"),
+        ("in_box", ".1%"),
+        ("divers.", ".2f"),
+        ("seconds", ".2f"),
+        ("paper s", ""),
+    ]
+    lines += _table(
+        cols,
+        [
+            [
+                r["method"],
+                r["target"],
+                r["kept"],
+                r["mae_loc"],
+                r["mae_val"],
+                r["paper_mae"],
+                r["in_box"],
+                r["diversity"],
+                r["seconds"],
+                PAPER[r["method"]][3],
+            ]
+            for r in result["rows"]
+        ],
+    )
+    lines += ["", "Surrogate ensembles (held-out rows; MAE near t: rows with |gap - t| <= 0.1 eV)", ""]
+    cols = [
+        ("model", ""),
+        ("n", ".0f"),
+        ("MAE", ".4f"),
+        ("MAE gap>0", ".4f"),
+        ("near 0", ".4f"),
+        ("near 0.5", ".4f"),
+        ("near 1", ".4f"),
+        ("cov 1σ", ".1%"),
+        ("cov 2σ", ".1%"),
+    ]
+    lines += _table(
+        cols,
+        [
+            [
+                name,
+                s["n"],
+                s["mae"],
+                s["mae_nonzero"],
+                s["mae_near_0"],
+                s["mae_near_0.5"],
+                s["mae_near_1"],
+                s["coverage_1sigma"],
+                s["coverage_2sigma"],
+            ]
+            for name, s in result["surrogates"].items()
+        ],
+    )
     lines += ["", "Training wall seconds: " + ", ".join(f"{k} {v:.1f}" for k, v in result["train_seconds"].items())]
     return "\n".join(lines)
 

@@ -59,6 +59,8 @@ def test_downselect_filters_window_bounds_and_sigma() -> None:
     mean = np.array([1.0, 1.3, 1.0, 1.05])
     std = np.array([0.01, 0.01, 0.01, 0.2])
     np.testing.assert_array_equal(downselect(space, U, mean, std, 1.0, 0.1), [True, False, False, True])
-    np.testing.assert_array_equal(downselect(space, U, mean, std, 1.0, 0.1, max_sigma=0.05), [True, False, False, False])
+    np.testing.assert_array_equal(
+        downselect(space, U, mean, std, 1.0, 0.1, max_sigma=0.05), [True, False, False, False]
+    )
     with pytest.raises(ConfigError):
         downselect(space, U, mean, std, 1.0, 0.0)

@@ -69,14 +69,14 @@ def test_warm_start_continues_with_fewer_epochs(synthetic_data) -> None:  # type
 def test_corrupt_weight_file_is_one_clear_error(tmp_path, payload: bytes) -> None:  # type: ignore[no-untyped-def]
     p = tmp_path / "bad.pt"
     p.write_bytes(payload)
-    with pytest.raises(WeightsError, match="bad.pt"):
+    with pytest.raises(WeightsError, match=r"bad\.pt"):
         SurrogateEnsemble.load(p)
 
 
 def test_truncated_or_foreign_weight_files(tmp_path, small_ensemble) -> None:  # type: ignore[no-untyped-def]
     good = small_ensemble.save(tmp_path / "good.pt")
     (tmp_path / "cut.pt").write_bytes(good.read_bytes()[:200])
-    with pytest.raises(WeightsError, match="cut.pt"):
+    with pytest.raises(WeightsError, match=r"cut\.pt"):
         SurrogateEnsemble.load(tmp_path / "cut.pt")
     torch.save({"weights": torch.zeros(3)}, tmp_path / "plain.pt")
     with pytest.raises(WeightsError, match="format tag"):
