@@ -107,7 +107,7 @@ def build_parser() -> argparse.ArgumentParser:
     d.add_argument("--no-refine", action="store_true", help="raw generator samples, no down-selection")
     d.add_argument("--state", help="state folder for cached models (default $INNLOOP_STATE_DIR or ./state)")
     d.add_argument("--retrain", action="store_true", help="train models again even if cached")
-    d.add_argument("--surrogate-epochs", type=int, help="training epochs of the surrogate (default 300)")
+    d.add_argument("--surrogate-epochs", type=int, help="training epochs of the surrogate (default 500)")
     d.add_argument("--generator-epochs", type=int, help="training epochs of the generator (default: its own)")
     d.add_argument("-q", "--quiet", action="store_true", help="no progress bars or log lines")
     d.set_defaults(func=_design)

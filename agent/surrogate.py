@@ -45,8 +45,8 @@ class EnsembleConfig:
     members: int = 5
     hidden: int = 256
     layers: int = 3
-    epochs: int = 300
-    warm_epochs: int = 60
+    epochs: int = 500
+    warm_epochs: int = 100
     batch_size: int = 128
     lr: float = 3e-3
     weight_decay: float = 0.0

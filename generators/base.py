@@ -132,6 +132,8 @@ class TorchGenerator(nn.Module):
 
     Standardisation buffers are set on the first fit and kept on warm starts, so that
     continued training sees inputs on the same scale the weights were trained on.
+    Subclasses set ``name``/``default_epochs`` and implement ``from_arch_dict``, ``_loss``
+    and ``_sample``; ``arch`` is their architecture dataclass (saved with the weights).
     """
 
     name: str = "base"
@@ -349,7 +351,7 @@ class TorchGenerator(nn.Module):
                 if not bool(torch.isfinite(loss)):
                     raise InnloopError(
                         f"training of generator {self.name!r} diverged (non-finite loss) at epoch "
-                        f"{epoch + 1}; lower the learning rate or raise grad_clip strictness"
+                        f"{epoch + 1}; lower the learning rate or tighten grad_clip"
                     )
                 opt.zero_grad(set_to_none=True)
                 loss.backward()

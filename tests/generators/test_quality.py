@@ -23,3 +23,14 @@ def test_cinn_hits_the_target_on_a_sum_problem() -> None:
     assert mae < 0.25 * random_mae, f"cINN MAE {mae:.3f} vs random {random_mae:.3f}"
     inside = ((samples >= -0.05) & (samples <= 1.05)).all(dim=1).float().mean().item()
     assert inside > 0.9, f"only {inside:.0%} of samples near the unit square"
+
+
+def test_cinn_box_logit_keeps_samples_near_the_box() -> None:
+    gen = torch.Generator().manual_seed(0)
+    u = torch.rand((600, 3), generator=gen)
+    model = make_generator("cinn", 3, blocks=2, hidden=32, cond_features=4, box_logit=True, box_margin=0.05)
+    u_in = torch.tensor([[0.0, 0.5, 1.0], [0.01, 0.99, 0.3]])
+    torch.testing.assert_close(model._from_model(model._to_model(u_in)), u_in, atol=1e-5, rtol=0)
+    model.fit(u, u.sum(dim=1), config=TrainConfig(epochs=2, batch_size=128))
+    samples = model.sample(1.5, 500, seed=0)
+    assert bool(((samples > -0.05) & (samples < 1.05)).all())
