@@ -36,13 +36,15 @@ class CVAEArch:
 
     The KL weight ramps linearly from 0 to ``beta`` over the first ``kl_warmup`` fraction of
     each fit, so the decoder learns to use ``z`` before the prior pulls it shut
-    (posterior collapse). The decoder variance is one learned scalar per dimension.
+    (posterior collapse). ``beta`` below 1 keeps the latent informative: with the full KL
+    weight the decoder mostly ignores ``z`` and its means average over the modes of
+    ``p(u | y)``. The decoder variance is one learned scalar per dimension.
     """
 
     latent: int = 0
     hidden: int = 256
     layers: int = 3
-    beta: float = 1.0
+    beta: float = 0.3
     kl_warmup: float = 0.3
     y_noise: float = 0.02
 

@@ -87,7 +87,7 @@ class INN(TorchGenerator):
     """Padded INN ``[u, 0] <-> [y, z, 0]`` trained with MSE + MMD losses."""
 
     name = "inn"
-    default_epochs: ClassVar[int] = 120
+    default_epochs: ClassVar[int] = 100
 
     widths: Tensor
 

@@ -23,7 +23,9 @@ __all__ = ["MDN", "MDNArch"]
 @dataclass
 class MDNArch:
     """``components`` Gaussians; log-sigmas are clamped so a component cannot collapse
-    onto a single training row (which sends the likelihood to infinity)."""
+    onto a single training row (which sends the likelihood to infinity). ``y_noise`` and
+    ``u_noise`` are training jitter in standard units, as for the cINN: smooth conditioning
+    and no components wasted on rows that share exact values."""
 
     components: int = 20
     hidden: int = 256
@@ -31,6 +33,7 @@ class MDNArch:
     min_log_sigma: float = -5.0
     max_log_sigma: float = 1.5
     y_noise: float = 0.02
+    u_noise: float = 0.03
 
     def __post_init__(self) -> None:
         for name in ("components", "hidden", "layers"):
@@ -40,8 +43,9 @@ class MDNArch:
             raise ConfigError(
                 f"MDNArch.min_log_sigma ({self.min_log_sigma}) must be below max_log_sigma ({self.max_log_sigma})"
             )
-        if not self.y_noise >= 0:
-            raise ConfigError(f"MDNArch.y_noise must be >= 0, got {self.y_noise!r}")
+        for name in ("y_noise", "u_noise"):
+            if not getattr(self, name) >= 0:
+                raise ConfigError(f"MDNArch.{name} must be >= 0, got {getattr(self, name)!r}")
 
 
 class MDN(TorchGenerator):
@@ -89,6 +93,8 @@ class MDN(TorchGenerator):
     def _loss(self, u_std: Tensor, y_std: Tensor, gen: torch.Generator) -> Tensor:
         if self.arch.y_noise:
             y_std = y_std + self.arch.y_noise * torch.randn(y_std.shape, generator=gen)
+        if self.arch.u_noise:
+            u_std = u_std + self.arch.u_noise * torch.randn(u_std.shape, generator=gen)
         return -self.log_prob(u_std, y_std).mean()
 
     def _sample(self, y_std: Tensor, gen: torch.Generator) -> Tensor:
