@@ -42,6 +42,18 @@ def zero_last_linear(module: nn.Module) -> None:
             last.bias.zero_()
 
 
+def mlp(inp: int, hidden: int, layers: int, out: int | None) -> nn.Sequential:
+    """``layers`` SiLU layers of width ``hidden``, then a linear map to ``out`` (none if ``None``)."""
+    mods: list[nn.Module] = []
+    width = inp
+    for _ in range(layers):
+        mods += [nn.Linear(width, hidden), nn.SiLU()]
+        width = hidden
+    if out is not None:
+        mods.append(nn.Linear(width, out))
+    return nn.Sequential(*mods)
+
+
 def mlp_subnet(hidden: int, layers: int = 2) -> SubnetConstructor:
     """A constructor of ``layers`` hidden SiLU layers of width ``hidden``; last layer zeroed.
 
@@ -51,13 +63,7 @@ def mlp_subnet(hidden: int, layers: int = 2) -> SubnetConstructor:
         raise ConfigError(f"mlp_subnet needs hidden >= 1 and layers >= 1, got {hidden}, {layers}")
 
     def build(in_features: int, out_features: int) -> nn.Module:
-        mods: list[nn.Module] = []
-        width = in_features
-        for _ in range(layers):
-            mods += [nn.Linear(width, hidden), nn.SiLU()]
-            width = hidden
-        mods.append(nn.Linear(width, out_features))
-        net = nn.Sequential(*mods)
+        net = mlp(in_features, hidden, layers, out_features)
         zero_last_linear(net)
         return net
 

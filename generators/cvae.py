@@ -16,18 +16,9 @@ from torch import Tensor, nn
 
 from agent.errors import ConfigError
 from generators.base import TorchGenerator, TrainConfig, arch_from_dict
+from generators.blocks import mlp
 
 __all__ = ["CVAE", "CVAEArch"]
-
-
-def _mlp(inp: int, hidden: int, layers: int, out: int) -> nn.Sequential:
-    mods: list[nn.Module] = []
-    width = inp
-    for _ in range(layers):
-        mods += [nn.Linear(width, hidden), nn.SiLU()]
-        width = hidden
-    mods.append(nn.Linear(width, out))
-    return nn.Sequential(*mods)
 
 
 @dataclass
@@ -73,8 +64,8 @@ class CVAE(TorchGenerator):
         super().__init__(dim, arch)
         self.arch: CVAEArch = arch
         self.latent = arch.latent or self.dim
-        self.encoder = _mlp(self.dim + 1, arch.hidden, arch.layers, 2 * self.latent)
-        self.decoder = _mlp(self.latent + 1, arch.hidden, arch.layers, self.dim)
+        self.encoder = mlp(self.dim + 1, arch.hidden, arch.layers, 2 * self.latent)
+        self.decoder = mlp(self.latent + 1, arch.hidden, arch.layers, self.dim)
         self.log_var = nn.Parameter(torch.zeros(self.dim))
 
     @classmethod

@@ -16,6 +16,7 @@ from torch import Tensor, nn
 
 from agent.errors import ConfigError
 from generators.base import TorchGenerator, TrainConfig, arch_from_dict
+from generators.blocks import mlp
 
 __all__ = ["MDN", "MDNArch"]
 
@@ -58,14 +59,9 @@ class MDN(TorchGenerator):
         arch = arch if arch is not None else MDNArch()
         super().__init__(dim, arch)
         self.arch: MDNArch = arch
-        mods: list[nn.Module] = []
-        width = 1
-        for _ in range(arch.layers):
-            mods += [nn.Linear(width, arch.hidden), nn.SiLU()]
-            width = arch.hidden
-        self.trunk = nn.Sequential(*mods)
+        self.trunk = mlp(1, arch.hidden, arch.layers, None)
         k, d = arch.components, self.dim
-        self.head = nn.Linear(width, k + 2 * k * d)  # logits, means, log-sigmas
+        self.head = nn.Linear(arch.hidden, k + 2 * k * d)  # logits, means, log-sigmas
 
     @classmethod
     def from_arch_dict(cls, dim: int, arch: dict[str, Any]) -> MDN:
