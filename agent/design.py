@@ -92,6 +92,7 @@ def generate_candidates(
 
     t1 = time.perf_counter()
     mean, std = surrogate.predict(U)
+    # for a 0 eV target the localizer aims below zero by the metal margin: widen by as much
     window = cfg.prefilter_window + (cfg.localize.metal_margin if target <= 0 else 0.0)
     keep = downselect(space, U, mean, std, target, window)
     U = U[keep]

@@ -7,7 +7,7 @@ settings, which cache" is decided in one place.
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -65,8 +65,7 @@ def load_models(
     obs = data if data is not None else training_data(material)
     store = ModelStore(setup.state_dir or default_state_dir(), retrain=setup.retrain)
     U, y = obs.U, obs.y
-    scfg = setup.surrogate or EnsembleConfig(seed=setup.seed)
-    scfg.progress = setup.progress
+    scfg = replace(setup.surrogate or EnsembleConfig(seed=setup.seed), progress=setup.progress)
     surrogate, spath, trained = store.surrogate(material.name, U, y, obs.groups(), scfg)
     log(f"surrogate: {'trained and saved' if trained else 'loaded'} {spath}")
     gcfg = {"seed": setup.seed} | setup.generator_train | {"progress": setup.progress}
