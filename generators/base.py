@@ -16,7 +16,7 @@ import tempfile
 import time
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
-from typing import Any, ClassVar, Protocol, runtime_checkable
+from typing import Any, ClassVar, Protocol, Self, runtime_checkable
 
 import torch
 from torch import Tensor, nn
@@ -132,12 +132,13 @@ class TorchGenerator(nn.Module):
 
     Standardisation buffers are set on the first fit and kept on warm starts, so that
     continued training sees inputs on the same scale the weights were trained on.
-    Subclasses set ``name``/``default_epochs`` and implement ``from_arch_dict``, ``_loss``
+    Subclasses set ``name``/``default_epochs``/``arch_type`` and implement ``_loss``
     and ``_sample``; ``arch`` is their architecture dataclass (saved with the weights).
     """
 
     name: str = "base"
     default_epochs: ClassVar[int] = 100
+    arch_type: ClassVar[type[Any]]
 
     u_mean: Tensor
     u_std: Tensor
@@ -164,9 +165,9 @@ class TorchGenerator(nn.Module):
 
     # -- model hooks ---------------------------------------------------------------
     @classmethod
-    def from_arch_dict(cls, dim: int, arch: dict[str, Any]) -> TorchGenerator:
+    def from_arch_dict(cls, dim: int, arch: dict[str, Any]) -> Self:
         """Build an unfitted instance from a plain architecture dict (as saved in files)."""
-        raise NotImplementedError
+        return cls(dim, arch_from_dict(cls.arch_type, arch, kind=cls.name))
 
     def _loss(self, u_std: Tensor, y_std: Tensor, gen: torch.Generator) -> Tensor:
         """Scalar training loss of a batch: ``u_std`` (b, d), ``y_std`` (b, 1)."""

@@ -9,13 +9,13 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Any, ClassVar
+from typing import ClassVar
 
 import torch
 from torch import Tensor, nn
 
 from agent.errors import ConfigError
-from generators.base import TorchGenerator, TrainConfig, arch_from_dict
+from generators.base import TorchGenerator, TrainConfig
 from generators.blocks import ActNorm, AffineCoupling, InvertibleSequence, PermuteRandom, mlp_subnet
 
 __all__ = ["CINN", "CINNArch"]
@@ -71,6 +71,7 @@ class CINN(TorchGenerator):
     """Conditional INN; the default model of the design loop."""
 
     name = "cinn"
+    arch_type = CINNArch
     default_epochs: ClassVar[int] = 200
 
     def __init__(self, dim: int, arch: CINNArch | None = None) -> None:
@@ -94,10 +95,6 @@ class CINN(TorchGenerator):
             blocks.append(AffineCoupling(self.dim, cond_dim, subnet, clamp=arch.clamp))
             blocks.append(PermuteRandom(self.dim, seed=arch.seed * 1000 + i))
         self.flow = InvertibleSequence(blocks)
-
-    @classmethod
-    def from_arch_dict(cls, dim: int, arch: dict[str, Any]) -> CINN:
-        return cls(dim, arch_from_dict(CINNArch, arch, kind=cls.name))
 
     def default_train_config(self) -> TrainConfig:
         return TrainConfig(epochs=self.default_epochs, batch_size=256, lr=2e-3, weight_decay=1e-5)

@@ -9,13 +9,13 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Any, ClassVar
+from typing import ClassVar
 
 import torch
 from torch import Tensor, nn
 
 from agent.errors import ConfigError
-from generators.base import TorchGenerator, TrainConfig, arch_from_dict
+from generators.base import TorchGenerator, TrainConfig
 from generators.blocks import mlp
 
 __all__ = ["CVAE", "CVAEArch"]
@@ -57,6 +57,7 @@ class CVAE(TorchGenerator):
     """Conditional VAE with a Gaussian decoder of learned per-dimension variance."""
 
     name = "cvae"
+    arch_type = CVAEArch
     default_epochs: ClassVar[int] = 150
 
     def __init__(self, dim: int, arch: CVAEArch | None = None) -> None:
@@ -67,10 +68,6 @@ class CVAE(TorchGenerator):
         self.encoder = mlp(self.dim + 1, arch.hidden, arch.layers, 2 * self.latent)
         self.decoder = mlp(self.latent + 1, arch.hidden, arch.layers, self.dim)
         self.log_var = nn.Parameter(torch.zeros(self.dim))
-
-    @classmethod
-    def from_arch_dict(cls, dim: int, arch: dict[str, Any]) -> CVAE:
-        return cls(dim, arch_from_dict(CVAEArch, arch, kind=cls.name))
 
     def default_train_config(self) -> TrainConfig:
         return TrainConfig(epochs=self.default_epochs, batch_size=256, lr=1e-3)

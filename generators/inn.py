@@ -11,13 +11,13 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Any, ClassVar
+from typing import ClassVar
 
 import torch
 from torch import Tensor, nn
 
 from agent.errors import ConfigError
-from generators.base import TorchGenerator, TrainConfig, arch_from_dict
+from generators.base import TorchGenerator, TrainConfig
 from generators.blocks import AffineCoupling, InvertibleSequence, PermuteRandom, mlp_subnet
 
 __all__ = ["INN", "INNArch", "mmd"]
@@ -87,6 +87,7 @@ class INN(TorchGenerator):
     """Padded INN ``[u, 0] <-> [y, z, 0]`` trained with MSE + MMD losses."""
 
     name = "inn"
+    arch_type = INNArch
     default_epochs: ClassVar[int] = 100
 
     widths: Tensor
@@ -109,10 +110,6 @@ class INN(TorchGenerator):
         self.flow = InvertibleSequence(blocks)
         widths = torch.logspace(math.log10(arch.kernel_min), math.log10(arch.kernel_max), arch.kernels)
         self.register_buffer("widths", widths, persistent=False)
-
-    @classmethod
-    def from_arch_dict(cls, dim: int, arch: dict[str, Any]) -> INN:
-        return cls(dim, arch_from_dict(INNArch, arch, kind=cls.name))
 
     def default_train_config(self) -> TrainConfig:
         return TrainConfig(epochs=self.default_epochs, batch_size=256, lr=1e-3, weight_decay=1e-5)

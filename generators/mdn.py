@@ -9,13 +9,13 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Any, ClassVar
+from typing import ClassVar
 
 import torch
 from torch import Tensor, nn
 
 from agent.errors import ConfigError
-from generators.base import TorchGenerator, TrainConfig, arch_from_dict
+from generators.base import TorchGenerator, TrainConfig
 from generators.blocks import mlp
 
 __all__ = ["MDN", "MDNArch"]
@@ -53,6 +53,7 @@ class MDN(TorchGenerator):
     """Mixture density network over standardised design points."""
 
     name = "mdn"
+    arch_type = MDNArch
     default_epochs: ClassVar[int] = 150
 
     def __init__(self, dim: int, arch: MDNArch | None = None) -> None:
@@ -62,10 +63,6 @@ class MDN(TorchGenerator):
         self.trunk = mlp(1, arch.hidden, arch.layers, None)
         k, d = arch.components, self.dim
         self.head = nn.Linear(arch.hidden, k + 2 * k * d)  # logits, means, log-sigmas
-
-    @classmethod
-    def from_arch_dict(cls, dim: int, arch: dict[str, Any]) -> MDN:
-        return cls(dim, arch_from_dict(MDNArch, arch, kind=cls.name))
 
     def default_train_config(self) -> TrainConfig:
         return TrainConfig(epochs=self.default_epochs, batch_size=256, lr=1e-3)
