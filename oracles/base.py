@@ -1,0 +1,177 @@
+"""The oracle protocol: submit -> poll -> results, with handles that survive a restart.
+
+Oracle results are the expensive part of a campaign (node-hours of DFT, a robot's time),
+so the protocol is built around never losing or repeating one:
+
+- `submit` returns one `Handle` per design. A handle is plain JSON (oracle name, our job
+  id, the back end's native id, working folder, the design itself), so a process that
+  died after submitting can re-attach from saved handles instead of submitting again.
+- `poll` is cheap and never blocks; `results` returns a `Result` per handle, also for
+  jobs that failed, with the status, the error class (infrastructure: retrying is
+  sensible; physics: e.g. SCF not converged, record it and move on), provenance and the
+  log's location.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass, field
+from enum import StrEnum
+from typing import Any, Protocol, runtime_checkable
+
+import numpy as np
+import pandas as pd
+
+from agent.errors import InnloopError
+from agent.space import DesignSpace
+
+__all__ = [
+    "ErrorClass",
+    "Handle",
+    "JobStatus",
+    "Oracle",
+    "OracleError",
+    "Result",
+    "designs_to_rows",
+]
+
+
+class OracleError(InnloopError):
+    """An oracle cannot be used as asked: bad handle, missing settings, back end down."""
+
+
+class JobStatus(StrEnum):
+    """Where a job stands. ``terminal`` states never change again."""
+
+    PENDING = "pending"
+    RUNNING = "running"
+    COMPLETED = "completed"
+    FAILED = "failed"
+    TIMEOUT = "timeout"
+    ABANDONED = "abandoned"
+    CANCELLED = "cancelled"
+
+    @property
+    def terminal(self) -> bool:
+        return self not in (JobStatus.PENDING, JobStatus.RUNNING)
+
+
+class ErrorClass(StrEnum):
+    """Why a job did not give a value: retry infrastructure faults, record physics ones."""
+
+    INFRASTRUCTURE = "infrastructure"
+    PHYSICS = "physics"
+
+
+@dataclass(frozen=True)
+class Handle:
+    """Everything needed to find a submitted job again, from any process."""
+
+    oracle: str
+    job_id: str
+    design: dict[str, float]
+    native_id: str | None = None
+    workdir: str | None = None
+    submitted_at: float = 0.0
+
+    def to_json(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_json(cls, data: Any) -> Handle:
+        """Rebuild a handle, naming what is wrong with a malformed one."""
+        if not isinstance(data, dict):
+            raise OracleError(f"a handle must be a JSON object, got {type(data).__name__}")
+        missing = [k for k in ("oracle", "job_id", "design") if k not in data]
+        if missing:
+            raise OracleError(f"handle is missing {missing}: {json.dumps(data)[:200]}")
+        unknown = sorted(set(data) - {"oracle", "job_id", "design", "native_id", "workdir", "submitted_at"})
+        if unknown:
+            raise OracleError(f"handle has unknown fields {unknown}")
+        design = data["design"]
+        if not isinstance(design, dict) or not all(isinstance(v, int | float) for v in design.values()):
+            raise OracleError(f"handle {data.get('job_id')!r}: design must map names to numbers")
+        return cls(
+            oracle=str(data["oracle"]),
+            job_id=str(data["job_id"]),
+            design={str(k): float(v) for k, v in design.items()},
+            native_id=None if data.get("native_id") is None else str(data["native_id"]),
+            workdir=None if data.get("workdir") is None else str(data["workdir"]),
+            submitted_at=float(data.get("submitted_at", 0.0)),
+        )
+
+
+@dataclass
+class Result:
+    """What the oracle said about one job; ``values`` only when COMPLETED."""
+
+    handle: Handle
+    status: JobStatus
+    values: dict[str, float] | None = None
+    error_class: ErrorClass | None = None
+    message: str | None = None
+    provenance: dict[str, Any] = field(default_factory=dict)
+    log: str | None = None
+
+    @property
+    def ok(self) -> bool:
+        return self.status is JobStatus.COMPLETED and self.values is not None
+
+    def to_json(self) -> dict[str, Any]:
+        d = asdict(self)
+        d["handle"] = self.handle.to_json()
+        d["status"] = self.status.value
+        d["error_class"] = None if self.error_class is None else self.error_class.value
+        return d
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> Result:
+        try:
+            return cls(
+                handle=Handle.from_json(data["handle"]),
+                status=JobStatus(data["status"]),
+                values=None if data.get("values") is None else {k: float(v) for k, v in data["values"].items()},
+                error_class=None if data.get("error_class") is None else ErrorClass(data["error_class"]),
+                message=data.get("message"),
+                provenance=dict(data.get("provenance") or {}),
+                log=data.get("log"),
+            )
+        except (KeyError, ValueError, TypeError, AttributeError) as exc:
+            raise OracleError(f"malformed result record: {exc}") from None
+
+
+@runtime_checkable
+class Oracle(Protocol):
+    """Anything that measures designs. Every method takes and returns lists in order."""
+
+    name: str
+    space: DesignSpace
+
+    def submit(self, designs: Any) -> list[Handle]: ...
+
+    def poll(self, handles: Sequence[Handle]) -> list[JobStatus]: ...
+
+    def results(self, handles: Sequence[Handle]) -> list[Result]: ...
+
+    def cancel(self, handles: Sequence[Handle]) -> None: ...
+
+
+def designs_to_rows(space: DesignSpace, designs: Any) -> list[dict[str, float]]:
+    """Validate designs (a table with the space's columns, or an ``(n, d)`` array) into dicts.
+
+    Malformed designs raise one `DesignError`/`DataError` before anything is submitted.
+    """
+    if isinstance(designs, pd.DataFrame):
+        X = space.from_frame(designs, source="designs")
+    else:
+        X = np.asarray(designs, dtype=np.float64)
+    X = space.validate(X)
+    return [dict(zip(space.names, map(float, row), strict=True)) for row in X]
+
+
+def check_own(name: str, handles: Sequence[Handle]) -> None:
+    """Refuse handles that belong to another oracle: re-attaching to the wrong back end loses work."""
+    for h in handles:
+        if h.oracle != name:
+            raise OracleError(f"handle {h.job_id!r} belongs to oracle {h.oracle!r}, not {name!r}")

@@ -1,0 +1,190 @@
+"""A DFT emulator: the default oracle of demos and tests.
+
+The "physics" is a fixed smooth model fitted to the bundled MoS2 VASP data (weights in
+``oracles/data/mock_mos2.pt``, reproduced by ``scripts/fit_mock_oracle.py``, loaded with
+``weights_only=True``). Around it sit the parts of a real back end that a loop must
+survive: jobs live on disk (one JSON file each, so another process can re-attach), take
+``latency_s`` to finish, carry optional Gaussian noise and fail at ``failure_rate``:
+half of the failures are physics (the same design always fails, like an SCF that never
+converges), half infrastructure (a fresh attempt may succeed). Every outcome is a pure
+function of the seed, the design and the attempt number, so campaigns are reproducible.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import time
+from collections.abc import Sequence
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from agent.materials import get_material
+from agent.models import default_state_dir
+from agent.surrogate import SurrogateEnsemble
+from oracles.base import ErrorClass, Handle, JobStatus, OracleError, Result, check_own, designs_to_rows
+
+__all__ = ["MockOracle"]
+
+
+def _env_float(name: str, default: float) -> float:
+    raw = os.environ.get(name)
+    if raw is None:
+        return default
+    try:
+        return float(raw)
+    except ValueError:
+        raise OracleError(f"environment variable {name}={raw!r} is not a number") from None
+
+
+class MockOracle:
+    """On-disk emulated DFT jobs. Settings default to ``INNLOOP_MOCK_*`` environment variables."""
+
+    name = "mock"
+
+    def __init__(
+        self,
+        workdir: str | Path | None = None,
+        latency_s: float | None = None,
+        noise_eV: float | None = None,
+        failure_rate: float | None = None,
+        seed: int = 0,
+        material: str = "mos2",
+    ) -> None:
+        self.latency_s = _env_float("INNLOOP_MOCK_LATENCY_S", 0.0) if latency_s is None else float(latency_s)
+        self.noise_eV = _env_float("INNLOOP_MOCK_NOISE_EV", 0.0) if noise_eV is None else float(noise_eV)
+        self.failure_rate = _env_float("INNLOOP_MOCK_FAILURE_RATE", 0.0) if failure_rate is None else failure_rate
+        if self.latency_s < 0 or self.noise_eV < 0 or not 0.0 <= self.failure_rate <= 1.0:
+            raise OracleError("mock oracle: latency_s and noise_eV must be >= 0, failure_rate in [0, 1]")
+        if material != "mos2":
+            raise OracleError(f"the mock oracle emulates MoS2 only, not {material!r}")
+        self.seed = int(seed)
+        self.space = get_material(material).space
+        self.workdir = Path(workdir) if workdir is not None else default_state_dir() / "oracles" / "mock"
+        self.jobs = self.workdir / "jobs"
+        self.jobs.mkdir(parents=True, exist_ok=True)
+        with resources.as_file(resources.files("oracles") / "data" / "mock_mos2.pt") as path:
+            self._model = SurrogateEnsemble.load(path)
+
+    # -- the protocol ------------------------------------------------------------------
+    def submit(self, designs: Any) -> list[Handle]:
+        rows = designs_to_rows(self.space, designs)
+        handles = []
+        for row in rows:
+            key = _design_key(row)
+            attempt = len(list(self.jobs.glob(f"*-{key}.json")))
+            job_id = f"{time.time_ns():x}-{attempt}-{key}"
+            h = Handle(self.name, job_id, row, native_id=job_id, workdir=str(self.workdir), submitted_at=time.time())
+            _write_json(self.jobs / f"{job_id}.json", {"handle": h.to_json(), "attempt": attempt, "cancelled": False})
+            handles.append(h)
+        return handles
+
+    def poll(self, handles: Sequence[Handle]) -> list[JobStatus]:
+        return [r.status for r in self._outcomes(handles)]
+
+    def results(self, handles: Sequence[Handle]) -> list[Result]:
+        return self._outcomes(handles)
+
+    def cancel(self, handles: Sequence[Handle]) -> None:
+        check_own(self.name, handles)
+        for h in handles:
+            job = self._job(h)
+            if job is not None:
+                _write_json(self.jobs / f"{h.job_id}.json", job | {"cancelled": True})
+
+    def submissions(self) -> int:
+        """Jobs ever submitted to this work folder: what the fault tests count."""
+        return len(list(self.jobs.glob("*.json")))
+
+    # -- emulation ---------------------------------------------------------------------
+    def gap(self, designs: Any) -> np.ndarray:
+        """The noiseless emulated gap (eV) of designs, ``(n,)``."""
+        rows = designs_to_rows(self.space, designs)
+        X = np.array([[r[n] for n in self.space.names] for r in rows])
+        with torch.no_grad():
+            f = self._model.signed(torch.as_tensor(self.space.to_unit(X), dtype=torch.float32))
+        return torch.relu(f).mean(dim=0).numpy().astype(np.float64)
+
+    def _job(self, h: Handle) -> dict[str, Any] | None:
+        path = self.jobs / f"{h.job_id}.json"
+        if not path.exists():
+            return None
+        try:
+            job: dict[str, Any] = json.loads(path.read_text())
+            return job
+        except json.JSONDecodeError as exc:
+            raise OracleError(f"mock job file {path} is corrupt: {exc}") from None
+
+    def _outcomes(self, handles: Sequence[Handle]) -> list[Result]:
+        check_own(self.name, handles)
+        out: list[Result] = []
+        now = time.time()
+        prov = {"oracle": self.name, "model": "mock_mos2.pt", "seed": self.seed}
+        for h in handles:
+            job = self._job(h)
+            if job is None:
+                out.append(
+                    Result(
+                        h,
+                        JobStatus.ABANDONED,
+                        error_class=ErrorClass.INFRASTRUCTURE,
+                        message=f"no job {h.job_id} in {self.jobs}: lost by the back end",
+                        provenance=prov,
+                    )
+                )
+                continue
+            if job.get("cancelled"):
+                out.append(Result(h, JobStatus.CANCELLED, message="cancelled", provenance=prov))
+                continue
+            if now < h.submitted_at + self.latency_s:
+                out.append(Result(h, JobStatus.RUNNING, provenance=prov))
+                continue
+            key = _design_key(h.design)
+            rng_design = np.random.default_rng([self.seed, int(key, 16)])
+            rng_attempt = np.random.default_rng([self.seed, int(key, 16), int(job.get("attempt", 0)) + 1])
+            log = str(self.jobs / f"{h.job_id}.json")
+            if rng_design.random() < self.failure_rate / 2:
+                out.append(
+                    Result(
+                        h,
+                        JobStatus.FAILED,
+                        error_class=ErrorClass.PHYSICS,
+                        message="SCF did not converge (emulated)",
+                        provenance=prov,
+                        log=log,
+                    )
+                )
+                continue
+            if rng_attempt.random() < self.failure_rate / 2:
+                out.append(
+                    Result(
+                        h,
+                        JobStatus.FAILED,
+                        error_class=ErrorClass.INFRASTRUCTURE,
+                        message="node failure (emulated)",
+                        provenance=prov,
+                        log=log,
+                    )
+                )
+                continue
+            value = float(self.gap([[h.design[n] for n in self.space.names]])[0])
+            if self.noise_eV:
+                value = max(0.0, value + self.noise_eV * float(rng_attempt.standard_normal()))
+            out.append(Result(h, JobStatus.COMPLETED, values={"gap": value}, provenance=prov, log=log))
+        return out
+
+
+def _design_key(design: dict[str, float]) -> str:
+    text = json.dumps({k: round(float(v), 10) for k, v in sorted(design.items())})
+    return hashlib.sha256(text.encode()).hexdigest()[:12]
+
+
+def _write_json(path: Path, payload: dict[str, Any]) -> None:
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(json.dumps(payload))
+    os.replace(tmp, path)

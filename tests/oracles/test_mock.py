@@ -1,0 +1,112 @@
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from agent.errors import DesignError
+from agent.materials import get_material
+from agent.pipeline import training_data
+from oracles.base import ErrorClass, Handle, JobStatus, OracleError
+from oracles.mock import MockOracle
+
+UNSTRAINED = [[3.16, 3.16, 12.30, 90.0, 90.0, 120.0, 0.0]]
+
+
+@pytest.fixture(scope="module")
+def data():  # type: ignore[no-untyped-def]
+    return training_data(get_material("mos2"))
+
+
+def test_emulator_follows_the_real_data(tmp_path: Path, data) -> None:  # type: ignore[no-untyped-def]
+    oracle = MockOracle(workdir=tmp_path)
+    gaps = oracle.gap(data.X)
+    mae = float(np.abs(gaps - data.y).mean())
+    assert mae < 0.03, f"the emulator should track the VASP gaps it was fitted to (MAE {mae:.3f})"
+    assert (gaps >= 0).all()
+    assert 1.0 < oracle.gap(UNSTRAINED)[0] < 1.6, "the data put the unstrained cell at 1.2-1.4 eV"
+
+
+def test_submit_poll_results_with_latency(tmp_path: Path) -> None:
+    oracle = MockOracle(workdir=tmp_path, latency_s=0.3)
+    handles = oracle.submit(UNSTRAINED * 2)
+    assert oracle.poll(handles) == [JobStatus.RUNNING] * 2
+    time.sleep(0.35)
+    results = oracle.results(handles)
+    assert [r.status for r in results] == [JobStatus.COMPLETED] * 2
+    assert results[0].values == results[1].values, "deterministic without noise"
+    assert oracle.submissions() == 2
+
+
+def test_failures_are_classified_and_reproducible(tmp_path: Path, data) -> None:  # type: ignore[no-untyped-def]
+    oracle = MockOracle(workdir=tmp_path, failure_rate=0.4, noise_eV=0.05, seed=3)
+    designs = data.X[:200]
+    first = oracle.results(oracle.submit(designs))
+    kinds = {r.error_class for r in first if r.status is JobStatus.FAILED}
+    assert kinds == {ErrorClass.PHYSICS, ErrorClass.INFRASTRUCTURE}
+    assert 0.25 < sum(r.status is JobStatus.FAILED for r in first) / 200 < 0.55
+    again = MockOracle(workdir=tmp_path, failure_rate=0.4, noise_eV=0.05, seed=3).results(oracle.submit(designs))
+    for a, b in zip(first, again, strict=True):
+        if a.error_class is ErrorClass.PHYSICS:
+            assert b.error_class is ErrorClass.PHYSICS, "a physics failure repeats for the same design"
+
+
+def test_lost_and_cancelled_jobs(tmp_path: Path) -> None:
+    oracle = MockOracle(workdir=tmp_path, latency_s=60)
+    h1, h2 = oracle.submit(UNSTRAINED * 2)
+    oracle.cancel([h1])
+    ghost = Handle("mock", "no-such-job", h2.design, submitted_at=h2.submitted_at)
+    assert oracle.poll([h1, h2, ghost]) == [JobStatus.CANCELLED, JobStatus.RUNNING, JobStatus.ABANDONED]
+    with pytest.raises(OracleError, match="belongs to oracle 'table'"):
+        oracle.poll([Handle("table", "x", h2.design)])
+
+
+def test_bad_designs_and_settings(tmp_path: Path) -> None:
+    oracle = MockOracle(workdir=tmp_path)
+    with pytest.raises(DesignError, match="outside"):
+        oracle.submit([[9.0, 3.16, 12.3, 90, 90, 120, 0]])
+    with pytest.raises(DesignError, match="shape"):
+        oracle.submit([[3.16, 3.16]])
+    assert oracle.submissions() == 0, "nothing is submitted when any design is bad"
+    with pytest.raises(OracleError, match="failure_rate"):
+        MockOracle(workdir=tmp_path, failure_rate=2.0)
+    os.environ["INNLOOP_MOCK_LATENCY_S"] = "soon"
+    try:
+        with pytest.raises(OracleError, match="INNLOOP_MOCK_LATENCY_S"):
+            MockOracle(workdir=tmp_path)
+    finally:
+        del os.environ["INNLOOP_MOCK_LATENCY_S"]
+
+
+def test_killed_submitter_is_reattached_without_resubmission(tmp_path: Path) -> None:
+    """Process A submits, saves handles and is SIGKILLed; process B collects every result."""
+    handles_file = tmp_path / "handles.json"
+    submitter = textwrap.dedent(f"""
+        import json, time
+        from oracles.mock import MockOracle
+        o = MockOracle(workdir={str(tmp_path / "mock")!r}, latency_s=1.0)
+        hs = o.submit([[3.16, 3.16, 12.3, 90, 90, 120, 0], [3.3, 3.0, 12.0, 95, 88, 118, 0.5]])
+        open({str(handles_file)!r}, "w").write(json.dumps([h.to_json() for h in hs]))
+        print("submitted", flush=True)
+        time.sleep(600)
+    """)
+    proc = subprocess.Popen([sys.executable, "-c", submitter], stdout=subprocess.PIPE, text=True)
+    assert proc.stdout is not None and proc.stdout.readline().strip() == "submitted"
+    proc.send_signal(signal.SIGKILL)
+    proc.wait(timeout=30)
+    handles = [Handle.from_json(d) for d in json.loads(handles_file.read_text())]
+    fresh = MockOracle(workdir=tmp_path / "mock", latency_s=1.0)
+    deadline = time.time() + 30
+    while not all(s.terminal for s in fresh.poll(handles)) and time.time() < deadline:
+        time.sleep(0.1)
+    results = fresh.results(handles)
+    assert [r.status for r in results] == [JobStatus.COMPLETED] * 2
+    assert fresh.submissions() == 2, "re-attaching submitted nothing new"
