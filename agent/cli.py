@@ -72,6 +72,33 @@ def _design(args: argparse.Namespace) -> int:
     return 0
 
 
+def _measure(args: argparse.Namespace) -> int:
+    import json
+
+    import pandas as pd
+
+    from agent.errors import DataError
+    from oracles import make_oracle
+    from oracles.measure import measure
+
+    try:
+        settings = json.loads(args.settings) if args.settings else {}
+    except json.JSONDecodeError as exc:
+        raise InnloopError(f"--settings is not valid JSON: {exc}") from None
+    if not isinstance(settings, dict):
+        raise InnloopError("--settings must be a JSON object, e.g. '{\"latency_s\": 2}'")
+    path = Path(args.designs)
+    if not path.is_file():
+        raise DataError(f"designs file {path} does not exist")
+    try:
+        designs = pd.read_csv(path)
+    except (OSError, ValueError) as exc:
+        raise DataError(f"{path}: not a readable CSV ({exc})") from None
+    oracle = make_oracle(args.oracle, **settings)
+    table = measure(oracle, designs, args.out, poll_interval=args.poll, timeout_s=args.timeout, log=_log(args))
+    return 0 if (table["status"] == "completed").all() else 1
+
+
 def _bench(args: argparse.Namespace) -> int:
     from benchmarks import table1
 
@@ -111,6 +138,16 @@ def build_parser() -> argparse.ArgumentParser:
     d.add_argument("--generator-epochs", type=int, help="training epochs of the generator (default: its own)")
     d.add_argument("-q", "--quiet", action="store_true", help="no progress bars or log lines")
     d.set_defaults(func=_design)
+
+    m = sub.add_parser("measure", help="measure a CSV of designs with an oracle (resumable)")
+    m.add_argument("designs", help="CSV with the material's design columns")
+    m.add_argument("--oracle", required=True, help="oracle name: mock, table, …")
+    m.add_argument("--out", required=True, help="results CSV; OUT.handles.json keeps the submitted jobs")
+    m.add_argument("--settings", help="oracle settings as JSON, e.g. '{\"latency_s\": 2}'")
+    m.add_argument("--poll", type=float, default=1.0, help="seconds between polls (default 1)")
+    m.add_argument("--timeout", type=float, help="stop waiting after this many seconds (jobs keep running)")
+    m.add_argument("-q", "--quiet", action="store_true")
+    m.set_defaults(func=_measure)
 
     b = sub.add_parser("bench", help="run a benchmark and print its table")
     b.add_argument("name", help="benchmark name: table1")

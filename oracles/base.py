@@ -158,10 +158,13 @@ class Oracle(Protocol):
 
 
 def designs_to_rows(space: DesignSpace, designs: Any) -> list[dict[str, float]]:
-    """Validate designs (a table with the space's columns, or an ``(n, d)`` array) into dicts.
+    """Validate designs (a table or list of dicts with the space's columns, or an ``(n, d)``
+    array) into dicts.
 
     Malformed designs raise one `DesignError`/`DataError` before anything is submitted.
     """
+    if isinstance(designs, list) and designs and all(isinstance(d, dict) for d in designs):
+        designs = pd.DataFrame.from_records(designs)
     if isinstance(designs, pd.DataFrame):
         X = space.from_frame(designs, source="designs")
     else:
