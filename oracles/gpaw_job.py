@@ -1,0 +1,366 @@
+"""One GPAW band-gap calculation for one MoS2 design point, run as its own process.
+
+``python -m oracles.gpaw_job INPUT.json OUTPUT.json``
+
+Why a subprocess entry point: a DFT job can take minutes, eat gigabytes or crash in C
+code; running each one in a fresh interpreter lets the caller put a timeout and a memory
+limit on it and keeps a crash from taking the driver down. Everything the job needs is
+in INPUT (design, atomic-position convention, numerical settings) and everything it
+learns goes to OUTPUT, written atomically (temp file + rename) so a reader never sees a
+half-written result. The GPAW text log stays next to OUTPUT as ``gpaw.txt``.
+
+INPUT::
+
+    {"design": {"a": 3.16, "b": 3.16, "c": 12.3, "alpha": 90, "beta": 90,
+                "gamma": 120, "efield": 0.0},
+     "convention": "fractional",
+     "settings": {"ecut_eV": 350, "kpts": [9, 9, 1], "smearing_eV": 0.01,
+                  "spin": false, "xc": "PBE"}}
+
+OUTPUT: ``{"gap_eV", "converged", "wall_s", "gpaw_version", "settings", "convention",
+"error"}`` where ``error`` is null or ``{"class": "physics"|"infrastructure",
+"message"}``: "physics" means the calculation ran but gave no usable answer (SCF did not
+converge, the design is not a buildable cell); "infrastructure" means the machinery
+failed (GPAW missing, bad input file, out of memory) and a retry elsewhere may succeed.
+
+The pure helpers (`parse_input`, `gap_from_eigenvalues`, `write_result`) import no GPAW,
+so they can be tested and used on machines without it.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import sys
+import tempfile
+import time
+from collections.abc import Mapping, Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+import numpy as np
+
+from agent.errors import ConfigError, DesignError
+from agent.materials.mos2 import MIN_VACUUM, cell_is_valid, leaves_vacuum, vacuum_gap
+
+__all__ = [
+    "DESIGN_KEYS",
+    "JobInput",
+    "JobSettings",
+    "gap_from_eigenvalues",
+    "main",
+    "parse_input",
+    "run_job",
+    "write_result",
+]
+
+DESIGN_KEYS = ("a", "b", "c", "alpha", "beta", "gamma", "efield")
+CONVENTIONS = ("fractional", "cartesian")
+LOG_NAME = "gpaw.txt"
+# Mo (14 valence e-) + 2 S (6 each) = 26 electrons -> 13 occupied bands per spin. 20 bands
+# leave room for the smearing; 16 are converged so the conduction-band minimum is too
+# (GPAW by default converges only the occupied bands, which would leave the CBM loose).
+N_BANDS = 20
+N_CONVERGED_BANDS = 16
+
+ErrorClass = Literal["physics", "infrastructure"]
+
+
+@dataclass(frozen=True)
+class JobSettings:
+    """Numerical settings of one job; the defaults are the production ones."""
+
+    ecut_eV: float = 350.0
+    kpts: tuple[int, int, int] = (9, 9, 1)  # Γ-centred Monkhorst-Pack
+    smearing_eV: float = 0.01  # Fermi-Dirac width
+    spin: bool = False
+    xc: str = "PBE"
+    maxiter: int = 200
+
+
+@dataclass(frozen=True)
+class JobInput:
+    """A validated job: the design (physical units, `DESIGN_KEYS` order) and how to run it."""
+
+    design: tuple[float, ...]
+    convention: Literal["fractional", "cartesian"] = "fractional"
+    settings: JobSettings = field(default_factory=JobSettings)
+
+    def design_array(self) -> np.ndarray:
+        """The design as the (1, 7) array the MoS2 builder and masks take."""
+        return np.asarray([self.design], dtype=np.float64)
+
+
+class JobFailed(Exception):
+    """Internal: a failure already classified as physics or infrastructure."""
+
+    def __init__(self, error_class: ErrorClass, message: str) -> None:
+        super().__init__(message)
+        self.error_class: ErrorClass = error_class
+
+
+# -- input -------------------------------------------------------------------------
+def _parse_settings(raw: Any) -> JobSettings:
+    if raw is None:
+        return JobSettings()
+    if not isinstance(raw, Mapping):
+        raise ConfigError(f"'settings' must be an object, got {type(raw).__name__}")
+    known = {f for f in JobSettings.__dataclass_fields__}
+    unknown = sorted(set(raw) - known)
+    if unknown:
+        raise ConfigError(f"unknown settings {unknown}; known: {sorted(known)}")
+    base = JobSettings()
+    try:
+        ecut = float(raw.get("ecut_eV", base.ecut_eV))
+        kpts_raw = raw.get("kpts", base.kpts)
+        kpts = tuple(int(k) for k in kpts_raw)
+        smearing = float(raw.get("smearing_eV", base.smearing_eV))
+        maxiter = int(raw.get("maxiter", base.maxiter))
+    except (TypeError, ValueError) as exc:
+        raise ConfigError(f"malformed settings {dict(raw)}: {exc}") from exc
+    spin = raw.get("spin", base.spin)
+    xc = raw.get("xc", base.xc)
+    if not (math.isfinite(ecut) and ecut > 0):
+        raise ConfigError(f"ecut_eV must be a positive number, got {ecut}")
+    if len(kpts) != 3 or min(kpts) < 1 or any(float(k) != int(k) for k in kpts_raw):
+        raise ConfigError(f"kpts must be three positive integers, got {kpts_raw}")
+    if not (math.isfinite(smearing) and smearing >= 0):
+        raise ConfigError(f"smearing_eV must be a non-negative number, got {smearing}")
+    if not isinstance(spin, bool):
+        raise ConfigError(f"spin must be true or false, got {spin!r}")
+    if not isinstance(xc, str) or not xc:
+        raise ConfigError(f"xc must be a functional name, got {xc!r}")
+    if maxiter < 1:
+        raise ConfigError(f"maxiter must be positive, got {maxiter}")
+    return JobSettings(ecut, (kpts[0], kpts[1], kpts[2]), smearing, spin, xc, maxiter)
+
+
+def parse_input(raw: Mapping[str, Any]) -> JobInput:
+    """Validate an INPUT object; `ConfigError` for bad settings, `DesignError` for bad cells.
+
+    The cell checks run here, before any DFT code is touched, because a degenerate or
+    flattened cell does not fail fast in a plane-wave code: it can allocate huge grids
+    first (one such cell once took 12 GB). The vacuum check uses the requested
+    convention, which for "cartesian" is stricter than the design space's own.
+    """
+    if not isinstance(raw, Mapping):
+        raise ConfigError(f"job input must be a JSON object, got {type(raw).__name__}")
+    design = raw.get("design")
+    if not isinstance(design, Mapping):
+        raise ConfigError(f"job input needs a 'design' object with keys {list(DESIGN_KEYS)}")
+    missing = [k for k in DESIGN_KEYS if k not in design]
+    if missing:
+        raise DesignError(f"design is missing {missing}")
+    try:
+        values = tuple(float(design[k]) for k in DESIGN_KEYS)
+    except (TypeError, ValueError) as exc:
+        raise DesignError(f"design values must be numbers: {dict(design)}") from exc
+    if not all(math.isfinite(v) for v in values):
+        raise DesignError(f"design has non-finite values: {dict(zip(DESIGN_KEYS, values))}")
+    convention = raw.get("convention", "fractional")
+    if convention not in CONVENTIONS:
+        raise ConfigError(f"unknown convention {convention!r}; use one of {list(CONVENTIONS)}")
+    X = np.asarray([values])
+    if min(values[:3]) <= 0 or not bool(cell_is_valid(X)[0]):
+        raise DesignError(f"degenerate cell, refused before launching DFT: {dict(zip(DESIGN_KEYS, values))}")
+    with np.errstate(invalid="ignore"):
+        ok = bool(leaves_vacuum(X)[0]) and float(vacuum_gap(X, convention)[0]) >= MIN_VACUUM
+    if not ok:
+        raise DesignError(
+            f"cell leaves less than {MIN_VACUUM:g} Å of vacuum between layers ({convention}), "
+            f"refused before launching DFT: {dict(zip(DESIGN_KEYS, values))}"
+        )
+    return JobInput(values, convention, _parse_settings(raw.get("settings")))
+
+
+# -- band gap ----------------------------------------------------------------------
+def gap_from_eigenvalues(eigenvalues: Any, fermi_level: float | Sequence[float]) -> float:
+    """Band gap (eV) from eigenvalues shaped (spins, k-points, bands) or (k-points, bands).
+
+    A state is occupied when it lies below the Fermi level (one level, or one per spin).
+    If the number of occupied bands differs between k-points of a spin channel, a band
+    crosses the Fermi level: a metal, gap 0. Otherwise the gap is the lowest empty state
+    minus the highest filled one over all k-points and both spins (indirect gaps count).
+    Raises `ValueError` if no band is filled or none is empty (too few bands computed).
+    """
+    eps = np.asarray(eigenvalues, dtype=np.float64)
+    if eps.ndim == 2:
+        eps = eps[None]
+    if eps.ndim != 3 or eps.size == 0:
+        raise ValueError(f"eigenvalues must be (spins, kpts, bands), got shape {eps.shape}")
+    fermi = np.broadcast_to(np.asarray(fermi_level, dtype=np.float64).ravel(), (eps.shape[0],))
+    vbm, cbm = -np.inf, np.inf
+    for s in range(eps.shape[0]):
+        filled = eps[s] < fermi[s]
+        n_occ = filled.sum(axis=1)
+        if (n_occ != n_occ[0]).any():
+            return 0.0
+        n = int(n_occ[0])
+        if n == 0 or n == eps.shape[2]:
+            raise ValueError(f"spin {s}: {n} of {eps.shape[2]} bands below the Fermi level; need some of each")
+        band = np.sort(eps[s], axis=1)
+        vbm = max(vbm, float(band[:, n - 1].max()))
+        cbm = min(cbm, float(band[:, n].min()))
+    return max(cbm - vbm, 0.0)
+
+
+# -- output ------------------------------------------------------------------------
+def write_result(path: str | os.PathLike[str], result: Mapping[str, Any]) -> Path:
+    """Write ``result`` as JSON to ``path`` atomically: temp file in the same folder + rename.
+
+    Same folder so the rename never crosses file systems (which would not be atomic).
+    """
+    out = Path(path)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{out.name}.", suffix=".tmp", dir=out.parent)
+    try:
+        with os.fdopen(fd, "w") as handle:
+            json.dump(result, handle, indent=2, sort_keys=True, allow_nan=False)
+            handle.write("\n")
+        os.replace(tmp, out)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return out
+
+
+def result_dict(
+    *,
+    gap: float | None,
+    converged: bool,
+    wall_s: float,
+    gpaw_version: str | None,
+    settings: JobSettings | Mapping[str, Any] | None,
+    convention: str | None,
+    error: tuple[ErrorClass, str] | None = None,
+) -> dict[str, Any]:
+    """The OUTPUT object, in one place so every exit path writes the same keys."""
+    sett = asdict(settings) if isinstance(settings, JobSettings) else (dict(settings) if settings else None)
+    if sett is not None and "kpts" in sett:
+        sett["kpts"] = list(sett["kpts"])
+    return {
+        "gap_eV": gap,
+        "converged": converged,
+        "wall_s": round(wall_s, 3),
+        "gpaw_version": gpaw_version,
+        "settings": sett,
+        "convention": convention,
+        "error": None if error is None else {"class": error[0], "message": error[1]},
+    }
+
+
+# -- the DFT run -------------------------------------------------------------------
+def run_job(job: JobInput, folder: str | os.PathLike[str]) -> tuple[float, str]:
+    """Run GPAW on ``job`` in ``folder``; returns (gap in eV, GPAW version).
+
+    PW mode with periodic boundaries on all three axes (what the builder gives; PW needs
+    them). The out-of-plane field is GPAW's `ConstantElectricField` (V/Å, same unit as the
+    design): a sawtooth along z whose jump sits at the cell boundary, i.e. in the vacuum,
+    since the layer is centred at fractional z = 1/2. Raises `JobFailed("physics", ...)`
+    if the SCF does not converge.
+    """
+    try:
+        import gpaw
+        from gpaw import GPAW, PW, FermiDirac, KohnShamConvergenceError
+        from gpaw.external import ConstantElectricField
+    except ImportError as exc:
+        raise JobFailed("infrastructure", f"GPAW is not importable ({exc}); run scripts/install_gpaw.sh") from exc
+    from agent.materials.mos2 import build_structure
+    from agent.structures import to_ase
+
+    s = job.settings
+    atoms = to_ase(build_structure(job.design_array()[0], convention=job.convention))
+    if s.spin:
+        # Start Mo with a moment so a magnetic solution can be found if there is one.
+        atoms.set_initial_magnetic_moments([1.0 if sym == "Mo" else 0.0 for sym in atoms.get_chemical_symbols()])
+    efield = float(job.design[6])
+    calc = GPAW(
+        mode=PW(s.ecut_eV),
+        xc=s.xc,
+        kpts={"size": s.kpts, "gamma": True},
+        occupations=FermiDirac(s.smearing_eV),
+        spinpol=s.spin,
+        nbands=N_BANDS,
+        convergence={"bands": N_CONVERGED_BANDS},
+        maxiter=s.maxiter,
+        external=ConstantElectricField(efield, [0, 0, 1]) if efield != 0.0 else None,
+        txt=str(Path(folder) / LOG_NAME),
+    )
+    atoms.calc = calc
+    try:
+        atoms.get_potential_energy()
+    except KohnShamConvergenceError as exc:
+        raise JobFailed("physics", f"SCF did not converge in {s.maxiter} iterations ({exc!r})") from exc
+    nspins = calc.get_number_of_spins()
+    nk = len(calc.get_ibz_k_points())
+    eps = np.array([[calc.get_eigenvalues(kpt=k, spin=sp) for k in range(nk)] for sp in range(nspins)])
+    fermi: float | list[float]
+    try:
+        fermi = float(calc.get_fermi_level())
+    except ValueError:  # two Fermi levels (fixed magnetic moment)
+        fermi = [float(f) for f in calc.get_fermi_levels()]
+    return gap_from_eigenvalues(eps, fermi), str(gpaw.__version__)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """CLI: read INPUT, run, write OUTPUT. Exit 0 when OUTPUT was written, else 2.
+
+    Every failure still writes OUTPUT (with ``error`` set), so the caller can tell a
+    physics failure from a broken machine without parsing tracebacks.
+    """
+    args = list(sys.argv[1:] if argv is None else argv)
+    if len(args) != 2:
+        print("usage: python -m oracles.gpaw_job INPUT.json OUTPUT.json", file=sys.stderr)
+        return 2
+    in_path, out_path = Path(args[0]), Path(args[1])
+    start = time.perf_counter()
+    job: JobInput | None = None
+    raw: Any = None
+    try:
+        raw = json.loads(in_path.read_text())
+        job = parse_input(raw)
+        gap, version = run_job(job, out_path.parent)
+        result = result_dict(
+            gap=gap,
+            converged=True,
+            wall_s=time.perf_counter() - start,
+            gpaw_version=version,
+            settings=job.settings,
+            convention=job.convention,
+        )
+    except JobFailed as exc:
+        result = _failure(exc.error_class, str(exc), start, job, raw)
+    except DesignError as exc:
+        result = _failure("physics", str(exc), start, job, raw)
+    except (OSError, ValueError, ConfigError, MemoryError) as exc:
+        result = _failure("infrastructure", f"{type(exc).__name__}: {exc}", start, job, raw)
+    write_result(out_path, result)
+    return 0
+
+
+def _failure(cls: ErrorClass, message: str, start: float, job: JobInput | None, raw: Any) -> dict[str, Any]:
+    settings = job.settings if job else (raw.get("settings") if isinstance(raw, Mapping) else None)
+    convention = job.convention if job else (raw.get("convention") if isinstance(raw, Mapping) else None)
+    return result_dict(
+        gap=None,
+        converged=False,
+        wall_s=time.perf_counter() - start,
+        gpaw_version=_gpaw_version(),
+        settings=settings if isinstance(settings, (JobSettings, Mapping)) else None,
+        convention=convention if isinstance(convention, str) else None,
+        error=(cls, message),
+    )
+
+
+def _gpaw_version() -> str | None:
+    try:
+        import gpaw
+    except ImportError:
+        return None
+    return str(gpaw.__version__)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
