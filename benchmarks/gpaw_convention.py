@@ -51,7 +51,9 @@ def pick_rows(frame: pd.DataFrame, n: int, seed: int) -> pd.DataFrame:
     f = frame.drop_duplicates(subset=list(DESIGN_KEYS)).copy()
     shear = np.maximum.reduce([(f.alpha - 90).abs(), (f.beta - 90).abs(), (f.gamma - 120).abs()])
     near = (
-        ((f.a / 3.16 - 1).abs() < 0.03) & ((f.b / 3.16 - 1).abs() < 0.03) & ((f.c / 12.30 - 1).abs() < 0.05)
+        ((f.a / 3.16 - 1).abs() < 0.03)
+        & ((f.b / 3.16 - 1).abs() < 0.03)
+        & ((f.c / 12.30 - 1).abs() < 0.05)
         & (shear < 3.0)
     )
     categories = {
@@ -75,8 +77,9 @@ def pick_rows(frame: pd.DataFrame, n: int, seed: int) -> pd.DataFrame:
     return out
 
 
-def run_one(design: dict[str, float], convention: str, settings: dict[str, Any], folder: Path,
-            timeout_s: float) -> dict[str, Any]:
+def run_one(
+    design: dict[str, float], convention: str, settings: dict[str, Any], folder: Path, timeout_s: float
+) -> dict[str, Any]:
     """One job in its own process; a timeout or crash becomes an error record, not an exception."""
     folder.mkdir(parents=True, exist_ok=True)
     inp, out = folder / "input.json", folder / "output.json"
@@ -84,14 +87,28 @@ def run_one(design: dict[str, float], convention: str, settings: dict[str, Any],
     env = {**os.environ, "OMP_NUM_THREADS": "1", "OPENBLAS_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
     start = time.perf_counter()
     try:
-        proc = subprocess.run([sys.executable, "-m", "oracles.gpaw_job", str(inp), str(out)], env=env,
-                              capture_output=True, text=True, timeout=timeout_s, check=False)
+        proc = subprocess.run(
+            [sys.executable, "-m", "oracles.gpaw_job", str(inp), str(out)],
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=timeout_s,
+            check=False,
+        )
     except subprocess.TimeoutExpired:
-        return {"gap_eV": None, "converged": False, "wall_s": time.perf_counter() - start,
-                "error": {"class": "infrastructure", "message": f"timeout after {timeout_s:g} s"}}
+        return {
+            "gap_eV": None,
+            "converged": False,
+            "wall_s": time.perf_counter() - start,
+            "error": {"class": "infrastructure", "message": f"timeout after {timeout_s:g} s"},
+        }
     if not out.is_file():
-        return {"gap_eV": None, "converged": False, "wall_s": time.perf_counter() - start,
-                "error": {"class": "infrastructure", "message": f"exit {proc.returncode}: {proc.stderr[-500:]}"}}
+        return {
+            "gap_eV": None,
+            "converged": False,
+            "wall_s": time.perf_counter() - start,
+            "error": {"class": "infrastructure", "message": f"exit {proc.returncode}: {proc.stderr[-500:]}"},
+        }
     result: dict[str, Any] = json.loads(out.read_text())
     return result
 
@@ -138,8 +155,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     settings = {"ecut_eV": args.ecut, "kpts": list(args.kpts)}
     work = args.workdir or Path(tempfile.mkdtemp(prefix="gpaw_convention_"))
     rows = pick_rows(load_dataset("mos2").frame, args.rows, args.seed)
-    print(f"GPAW PW {args.ecut:g} eV, k {args.kpts[0]}x{args.kpts[1]}x{args.kpts[2]} (Γ), "
-          f"{len(rows)} rows (seed {args.seed}), jobs in {work}", flush=True)
+    print(
+        f"GPAW PW {args.ecut:g} eV, k {args.kpts[0]}x{args.kpts[1]}x{args.kpts[2]} (Γ), "
+        f"{len(rows)} rows (seed {args.seed}), jobs in {work}",
+        flush=True,
+    )
 
     unstrained: dict[str, Any] = {}
     for conv in args.conventions:
@@ -148,8 +168,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"unstrained ({conv}): gap {_fmt(res.get('gap_eV'))} eV in {res['wall_s']:.1f} s", flush=True)
 
     records: list[dict[str, Any]] = []
-    print(f"\n{'row':>5} {'category':<16} {'a':>6} {'b':>6} {'c':>6} {'al':>6} {'be':>6} {'ga':>6} "
-          f"{'E':>6} {'vasp':>6} " + " ".join(f"{c[:4]:>6} {'s':>5}" for c in args.conventions), flush=True)
+    print(
+        f"\n{'row':>5} {'category':<16} {'a':>6} {'b':>6} {'c':>6} {'al':>6} {'be':>6} {'ga':>6} "
+        f"{'E':>6} {'vasp':>6} " + " ".join(f"{c[:4]:>6} {'s':>5}" for c in args.conventions),
+        flush=True,
+    )
     for pos in range(len(rows)):
         row, idx = rows.iloc[pos], int(rows.index.to_numpy()[pos])
         design = {k: float(row[k]) for k in DESIGN_KEYS}
@@ -159,28 +182,44 @@ def main(argv: Sequence[str] | None = None) -> int:
             rec[conv] = {"gap_eV": res.get("gap_eV"), "wall_s": res.get("wall_s"), "error": res.get("error")}
         records.append(rec)
         cells = " ".join(f"{_fmt(rec[c]['gap_eV']):>6} {_fmt(rec[c]['wall_s'], '.0f'):>5}" for c in args.conventions)
-        print(f"{idx:>5} {row['category']:<16} " + " ".join(f"{design[k]:6.2f}" for k in DESIGN_KEYS)
-              + f" {row['gap']:6.3f} {cells}", flush=True)
+        print(
+            f"{idx:>5} {row['category']:<16} "
+            + " ".join(f"{design[k]:6.2f}" for k in DESIGN_KEYS)
+            + f" {row['gap']:6.3f} {cells}",
+            flush=True,
+        )
 
     vasp = np.array([r["vasp_gap"] for r in records])
     summary: dict[str, Any] = {}
-    print(f"\n{'convention':<11} {'r':>6} {'MAE':>6} {'offset':>7} {'metal ok':>8} {'metal x':>7} "
-          f"{'gap->0':>6} {'failed':>6} {'s/des':>6} {'unstr.':>7}")
+    print(
+        f"\n{'convention':<11} {'r':>6} {'MAE':>6} {'offset':>7} {'metal ok':>8} {'metal x':>7} "
+        f"{'gap->0':>6} {'failed':>6} {'s/des':>6} {'unstr.':>7}"
+    )
     for conv in args.conventions:
         g = np.array([np.nan if r[conv]["gap_eV"] is None else r[conv]["gap_eV"] for r in records], dtype=float)
         wall = np.array([r[conv]["wall_s"] for r in records if r[conv]["wall_s"] is not None], dtype=float)
         s = summarise(vasp, g, wall)
         s["unstrained_gap_eV"] = unstrained[conv].get("gap_eV")
         summary[conv] = s
-        print(f"{conv:<11} {_fmt(s['pearson_r']):>6} {_fmt(s['mae_eV']):>6} {_fmt(s['mean_offset_gapped_eV']):>7} "
-              f"{s['metals_right']:>8} {s['metals_wrong']:>7} {s['gapped_called_metal']:>6} {s['n_failed']:>6} "
-              f"{_fmt(s['s_per_design'], '.1f'):>6} {_fmt(s['unstrained_gap_eV']):>7}")
-    print(f"(offset = mean GPAW - VASP on rows with VASP gap > 0; metal = VASP gap 0, GPAW < {METAL_TOL} eV "
-          "counts as right; gap->0 = gapped VASP rows GPAW calls metallic)")
+        print(
+            f"{conv:<11} {_fmt(s['pearson_r']):>6} {_fmt(s['mae_eV']):>6} {_fmt(s['mean_offset_gapped_eV']):>7} "
+            f"{s['metals_right']:>8} {s['metals_wrong']:>7} {s['gapped_called_metal']:>6} {s['n_failed']:>6} "
+            f"{_fmt(s['s_per_design'], '.1f'):>6} {_fmt(s['unstrained_gap_eV']):>7}"
+        )
+    print(
+        f"(offset = mean GPAW - VASP on rows with VASP gap > 0; metal = VASP gap 0, GPAW < {METAL_TOL} eV "
+        "counts as right; gap->0 = gapped VASP rows GPAW calls metallic)"
+    )
 
     if args.json is not None:
-        payload = {"settings": settings, "seed": args.seed, "metal_tol_eV": METAL_TOL, "summary": summary,
-                   "unstrained": unstrained, "rows": records}
+        payload = {
+            "settings": settings,
+            "seed": args.seed,
+            "metal_tol_eV": METAL_TOL,
+            "summary": summary,
+            "unstrained": unstrained,
+            "rows": records,
+        }
         args.json.parent.mkdir(parents=True, exist_ok=True)
         args.json.write_text(json.dumps(payload, indent=2, default=float))
     return 0
