@@ -29,6 +29,7 @@ __all__ = [
 _REGISTRY: dict[str, str] = {
     "mock": "oracles.mock:MockOracle",
     "table": "oracles.table:TableOracle",
+    "gpaw": "oracles.gpaw:GpawOracle",
 }
 
 

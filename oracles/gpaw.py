@@ -1,0 +1,216 @@
+"""Real DFT on this machine: one GPAW subprocess per design (`oracles.gpaw_job`).
+
+Each job gets its own folder under ``workdir`` (``input.json``, ``output.json``,
+``gpaw.txt``, ``stdout.txt``), runs in its own process session with a wall-time limit
+and an address-space limit (a degenerate cell once made GPAW eat 12 GB), and is found
+again from its handle alone: the folder and the pid are in it, so a restarted campaign
+re-attaches instead of paying for the same DFT twice.
+
+Status comes from the folder: ``output.json`` present -> finished (COMPLETED, or FAILED
+with the job's own error class); process alive -> RUNNING, or TIMEOUT once past its
+wall time (the process group is killed); process gone without output -> FAILED,
+infrastructure (killed, out of memory, machine rebooted).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import resource
+import signal
+import subprocess
+import sys
+import time
+import uuid
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from agent.materials import get_material
+from agent.models import default_state_dir
+from oracles.base import ErrorClass, Handle, JobStatus, OracleError, Result, check_own, designs_to_rows
+
+__all__ = ["GpawOracle"]
+
+
+class GpawOracle:
+    """Settings: ``convention``, ``settings`` (ecut_eV, kpts, smearing_eV, spin, xc, maxiter),
+    ``walltime_s``, ``memory_gb`` and ``command`` (the job's argv prefix; default runs
+    ``python -m oracles.gpaw_job``). Defaults come from ``INNLOOP_GPAW_*`` where set."""
+
+    name = "gpaw"
+
+    def __init__(
+        self,
+        workdir: str | Path | None = None,
+        convention: str = "fractional",
+        settings: dict[str, Any] | None = None,
+        walltime_s: float | None = None,
+        memory_gb: float | None = None,
+        command: Sequence[str] | None = None,
+        material: str = "mos2",
+    ) -> None:
+        self.space = get_material(material).space
+        self.convention = convention
+        self.settings = dict(settings or {})
+        self.walltime_s = _setting(walltime_s, "INNLOOP_GPAW_WALLTIME_S", 1800.0)
+        self.memory_gb = _setting(memory_gb, "INNLOOP_GPAW_MEMORY_GB", 4.0)
+        if self.walltime_s <= 0 or self.memory_gb <= 0:
+            raise OracleError("gpaw oracle: walltime_s and memory_gb must be positive")
+        self.command = list(command) if command else [sys.executable, "-m", "oracles.gpaw_job"]
+        self.workdir = Path(workdir) if workdir is not None else default_state_dir() / "oracles" / "gpaw"
+        self.workdir.mkdir(parents=True, exist_ok=True)
+
+    def submit(self, designs: Any) -> list[Handle]:
+        rows = designs_to_rows(self.space, designs)
+        handles = []
+        for row in rows:
+            job_id = uuid.uuid4().hex[:16]
+            folder = self.workdir / job_id
+            folder.mkdir(parents=True)
+            payload = {"design": row, "convention": self.convention, "settings": self.settings}
+            (folder / "input.json").write_text(json.dumps(payload, indent=1))
+            pid = self._launch(folder)
+            meta = {"pid": pid, "deadline": time.time() + self.walltime_s}
+            (folder / "job.json").write_text(json.dumps(meta))
+            handles.append(
+                Handle(self.name, job_id, row, native_id=str(pid), workdir=str(folder), submitted_at=time.time())
+            )
+        return handles
+
+    def _launch(self, folder: Path) -> int:
+        limit = int(self.memory_gb * 2**30)
+
+        def limits() -> None:  # runs in the child before exec
+            resource.setrlimit(resource.RLIMIT_AS, (limit, limit))
+
+        env = os.environ | {"OMP_NUM_THREADS": "1", "OPENBLAS_NUM_THREADS": "1"}
+        with open(folder / "stdout.txt", "wb") as log:
+            proc = subprocess.Popen(
+                [*self.command, str(folder / "input.json"), str(folder / "output.json")],
+                cwd=folder,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+                preexec_fn=limits,
+                env=env,
+            )
+        return proc.pid
+
+    def poll(self, handles: Sequence[Handle]) -> list[JobStatus]:
+        return [r.status for r in self.results(handles)]
+
+    def results(self, handles: Sequence[Handle]) -> list[Result]:
+        check_own(self.name, handles)
+        return [self._result(h) for h in handles]
+
+    def cancel(self, handles: Sequence[Handle]) -> None:
+        check_own(self.name, handles)
+        for h in handles:
+            _kill_group(_pid(h))
+            folder = Path(h.workdir or "")
+            if folder.is_dir() and not (folder / "output.json").exists():
+                (folder / "cancelled").touch()
+
+    def _result(self, h: Handle) -> Result:
+        folder = Path(h.workdir or "")
+        log = str(folder / "gpaw.txt")
+        prov: dict[str, Any] = {"oracle": self.name, "code": "gpaw", "convention": self.convention}
+        if not folder.is_dir():
+            return Result(
+                h,
+                JobStatus.ABANDONED,
+                error_class=ErrorClass.INFRASTRUCTURE,
+                message=f"job folder {folder} is gone",
+                provenance=prov,
+            )
+        out = folder / "output.json"
+        if out.exists():
+            return _parse_output(h, out, prov, log)
+        if (folder / "cancelled").exists():
+            return Result(h, JobStatus.CANCELLED, message="cancelled", provenance=prov, log=log)
+        pid = _pid(h)
+        if _alive(pid):
+            deadline = json.loads((folder / "job.json").read_text()).get("deadline", float("inf"))
+            if time.time() <= deadline:
+                return Result(h, JobStatus.RUNNING, provenance=prov, log=log)
+            _kill_group(pid)
+            (folder / "timed_out").touch()
+        if (folder / "timed_out").exists():
+            return Result(
+                h,
+                JobStatus.TIMEOUT,
+                error_class=ErrorClass.INFRASTRUCTURE,
+                message=f"killed after its wall time of {self.walltime_s:g} s",
+                provenance=prov,
+                log=log,
+            )
+        return Result(
+            h,
+            JobStatus.FAILED,
+            error_class=ErrorClass.INFRASTRUCTURE,
+            message=f"process {pid} ended without writing {out.name} (killed or out of memory; see stdout.txt)",
+            provenance=prov,
+            log=str(folder / "stdout.txt"),
+        )
+
+
+def _setting(value: float | None, env: str, default: float) -> float:
+    """An explicit value, else the site's ``INNLOOP_…`` variable, else the default."""
+    if value is not None:
+        return float(value)
+    raw = os.environ.get(env)
+    try:
+        return default if raw is None else float(raw)
+    except ValueError:
+        raise OracleError(f"environment variable {env}={raw!r} is not a number") from None
+
+
+def _parse_output(h: Handle, out: Path, prov: dict[str, Any], log: str) -> Result:
+    try:
+        data = json.loads(out.read_text())
+        converged = bool(data["converged"])
+    except (OSError, ValueError, KeyError, TypeError) as exc:
+        return Result(
+            h,
+            JobStatus.FAILED,
+            error_class=ErrorClass.INFRASTRUCTURE,
+            message=f"unreadable {out}: {exc}",
+            provenance=prov,
+            log=log,
+        )
+    prov = prov | {k: data.get(k) for k in ("gpaw_version", "settings", "wall_s")}
+    if converged and isinstance(data.get("gap_eV"), int | float):
+        return Result(h, JobStatus.COMPLETED, values={"gap": float(data["gap_eV"])}, provenance=prov, log=log)
+    err = data.get("error") or {}
+    cls = ErrorClass.PHYSICS if err.get("class") == "physics" else ErrorClass.INFRASTRUCTURE
+    return Result(h, JobStatus.FAILED, error_class=cls, message=str(err.get("message")), provenance=prov, log=log)
+
+
+def _pid(h: Handle) -> int:
+    try:
+        return int(h.native_id or "")
+    except ValueError:
+        raise OracleError(f"gpaw handle {h.job_id!r} has no process id") from None
+
+
+def _alive(pid: int) -> bool:
+    try:
+        done, _ = os.waitpid(pid, os.WNOHANG)  # reap our own children so they do not linger
+        if done == pid:
+            return False
+    except ChildProcessError:
+        pass  # not our child (submitted by an earlier process): ask the kernel instead
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def _kill_group(pid: int) -> None:
+    with contextlib.suppress(ProcessLookupError, PermissionError):
+        os.killpg(pid, signal.SIGKILL)

@@ -1,0 +1,117 @@
+"""The GPAW back end's job machinery, with a stand-in executable in place of GPAW.
+
+The stand-in reads the same input.json and writes the same output.json as
+`oracles.gpaw_job`; its behaviour is picked by the design's field value.
+"""
+
+from __future__ import annotations
+
+import json
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+from pathlib import Path
+
+import pytest
+
+from oracles import make_oracle
+from oracles.base import ErrorClass, Handle, JobStatus
+from oracles.gpaw import GpawOracle
+
+STAND_IN = textwrap.dedent("""
+    import json, sys, time
+    inp, out = sys.argv[1], sys.argv[2]
+    d = json.load(open(inp))["design"]
+    e = d["efield"]
+    if e > 0.85:   # hangs
+        time.sleep(120)
+    if e < -0.85:  # dies without output
+        sys.exit(3)
+    if abs(e - 0.5) < 1e-9:  # eats memory
+        blob = bytearray(3 * 2**30)
+    time.sleep(0.3)
+    if abs(e - 0.25) < 1e-9:
+        res = {"gap_eV": None, "converged": False, "error": {"class": "physics", "message": "SCF not converged"}}
+    else:
+        res = {"gap_eV": d["a"] - 2.0, "converged": True, "error": None, "gpaw_version": "stand-in"}
+    open(out + ".tmp", "w").write(json.dumps(res))
+    import os; os.replace(out + ".tmp", out)
+""")
+
+
+def _design(efield: float) -> list[float]:
+    return [3.16, 3.16, 12.3, 90.0, 90.0, 120.0, efield]
+
+
+@pytest.fixture
+def oracle(tmp_path: Path) -> GpawOracle:
+    script = tmp_path / "stand_in.py"
+    script.write_text(STAND_IN)
+    return GpawOracle(workdir=tmp_path / "jobs", command=[sys.executable, str(script)], walltime_s=5, memory_gb=1)
+
+
+def _wait(oracle: GpawOracle, handles: list[Handle], limit: float = 30) -> list[JobStatus]:
+    deadline = time.time() + limit
+    while True:
+        statuses = oracle.poll(handles)
+        if all(s.terminal for s in statuses) or time.time() > deadline:
+            return statuses
+
+
+def test_every_outcome_is_classified(oracle: GpawOracle) -> None:
+    handles = oracle.submit([_design(0.0), _design(0.25), _design(-0.9), _design(0.5)])
+    assert oracle.poll(handles[:1]) == [JobStatus.RUNNING]
+    _wait(oracle, handles)
+    ok, physics, died, memory = oracle.results(handles)
+    assert ok.status is JobStatus.COMPLETED and ok.values == {"gap": pytest.approx(1.16)}
+    assert ok.provenance["gpaw_version"] == "stand-in"
+    assert (physics.status, physics.error_class) == (JobStatus.FAILED, ErrorClass.PHYSICS)
+    assert (died.status, died.error_class) == (JobStatus.FAILED, ErrorClass.INFRASTRUCTURE)
+    assert "without writing output.json" in (died.message or "")
+    assert (memory.status, memory.error_class) == (JobStatus.FAILED, ErrorClass.INFRASTRUCTURE), "memory limit held"
+    assert all(Path(h.workdir or "", "input.json").exists() for h in handles)
+
+
+def test_walltime_kill_is_timeout_not_success(tmp_path: Path, oracle: GpawOracle) -> None:
+    oracle.walltime_s = 0.5
+    (h,) = oracle.submit([_design(0.9)])
+    time.sleep(0.8)
+    (r,) = oracle.results([h])
+    assert r.status is JobStatus.TIMEOUT and r.error_class is ErrorClass.INFRASTRUCTURE
+    time.sleep(0.2)
+    assert oracle.poll([h]) == [JobStatus.TIMEOUT], "the job stays timed out and its process is gone"
+
+
+def test_cancel(oracle: GpawOracle) -> None:
+    (h,) = oracle.submit([_design(0.9)])
+    oracle.cancel([h])
+    assert oracle.poll([h]) == [JobStatus.CANCELLED]
+
+
+def test_killed_submitter_is_reattached(tmp_path: Path, oracle: GpawOracle) -> None:
+    handles_file = tmp_path / "handles.json"
+    submitter = textwrap.dedent(f"""
+        import json, time
+        from oracles.gpaw import GpawOracle
+        o = GpawOracle(workdir={str(oracle.workdir)!r}, command={oracle.command!r}, walltime_s=30)
+        hs = o.submit([[3.16, 3.16, 12.3, 90, 90, 120, 0.0], [3.3, 3.0, 12.0, 90, 90, 120, 0.1]])
+        open({str(handles_file)!r}, "w").write(json.dumps([h.to_json() for h in hs]))
+        print("submitted", flush=True)
+        time.sleep(600)
+    """)
+    proc = subprocess.Popen([sys.executable, "-c", submitter], stdout=subprocess.PIPE, text=True)
+    assert proc.stdout is not None and proc.stdout.readline().strip() == "submitted"
+    proc.send_signal(signal.SIGKILL)
+    proc.wait(timeout=30)
+    handles = [Handle.from_json(d) for d in json.loads(handles_file.read_text())]
+    assert _wait(oracle, handles) == [JobStatus.COMPLETED, JobStatus.COMPLETED]
+    assert len(list(oracle.workdir.iterdir())) == 2, "nothing was submitted again"
+    assert [r.values for r in oracle.results(handles)] == [{"gap": pytest.approx(1.16)}, {"gap": pytest.approx(1.3)}]
+
+
+def test_registry_and_bad_settings(tmp_path: Path) -> None:
+    assert isinstance(make_oracle("gpaw", workdir=tmp_path), GpawOracle)
+    with pytest.raises(Exception, match="must be positive"):
+        GpawOracle(workdir=tmp_path, walltime_s=-1)
