@@ -16,6 +16,7 @@ from typing import Any
 
 import numpy as np
 
+from agent.atomic import write_json
 from agent.surrogate import EnsembleConfig, SurrogateEnsemble
 from generators import Generator, load_generator, make_generator
 
@@ -73,7 +74,7 @@ class ModelStore:
         model = SurrogateEnsemble(U.shape[1], config)
         summary = model.fit(U, y, groups, warm_start=False)
         model.save(path)
-        _write_json(
+        write_json(
             path.with_suffix(".json"),
             {"kind": "surrogate", "config": _plain(config), "fit": asdict(summary) | {"history": summary.history[-5:]}},
         )
@@ -103,7 +104,7 @@ class ModelStore:
             return load_generator(path, kind=name), path, False
         report = gen.fit(_tensor(U), _tensor(y), config=config, warm_start=False)
         gen.save(path)
-        _write_json(
+        write_json(
             path.with_suffix(".json"),
             {"kind": name, "arch": arch, "train": _plain(config), "seconds": getattr(report, "seconds", None)},
         )
@@ -114,9 +115,3 @@ def _tensor(a: np.ndarray) -> Any:
     import torch
 
     return torch.as_tensor(np.asarray(a), dtype=torch.float32)
-
-
-def _write_json(path: Path, payload: dict[str, Any]) -> None:
-    tmp = path.with_suffix(".json.tmp")
-    tmp.write_text(json.dumps(payload, indent=2, default=str))
-    os.replace(tmp, path)

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -18,6 +17,7 @@ from typing import Any
 
 import pandas as pd
 
+from agent.atomic import write_text
 from oracles.base import Handle, Oracle, OracleError, designs_to_rows
 
 __all__ = ["handles_path", "measure"]
@@ -47,7 +47,7 @@ def measure(
     else:
         out.parent.mkdir(parents=True, exist_ok=True)
         handles = oracle.submit(rows)
-        _atomic_write(
+        write_text(
             saved, json.dumps({"oracle": oracle.name, "designs": key, "handles": [h.to_json() for h in handles]})
         )
         log(f"submitted {len(handles)} jobs to {oracle.name}; handles in {saved}")
@@ -64,7 +64,7 @@ def measure(
             )
         time.sleep(poll_interval)
     table = _table(oracle, handles)
-    _atomic_write(out, table.to_csv(index=False, float_format="%.6g"))
+    write_text(out, table.to_csv(index=False, float_format="%.6g"))
     done = int((table["status"] == "completed").sum())
     log(f"wrote {len(table)} rows to {out}: {done} completed, {len(table) - done} not")
     return table
@@ -98,9 +98,3 @@ def _load_handles(path: Path, oracle: str, key: str) -> list[Handle]:
             f" or other designs); choose another --out or remove it if those jobs no longer matter"
         )
     return [Handle.from_json(h) for h in saved.get("handles", [])]
-
-
-def _atomic_write(path: Path, text: str) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(text)
-    os.replace(tmp, path)

@@ -24,6 +24,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from agent.atomic import write_json
 from agent.materials import get_material
 from agent.models import default_state_dir
 from agent.surrogate import SurrogateEnsemble
@@ -80,7 +81,7 @@ class MockOracle:
             attempt = len(list(self.jobs.glob(f"*-{key}.json")))
             job_id = f"{time.time_ns():x}-{attempt}-{key}"
             h = Handle(self.name, job_id, row, native_id=job_id, workdir=str(self.workdir), submitted_at=time.time())
-            _write_json(self.jobs / f"{job_id}.json", {"handle": h.to_json(), "attempt": attempt, "cancelled": False})
+            write_json(self.jobs / f"{job_id}.json", {"handle": h.to_json(), "attempt": attempt, "cancelled": False})
             handles.append(h)
         return handles
 
@@ -95,7 +96,7 @@ class MockOracle:
         for h in handles:
             job = self._job(h)
             if job is not None:
-                _write_json(self.jobs / f"{h.job_id}.json", job | {"cancelled": True})
+                write_json(self.jobs / f"{h.job_id}.json", job | {"cancelled": True})
 
     def submissions(self) -> int:
         """Jobs ever submitted to this work folder: what the fault tests count."""
@@ -182,9 +183,3 @@ class MockOracle:
 def _design_key(design: dict[str, float]) -> str:
     text = json.dumps({k: round(float(v), 10) for k, v in sorted(design.items())})
     return hashlib.sha256(text.encode()).hexdigest()[:12]
-
-
-def _write_json(path: Path, payload: dict[str, Any]) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(json.dumps(payload))
-    os.replace(tmp, path)

@@ -6,9 +6,6 @@ The stand-in reads the same input.json and writes the same output.json as
 
 from __future__ import annotations
 
-import json
-import signal
-import subprocess
 import sys
 import textwrap
 import time
@@ -17,8 +14,9 @@ from pathlib import Path
 import pytest
 
 from oracles import make_oracle
-from oracles.base import ErrorClass, Handle, JobStatus
+from oracles.base import ErrorClass, JobStatus
 from oracles.gpaw import GpawOracle
+from tests.oracles.helpers import submit_then_sigkill, wait_terminal
 
 STAND_IN = textwrap.dedent("""
     import json, sys, time
@@ -52,18 +50,10 @@ def oracle(tmp_path: Path) -> GpawOracle:
     return GpawOracle(workdir=tmp_path / "jobs", command=[sys.executable, str(script)], walltime_s=5, memory_gb=1)
 
 
-def _wait(oracle: GpawOracle, handles: list[Handle], limit: float = 30) -> list[JobStatus]:
-    deadline = time.time() + limit
-    while True:
-        statuses = oracle.poll(handles)
-        if all(s.terminal for s in statuses) or time.time() > deadline:
-            return statuses
-
-
 def test_every_outcome_is_classified(oracle: GpawOracle) -> None:
     handles = oracle.submit([_design(0.0), _design(0.25), _design(-0.9), _design(0.5)])
     assert oracle.poll(handles[:1]) == [JobStatus.RUNNING]
-    _wait(oracle, handles)
+    wait_terminal(oracle.poll, handles)
     ok, physics, died, memory = oracle.results(handles)
     assert ok.status is JobStatus.COMPLETED and ok.values == {"gap": pytest.approx(1.16)}
     assert ok.provenance["gpaw_version"] == "stand-in"
@@ -91,22 +81,13 @@ def test_cancel(oracle: GpawOracle) -> None:
 
 
 def test_killed_submitter_is_reattached(tmp_path: Path, oracle: GpawOracle) -> None:
-    handles_file = tmp_path / "handles.json"
-    submitter = textwrap.dedent(f"""
-        import json, time
-        from oracles.gpaw import GpawOracle
-        o = GpawOracle(workdir={str(oracle.workdir)!r}, command={oracle.command!r}, walltime_s=30)
-        hs = o.submit([[3.16, 3.16, 12.3, 90, 90, 120, 0.0], [3.3, 3.0, 12.0, 90, 90, 120, 0.1]])
-        open({str(handles_file)!r}, "w").write(json.dumps([h.to_json() for h in hs]))
-        print("submitted", flush=True)
-        time.sleep(600)
-    """)
-    proc = subprocess.Popen([sys.executable, "-c", submitter], stdout=subprocess.PIPE, text=True)
-    assert proc.stdout is not None and proc.stdout.readline().strip() == "submitted"
-    proc.send_signal(signal.SIGKILL)
-    proc.wait(timeout=30)
-    handles = [Handle.from_json(d) for d in json.loads(handles_file.read_text())]
-    assert _wait(oracle, handles) == [JobStatus.COMPLETED, JobStatus.COMPLETED]
+    setup = (
+        "from oracles.gpaw import GpawOracle\n"
+        f"o = GpawOracle(workdir={str(oracle.workdir)!r}, command={oracle.command!r}, walltime_s=30)\n"
+    )
+    designs = [[3.16, 3.16, 12.3, 90, 90, 120, 0.0], [3.3, 3.0, 12.0, 90, 90, 120, 0.1]]
+    handles = submit_then_sigkill(setup, designs, tmp_path / "handles.json")
+    assert wait_terminal(oracle.poll, handles) == [JobStatus.COMPLETED, JobStatus.COMPLETED]
     assert len(list(oracle.workdir.iterdir())) == 2, "nothing was submitted again"
     assert [r.values for r in oracle.results(handles)] == [{"gap": pytest.approx(1.16)}, {"gap": pytest.approx(1.3)}]
 

@@ -1,11 +1,6 @@
 from __future__ import annotations
 
-import json
 import os
-import signal
-import subprocess
-import sys
-import textwrap
 import time
 from pathlib import Path
 
@@ -17,6 +12,7 @@ from agent.materials import get_material
 from agent.pipeline import training_data
 from oracles.base import ErrorClass, Handle, JobStatus, OracleError
 from oracles.mock import MockOracle
+from tests.oracles.helpers import submit_then_sigkill, wait_terminal
 
 UNSTRAINED = [[3.16, 3.16, 12.30, 90.0, 90.0, 120.0, 0.0]]
 
@@ -88,25 +84,11 @@ def test_bad_designs_and_settings(tmp_path: Path) -> None:
 
 def test_killed_submitter_is_reattached_without_resubmission(tmp_path: Path) -> None:
     """Process A submits, saves handles and is SIGKILLed; process B collects every result."""
-    handles_file = tmp_path / "handles.json"
-    submitter = textwrap.dedent(f"""
-        import json, time
-        from oracles.mock import MockOracle
-        o = MockOracle(workdir={str(tmp_path / "mock")!r}, latency_s=1.0)
-        hs = o.submit([[3.16, 3.16, 12.3, 90, 90, 120, 0], [3.3, 3.0, 12.0, 95, 88, 118, 0.5]])
-        open({str(handles_file)!r}, "w").write(json.dumps([h.to_json() for h in hs]))
-        print("submitted", flush=True)
-        time.sleep(600)
-    """)
-    proc = subprocess.Popen([sys.executable, "-c", submitter], stdout=subprocess.PIPE, text=True)
-    assert proc.stdout is not None and proc.stdout.readline().strip() == "submitted"
-    proc.send_signal(signal.SIGKILL)
-    proc.wait(timeout=30)
-    handles = [Handle.from_json(d) for d in json.loads(handles_file.read_text())]
+    setup = f"from oracles.mock import MockOracle\no = MockOracle(workdir={str(tmp_path / 'mock')!r}, latency_s=1.0)\n"
+    designs = [[3.16, 3.16, 12.3, 90, 90, 120, 0], [3.3, 3.0, 12.0, 95, 88, 118, 0.5]]
+    handles = submit_then_sigkill(setup, designs, tmp_path / "handles.json")
     fresh = MockOracle(workdir=tmp_path / "mock", latency_s=1.0)
-    deadline = time.time() + 30
-    while not all(s.terminal for s in fresh.poll(handles)) and time.time() < deadline:
-        time.sleep(0.1)
+    wait_terminal(fresh.poll, handles)
     results = fresh.results(handles)
     assert [r.status for r in results] == [JobStatus.COMPLETED] * 2
     assert fresh.submissions() == 2, "re-attaching submitted nothing new"

@@ -1,0 +1,30 @@
+"""Atomic file writes: a reader sees the old file or the new one, never half of one.
+
+Everything innloop persists (handles of submitted jobs, results, model metadata) goes
+through here, because a crash in the middle of a plain write would lose measured work.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+__all__ = ["write_json", "write_text"]
+
+
+def write_text(path: str | os.PathLike[str], text: str) -> Path:
+    """Write ``text`` to a temporary sibling, flush it to disk, then rename over ``path``."""
+    path = Path(path)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    with open(tmp, "w") as fh:
+        fh.write(text)
+        fh.flush()
+        os.fsync(fh.fileno())
+    os.replace(tmp, path)
+    return path
+
+
+def write_json(path: str | os.PathLike[str], payload: Any, *, indent: int | None = None) -> Path:
+    return write_text(path, json.dumps(payload, indent=indent, default=str))
