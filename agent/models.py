@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import torch
 
 from agent.atomic import write_json
 from agent.surrogate import EnsembleConfig, SurrogateEnsemble
@@ -111,7 +112,5 @@ class ModelStore:
         return gen, path, True
 
 
-def _tensor(a: np.ndarray) -> Any:
-    import torch
-
+def _tensor(a: np.ndarray) -> torch.Tensor:
     return torch.as_tensor(np.asarray(a), dtype=torch.float32)

@@ -15,6 +15,7 @@ so the protocol is built around never losing or repeating one:
 from __future__ import annotations
 
 import json
+import os
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from enum import StrEnum
@@ -114,6 +115,20 @@ class Result:
     provenance: dict[str, Any] = field(default_factory=dict)
     log: str | None = None
 
+    @classmethod
+    def failure(
+        cls,
+        handle: Handle,
+        error_class: ErrorClass,
+        message: str,
+        *,
+        status: JobStatus = JobStatus.FAILED,
+        provenance: dict[str, Any] | None = None,
+        log: str | None = None,
+    ) -> Result:
+        """A job that gave no value, with why (``status``) and whose fault (``error_class``)."""
+        return cls(handle, status, error_class=error_class, message=message, provenance=provenance or {}, log=log)
+
     @property
     def ok(self) -> bool:
         return self.status is JobStatus.COMPLETED and self.values is not None
@@ -171,6 +186,17 @@ def designs_to_rows(space: DesignSpace, designs: Any) -> list[dict[str, float]]:
         X = np.asarray(designs, dtype=np.float64)
     X = space.validate(X)
     return [dict(zip(space.names, map(float, row), strict=True)) for row in X]
+
+
+def site_setting(value: float | None, env: str, default: float) -> float:
+    """An explicit setting, else the site's ``INNLOOP_…`` environment variable, else ``default``."""
+    if value is not None:
+        return float(value)
+    raw = os.environ.get(env)
+    try:
+        return default if raw is None else float(raw)
+    except ValueError:
+        raise OracleError(f"environment variable {env}={raw!r} is not a number") from None
 
 
 def check_own(name: str, handles: Sequence[Handle]) -> None:

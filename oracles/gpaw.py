@@ -29,7 +29,7 @@ from typing import Any
 
 from agent.materials import get_material
 from agent.models import default_state_dir
-from oracles.base import ErrorClass, Handle, JobStatus, OracleError, Result, check_own, designs_to_rows
+from oracles.base import ErrorClass, Handle, JobStatus, OracleError, Result, check_own, designs_to_rows, site_setting
 
 __all__ = ["GpawOracle"]
 
@@ -54,8 +54,8 @@ class GpawOracle:
         self.space = get_material(material).space
         self.convention = convention
         self.settings = dict(settings or {})
-        self.walltime_s = _setting(walltime_s, "INNLOOP_GPAW_WALLTIME_S", 1800.0)
-        self.memory_gb = _setting(memory_gb, "INNLOOP_GPAW_MEMORY_GB", 4.0)
+        self.walltime_s = site_setting(walltime_s, "INNLOOP_GPAW_WALLTIME_S", 1800.0)
+        self.memory_gb = site_setting(memory_gb, "INNLOOP_GPAW_MEMORY_GB", 4.0)
         if self.walltime_s <= 0 or self.memory_gb <= 0:
             raise OracleError("gpaw oracle: walltime_s and memory_gb must be positive")
         self.command = list(command) if command else [sys.executable, "-m", "oracles.gpaw_job"]
@@ -118,11 +118,11 @@ class GpawOracle:
         log = str(folder / "gpaw.txt")
         prov: dict[str, Any] = {"oracle": self.name, "code": "gpaw", "convention": self.convention}
         if not folder.is_dir():
-            return Result(
+            return Result.failure(
                 h,
-                JobStatus.ABANDONED,
-                error_class=ErrorClass.INFRASTRUCTURE,
-                message=f"job folder {folder} is gone",
+                ErrorClass.INFRASTRUCTURE,
+                f"job folder {folder} is gone",
+                status=JobStatus.ABANDONED,
                 provenance=prov,
             )
         out = folder / "output.json"
@@ -138,33 +138,21 @@ class GpawOracle:
             _kill_group(pid)
             (folder / "timed_out").touch()
         if (folder / "timed_out").exists():
-            return Result(
+            return Result.failure(
                 h,
-                JobStatus.TIMEOUT,
-                error_class=ErrorClass.INFRASTRUCTURE,
-                message=f"killed after its wall time of {self.walltime_s:g} s",
+                ErrorClass.INFRASTRUCTURE,
+                f"killed after its wall time of {self.walltime_s:g} s",
+                status=JobStatus.TIMEOUT,
                 provenance=prov,
                 log=log,
             )
-        return Result(
+        return Result.failure(
             h,
-            JobStatus.FAILED,
-            error_class=ErrorClass.INFRASTRUCTURE,
-            message=f"process {pid} ended without writing {out.name} (killed or out of memory; see stdout.txt)",
+            ErrorClass.INFRASTRUCTURE,
+            f"process {pid} ended without writing {out.name} (killed or out of memory; see stdout.txt)",
             provenance=prov,
             log=str(folder / "stdout.txt"),
         )
-
-
-def _setting(value: float | None, env: str, default: float) -> float:
-    """An explicit value, else the site's ``INNLOOP_…`` variable, else the default."""
-    if value is not None:
-        return float(value)
-    raw = os.environ.get(env)
-    try:
-        return default if raw is None else float(raw)
-    except ValueError:
-        raise OracleError(f"environment variable {env}={raw!r} is not a number") from None
 
 
 def _parse_output(h: Handle, out: Path, prov: dict[str, Any], log: str) -> Result:
@@ -172,20 +160,13 @@ def _parse_output(h: Handle, out: Path, prov: dict[str, Any], log: str) -> Resul
         data = json.loads(out.read_text())
         converged = bool(data["converged"])
     except (OSError, ValueError, KeyError, TypeError) as exc:
-        return Result(
-            h,
-            JobStatus.FAILED,
-            error_class=ErrorClass.INFRASTRUCTURE,
-            message=f"unreadable {out}: {exc}",
-            provenance=prov,
-            log=log,
-        )
+        return Result.failure(h, ErrorClass.INFRASTRUCTURE, f"unreadable {out}: {exc}", provenance=prov, log=log)
     prov = prov | {k: data.get(k) for k in ("gpaw_version", "settings", "wall_s")}
     if converged and isinstance(data.get("gap_eV"), int | float):
         return Result(h, JobStatus.COMPLETED, values={"gap": float(data["gap_eV"])}, provenance=prov, log=log)
     err = data.get("error") or {}
     cls = ErrorClass.PHYSICS if err.get("class") == "physics" else ErrorClass.INFRASTRUCTURE
-    return Result(h, JobStatus.FAILED, error_class=cls, message=str(err.get("message")), provenance=prov, log=log)
+    return Result.failure(h, cls, str(err.get("message")), provenance=prov, log=log)
 
 
 def _pid(h: Handle) -> int:

@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 import time
 from collections.abc import Sequence
 from importlib import resources
@@ -28,19 +27,9 @@ from agent.atomic import write_json
 from agent.materials import get_material
 from agent.models import default_state_dir
 from agent.surrogate import SurrogateEnsemble
-from oracles.base import ErrorClass, Handle, JobStatus, OracleError, Result, check_own, designs_to_rows
+from oracles.base import ErrorClass, Handle, JobStatus, OracleError, Result, check_own, designs_to_rows, site_setting
 
 __all__ = ["MockOracle"]
-
-
-def _env_float(name: str, default: float) -> float:
-    raw = os.environ.get(name)
-    if raw is None:
-        return default
-    try:
-        return float(raw)
-    except ValueError:
-        raise OracleError(f"environment variable {name}={raw!r} is not a number") from None
 
 
 class MockOracle:
@@ -57,9 +46,9 @@ class MockOracle:
         seed: int = 0,
         material: str = "mos2",
     ) -> None:
-        self.latency_s = _env_float("INNLOOP_MOCK_LATENCY_S", 0.0) if latency_s is None else float(latency_s)
-        self.noise_eV = _env_float("INNLOOP_MOCK_NOISE_EV", 0.0) if noise_eV is None else float(noise_eV)
-        self.failure_rate = _env_float("INNLOOP_MOCK_FAILURE_RATE", 0.0) if failure_rate is None else failure_rate
+        self.latency_s = site_setting(latency_s, "INNLOOP_MOCK_LATENCY_S", 0.0)
+        self.noise_eV = site_setting(noise_eV, "INNLOOP_MOCK_NOISE_EV", 0.0)
+        self.failure_rate = site_setting(failure_rate, "INNLOOP_MOCK_FAILURE_RATE", 0.0)
         if self.latency_s < 0 or self.noise_eV < 0 or not 0.0 <= self.failure_rate <= 1.0:
             raise OracleError("mock oracle: latency_s and noise_eV must be >= 0, failure_rate in [0, 1]")
         if material != "mos2":
@@ -130,11 +119,11 @@ class MockOracle:
             job = self._job(h)
             if job is None:
                 out.append(
-                    Result(
+                    Result.failure(
                         h,
-                        JobStatus.ABANDONED,
-                        error_class=ErrorClass.INFRASTRUCTURE,
-                        message=f"no job {h.job_id} in {self.jobs}: lost by the back end",
+                        ErrorClass.INFRASTRUCTURE,
+                        f"no job {h.job_id} in {self.jobs}: lost by the back end",
+                        status=JobStatus.ABANDONED,
                         provenance=prov,
                     )
                 )
@@ -151,26 +140,12 @@ class MockOracle:
             log = str(self.jobs / f"{h.job_id}.json")
             if rng_design.random() < self.failure_rate / 2:
                 out.append(
-                    Result(
-                        h,
-                        JobStatus.FAILED,
-                        error_class=ErrorClass.PHYSICS,
-                        message="SCF did not converge (emulated)",
-                        provenance=prov,
-                        log=log,
-                    )
+                    Result.failure(h, ErrorClass.PHYSICS, "SCF did not converge (emulated)", provenance=prov, log=log)
                 )
                 continue
             if rng_attempt.random() < self.failure_rate / 2:
                 out.append(
-                    Result(
-                        h,
-                        JobStatus.FAILED,
-                        error_class=ErrorClass.INFRASTRUCTURE,
-                        message="node failure (emulated)",
-                        provenance=prov,
-                        log=log,
-                    )
+                    Result.failure(h, ErrorClass.INFRASTRUCTURE, "node failure (emulated)", provenance=prov, log=log)
                 )
                 continue
             value = float(self.gap([[h.design[n] for n in self.space.names]])[0])
