@@ -30,6 +30,8 @@ _REGISTRY: dict[str, str] = {
     "mock": "oracles.mock:MockOracle",
     "table": "oracles.table:TableOracle",
     "gpaw": "oracles.gpaw:GpawOracle",
+    "vasp": "oracles.vasp:VaspOracle",
+    "http": "oracles.http:HttpOracle",
 }
 
 
