@@ -30,14 +30,21 @@ from typing import Any
 from agent.materials import get_material
 from agent.models import default_state_dir
 from oracles.base import ErrorClass, Handle, JobStatus, OracleError, Result, check_own, designs_to_rows, site_setting
+from oracles.calibration import GapCalibration, load_calibration
 
 __all__ = ["GpawOracle"]
 
 
 class GpawOracle:
     """Settings: ``convention``, ``settings`` (ecut_eV, kpts, smearing_eV, spin, xc, maxiter),
-    ``walltime_s``, ``memory_gb`` and ``command`` (the job's argv prefix; default runs
-    ``python -m oracles.gpaw_job``). Defaults come from ``INNLOOP_GPAW_*`` where set."""
+    ``walltime_s``, ``memory_gb``, ``command`` (the job's argv prefix; default runs
+    ``python -m oracles.gpaw_job``) and ``calibration``. Defaults come from ``INNLOOP_GPAW_*``
+    where set.
+
+    Results carry ``gap`` on the scale of the bundled VASP data (through ``calibration``,
+    by default the bundled fit ``mos2-gpaw-to-vasp``; see `oracles.calibration`) and
+    ``gap_raw``, GPAW's own number. ``calibration=None`` (or ``"none"``) reports the raw
+    gap as ``gap``."""
 
     name = "gpaw"
 
@@ -50,8 +57,12 @@ class GpawOracle:
         memory_gb: float | None = None,
         command: Sequence[str] | None = None,
         material: str = "mos2",
+        calibration: str | Path | dict[str, Any] | GapCalibration | None = "mos2-gpaw-to-vasp",
     ) -> None:
         self.space = get_material(material).space
+        if calibration == "mos2-gpaw-to-vasp" and material != "mos2":
+            calibration = None
+        self.calibration = None if calibration in (None, "none") else load_calibration(calibration)
         self.convention = convention
         self.settings = dict(settings or {})
         self.walltime_s = site_setting(walltime_s, "INNLOOP_GPAW_WALLTIME_S", 1800.0)
@@ -127,7 +138,7 @@ class GpawOracle:
             )
         out = folder / "output.json"
         if out.exists():
-            return _parse_output(h, out, prov, log)
+            return _parse_output(h, out, prov, log, self.calibration)
         if (folder / "cancelled").exists():
             return Result(h, JobStatus.CANCELLED, message="cancelled", provenance=prov, log=log)
         pid = _pid(h)
@@ -155,7 +166,7 @@ class GpawOracle:
         )
 
 
-def _parse_output(h: Handle, out: Path, prov: dict[str, Any], log: str) -> Result:
+def _parse_output(h: Handle, out: Path, prov: dict[str, Any], log: str, cal: GapCalibration | None) -> Result:
     try:
         data = json.loads(out.read_text())
         converged = bool(data["converged"])
@@ -163,7 +174,12 @@ def _parse_output(h: Handle, out: Path, prov: dict[str, Any], log: str) -> Resul
         return Result.failure(h, ErrorClass.INFRASTRUCTURE, f"unreadable {out}: {exc}", provenance=prov, log=log)
     prov = prov | {k: data.get(k) for k in ("gpaw_version", "settings", "wall_s")}
     if converged and isinstance(data.get("gap_eV"), int | float):
-        return Result(h, JobStatus.COMPLETED, values={"gap": float(data["gap_eV"])}, provenance=prov, log=log)
+        raw = float(data["gap_eV"])
+        if cal is None:
+            return Result(h, JobStatus.COMPLETED, values={"gap": raw, "gap_raw": raw}, provenance=prov, log=log)
+        prov["calibration"] = {"slope": cal.slope, "shift": cal.shift, "target": cal.target}
+        values = {"gap": float(cal.apply(raw)), "gap_raw": raw}
+        return Result(h, JobStatus.COMPLETED, values=values, provenance=prov, log=log)
     err = data.get("error") or {}
     cls = ErrorClass.PHYSICS if err.get("class") == "physics" else ErrorClass.INFRASTRUCTURE
     return Result.failure(h, cls, str(err.get("message")), provenance=prov, log=log)

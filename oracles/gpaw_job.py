@@ -59,6 +59,7 @@ __all__ = [
 DESIGN_KEYS = ("a", "b", "c", "alpha", "beta", "gamma", "efield")
 CONVENTIONS = ("fractional", "cartesian")
 LOG_NAME = "gpaw.txt"
+SPECTRUM_NAME = "eigenvalues.json"  # (spins, k-points, bands) eigenvalues, k weights, Fermi level
 # Mo (14 valence e-) + 2 S (6 each) = 26 electrons -> 13 occupied bands per spin. 20 bands
 # leave room for the smearing; 16 are converged so the conduction-band minimum is too
 # (GPAW by default converges only the occupied bands, which would leave the CBM loose).
@@ -301,6 +302,14 @@ def run_job(job: JobInput, folder: str | os.PathLike[str]) -> tuple[float, str]:
         fermi = float(calc.get_fermi_level())
     except ValueError:  # two Fermi levels (fixed magnetic moment)
         fermi = [float(f) for f in calc.get_fermi_levels()]
+    # The whole spectrum stays beside the log: how the gap was read (eigenvalues, not a
+    # smeared DOS) matters when comparing with another code's gaps.
+    spectrum = {
+        "eigenvalues_eV": eps.tolist(),
+        "k_weights": [float(w) for w in calc.get_k_point_weights()],
+        "fermi_eV": fermi,
+    }
+    write_result(Path(folder) / SPECTRUM_NAME, spectrum)
     return gap_from_eigenvalues(eps, fermi), str(gpaw.__version__)
 
 

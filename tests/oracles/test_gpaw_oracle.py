@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 from oracles import make_oracle
-from oracles.base import ErrorClass, JobStatus
+from oracles.base import ErrorClass, JobStatus, OracleError
 from oracles.gpaw import GpawOracle
 from tests.oracles.helpers import submit_then_sigkill, wait_terminal
 
@@ -55,7 +55,10 @@ def test_every_outcome_is_classified(oracle: GpawOracle) -> None:
     assert oracle.poll(handles[:1]) == [JobStatus.RUNNING]
     wait_terminal(oracle.poll, handles)
     ok, physics, died, memory = oracle.results(handles)
-    assert ok.status is JobStatus.COMPLETED and ok.values == {"gap": pytest.approx(1.16)}
+    shift = oracle.calibration.shift if oracle.calibration else 0.0
+    assert ok.status is JobStatus.COMPLETED
+    assert ok.values == {"gap": pytest.approx(1.16 + shift), "gap_raw": pytest.approx(1.16)}
+    assert ok.provenance["calibration"]["shift"] == pytest.approx(shift) and shift < -0.3
     assert ok.provenance["gpaw_version"] == "stand-in"
     assert (physics.status, physics.error_class) == (JobStatus.FAILED, ErrorClass.PHYSICS)
     assert (died.status, died.error_class) == (JobStatus.FAILED, ErrorClass.INFRASTRUCTURE)
@@ -89,10 +92,23 @@ def test_killed_submitter_is_reattached(tmp_path: Path, oracle: GpawOracle) -> N
     handles = submit_then_sigkill(setup, designs, tmp_path / "handles.json")
     assert wait_terminal(oracle.poll, handles) == [JobStatus.COMPLETED, JobStatus.COMPLETED]
     assert len(list(oracle.workdir.iterdir())) == 2, "nothing was submitted again"
-    assert [r.values for r in oracle.results(handles)] == [{"gap": pytest.approx(1.16)}, {"gap": pytest.approx(1.3)}]
+    assert [r.values["gap_raw"] for r in oracle.results(handles) if r.values] == pytest.approx([1.16, 1.3])
 
 
 def test_registry_and_bad_settings(tmp_path: Path) -> None:
     assert isinstance(make_oracle("gpaw", workdir=tmp_path), GpawOracle)
     with pytest.raises(Exception, match="must be positive"):
         GpawOracle(workdir=tmp_path, walltime_s=-1)
+
+
+def test_calibration_choices(tmp_path: Path) -> None:
+    raw = GpawOracle(workdir=tmp_path, calibration=None)
+    assert raw.calibration is None
+    custom = tmp_path / "cal.json"
+    custom.write_text('{"slope": 1.0, "shift": -0.2}')
+    assert GpawOracle(workdir=tmp_path, calibration=str(custom)).calibration.shift == -0.2  # type: ignore[union-attr]
+    custom.write_text('{"slope": 1.0, "shift": -0.2, "colour": 1}')
+    with pytest.raises(OracleError, match=r"unknown fields \['colour'\]"):
+        GpawOracle(workdir=tmp_path, calibration=str(custom))
+    with pytest.raises(OracleError, match="neither a bundled one"):
+        GpawOracle(workdir=tmp_path, calibration="no-such-calibration")
