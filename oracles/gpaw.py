@@ -1,15 +1,21 @@
 """Real DFT on this machine: one GPAW subprocess per design (`oracles.gpaw_job`).
 
 Each job gets its own folder under ``workdir`` (``input.json``, ``output.json``,
-``gpaw.txt``, ``stdout.txt``), runs in its own process session with a wall-time limit
-and an address-space limit (a degenerate cell once made GPAW eat 12 GB), and is found
-again from its handle alone: the folder and the pid are in it, so a restarted campaign
-re-attaches instead of paying for the same DFT twice.
+``gpaw.txt``, ``eigenvalues.json``, ``stdout.txt``), runs in its own process session with
+a wall-time limit and an address-space limit (a degenerate cell once made GPAW eat
+12 GB), and is found again from its handle alone: the folder is in it and the folder
+holds the pid (``job.json``), so a restarted campaign re-attaches instead of paying for
+the same DFT twice.
+
+The work folder is also a small local queue: at most ``max_parallel`` jobs run at once
+(default 1, ``INNLOOP_GPAW_MAX_PARALLEL``), the rest wait as PENDING and are started,
+oldest first, by whichever process polls next -- sixty designs on a two-core machine
+must not become sixty DFT processes.
 
 Status comes from the folder: ``output.json`` present -> finished (COMPLETED, or FAILED
-with the job's own error class); process alive -> RUNNING, or TIMEOUT once past its
-wall time (the process group is killed); process gone without output -> FAILED,
-infrastructure (killed, out of memory, machine rebooted).
+with the job's own error class); not started -> PENDING; process alive -> RUNNING, or
+TIMEOUT once past its wall time (the process group is killed); process gone without
+output -> FAILED, infrastructure (killed, out of memory, machine rebooted).
 """
 
 from __future__ import annotations
@@ -27,12 +33,15 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from agent.atomic import write_json
 from agent.materials import get_material
 from agent.models import default_state_dir
 from oracles.base import ErrorClass, Handle, JobStatus, OracleError, Result, check_own, designs_to_rows, site_setting
 from oracles.calibration import GapCalibration, load_calibration
 
 __all__ = ["GpawOracle"]
+
+LAUNCH_GRACE_S = 60.0  # a job locked for launch but unrecorded this long lost its launcher
 
 
 class GpawOracle:
@@ -55,6 +64,7 @@ class GpawOracle:
         settings: dict[str, Any] | None = None,
         walltime_s: float | None = None,
         memory_gb: float | None = None,
+        max_parallel: int | None = None,
         command: Sequence[str] | None = None,
         material: str = "mos2",
         calibration: str | Path | dict[str, Any] | GapCalibration | None = "mos2-gpaw-to-vasp",
@@ -67,28 +77,52 @@ class GpawOracle:
         self.settings = dict(settings or {})
         self.walltime_s = site_setting(walltime_s, "INNLOOP_GPAW_WALLTIME_S", 1800.0)
         self.memory_gb = site_setting(memory_gb, "INNLOOP_GPAW_MEMORY_GB", 4.0)
-        if self.walltime_s <= 0 or self.memory_gb <= 0:
-            raise OracleError("gpaw oracle: walltime_s and memory_gb must be positive")
+        self.max_parallel = int(site_setting(max_parallel, "INNLOOP_GPAW_MAX_PARALLEL", 1))
+        if self.walltime_s <= 0 or self.memory_gb <= 0 or self.max_parallel < 1:
+            raise OracleError("gpaw oracle: walltime_s, memory_gb and max_parallel must be positive")
         self.command = list(command) if command else [sys.executable, "-m", "oracles.gpaw_job"]
         self.workdir = Path(workdir) if workdir is not None else default_state_dir() / "oracles" / "gpaw"
         self.workdir.mkdir(parents=True, exist_ok=True)
 
     def submit(self, designs: Any) -> list[Handle]:
+        """Queue the designs (one folder each) and start as many as free slots allow."""
         rows = designs_to_rows(self.space, designs)
         handles = []
         for row in rows:
-            job_id = uuid.uuid4().hex[:16]
+            job_id = f"{time.time_ns():x}-{uuid.uuid4().hex[:8]}"  # sorts in submission order
             folder = self.workdir / job_id
             folder.mkdir(parents=True)
             payload = {"design": row, "convention": self.convention, "settings": self.settings}
-            (folder / "input.json").write_text(json.dumps(payload, indent=1))
-            pid = self._launch(folder)
-            meta = {"pid": pid, "deadline": time.time() + self.walltime_s}
-            (folder / "job.json").write_text(json.dumps(meta))
-            handles.append(
-                Handle(self.name, job_id, row, native_id=str(pid), workdir=str(folder), submitted_at=time.time())
-            )
+            write_json(folder / "input.json", payload, indent=1)
+            handles.append(Handle(self.name, job_id, row, workdir=str(folder), submitted_at=time.time()))
+        self._start_queued()
         return handles
+
+    def _start_queued(self) -> None:
+        """Launch queued jobs of this work folder, oldest first, up to ``max_parallel`` running.
+
+        The queue is the folders themselves (``input.json`` without ``job.json``), so any
+        process that polls drives it; a ``launch.lock`` created with O_EXCL makes sure two
+        processes never start the same job.
+        """
+        running, queued = 0, []
+        for folder in sorted(p for p in self.workdir.iterdir() if p.is_dir()):
+            if (folder / "output.json").exists() or (folder / "cancelled").exists():
+                continue
+            meta = _job_meta(folder)
+            if meta is not None:
+                running += _alive(int(meta["pid"]))
+            elif (folder / "input.json").exists() and not (folder / "launch.lock").exists():
+                queued.append(folder)
+        for folder in queued[: max(0, int(self.max_parallel) - running)]:
+            try:
+                os.close(os.open(folder / "launch.lock", os.O_CREAT | os.O_EXCL | os.O_WRONLY))
+            except FileExistsError:
+                continue
+            pid = self._launch(folder)
+            write_json(
+                folder / "job.json", {"pid": pid, "started": time.time(), "deadline": time.time() + self.walltime_s}
+            )
 
     def _launch(self, folder: Path) -> int:
         limit = int(self.memory_gb * 2**30)
@@ -114,15 +148,18 @@ class GpawOracle:
 
     def results(self, handles: Sequence[Handle]) -> list[Result]:
         check_own(self.name, handles)
+        self._start_queued()
         return [self._result(h) for h in handles]
 
     def cancel(self, handles: Sequence[Handle]) -> None:
         check_own(self.name, handles)
         for h in handles:
-            _kill_group(_pid(h))
             folder = Path(h.workdir or "")
             if folder.is_dir() and not (folder / "output.json").exists():
-                (folder / "cancelled").touch()
+                (folder / "cancelled").touch()  # first, so a queued job is never started
+            meta = _job_meta(folder)
+            if meta is not None:
+                _kill_group(int(meta["pid"]))
 
     def _result(self, h: Handle) -> Result:
         folder = Path(h.workdir or "")
@@ -141,10 +178,27 @@ class GpawOracle:
             return _parse_output(h, out, prov, log, self.calibration)
         if (folder / "cancelled").exists():
             return Result(h, JobStatus.CANCELLED, message="cancelled", provenance=prov, log=log)
-        pid = _pid(h)
+        meta = _job_meta(folder)
+        if meta is None:
+            lock = folder / "launch.lock"
+            if lock.exists() and time.time() - lock.stat().st_mtime > LAUNCH_GRACE_S:
+                return Result.failure(
+                    h,
+                    ErrorClass.INFRASTRUCTURE,
+                    "the process starting this job died before recording it",
+                    provenance=prov,
+                )
+            if lock.exists():  # another process is starting it right now
+                return Result(h, JobStatus.PENDING, provenance=prov, log=log)
+            if (folder / "input.json").exists():
+                return Result(h, JobStatus.PENDING, message="queued for a free slot", provenance=prov, log=log)
+            return Result.failure(
+                h, ErrorClass.INFRASTRUCTURE, f"job folder {folder} has no input.json", provenance=prov
+            )
+        pid = int(meta["pid"])
+        prov["pid"] = pid
         if _alive(pid):
-            deadline = json.loads((folder / "job.json").read_text()).get("deadline", float("inf"))
-            if time.time() <= deadline:
+            if time.time() <= float(meta.get("deadline", float("inf"))):
                 return Result(h, JobStatus.RUNNING, provenance=prov, log=log)
             _kill_group(pid)
             (folder / "timed_out").touch()
@@ -185,11 +239,17 @@ def _parse_output(h: Handle, out: Path, prov: dict[str, Any], log: str, cal: Gap
     return Result.failure(h, cls, str(err.get("message")), provenance=prov, log=log)
 
 
-def _pid(h: Handle) -> int:
+def _job_meta(folder: Path) -> dict[str, Any] | None:
+    """The launched job's ``{"pid", "started", "deadline"}``, or None while it is queued."""
+    path = folder / "job.json"
+    if not path.exists():
+        return None
     try:
-        return int(h.native_id or "")
-    except ValueError:
-        raise OracleError(f"gpaw handle {h.job_id!r} has no process id") from None
+        meta: dict[str, Any] = json.loads(path.read_text())
+        int(meta["pid"])
+    except (OSError, ValueError, KeyError, TypeError) as exc:
+        raise OracleError(f"gpaw job file {path} is corrupt: {exc}") from None
+    return meta
 
 
 def _alive(pid: int) -> bool:

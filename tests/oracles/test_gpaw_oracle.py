@@ -6,6 +6,7 @@ The stand-in reads the same input.json and writes the same output.json as
 
 from __future__ import annotations
 
+import os
 import sys
 import textwrap
 import time
@@ -112,3 +113,29 @@ def test_calibration_choices(tmp_path: Path) -> None:
         GpawOracle(workdir=tmp_path, calibration=str(custom))
     with pytest.raises(OracleError, match="neither a bundled one"):
         GpawOracle(workdir=tmp_path, calibration="no-such-calibration")
+
+
+def test_local_queue_runs_at_most_max_parallel(oracle: GpawOracle) -> None:
+    handles = oracle.submit([_design(0.9), _design(0.0), _design(0.1)])
+    assert oracle.poll(handles) == [JobStatus.RUNNING, JobStatus.PENDING, JobStatus.PENDING]
+    oracle.cancel(handles[1:2])  # a queued job that is cancelled never starts
+    oracle.cancel(handles[:1])  # frees the slot: the next queued job starts on the next poll
+    assert oracle.poll(handles) == [JobStatus.CANCELLED, JobStatus.CANCELLED, JobStatus.RUNNING]
+    assert not Path(handles[1].workdir or "", "job.json").exists()
+    assert wait_terminal(oracle.poll, handles)[2] is JobStatus.COMPLETED
+    two = GpawOracle(workdir=oracle.workdir, command=oracle.command, max_parallel=2)
+    hung = two.submit([_design(0.9), _design(0.9)])
+    assert two.poll(hung) == [JobStatus.RUNNING] * 2
+    two.cancel(hung)
+
+
+def test_a_launcher_that_died_mid_start_is_reported(oracle: GpawOracle) -> None:
+    (h,) = oracle.submit([_design(0.0)])
+    wait_terminal(oracle.poll, [h])
+    folder = Path(h.workdir or "")
+    for name in ("output.json", "job.json"):
+        (folder / name).unlink()
+    os.utime(folder / "launch.lock", (0, 0))
+    (r,) = oracle.results([h])
+    assert (r.status, r.error_class) == (JobStatus.FAILED, ErrorClass.INFRASTRUCTURE)
+    assert "died before recording it" in (r.message or "")
