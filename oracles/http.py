@@ -1,0 +1,350 @@
+"""A robot or laboratory behind HTTP: the client side of a minimal REST protocol.
+
+Protocol (JSON bodies; ``Authorization: Bearer <token>`` on every call; status strings
+are the `JobStatus` values; `oracles.lab_server` is the reference server):
+
+- ``POST /v1/jobs`` ``{"design": {name: number}, "idempotency_key": str}`` ->
+  ``{"job_id", "status"}``; 201 for a new job, 200 with the SAME job when the key was
+  seen before (409 if that key was used for another design, 422 for a bad design).
+- ``GET /v1/jobs/{job_id}`` -> ``{"job_id", "status", "values", "error_class",
+  "message", "provenance"}``; 404 for a job the server does not know.
+- ``POST /v1/jobs/{job_id}/cancel``; ``GET /v1/health``.
+
+Idempotency keys are what make a lost reply harmless. Unless the caller passes ``keys``,
+the key of a design is ``sha256(namespace, design, attempt)``: ``namespace`` is random
+per work folder, ``attempt`` counts earlier submissions of that design. The keys of a
+batch are written to ``WORKDIR/journal.json`` (atomically) BEFORE any request and are
+released only when every reply of the batch came back. A process that died in between,
+or a submit that raised, leaves them pending, and the next submission of the same
+designs re-sends the same keys, so the server hands back the jobs it already has instead
+of starting second ones. Once released, submitting a design again is a deliberate
+re-measurement with a new key. One submitting process per work folder at a time.
+
+Failures: connection errors, timeouts, 5xx and 429 are retried with exponential backoff,
+then raise `OracleError` naming the URL; this holds for ``poll``/``results`` too, because
+reporting a last-known RUNNING would hide an outage from the loop, which should decide
+itself whether to wait. 401/403 raise at once (authentication refused), other 4xx raise
+with the server's message. A job the server does not know (404) is ABANDONED and a reply
+that is not the documented JSON is FAILED, both infrastructure: never a crash, never an
+invented value. The token never enters handles, provenance, reprs or messages (handles
+carry the base URL in ``workdir``). Use https for anything but loopback.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import hashlib
+import json
+import math
+import os
+import ssl
+import time
+import uuid
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+from urllib.parse import quote
+
+import httpx
+
+from agent.atomic import write_json
+from agent.materials import get_material
+from agent.models import default_state_dir
+from oracles.base import ErrorClass, Handle, JobStatus, OracleError, Result, check_own, designs_to_rows, site_setting
+
+__all__ = ["HttpOracle", "idempotency_key"]
+
+_RETRY_STATUS = {429, 500, 502, 503, 504}
+
+
+def idempotency_key(namespace: str, design: dict[str, float], attempt: int) -> str:
+    """The deterministic key of the ``attempt``-th submission of ``design`` in ``namespace``."""
+    text = json.dumps([namespace, _canonical(design), int(attempt)])
+    return hashlib.sha256(text.encode()).hexdigest()
+
+
+class HttpOracle:
+    """Client of a lab server. Settings fall back to ``INNLOOP_HTTP_*`` environment variables."""
+
+    name = "http"
+
+    def __init__(
+        self,
+        url: str | None = None,
+        token: str | None = None,
+        token_file: str | Path | None = None,
+        workdir: str | Path | None = None,
+        timeout_s: float | None = None,
+        retries: int | None = None,
+        backoff_s: float | None = None,
+        verify: bool | str | None = None,
+        material: str = "mos2",
+    ) -> None:
+        url = url or os.environ.get("INNLOOP_HTTP_URL")
+        if not url:
+            raise OracleError("http oracle: no lab server url; set `url` or the environment variable INNLOOP_HTTP_URL")
+        if not url.startswith(("http://", "https://")):
+            raise OracleError(f"http oracle: url must start with http:// or https://, got {url!r}")
+        self.url = url.rstrip("/")
+        self._token = _read_token(token, token_file)
+        self.timeout_s = site_setting(timeout_s, "INNLOOP_HTTP_TIMEOUT_S", 30.0)
+        self.retries = int(site_setting(retries, "INNLOOP_HTTP_RETRIES", 3))
+        self.backoff_s = site_setting(backoff_s, "INNLOOP_HTTP_BACKOFF_S", 0.5)
+        if self.timeout_s <= 0 or self.retries < 0 or self.backoff_s < 0:
+            raise OracleError("http oracle: timeout_s must be > 0, retries and backoff_s >= 0")
+        self.space = get_material(material).space
+        self.workdir = Path(workdir) if workdir is not None else default_state_dir() / "oracles" / "http"
+        self.workdir.mkdir(parents=True, exist_ok=True)
+        self.journal = self.workdir / "journal.json"
+        self._client = httpx.Client(timeout=self.timeout_s, verify=_tls(verify))
+
+    def __repr__(self) -> str:
+        return f"HttpOracle(url={self.url!r}, workdir={str(self.workdir)!r}, token=<hidden>)"
+
+    def close(self) -> None:
+        self._client.close()
+
+    def __enter__(self) -> HttpOracle:
+        return self
+
+    def __exit__(self, *_exc: object) -> None:
+        self.close()
+
+    # -- the protocol ------------------------------------------------------------------
+    def submit(self, designs: Any, keys: Sequence[str] | None = None) -> list[Handle]:
+        """One job per design; ``keys`` (one per design) override the journal's keys."""
+        rows = designs_to_rows(self.space, designs)
+        if keys is not None:
+            keys = [str(k) for k in keys]
+            if len(keys) != len(rows) or not all(keys):
+                raise OracleError(f"http oracle: {len(rows)} designs need {len(rows)} non-empty keys, got {keys}")
+            return [self._create(row, key) for row, key in zip(rows, keys, strict=True)]
+        keys = self._claim_keys(rows)
+        try:
+            handles = [self._create(row, key) for row, key in zip(rows, keys, strict=True)]
+        except OracleError as exc:
+            raise OracleError(
+                f"{exc}; nothing is lost: the idempotency keys stay in {self.journal} and submitting the same "
+                "designs again re-sends them, so jobs the server already has are not started twice"
+            ) from None
+        self._release_keys(rows, keys)
+        return handles
+
+    def poll(self, handles: Sequence[Handle]) -> list[JobStatus]:
+        return [r.status for r in self.results(handles)]
+
+    def results(self, handles: Sequence[Handle]) -> list[Result]:
+        self._check(handles)
+        return [self._result(h) for h in handles]
+
+    def cancel(self, handles: Sequence[Handle]) -> None:
+        self._check(handles)
+        for h in handles:
+            resp = self._request("POST", f"/v1/jobs/{quote(h.job_id, safe='')}/cancel")
+            if resp.status_code != 404:  # a job the server never had needs no cancelling
+                self._expect_ok(resp)
+
+    def health(self) -> dict[str, Any]:
+        """The server's health record: a cheap check of url, token and TLS settings."""
+        resp = self._request("GET", "/v1/health")
+        self._expect_ok(resp)
+        body = self._json(resp)
+        if not isinstance(body, dict):
+            raise OracleError(f"lab server at {self.url} sent a malformed health reply")
+        return body
+
+    # -- requests ----------------------------------------------------------------------
+    def _request(self, method: str, path: str, body: dict[str, Any] | None = None) -> httpx.Response:
+        """Send with retries on transient faults; raise on exhausted retries and refused auth."""
+        url = self.url + path
+        headers = {"Authorization": f"Bearer {self._token}"}
+        problem = ""
+        for attempt in range(self.retries + 1):
+            if attempt:
+                time.sleep(min(self.backoff_s * 2 ** (attempt - 1), 30.0))
+            try:
+                resp = self._client.request(method, url, json=body, headers=headers)
+            except httpx.TransportError as exc:
+                problem = f"{type(exc).__name__}: {exc}"
+                if "CERTIFICATE_VERIFY_FAILED" in problem:  # retrying cannot fix a certificate
+                    raise OracleError(
+                        f"lab server at {self.url}: TLS certificate refused ({exc}); see `verify`"
+                    ) from None
+                continue
+            if resp.status_code in (401, 403):
+                raise OracleError(
+                    f"lab server at {self.url} refused authentication (HTTP {resp.status_code}); check the token "
+                    "(`token`, `token_file`, INNLOOP_HTTP_TOKEN or INNLOOP_HTTP_TOKEN_FILE)"
+                )
+            if resp.status_code not in _RETRY_STATUS:
+                return resp
+            problem = f"HTTP {resp.status_code}: {self._detail(resp)}"
+        raise OracleError(
+            self._scrub(
+                f"lab server at {self.url} unreachable or failing after {self.retries + 1} attempt(s) ({problem})"
+            )
+        )
+
+    def _create(self, row: dict[str, float], key: str) -> Handle:
+        resp = self._request("POST", "/v1/jobs", {"design": row, "idempotency_key": key})
+        if resp.status_code == 409:
+            raise OracleError(self._scrub(f"lab server at {self.url}: {self._detail(resp)}"))
+        self._expect_ok(resp)
+        body = self._json(resp)
+        job_id = body.get("job_id") if isinstance(body, dict) else None
+        if not isinstance(job_id, str) or not job_id:
+            raise OracleError(f"lab server at {self.url} answered a submission without a job_id: {resp.text[:200]!r}")
+        return Handle(self.name, job_id, row, native_id=job_id, workdir=self.url, submitted_at=time.time())
+
+    def _result(self, h: Handle) -> Result:
+        resp = self._request("GET", f"/v1/jobs/{quote(h.job_id, safe='')}")
+        log = f"{self.url}/v1/jobs/{h.job_id}"
+        prov: dict[str, Any] = {"oracle": self.name, "server": self.url}
+        if resp.status_code == 404:
+            msg = f"lab server at {self.url} does not know job {h.job_id}: lost by the back end"
+            return Result.failure(
+                h, ErrorClass.INFRASTRUCTURE, msg, status=JobStatus.ABANDONED, provenance=prov, log=log
+            )
+        self._expect_ok(resp)
+        try:
+            return self._parse(h, self._json(resp), prov, log)
+        except (OracleError, KeyError, ValueError, TypeError, AttributeError) as exc:
+            msg = self._scrub(f"lab server at {self.url} sent a malformed reply for job {h.job_id}: {exc}")
+            return Result.failure(h, ErrorClass.INFRASTRUCTURE, msg, provenance=prov, log=log)
+
+    def _parse(self, h: Handle, body: Any, prov: dict[str, Any], log: str) -> Result:
+        if not isinstance(body, dict) or body.get("job_id") != h.job_id:
+            raise ValueError("not a record of this job")
+        status = JobStatus(body["status"])
+        error_class = None if body.get("error_class") is None else ErrorClass(body["error_class"])
+        server_prov = body.get("provenance") or {}
+        if not isinstance(server_prov, dict):
+            raise ValueError("provenance is not an object")
+        prov = self._scrub(server_prov) | prov
+        message = None if body.get("message") is None else self._scrub(str(body["message"]))
+        if status is not JobStatus.COMPLETED:
+            if error_class is None and status in (JobStatus.FAILED, JobStatus.TIMEOUT, JobStatus.ABANDONED):
+                error_class = ErrorClass.INFRASTRUCTURE  # a failure the server did not classify: retryable
+            return Result(h, status, error_class=error_class, message=message, provenance=prov, log=log)
+        values = body.get("values")
+        if not isinstance(values, dict) or not values:
+            raise ValueError("a completed job without values")
+        clean = {str(k): float(v) for k, v in values.items() if not isinstance(v, bool)}
+        if len(clean) != len(values) or not all(math.isfinite(v) for v in clean.values()):
+            raise ValueError(f"values must be finite numbers, got {values}")
+        return Result(h, status, values=clean, message=message, provenance=prov, log=log)
+
+    def _expect_ok(self, resp: httpx.Response) -> None:
+        if not 200 <= resp.status_code < 300:
+            raise OracleError(
+                self._scrub(
+                    f"lab server at {self.url} refused the request (HTTP {resp.status_code}): {self._detail(resp)}"
+                )
+            )
+
+    def _json(self, resp: httpx.Response) -> Any:
+        try:
+            return resp.json()
+        except ValueError:
+            raise OracleError(f"lab server at {self.url} sent no JSON: {resp.text[:200]!r}") from None
+
+    def _detail(self, resp: httpx.Response) -> str:
+        """The server's own words: FastAPI's ``detail`` (a string or a list of errors), else the body."""
+        try:
+            detail = resp.json().get("detail")
+        except (ValueError, AttributeError):
+            return resp.text[:300] or resp.reason_phrase
+        if isinstance(detail, list):
+            return "; ".join(f"{'.'.join(map(str, d.get('loc', [])))}: {d.get('msg')}" for d in detail[:5])
+        return str(detail)[:300]
+
+    def _scrub(self, obj: Any) -> Any:
+        """Drop the token from anything a server might echo back (strings or JSON objects)."""
+        needle = json.dumps(self._token)[1:-1]
+        text = json.dumps(obj)
+        return json.loads(text.replace(needle, "<hidden>")) if needle in text else obj
+
+    def _check(self, handles: Sequence[Handle]) -> None:
+        check_own(self.name, handles)
+        for h in handles:
+            if (h.workdir or "").rstrip("/") != self.url:
+                raise OracleError(f"handle {h.job_id!r} belongs to lab server {h.workdir!r}, not {self.url!r}")
+
+    # -- the journal of idempotency keys -----------------------------------------------
+    @contextmanager
+    def _locked_journal(self) -> Iterator[dict[str, Any]]:
+        """Read-modify-write the journal under an exclusive lock; written atomically on exit."""
+        with open(self.workdir / "journal.lock", "w") as lock:
+            fcntl.flock(lock, fcntl.LOCK_EX)
+            if self.journal.exists():
+                try:
+                    journal: dict[str, Any] = json.loads(self.journal.read_text())
+                except json.JSONDecodeError as exc:
+                    raise OracleError(f"{self.journal} is corrupt ({exc}); it guards against duplicate jobs") from None
+            else:
+                journal = {"namespace": uuid.uuid4().hex, "designs": {}}
+            yield journal
+            write_json(self.journal, journal)
+
+    def _claim_keys(self, rows: list[dict[str, float]]) -> list[str]:
+        """Reuse keys still pending for these designs (a lost reply), else mint the next attempt's."""
+        keys: list[str] = []
+        with self._locked_journal() as journal:
+            for row in rows:
+                entry = journal["designs"].setdefault(_digest(row), {"attempts": 0, "pending": []})
+                reusable = [k for k in entry["pending"] if k not in keys]
+                if reusable:
+                    keys.append(reusable[0])
+                    continue
+                key = idempotency_key(journal["namespace"], row, entry["attempts"])
+                entry["attempts"] += 1
+                entry["pending"].append(key)
+                keys.append(key)
+        return keys
+
+    def _release_keys(self, rows: list[dict[str, float]], keys: list[str]) -> None:
+        with self._locked_journal() as journal:
+            for row, key in zip(rows, keys, strict=True):
+                entry = journal["designs"].get(_digest(row))
+                if entry and key in entry["pending"]:
+                    entry["pending"].remove(key)
+
+
+def _canonical(design: dict[str, float]) -> dict[str, float]:
+    return {k: round(float(v), 10) for k, v in sorted(design.items())}
+
+
+def _digest(design: dict[str, float]) -> str:
+    return hashlib.sha256(json.dumps(_canonical(design)).encode()).hexdigest()[:16]
+
+
+def _read_token(token: str | None, token_file: str | Path | None) -> str:
+    """The explicit token, else the token file, else ``INNLOOP_HTTP_TOKEN``, else its file variable."""
+    if token is None and token_file is None:
+        token = os.environ.get("INNLOOP_HTTP_TOKEN")
+        token_file = os.environ.get("INNLOOP_HTTP_TOKEN_FILE") if token is None else None
+    if token is None and token_file is not None:
+        try:
+            token = Path(token_file).read_text().strip()
+        except OSError as exc:
+            raise OracleError(f"http oracle: cannot read the token file {token_file}: {exc.strerror}") from None
+    if not token or any(c.isspace() for c in token):
+        raise OracleError(
+            "http oracle: no usable token (empty or containing whitespace); set `token` or `token_file`, or the "
+            "environment variable INNLOOP_HTTP_TOKEN or INNLOOP_HTTP_TOKEN_FILE"
+        )
+    return token
+
+
+def _tls(verify: bool | str | None) -> bool | ssl.SSLContext:
+    """``verify``: True (system CAs), False (no checking: testing only) or a CA bundle path."""
+    if verify is None:
+        verify = os.environ.get("INNLOOP_HTTP_VERIFY", "true")
+    if isinstance(verify, str):  # config files and the environment spell booleans as text
+        verify = {"true": True, "1": True, "false": False, "0": False}.get(verify.lower(), verify)
+    if isinstance(verify, bool):
+        return verify
+    if not Path(verify).is_file():
+        raise OracleError(f"http oracle: CA bundle {verify!r} (verify / INNLOOP_HTTP_VERIFY) is not a file")
+    return ssl.create_default_context(cafile=verify)
