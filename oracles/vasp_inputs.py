@@ -1,0 +1,183 @@
+"""VASP input writing and vasprun.xml parsing for the `vasp` oracle, with no scheduler in sight.
+
+Inputs follow the MatDesINNe paper's (Fung et al. 2021) PBE set-up for strained monolayer
+MoS2 under a perpendicular field: plane-wave cut-off 500 eV, spin polarised, a 9×9×1
+Monkhorst-Pack mesh, and the field applied through EFIELD with the dipole correction
+along the third lattice vector (the layer normal for the built cells). Everything else
+comes from pymatgen's `MPStaticSet` (PBE POTCARs, NSW = 0, LREAL = False, ...), so the
+remaining choices are the Materials Project's, not ours.
+
+Field units and sign. VASP's EFIELD is an *electric force field* on a unit positive test
+charge, in eV/Å; for a charge of +e, 1 V/Å of field is 1 eV/Å of force, so the design's
+``efield`` in V/Å is written unchanged. VASP applies it along the IDIPOL direction (here
+the third lattice vector, which coincides with z only when alpha = beta = 90°). The sign
+cannot bias the target: the 2H monolayer is mirror-symmetric about its Mo plane (both
+atomic-position conventions keep the S planes symmetric), so gap(E) = gap(-E).
+
+POTCARs are licensed. Without a library (pymatgen's ``PMG_VASP_PSP_DIR`` unset) the
+job folder gets ``POTCAR.spec`` (the symbols, one per line) instead of failing, so the
+inputs can still be checked or completed on the cluster with ``pmg potcar``.
+"""
+
+from __future__ import annotations
+
+import re
+import warnings
+from dataclasses import dataclass, field
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from pymatgen.core import SETTINGS, Structure
+from pymatgen.io.vasp.inputs import Kpoints
+from pymatgen.io.vasp.sets import MPStaticSet
+
+from agent.materials.mos2 import Convention, build_structure
+from oracles.base import ErrorClass
+
+__all__ = [
+    "KPOINTS_MESH",
+    "STATIC_INCAR",
+    "RunOutcome",
+    "dipole_centre",
+    "has_potcar_library",
+    "parse_vasprun",
+    "static_input_set",
+    "write_inputs",
+]
+
+KPOINTS_MESH = (9, 9, 1)
+# The paper's settings plus what a static gap calculation needs. ISMEAR 0 (Gaussian,
+# small width) rather than MPStaticSet's tetrahedron: part of the design space is
+# metallic (gap 0 at small c) and Gaussian smearing is safe for metals and insulators.
+STATIC_INCAR: dict[str, Any] = {
+    "ENCUT": 500,
+    "ISPIN": 2,
+    "ISMEAR": 0,
+    "SIGMA": 0.05,
+    "EDIFF": 1e-6,
+    "NELM": 200,
+    "LDIPOL": True,
+    "IDIPOL": 3,
+    "LCHARG": False,
+    "LWAVE": False,
+}
+
+
+def dipole_centre(structure: Structure) -> list[float]:
+    """DIPOL (direct coordinates) at the slab centre: the layer's mean height along c.
+
+    In-plane components do not matter for IDIPOL = 3; 0.5 keeps them tidy. The mean is
+    taken on fractional heights unwrapped around the first atom, so a layer straddling
+    the cell boundary still gets its real centre.
+    """
+    z = np.asarray(structure.frac_coords[:, 2], dtype=np.float64)  # (n_sites,)
+    z = z[0] + (z - z[0] + 0.5) % 1.0 - 0.5
+    return [0.5, 0.5, float(np.round(np.mean(z), 12) % 1.0)]
+
+
+def static_input_set(structure: Structure, efield_V_per_A: float, incar: dict[str, Any] | None = None) -> MPStaticSet:
+    """`MPStaticSet` with the paper's settings, the field and the dipole centre."""
+    settings = STATIC_INCAR | {"EFIELD": float(efield_V_per_A), "DIPOL": dipole_centre(structure)} | dict(incar or {})
+    return MPStaticSet(
+        structure,
+        user_incar_settings=settings,
+        # documented as "dict or Kpoints", annotated as dict only
+        user_kpoints_settings=Kpoints.monkhorst_automatic(KPOINTS_MESH),  # type: ignore[arg-type]
+        user_potcar_functional="PBE",
+    )
+
+
+def has_potcar_library() -> bool:
+    return bool(SETTINGS.get("PMG_VASP_PSP_DIR"))
+
+
+def write_inputs(
+    folder: Path, design: dict[str, float], convention: Convention = "fractional", incar: dict[str, Any] | None = None
+) -> dict[str, Any]:
+    """Write INCAR, KPOINTS, POSCAR and POTCAR (or POTCAR.spec) for one design; return the INCAR.
+
+    Raises `DesignError` (from `build_structure`) for a design that is not a buildable cell.
+    """
+    x = np.array([[design[k] for k in ("a", "b", "c", "alpha", "beta", "gamma", "efield")]])
+    structure = build_structure(x, convention=convention)
+    vis = static_input_set(structure, design["efield"], incar)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # pymatgen warns that POTCAR.spec is no POTCAR
+        vis.write_input(str(folder), potcar_spec=not has_potcar_library())
+    return dict(vis.incar)
+
+
+@dataclass
+class RunOutcome:
+    """What one vasprun.xml says: a converged gap, or why there is none."""
+
+    gap_eV: float | None
+    converged: bool
+    error_class: ErrorClass | None = None
+    message: str | None = None
+    provenance: dict[str, Any] = field(default_factory=dict)
+
+
+def _generator_start(head: str) -> datetime | None:
+    """The run's start time from vasprun's <generator> block (VASP writes date and time)."""
+    date = re.search(r'name="date"[^>]*>\s*([\d ]+?)\s*<', head)
+    hms = re.search(r'name="time"[^>]*>\s*([\d:]+)\s*<', head)
+    if not (date and hms):
+        return None
+    try:
+        return datetime.strptime(f"{date[1]} {hms[1]}", "%Y %m %d %H:%M:%S")
+    except ValueError:
+        return None
+
+
+def parse_vasprun(path: Path) -> RunOutcome:
+    """Read a finished static run: converged -> gap; not converged -> physics; unreadable -> infrastructure.
+
+    Only electronic convergence is asked for (NSW = 0, there are no ionic steps to
+    converge). A missing, empty or truncated file (VASP killed mid-write, disk full) is
+    an infrastructure fault: a rerun may well succeed.
+    """
+    from pymatgen.io.vasp import Vasprun  # heavy import; only when a result is read
+
+    if not path.is_file():
+        return RunOutcome(None, False, ErrorClass.INFRASTRUCTURE, f"{path.name} is missing in {path.parent}")
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # UnconvergedVASPWarning etc.: we classify ourselves
+            run = Vasprun(str(path), parse_potcar_file=False, parse_dos=False, parse_projected_eigen=False)
+    except Exception as exc:  # lxml's XMLSyntaxError for truncation; anything else is as bad
+        return RunOutcome(
+            None,
+            False,
+            ErrorClass.INFRASTRUCTURE,
+            f"{path} is truncated or unreadable ({type(exc).__name__}: {exc})",
+        )
+    with open(path, errors="replace") as fh:
+        start = _generator_start(fh.read(2000))
+    wall = None if start is None else max(0.0, path.stat().st_mtime - start.timestamp())
+    prov: dict[str, Any] = {
+        "code": "vasp",
+        "vasp_version": run.vasp_version,
+        "vasprun_incar": {k: _plain(v) for k, v in run.incar.items()},
+        "wall_s": wall,
+        "electronic_steps": len(run.ionic_steps[-1]["electronic_steps"]) if run.ionic_steps else 0,
+        "nelm": run.parameters.get("NELM"),
+    }
+    if not run.converged_electronic:
+        msg = f"SCF not converged within NELM = {prov['nelm']} electronic steps"
+        return RunOutcome(None, False, ErrorClass.PHYSICS, msg, prov)
+    gap, _cbm, _vbm, _direct = run.eigenvalue_band_properties
+    return RunOutcome(float(np.asarray(gap)), True, None, None, prov)
+
+
+def _plain(value: Any) -> Any:
+    """INCAR values as JSON-friendly Python (numpy scalars and arrays become plain numbers/lists)."""
+    if isinstance(value, np.ndarray):
+        return value.tolist()
+    if isinstance(value, np.generic):
+        return value.item()
+    if isinstance(value, list | tuple):
+        return [_plain(v) for v in value]
+    return value
