@@ -14,6 +14,7 @@ so the protocol is built around never losing or repeating one:
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 from collections.abc import Sequence
@@ -197,6 +198,23 @@ def site_setting(value: float | None, env: str, default: float) -> float:
         return default if raw is None else float(raw)
     except ValueError:
         raise OracleError(f"environment variable {env}={raw!r} is not a number") from None
+
+
+def site_text(value: str | None, env: str, default: str | None = None) -> str | None:
+    """An explicit text setting, else the site's ``INNLOOP_…`` variable (if non-empty), else ``default``."""
+    if value is not None:
+        return value
+    return os.environ.get(env) or default
+
+
+def canonical_design(design: dict[str, float]) -> dict[str, float]:
+    """A design with sorted names and values rounded to 1e-10: equal designs, equal JSON."""
+    return {k: round(float(v), 10) for k, v in sorted(design.items())}
+
+
+def design_digest(design: dict[str, float]) -> str:
+    """Hex SHA-256 of the canonical design: a stable name for "this design" across processes."""
+    return hashlib.sha256(json.dumps(canonical_design(design)).encode()).hexdigest()
 
 
 def check_own(name: str, handles: Sequence[Handle]) -> None:

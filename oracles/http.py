@@ -51,7 +51,19 @@ import httpx
 from agent.atomic import write_json
 from agent.materials import get_material
 from agent.models import default_state_dir
-from oracles.base import ErrorClass, Handle, JobStatus, OracleError, Result, check_own, designs_to_rows, site_setting
+from oracles.base import (
+    ErrorClass,
+    Handle,
+    JobStatus,
+    OracleError,
+    Result,
+    canonical_design,
+    check_own,
+    design_digest,
+    designs_to_rows,
+    site_setting,
+    site_text,
+)
 
 __all__ = ["HttpOracle", "idempotency_key"]
 
@@ -60,7 +72,7 @@ _RETRY_STATUS = {429, 500, 502, 503, 504}
 
 def idempotency_key(namespace: str, design: dict[str, float], attempt: int) -> str:
     """The deterministic key of the ``attempt``-th submission of ``design`` in ``namespace``."""
-    text = json.dumps([namespace, _canonical(design), int(attempt)])
+    text = json.dumps([namespace, canonical_design(design), int(attempt)])
     return hashlib.sha256(text.encode()).hexdigest()
 
 
@@ -81,7 +93,7 @@ class HttpOracle:
         verify: bool | str | None = None,
         material: str = "mos2",
     ) -> None:
-        url = url or os.environ.get("INNLOOP_HTTP_URL")
+        url = site_text(url or None, "INNLOOP_HTTP_URL")
         if not url:
             raise OracleError("http oracle: no lab server url; set `url` or the environment variable INNLOOP_HTTP_URL")
         if not url.startswith(("http://", "https://")):
@@ -311,12 +323,8 @@ class HttpOracle:
                     entry["pending"].remove(key)
 
 
-def _canonical(design: dict[str, float]) -> dict[str, float]:
-    return {k: round(float(v), 10) for k, v in sorted(design.items())}
-
-
 def _digest(design: dict[str, float]) -> str:
-    return hashlib.sha256(json.dumps(_canonical(design)).encode()).hexdigest()[:16]
+    return design_digest(design)[:16]
 
 
 def _read_token(token: str | None, token_file: str | Path | None) -> str:

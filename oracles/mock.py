@@ -12,7 +12,6 @@ function of the seed, the design and the attempt number, so campaigns are reprod
 
 from __future__ import annotations
 
-import hashlib
 import json
 import time
 from collections.abc import Sequence
@@ -27,7 +26,17 @@ from agent.atomic import write_json
 from agent.materials import get_material
 from agent.models import default_state_dir
 from agent.surrogate import SurrogateEnsemble
-from oracles.base import ErrorClass, Handle, JobStatus, OracleError, Result, check_own, designs_to_rows, site_setting
+from oracles.base import (
+    ErrorClass,
+    Handle,
+    JobStatus,
+    OracleError,
+    Result,
+    check_own,
+    design_digest,
+    designs_to_rows,
+    site_setting,
+)
 
 __all__ = ["MockOracle"]
 
@@ -156,5 +165,4 @@ class MockOracle:
 
 
 def _design_key(design: dict[str, float]) -> str:
-    text = json.dumps({k: round(float(v), 10) for k, v in sorted(design.items())})
-    return hashlib.sha256(text.encode()).hexdigest()[:12]
+    return design_digest(design)[:12]

@@ -50,7 +50,17 @@ from agent.atomic import write_json
 from agent.materials import get_material
 from agent.materials.mos2 import Convention
 from agent.models import default_state_dir
-from oracles.base import ErrorClass, Handle, JobStatus, OracleError, Result, check_own, designs_to_rows, site_setting
+from oracles.base import (
+    ErrorClass,
+    Handle,
+    JobStatus,
+    OracleError,
+    Result,
+    check_own,
+    designs_to_rows,
+    site_setting,
+    site_text,
+)
 from oracles.vasp_inputs import has_potcar_library, parse_vasprun, write_inputs
 
 __all__ = ["VaspOracle"]
@@ -59,12 +69,6 @@ _BATCH = ("slurm", "pbs", "pbs_classic", "lsf", "cobalt")
 # psij's words when it could not ask the scheduler (not a verdict on the job)
 _POLL_FAILURE = ("Failed to poll", "Failed to update job status", "Error updating job statuses")
 _TIME_LIMIT = ("time limit", "TimeLimit", "TIMEOUT")
-
-
-def _env_str(value: str | None, env: str, default: str | None = None) -> str | None:
-    if value is not None:
-        return value
-    return os.environ.get(env) or default
 
 
 class VaspOracle:
@@ -95,10 +99,10 @@ class VaspOracle:
             raise OracleError(
                 "vasp oracle: no VASP command; pass command=... (e.g. 'vasp_std') or set INNLOOP_VASP_COMMAND"
             )
-        self.executor_name = _env_str(executor, "INNLOOP_VASP_EXECUTOR", "slurm") or "slurm"
-        self.queue = _env_str(queue, "INNLOOP_VASP_QUEUE")
-        self.account = _env_str(account, "INNLOOP_VASP_ACCOUNT")
-        self.launcher = _env_str(launcher, "INNLOOP_VASP_LAUNCHER")
+        self.executor_name = site_text(executor, "INNLOOP_VASP_EXECUTOR", "slurm") or "slurm"
+        self.queue = site_text(queue, "INNLOOP_VASP_QUEUE")
+        self.account = site_text(account, "INNLOOP_VASP_ACCOUNT")
+        self.launcher = site_text(launcher, "INNLOOP_VASP_LAUNCHER")
         self.walltime_s = site_setting(walltime_s, "INNLOOP_VASP_WALLTIME_S", 3600.0)
         self.nodes = int(site_setting(nodes, "INNLOOP_VASP_NODES", 1))
         self.ppn = int(site_setting(ppn, "INNLOOP_VASP_PPN", 1))
