@@ -28,15 +28,11 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 
+from tests.oracles.helpers import free_port
+
 __all__ = ["LocalSlurm", "start_local_slurm"]
 
 BINARIES = ("munged", "slurmctld", "slurmd", "sbatch", "squeue", "sinfo", "scancel")
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def _which(name: str) -> str | None:
@@ -69,8 +65,8 @@ class LocalSlurm:
             f"""\
 ClusterName=innloop-test
 SlurmctldHost={self.node}(127.0.0.1)
-SlurmctldPort={_free_port()}
-SlurmdPort={_free_port()}
+SlurmctldPort={free_port()}
+SlurmdPort={free_port()}
 SlurmUser=root
 SlurmdUser=root
 AuthType=auth/munge
