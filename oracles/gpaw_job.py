@@ -33,7 +33,6 @@ import json
 import math
 import os
 import sys
-import tempfile
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, field
@@ -42,6 +41,7 @@ from typing import Any, Literal
 
 import numpy as np
 
+from agent.atomic import write_text
 from agent.errors import ConfigError, DesignError
 from agent.materials.mos2 import MIN_VACUUM, cell_is_valid, leaves_vacuum, vacuum_gap
 
@@ -209,22 +209,13 @@ def gap_from_eigenvalues(eigenvalues: Any, fermi_level: float | Sequence[float])
 
 # -- output ------------------------------------------------------------------------
 def write_result(path: str | os.PathLike[str], result: Mapping[str, Any]) -> Path:
-    """Write ``result`` as JSON to ``path`` atomically: temp file in the same folder + rename.
+    """Write ``result`` as JSON to ``path`` atomically (`agent.atomic.write_text`).
 
-    Same folder so the rename never crosses file systems (which would not be atomic).
+    Serialised first, with NaN refused, so a bad result never replaces a good file.
     """
     out = Path(path)
     out.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{out.name}.", suffix=".tmp", dir=out.parent)
-    try:
-        with os.fdopen(fd, "w") as handle:
-            json.dump(result, handle, indent=2, sort_keys=True, allow_nan=False)
-            handle.write("\n")
-        os.replace(tmp, out)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return out
+    return write_text(out, json.dumps(result, indent=2, sort_keys=True, allow_nan=False) + "\n")
 
 
 def result_dict(
