@@ -33,11 +33,10 @@ import pandas as pd
 from agent.design import DesignConfig, generate_candidates
 from agent.pipeline import DesignSetup, load_models
 from oracles import make_oracle
+from oracles.calibration import METAL_TOL
 from oracles.measure import measure
 
 __all__ = ["main", "pick_candidates", "summarise"]
-
-METAL_TOL = 0.05
 
 
 def pick_candidates(candidates: pd.DataFrame, n: int, seed: int) -> pd.DataFrame:

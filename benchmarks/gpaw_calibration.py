@@ -31,9 +31,8 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from agent.data.observations import load_dataset
-from benchmarks.gpaw_convention import pick_rows, run_one
-from oracles.calibration import GapCalibration, agreement
+from benchmarks import gpaw_convention
+from oracles.calibration import METAL_TOL, GapCalibration, agreement
 from oracles.gpaw_job import DESIGN_KEYS
 
 __all__ = ["load_rows", "main", "split_rows"]
@@ -72,22 +71,6 @@ def split_rows(frame: pd.DataFrame, seed: int) -> tuple[np.ndarray, np.ndarray]:
     return cal, ~cal
 
 
-def _run_rows(n: int, seed: int, ecut: float, kpts: list[int], timeout: float, work: Path) -> dict[str, Any]:
-    settings = {"ecut_eV": ecut, "kpts": kpts}
-    rows = pick_rows(load_dataset("mos2").frame, n, seed)
-    records = []
-    for pos in range(len(rows)):
-        row, idx = rows.iloc[pos], int(rows.index.to_numpy()[pos])
-        design = {k: float(row[k]) for k in DESIGN_KEYS}
-        res = run_one(design, CONVENTION, settings, work / f"row{idx}", timeout)
-        print(f"row {idx:>5} {row['category']:<16} vasp {row['gap']:.3f} gpaw {res.get('gap_eV')}", flush=True)
-        records.append(
-            {"row": idx, "category": row["category"], **design, "vasp_gap": float(row["gap"])}
-            | {CONVENTION: {"gap_eV": res.get("gap_eV"), "wall_s": res.get("wall_s"), "error": res.get("error")}}
-        )
-    return {"settings": settings, "seed": seed, "rows": records}
-
-
 def _line(name: str, a: dict[str, float]) -> str:
     return (
         f"{name:<22} {a['n']:>4} {a['mae_eV']:>7.3f} {a['mae_gapped_eV']:>7.3f} {a['max_abs_eV']:>7.3f} "
@@ -112,9 +95,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     new: dict[str, Any] | None = None
     if args.rows:
         work = Path(tempfile.mkdtemp(prefix="gpaw_calibration_"))
-        new = _run_rows(args.rows, args.seed, args.ecut, list(args.kpts), args.timeout, work)
         fresh = work / "rows.json"
-        fresh.write_text(json.dumps(new, default=float))
+        run = ["--rows", str(args.rows), "--seed", str(args.seed), "--conventions", CONVENTION]
+        run += ["--ecut", str(args.ecut), "--kpts", *map(str, args.kpts), "--timeout", str(args.timeout)]
+        gpaw_convention.main([*run, "--workdir", str(work), "--json", str(fresh)])
+        new = json.loads(fresh.read_text())
         sources.append(fresh)
     if not sources:
         p.error("give --from files or --rows")
@@ -136,7 +121,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     }
     for name, a in figures.items():
         print(_line(name, a))
-    print(f"(metals = VASP-metallic rows read below {0.05} eV; gap->0 = VASP-gapped rows read metallic)")
+    print(f"(metals = VASP-metallic rows read below {METAL_TOL} eV; gap->0 = VASP-gapped rows read metallic)")
     s = frame.wall_s.dropna()
     print(f"GPAW wall time per design: mean {s.mean():.1f} s, max {s.max():.1f} s over {len(s)} rows")
 

@@ -30,13 +30,13 @@ import numpy as np
 import pandas as pd
 
 from agent.data.observations import load_dataset
+from oracles.calibration import METAL_TOL, agreement
 from oracles.gpaw_job import DESIGN_KEYS
 
 __all__ = ["UNSTRAINED", "main", "pick_rows", "run_one", "summarise"]
 
 UNSTRAINED = {"a": 3.16, "b": 3.16, "c": 12.30, "alpha": 90.0, "beta": 90.0, "gamma": 120.0, "efield": 0.0}
 CONVENTIONS = ("fractional", "cartesian")
-METAL_TOL = 0.05  # eV: a computed gap below this counts as metallic (k-mesh and smearing noise)
 
 
 def pick_rows(frame: pd.DataFrame, n: int, seed: int) -> pd.DataFrame:
@@ -114,21 +114,20 @@ def run_one(
 
 
 def summarise(vasp: np.ndarray, gpaw: np.ndarray, wall: np.ndarray) -> dict[str, Any]:
-    """Agreement figures for one convention; rows whose job failed (NaN) are left out."""
+    """Agreement figures for one convention (`oracles.calibration.agreement`); rows whose
+    job failed (NaN) are left out."""
     ok = np.isfinite(gpaw)
-    v, g = vasp[ok], gpaw[ok]
-    gapped = v > 0.0
-    metal = v == 0.0
-    r = float(np.corrcoef(v, g)[0, 1]) if ok.sum() > 2 and np.std(g) > 0 else float("nan")
+    a = agreement(gpaw, vasp)
+    gapped = ok & (vasp > 0.0)
     return {
-        "n_ok": int(ok.sum()),
+        "n_ok": a["n"],
         "n_failed": int((~ok).sum()),
-        "pearson_r": r,
-        "mae_eV": float(np.mean(np.abs(g - v))) if ok.any() else float("nan"),
-        "mean_offset_gapped_eV": float(np.mean(g[gapped] - v[gapped])) if gapped.any() else float("nan"),
-        "metals_right": int((g[metal] < METAL_TOL).sum()),
-        "metals_wrong": int((g[metal] >= METAL_TOL).sum()),
-        "gapped_called_metal": int((g[gapped] < METAL_TOL).sum()),
+        "pearson_r": a["pearson_r"],
+        "mae_eV": a["mae_eV"],
+        "mean_offset_gapped_eV": float(np.mean(gpaw[gapped] - vasp[gapped])) if gapped.any() else float("nan"),
+        "metals_right": a["metals_right"],
+        "metals_wrong": a["metals"] - a["metals_right"],
+        "gapped_called_metal": a["gapped_called_metal"],
         "s_per_design": float(np.mean(wall)) if len(wall) else float("nan"),
     }
 

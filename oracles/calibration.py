@@ -28,11 +28,11 @@ from scipy.optimize import minimize
 from agent.atomic import write_json
 from oracles.base import OracleError
 
-__all__ = ["BUNDLED", "GapCalibration", "agreement", "gap_from_smeared_dos", "load_calibration"]
+__all__ = ["BUNDLED", "METAL_TOL", "GapCalibration", "agreement", "gap_from_smeared_dos", "load_calibration"]
 
 # name -> file under oracles/data; reproduced by benchmarks/gpaw_calibration.py --write
 BUNDLED = {"mos2-gpaw-to-vasp": "gpaw_mos2_calibration.json"}
-METAL_TOL = 0.05  # eV: a gap below this counts as metallic when grading
+METAL_TOL = 0.05  # eV: a computed gap below this counts as metallic (k-mesh and smearing noise)
 
 
 @dataclass(frozen=True)
