@@ -32,3 +32,7 @@ class UnknownNameError(InnloopError, LookupError):
 
 class WeightsError(InnloopError):
     """A weight file is missing, corrupt, or belongs to another model."""
+
+
+class StateError(InnloopError):
+    """A campaign's saved state (ledger, checkpoint, in-flight jobs) is unreadable or foreign."""
