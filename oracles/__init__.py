@@ -23,6 +23,7 @@ __all__ = [
     "Result",
     "available_oracles",
     "make_oracle",
+    "oracle_class",
 ]
 
 # name -> "module:Class"; third-party back ends can be added with `register_oracle`
@@ -46,12 +47,18 @@ def available_oracles() -> list[str]:
     return sorted(_REGISTRY)
 
 
-def make_oracle(name: str, **settings: Any) -> Oracle:
-    """Build the oracle registered under ``name`` with its settings (config or environment)."""
+def oracle_class(name: str) -> type:
+    """The class registered under ``name`` (imported now)."""
     try:
         target = _REGISTRY[name]
     except KeyError:
         raise UnknownNameError(f"unknown oracle {name!r}; available: {available_oracles()}") from None
     module, cls = target.split(":")
-    oracle: Oracle = getattr(importlib.import_module(module), cls)(**settings)
+    found: type = getattr(importlib.import_module(module), cls)
+    return found
+
+
+def make_oracle(name: str, **settings: Any) -> Oracle:
+    """Build the oracle registered under ``name`` with its settings (config or environment)."""
+    oracle: Oracle = oracle_class(name)(**settings)
     return oracle

@@ -80,6 +80,7 @@ class HttpOracle:
     """Client of a lab server. Settings fall back to ``INNLOOP_HTTP_*`` environment variables."""
 
     name = "http"
+    idempotent_submit = True  # a re-sent batch re-uses the journal's pending keys: same jobs
 
     def __init__(
         self,

@@ -83,6 +83,25 @@ class MockOracle:
             handles.append(h)
         return handles
 
+    def adopt(self, designs: Any, since: float) -> list[Handle | None]:
+        """Per design, the newest job submitted at or after ``since`` (``None``: it never arrived).
+
+        What a campaign killed between ``submit`` and saving the handles uses to re-attach
+        instead of submitting the same design twice.
+        """
+        out: list[Handle | None] = []
+        for row in designs_to_rows(self.space, designs):
+            best: Handle | None = None
+            for path in self.jobs.glob(f"*-{_design_key(row)}.json"):
+                job = self._job(Handle(self.name, path.stem, row))
+                if job is None:
+                    continue
+                h = Handle.from_json(job["handle"])
+                if h.submitted_at >= since and (best is None or h.submitted_at > best.submitted_at):
+                    best = h
+            out.append(best)
+        return out
+
     def poll(self, handles: Sequence[Handle]) -> list[JobStatus]:
         return [r.status for r in self._outcomes(handles)]
 

@@ -30,6 +30,7 @@ class TableOracle:
     """Answers designs from a table of measured rows; everything completes at once."""
 
     name = "table"
+    idempotent_submit = True  # answers are free and instant: re-sending a batch costs nothing
 
     def __init__(self, path: str | Path | None = None, material: str = "mos2", tolerance: float = 1e-6) -> None:
         if not tolerance >= 0:

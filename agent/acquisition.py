@@ -1,0 +1,204 @@
+"""Choosing what to measure: BoTorch acquisitions scored on candidates, batches picked greedily.
+
+Why this shape: candidates already come from a generator (or from the oracle's pool), so
+the acquisition is evaluated on a finite set instead of optimised over the box; a batch
+is then filled greedily under distance rules that make it *batch-aware*:
+
+- no two designs of a batch closer than ``min_distance`` (unit box);
+- nothing within ``min_distance`` of a design already pending at the oracle;
+- for a target, nothing within ``min_distance`` of a hit already found for it (another
+  measurement there cannot add a *diverse* hit);
+- nothing already measured.
+
+Exploitation slots rank by `LogProbabilityOfFeasibility` of the target window (the
+log-probability that the oracle value lands in ``[target - w, target + w]``); the
+exploration share ranks by `PosteriorStandardDeviation` among candidates that still have
+a fair chance of a hit, so an exploration slot teaches the model where it matters.
+Targets share a batch in proportion to the hits each still lacks.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+from botorch.acquisition.analytic import LogProbabilityOfFeasibility, PosteriorStandardDeviation
+from botorch.models.model import Model
+from scipy.spatial import cKDTree
+
+__all__ = [
+    "BatchChoice",
+    "SelectionConfig",
+    "allocate",
+    "choose_batch",
+    "log_window_probability",
+    "posterior_std",
+]
+
+
+@dataclass(frozen=True)
+class SelectionConfig:
+    """Batch size, the share of it spent on exploration, and the near-duplicate radius."""
+
+    batch_size: int = 10
+    exploration: float = 0.2
+    min_distance: float = 0.1
+    # exploration only among candidates whose window probability is at least this share
+    # of the best one: uncertainty far from any target teaches nothing useful
+    explore_floor: float = 0.05
+
+
+@dataclass(frozen=True)
+class BatchChoice:
+    """Rows of the candidate array chosen, the target each serves and why (exploit/explore)."""
+
+    index: np.ndarray  # (k,) int rows of the candidate array
+    target: np.ndarray  # (k,) int target index
+    reason: list[str]
+    score: np.ndarray  # (k,) log window probability of the chosen row for its target
+
+
+def _evaluate(acq: torch.nn.Module, U: np.ndarray, dtype: torch.dtype, chunk: int) -> np.ndarray:
+    out = []
+    with torch.no_grad():
+        for start in range(0, len(U), chunk):
+            X = torch.as_tensor(U[start : start + chunk], dtype=dtype).unsqueeze(-2)  # b x 1 x d
+            out.append(acq(X).double().numpy())
+    return np.concatenate(out) if out else np.zeros(0)
+
+
+def _dtype(model: Model) -> torch.dtype:
+    p = next(iter(model.parameters()), None)
+    return p.dtype if p is not None else torch.float64
+
+
+def log_window_probability(model: Model, U: np.ndarray, lower: float, upper: float, *, chunk: int = 8192) -> np.ndarray:
+    """``log P(lower <= y(u) <= upper)`` for candidates ``U (n, d)`` -> ``(n,)``."""
+    acq = LogProbabilityOfFeasibility(model, {0: (float(lower), float(upper))})
+    return _evaluate(acq, np.asarray(U), _dtype(model), chunk)
+
+
+def posterior_std(model: Model, U: np.ndarray, *, chunk: int = 8192) -> np.ndarray:
+    """Posterior standard deviation of ``y`` at ``U (n, d)`` -> ``(n,)``."""
+    return _evaluate(PosteriorStandardDeviation(model), np.asarray(U), _dtype(model), chunk)
+
+
+def allocate(batch_size: int, missing: Sequence[int]) -> list[int]:
+    """Split ``batch_size`` slots over targets in proportion to the hits each still lacks.
+
+    Targets that lack nothing get nothing; largest remainders break ties, earlier targets
+    first, so the split is deterministic.
+    """
+    need = np.maximum(np.asarray(missing, dtype=np.float64), 0)
+    if need.sum() == 0 or batch_size <= 0:
+        return [0] * len(need)
+    raw = batch_size * need / need.sum()
+    quota = np.floor(raw).astype(int)
+    order = sorted(range(len(need)), key=lambda i: (-(raw[i] - quota[i]), i))
+    for i in order[: batch_size - int(quota.sum())]:
+        quota[i] += 1
+    return [int(q) for q in quota]
+
+
+class _Spacing:
+    """Near-duplicate test against a growing set of points (KD-tree plus a short list)."""
+
+    def __init__(self, fixed: np.ndarray, radius: float, dim: int) -> None:
+        fixed = np.asarray(fixed, dtype=np.float64).reshape(-1, dim)
+        self.tree = cKDTree(fixed) if len(fixed) else None
+        self.added: list[np.ndarray] = []
+        self.radius = radius
+
+    def clear(self, u: np.ndarray) -> bool:
+        if self.radius <= 0:
+            return True
+        if self.tree is not None and self.tree.query_ball_point(u, self.radius - 1e-12, return_length=True) > 0:
+            return False
+        return all(np.linalg.norm(u - a) >= self.radius for a in self.added)
+
+    def add(self, u: np.ndarray) -> None:
+        self.added.append(np.asarray(u, dtype=np.float64))
+
+
+def choose_batch(
+    log_pf: np.ndarray,
+    sigma: np.ndarray,
+    U: np.ndarray,
+    missing: Sequence[int],
+    config: SelectionConfig,
+    *,
+    pending: np.ndarray | None = None,
+    hits: Sequence[np.ndarray] | None = None,
+    measured: np.ndarray | None = None,
+) -> BatchChoice:
+    """Pick up to ``batch_size`` rows of ``U (n, d)``.
+
+    ``log_pf (T, n)``: log window probability per target; ``sigma (n,)``: posterior std;
+    ``missing (T,)``: hits each target still lacks; ``pending (p, d)`` designs at the
+    oracle; ``hits[t] (h_t, d)`` diverse hits of target ``t``; ``measured (m, d)`` designs
+    already measured (never proposed again).
+    """
+    U = np.asarray(U, dtype=np.float64)
+    n, dim = U.shape
+    T = len(missing)
+    log_pf = np.asarray(log_pf, dtype=np.float64).reshape(T, n)
+    empty = np.zeros((0, dim))
+    pending = empty if pending is None else np.asarray(pending, dtype=np.float64).reshape(-1, dim)
+    hit_sets = [empty] * T if hits is None else [np.asarray(h, dtype=np.float64).reshape(-1, dim) for h in hits]
+    usable = np.ones(n, dtype=bool)
+    if measured is not None and len(measured):
+        d, _ = cKDTree(np.asarray(measured, dtype=np.float64).reshape(-1, dim)).query(U)
+        usable &= d > 1e-9
+    batch = _Spacing(pending, config.min_distance, dim)
+    near_hit = [_Spacing(h, config.min_distance, dim) for h in hit_sets]
+    n_explore = round(config.exploration * config.batch_size)
+    quota_exploit = allocate(config.batch_size - n_explore, missing)
+    quota_explore = allocate(n_explore, missing)
+    taken: set[int] = set()
+    idx: list[int] = []
+    tgt: list[int] = []
+    why: list[str] = []
+
+    def fill(order: np.ndarray, t: int, count: int, reason: str) -> None:
+        got = 0
+        for i in order:
+            if got == count:
+                break
+            i = int(i)
+            if i in taken or not usable[i] or not batch.clear(U[i]) or not near_hit[t].clear(U[i]):
+                continue
+            taken.add(i)
+            batch.add(U[i])
+            idx.append(i)
+            tgt.append(t)
+            why.append(reason)
+            got += 1
+
+    # round-robin over targets, exploitation first: the likeliest hits claim their space
+    orders = [np.argsort(-log_pf[t], kind="stable") for t in range(T)]
+    for t in range(T):
+        fill(orders[t], t, quota_exploit[t], "exploit")
+    for t in range(T):
+        if quota_explore[t] == 0:
+            continue
+        floor = log_pf[t].max() + np.log(config.explore_floor)
+        eligible = np.flatnonzero(log_pf[t] >= floor)
+        order = eligible[np.argsort(-np.asarray(sigma)[eligible], kind="stable")]
+        fill(order, t, quota_explore[t], "explore")
+    # slots nobody could fill (too few spaced candidates) go to the best remaining rows
+    short = config.batch_size - len(idx)
+    if short > 0 and T:
+        best = np.argmax(log_pf, axis=0)
+        order = np.argsort(-log_pf.max(axis=0), kind="stable")
+        for i in order:
+            if short == 0:
+                break
+            before = len(idx)
+            fill(np.array([i]), int(best[i]), 1, "exploit")
+            short -= len(idx) - before
+    index = np.asarray(idx, dtype=int)
+    target = np.asarray(tgt, dtype=int)
+    score = log_pf[target, index] if len(index) else np.zeros(0)
+    return BatchChoice(index, target, why, score)

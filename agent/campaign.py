@@ -1,0 +1,164 @@
+"""Start, resume and inspect campaigns: the glue between a config, ``state/`` and `step`.
+
+`open_campaign` rebuilds the `CampaignState` from disk (verifying every committed
+iteration's checksums and the ledger's), `run_campaign` steps until a stop rule fires,
+and `campaign_status` answers "where does it stand" without touching the oracle.
+"""
+
+from __future__ import annotations
+
+import inspect
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Any
+
+from agent.config import CampaignConfig, config_from_dict
+from agent.data import read_observations
+from agent.loop import Context, Models, load_models, step
+from agent.materials import get_material
+from agent.sampling import LocalSampler, Sampler
+from agent.state import CampaignState, hit_table, missing_hits, stop_reason
+from agent.store import CampaignStore
+from oracles import make_oracle, oracle_class
+from oracles.base import Oracle
+
+__all__ = ["CampaignRun", "campaign_status", "make_campaign_oracle", "open_campaign", "run_campaign"]
+
+
+@dataclass
+class CampaignRun:
+    """What a finished (or paused) run hands back: the state, its store and why it stopped."""
+
+    state: CampaignState
+    store: CampaignStore
+    reason: str
+
+
+def open_campaign(
+    config: CampaignConfig, state_dir: str | Path, source_text: str | None = None
+) -> tuple[CampaignStore, CampaignState]:
+    """Create ``state_dir/<name>`` or re-open it (refusing a folder started with another config)."""
+    store = CampaignStore(state_dir, config.name)
+    if not store.exists():
+        text = source_text if source_text is not None else f"# created from a validated config\n# {config.to_dict()}\n"
+        store.create(config.to_dict(), config.fingerprint(), text)
+    else:
+        store.check_fingerprint(config.fingerprint())
+    last = store.last_completed()
+    history = tuple(store.verify_iteration(i) for i in range(last + 1))
+    material = get_material(config.material)
+    prior_X = prior_y = None
+    if config.initial.data:
+        obs = read_observations(config.initial.data, material)
+        prior_X, prior_y = obs.X, obs.y
+    state = CampaignState(
+        config=config,
+        space=material.space,
+        target_name=material.target,
+        iteration=last + 1,
+        records=tuple(store.ledger.records()),
+        prior_X=prior_X,
+        prior_y=prior_y,
+        history=history,
+        elapsed_s=float(history[-1].get("elapsed_s", 0.0)) if history else 0.0,
+    )
+    return store, state
+
+
+def make_campaign_oracle(config: CampaignConfig, store: CampaignStore) -> Oracle:
+    """The configured oracle; one that keeps jobs on disk keeps them inside the campaign folder."""
+    settings = dict(config.oracle.settings)
+    params = inspect.signature(oracle_class(config.oracle.name)).parameters
+    if "workdir" in params and "workdir" not in settings:
+        settings["workdir"] = str(store.root / "oracle")
+    return make_oracle(config.oracle.name, **settings)
+
+
+def run_campaign(
+    config: CampaignConfig,
+    state_dir: str | Path,
+    *,
+    source_text: str | None = None,
+    oracle: Oracle | None = None,
+    sampler: Sampler | None = None,
+    progress: bool = False,
+    log: Callable[[str], None] = lambda _m: None,
+    run_stage: Callable[[str, Callable[[], Any]], Any] | None = None,
+    on_iteration: Callable[[CampaignState, CampaignStore], None] | None = None,
+) -> CampaignRun:
+    """Step the campaign until it has its hits or a budget runs out; safe to call again."""
+    store, state = open_campaign(config, state_dir, source_text)
+    started = time.time()
+    wall = config.budget.wall_time_s
+    ctx = Context(
+        oracle=oracle or make_campaign_oracle(config, store),
+        store=store,
+        sampler=sampler or LocalSampler(),
+        run_started=started,
+        deadline=None if wall is None else started + max(0.0, wall - state.elapsed_s),
+        progress=progress,
+        log=log,
+    )
+    if run_stage is not None:
+        ctx.run_stage = run_stage
+    ctx.models = _last_models(store, state)
+    if state.iteration:
+        log(f"resuming {config.name} after iteration {state.iteration - 1}: {state.calls} results in the ledger")
+    while (reason := stop_reason(state, run_started=started)) is None:
+        try:
+            state = step(state, ctx)
+        except TimeoutError as exc:  # the wall-time budget ran out with jobs at the oracle
+            reason = f"wall-time budget reached; {exc}"
+            break
+        m = state.history[-1]
+        log(f"iteration {m['iteration']}: {m['oracle_calls']} oracle calls, hits {m['hits']}")
+        if on_iteration is not None:
+            on_iteration(state, store)
+    return CampaignRun(replace(state, stopped=reason), store, reason)
+
+
+def _last_models(store: CampaignStore, state: CampaignState) -> Models | None:
+    for i in range(state.iteration - 1, -1, -1):
+        folder = store.iteration_dir(i)
+        if (folder / "surrogate.pt").exists():
+            store.iteration_file(i, "surrogate.pt")  # verified against the manifest first
+            return load_models(folder, state.config.models.generator)
+    return None
+
+
+def campaign_status(state_dir: str | Path, name: str) -> dict[str, Any]:
+    """Iterations, oracle calls, results, jobs in flight and hits per target, from disk only."""
+    store = CampaignStore(state_dir, name)
+    if not store.exists():
+        from agent.errors import StateError
+
+        raise StateError(f"no campaign {name!r} under {Path(state_dir)} (no {store.root / 'config.json'})")
+    raw, _ = store.load_config()
+    config = config_from_dict(raw, source=str(store.root / "config.json"))
+    material = get_material(config.material)
+    records = tuple(store.ledger.records())
+    last = store.last_completed()
+    history = [store.verify_iteration(last)] if last >= 0 else []
+    state = CampaignState(config, material.space, material.target, last + 1, records)
+    inflight = store.read_inflight()
+    hits = hit_table(state)
+    statuses: dict[str, int] = {}
+    for r in records:
+        statuses[r.result.status.value] = statuses.get(r.result.status.value, 0) + 1
+    return {
+        "campaign": name,
+        "state": str(store.root),
+        "iterations": last + 1,
+        "oracle": config.oracle.name,
+        "oracle_calls": len(records),
+        "results": statuses,
+        "in_flight": len(inflight.get("jobs", [])) if inflight else 0,
+        "targets": [
+            {"value": t.value, "window": t.window, "wanted": t.hits, "hits": len(h), "missing": m, "designs": h}
+            for t, h, m in zip(config.targets, hits, missing_hits(state))
+        ],
+        "elapsed_s": history[-1].get("elapsed_s") if history else 0.0,
+        "done": stop_reason(state) is not None and not (inflight and inflight.get("jobs")),
+    }

@@ -1,0 +1,145 @@
+"""What a campaign knows after each iteration, and what follows from it (hits, budget, stop).
+
+`CampaignState` is rebuilt from ``state/<campaign>/`` at any time: the config, the
+ledger (every oracle result, in arrival order), the prior data and the metrics of the
+committed iterations. Nothing here touches the disk or the oracle; the functions below
+are pure so the loop, the CLI's ``status`` and the benchmark agree on every count.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field, replace
+from typing import Any
+
+import numpy as np
+from scipy.spatial import cKDTree
+
+from agent.config import CampaignConfig
+from agent.ledger import LedgerRecord
+from agent.space import DesignSpace
+
+__all__ = ["CampaignState", "diverse_hits", "hit_designs", "missing_hits", "observed", "stop_reason"]
+
+
+@dataclass(frozen=True)
+class CampaignState:
+    """Everything ``step`` needs that is not a service (oracle, store, sampler)."""
+
+    config: CampaignConfig
+    space: DesignSpace
+    target_name: str
+    iteration: int = 0  # iterations committed so far; the next one to run has this number
+    records: tuple[LedgerRecord, ...] = ()
+    prior_X: np.ndarray | None = None  # physical (n, d) prior observations from initial.data
+    prior_y: np.ndarray | None = None
+    history: tuple[dict[str, Any], ...] = ()
+    elapsed_s: float = 0.0  # campaign wall time over all runs, up to the last commit
+    stopped: str | None = None
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    def with_records(self, new: list[LedgerRecord]) -> CampaignState:
+        return replace(self, records=self.records + tuple(new))
+
+    @property
+    def calls(self) -> int:
+        """Oracle calls so far: one per result in the ledger, failures included."""
+        return len(self.records)
+
+
+def _design_array(space: DesignSpace, records: tuple[LedgerRecord, ...] | list[LedgerRecord]) -> np.ndarray:
+    rows = [[r.result.handle.design[n] for n in space.names] for r in records]
+    return np.asarray(rows, dtype=np.float64).reshape(-1, space.dim)
+
+
+def observed(state: CampaignState) -> tuple[np.ndarray, np.ndarray]:
+    """Unit-box ``U (n, d)`` and values ``y (n,)`` of every completed measurement plus the prior."""
+    done = [r for r in state.records if r.result.ok and state.target_name in (r.result.values or {})]
+    X = _design_array(state.space, done)
+    y = np.array([r.result.values[state.target_name] for r in done if r.result.values], dtype=np.float64)
+    if state.prior_X is not None and state.prior_y is not None:
+        X = np.vstack([state.prior_X, X])
+        y = np.concatenate([state.prior_y, y])
+    return state.space.to_unit(X) if len(X) else np.zeros((0, state.space.dim)), y
+
+
+def measured_unit(state: CampaignState) -> np.ndarray:
+    """Unit-box designs ever sent to the oracle, failed ones included: never proposed again."""
+    return (
+        state.space.to_unit(_design_array(state.space, state.records))
+        if state.records
+        else np.zeros((0, state.space.dim))
+    )
+
+
+def diverse_hits(U: np.ndarray, y: np.ndarray, target: float, window: float, min_distance: float) -> np.ndarray:
+    """Indices of the diverse hits among ``U (n, d)``, ``y (n,)`` taken in order.
+
+    A row is a hit when ``|y - target| <= window``; it counts when it lies at least
+    ``min_distance`` (unit box) from every hit counted before it. Arrival order makes the
+    count a property of the campaign's history that no later result can lower.
+    """
+    idx = np.flatnonzero(np.abs(np.asarray(y) - target) <= window + 1e-12)
+    kept: list[int] = []
+    for i in idx:
+        if all(np.linalg.norm(U[i] - U[j]) >= min_distance for j in kept):
+            kept.append(int(i))
+    return np.asarray(kept, dtype=int)
+
+
+def _campaign_hits(state: CampaignState) -> tuple[np.ndarray, np.ndarray, list[np.ndarray]]:
+    """Oracle-measured rows only (prior data are not discoveries) and hit indices per target."""
+    done = [r for r in state.records if r.result.ok and state.target_name in (r.result.values or {})]
+    X = _design_array(state.space, done)
+    U = state.space.to_unit(X) if len(X) else np.zeros((0, state.space.dim))
+    y = np.array([r.result.values[state.target_name] for r in done if r.result.values], dtype=np.float64)
+    md = state.config.loop.min_distance
+    return U, y, [diverse_hits(U, y, t.value, t.window, md) for t in state.config.targets]
+
+
+def hit_designs(state: CampaignState) -> list[np.ndarray]:
+    """Per target, the unit-box designs of its diverse hits ``(h_t, d)``."""
+    U, _, idx = _campaign_hits(state)
+    return [U[i] for i in idx]
+
+
+def hit_table(state: CampaignState) -> list[list[dict[str, Any]]]:
+    """Per target, its diverse hits as physical designs with the measured value."""
+    U, y, idx = _campaign_hits(state)
+    out = []
+    for ids in idx:
+        X = state.space.from_unit(U[ids]) if len(ids) else np.zeros((0, state.space.dim))
+        out.append(
+            [dict(zip(state.space.names, map(float, x))) | {state.target_name: float(y[i])} for x, i in zip(X, ids)]
+        )
+    return out
+
+
+def missing_hits(state: CampaignState) -> list[int]:
+    """Hits each target still lacks."""
+    _, _, idx = _campaign_hits(state)
+    return [max(0, t.hits - len(i)) for t, i in zip(state.config.targets, idx)]
+
+
+def stop_reason(state: CampaignState, *, run_started: float | None = None, now: float | None = None) -> str | None:
+    """Why the campaign is over, or ``None`` while it should go on."""
+    b = state.config.budget
+    if not any(missing_hits(state)):
+        return "every target has its diverse hits"
+    if b.oracle_calls is not None and state.calls >= b.oracle_calls:
+        return f"oracle-call budget reached ({state.calls} of {b.oracle_calls})"
+    if b.iterations is not None and state.iteration >= b.iterations:
+        return f"iteration budget reached ({state.iteration} of {b.iterations})"
+    if b.wall_time_s is not None and run_started is not None:
+        spent = state.elapsed_s + ((now or time.time()) - run_started)
+        if spent >= b.wall_time_s:
+            return f"wall-time budget reached ({spent:.0f} s of {b.wall_time_s:g} s)"
+    return None
+
+
+def nearest_distance(U: np.ndarray, ref: np.ndarray) -> np.ndarray:
+    """Distance from each row of ``U`` to the nearest row of ``ref`` (inf when ``ref`` is empty)."""
+    if len(ref) == 0:
+        return np.full(len(U), np.inf)
+    d, _ = cKDTree(ref).query(U)
+    return np.asarray(d)
