@@ -86,13 +86,13 @@ class Batch:
     pred: np.ndarray
     std: np.ndarray
     log_pf: np.ndarray
+    X: np.ndarray | None = None  # physical designs exactly as submitted (read back from batch.csv)
+
+    def physical(self, state: CampaignState) -> np.ndarray:
+        return self.X if self.X is not None else state.space.from_unit(self.U)
 
     def frame(self, state: CampaignState) -> pd.DataFrame:
-        df = (
-            state.space.to_frame(state.space.from_unit(self.U))
-            if len(self.U)
-            else pd.DataFrame(columns=state.space.names)
-        )
+        df = state.space.to_frame(self.physical(state)) if len(self.U) else pd.DataFrame(columns=state.space.names)
         df["target_index"] = self.target
         df["target"] = [state.config.targets[t].value if t >= 0 else np.nan for t in self.target]
         df["reason"] = self.reason
