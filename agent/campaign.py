@@ -8,11 +8,14 @@ and `campaign_status` answers "where does it stand" without touching the oracle.
 from __future__ import annotations
 
 import inspect
+import os
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
+
+import torch
 
 from agent.config import CampaignConfig, config_from_dict
 from agent.data import read_observations
@@ -88,7 +91,13 @@ def run_campaign(
     run_stage: Callable[[str, Callable[[], Any]], Any] | None = None,
     on_iteration: Callable[[CampaignState, CampaignStore], None] | None = None,
 ) -> CampaignRun:
-    """Step the campaign until it has its hits or a budget runs out; safe to call again."""
+    """Step the campaign until it has its hits or a budget runs out; safe to call again.
+
+    Torch runs with ``$INNLOOP_TORCH_THREADS`` threads (default 1): the models are small,
+    and on a shared or small machine more threads than free cores slow training by
+    orders of magnitude (spinning OpenMP workers), not the other way round.
+    """
+    torch.set_num_threads(max(1, int(os.environ.get("INNLOOP_TORCH_THREADS", "1"))))
     store, state = open_campaign(config, state_dir, source_text)
     started = time.time()
     wall = config.budget.wall_time_s

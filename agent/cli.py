@@ -7,9 +7,11 @@ exit code 2; anything else is a bug and keeps its traceback.
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
+from typing import Any
 
 from agent.errors import InnloopError
 
@@ -108,6 +110,87 @@ def _bench(args: argparse.Namespace) -> int:
     return table1.main(argv)
 
 
+def _run(args: argparse.Namespace) -> int:
+    import os
+
+    from agent.campaign import campaign_status
+    from agent.config import load_config
+    from agent.models import default_state_dir
+
+    cfg = load_config(args.config)  # validate before anything starts (Prefect, Ray)
+    state_dir = args.state or str(default_state_dir())
+    use_ray = not args.no_ray
+    if args.no_prefect:
+        from agent.campaign import run_campaign
+        from agent.sampling import LocalSampler
+
+        sampler: Any = LocalSampler()
+        if use_ray and cfg.ray.enabled:
+            from flows.ray_sampler import RaySampler
+
+            sampler = RaySampler(args.ray_address or cfg.ray.address, cfg.ray.actors, cfg.ray.cpus_per_actor)
+        text = Path(args.config).read_text() if args.config else None
+        try:
+            run = run_campaign(
+                cfg, state_dir, source_text=text, sampler=sampler, progress=not args.quiet, log=_log(args)
+            )
+        finally:
+            getattr(sampler, "close", lambda: None)()
+        reason = run.reason
+    else:
+        os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
+        from flows.campaign import campaign_flow
+
+        out = campaign_flow(
+            config=args.config,
+            state_dir=state_dir,
+            ray_address=args.ray_address,
+            use_ray=use_ray,
+            progress=not args.quiet,
+        )
+        reason = out["reason"]
+    status = campaign_status(state_dir, cfg.name)
+    print(f"{cfg.name}: {reason}; {status['oracle_calls']} oracle calls in {status['iterations']} iterations")
+    _print_hits(status)
+    return 0
+
+
+def _print_hits(status: dict[str, Any]) -> None:
+    for t in status["targets"]:
+        print(f"target {t['value']:g} ± {t['window']:g}: {t['hits']} diverse hits (wanted {t['wanted']})")
+        for row in t["designs"]:
+            print("  " + ", ".join(f"{k}={v:.4g}" for k, v in row.items()))
+
+
+def _status(args: argparse.Namespace) -> int:
+    from agent.campaign import campaign_status
+    from agent.models import default_state_dir
+
+    status = campaign_status(args.state or str(default_state_dir()), args.campaign)
+    if args.json:
+        print(json.dumps(status, indent=2))
+        return 0
+    print(
+        f"{status['campaign']} ({status['state']}): {status['iterations']} iterations, "
+        f"{status['oracle_calls']} oracle calls, {status['in_flight']} jobs in flight"
+        + (", done" if status["done"] else "")
+    )
+    print("results: " + ", ".join(f"{k} {v}" for k, v in sorted(status["results"].items())))
+    for t in status["targets"]:
+        print(f"target {t['value']:g} ± {t['window']:g}: {t['hits']} of {t['wanted']} diverse hits")
+    return 0
+
+
+def _serve(args: argparse.Namespace) -> int:
+    from agent.config import load_config
+
+    load_config(args.config)
+    from flows.campaign import serve
+
+    serve(args.name, args.config, args.state)
+    return 0
+
+
 def _log(args: argparse.Namespace) -> Callable[[str], None]:
     def log(msg: str) -> None:
         if not getattr(args, "quiet", False):
@@ -148,6 +231,27 @@ def build_parser() -> argparse.ArgumentParser:
     m.add_argument("--timeout", type=float, help="stop waiting after this many seconds (jobs keep running)")
     m.add_argument("-q", "--quiet", action="store_true")
     m.set_defaults(func=_measure)
+
+    r = sub.add_parser("run", help="start or continue a campaign (default: MoS2, 0.5 and 1.0 eV, mock oracle)")
+    r.add_argument("config", nargs="?", help="campaign TOML (default: the shipped default campaign)")
+    r.add_argument("--state", help="state folder (default $INNLOOP_STATE_DIR or ./state)")
+    r.add_argument("--ray-address", help="join this Ray cluster instead of starting a local Ray")
+    r.add_argument("--no-ray", action="store_true", help="sample in this process, without Ray")
+    r.add_argument("--no-prefect", action="store_true", help="run the loop without a Prefect flow")
+    r.add_argument("-q", "--quiet", action="store_true", help="no progress bars or log lines")
+    r.set_defaults(func=_run)
+
+    st = sub.add_parser("status", help="where a campaign stands (from state/ only)")
+    st.add_argument("campaign", help="campaign name")
+    st.add_argument("--state", help="state folder (default $INNLOOP_STATE_DIR or ./state)")
+    st.add_argument("--json", action="store_true", help="machine-readable output")
+    st.set_defaults(func=_status)
+
+    sv = sub.add_parser("serve", help="expose the campaign flow as a Prefect deployment")
+    sv.add_argument("config", nargs="?", help="campaign TOML the deployment runs by default")
+    sv.add_argument("--name", default="innloop-campaign", help="deployment name")
+    sv.add_argument("--state", help="state folder for the runs")
+    sv.set_defaults(func=_serve)
 
     b = sub.add_parser("bench", help="run a benchmark and print its table")
     b.add_argument("name", help="benchmark name: table1")

@@ -1,0 +1,107 @@
+"""The campaign as a Prefect 3 flow: one flow run per campaign, one task run per stage.
+
+The science stays in `agent.loop.step`; this layer only makes each stage a Prefect task
+(retries only for the stages that are safe to repeat), publishes artifacts after every
+iteration (a markdown summary with the progress plot, under the keys
+``<campaign>-progress`` and ``<campaign>-hits``), and chooses where sampling runs
+(Ray actors, or in process). ``innloop serve`` exposes it as a deployment.
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+from typing import Any
+
+from prefect import flow, get_run_logger, task
+from prefect.artifacts import create_markdown_artifact
+from prefect.cache_policies import NO_CACHE
+
+from agent.campaign import run_campaign
+from agent.config import load_config
+from agent.models import default_state_dir
+from agent.sampling import LocalSampler, Sampler
+from agent.state import CampaignState, hit_table
+from agent.store import CampaignStore
+from flows.report import progress_markdown, progress_png
+
+__all__ = ["artifact_key", "campaign_flow", "serve"]
+
+# pure stages: a retry repeats them without side effects
+_RETRYABLE = {"sample": 1, "refine": 1, "choose": 1}
+
+
+def artifact_key(campaign: str, what: str) -> str:
+    """Prefect artifact keys allow lowercase letters, digits and dashes only."""
+    return re.sub(r"[^a-z0-9-]+", "-", f"{campaign}-{what}".lower()).strip("-")
+
+
+def _run_stage(name: str, fn: Any) -> Any:
+    stage: Any = task(fn, name=name, cache_policy=NO_CACHE, retries=_RETRYABLE.get(name, 0), retry_delay_seconds=1)
+    return stage()
+
+
+def _publish(state: CampaignState, store: CampaignStore) -> None:
+    png = progress_png(state, store.root / "progress.png")
+    create_markdown_artifact(
+        progress_markdown(state, png),
+        key=artifact_key(state.config.name, "progress"),
+        description=f"{state.config.name}: iteration {state.iteration - 1}",
+    )
+
+
+def _sampler(config_ray: Any, ray_address: str | None, use_ray: bool) -> Sampler:
+    if not use_ray or not config_ray.enabled:
+        return LocalSampler()
+    from flows.ray_sampler import RaySampler
+
+    return RaySampler(ray_address or config_ray.address, config_ray.actors, config_ray.cpus_per_actor)
+
+
+@flow(name="innloop-campaign", log_prints=True, persist_result=False)
+def campaign_flow(
+    config: str | None = None,
+    state_dir: str | None = None,
+    ray_address: str | None = None,
+    use_ray: bool = True,
+    progress: bool = False,
+) -> dict[str, Any]:
+    """Start or resume the campaign in ``config`` (TOML path; ``None``: the shipped default)."""
+    cfg = load_config(config)
+    text = Path(config).read_text() if config else None
+    logger = get_run_logger()
+    sampler = _sampler(cfg.ray, ray_address, use_ray)
+    try:
+        run = run_campaign(
+            cfg,
+            state_dir or default_state_dir(),
+            source_text=text,
+            sampler=sampler,
+            progress=progress,
+            log=logger.info,
+            run_stage=_run_stage,
+            on_iteration=_publish,
+        )
+    finally:
+        close = getattr(sampler, "close", None)
+        if callable(close):
+            close()
+    hits = hit_table(run.state)
+    lines = [f"# {cfg.name}: {run.reason}", "", f"{run.state.calls} oracle calls, {run.state.iteration} iterations", ""]
+    for t, h in zip(cfg.targets, hits):
+        lines.append(f"- target {t.value:g} ± {t.window:g}: {len(h)} diverse hits (wanted {t.hits})")
+    create_markdown_artifact("\n".join(lines), key=artifact_key(cfg.name, "hits"), description="campaign outcome")
+    return {
+        "campaign": cfg.name,
+        "reason": run.reason,
+        "iterations": run.state.iteration,
+        "oracle_calls": run.state.calls,
+        "hits": [len(h) for h in hits],
+        "state": str(run.store.root),
+    }
+
+
+def serve(name: str = "innloop-campaign", config: str | None = None, state_dir: str | None = None) -> None:
+    """Expose `campaign_flow` as a deployment (needs a Prefect server: see the README)."""
+    params = {"config": str(Path(config).resolve()) if config else None, "state_dir": state_dir}
+    campaign_flow.serve(name=name, parameters=params)

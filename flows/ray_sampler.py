@@ -1,0 +1,89 @@
+"""Sampler actors on Ray: each holds the generator's weights and draws samples for one job at a time.
+
+Actors reserve a fraction of a CPU (``cpus_per_actor``, 0.25 by default) so that on a
+small machine they never starve Ray's other tasks. Weights are shipped as the bytes of
+the weight file (loaded with ``weights_only=True``) and re-sent only when they change.
+``address=None`` starts a private local Ray; an address joins an existing cluster.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+import ray
+
+from agent.sampling import SampleJob, generator_bytes
+from generators import Generator
+
+__all__ = ["RaySampler", "SamplerActor"]
+
+
+class SamplerActor:
+    """Holds one generator; ``load`` swaps its weights, ``sample`` runs one job."""
+
+    def __init__(self) -> None:
+        import torch
+
+        torch.set_num_threads(1)
+        self._generator: Generator | None = None
+        self.digest: str | None = None
+
+    def load(self, blob: bytes, kind: str, digest: str) -> str:
+        from agent.sampling import generator_from_bytes
+
+        self._generator = generator_from_bytes(blob, kind=kind)
+        self.digest = digest
+        return digest
+
+    def sample(self, job: SampleJob) -> np.ndarray:
+        from agent.sampling import sample_job
+
+        if self._generator is None:
+            raise RuntimeError("sampler actor has no generator loaded")
+        return sample_job(self._generator, job)
+
+    def pid(self) -> int:
+        import os
+
+        return os.getpid()
+
+
+class RaySampler:
+    """Fans sampling jobs out over ``actors`` Ray actors (round robin, results in job order)."""
+
+    def __init__(self, address: str | None = None, actors: int = 2, cpus_per_actor: float = 0.25) -> None:
+        self.started_ray = False
+        if not ray.is_initialized():
+            kwargs: dict[str, Any] = {"include_dashboard": False, "log_to_driver": False}
+            if address:
+                ray.init(address=address, **kwargs)
+            else:
+                ray.init(**kwargs)
+                self.started_ray = True
+        remote = ray.remote(SamplerActor).options(num_cpus=cpus_per_actor)
+        self.actors: list[Any] = [remote.remote() for _ in range(actors)]
+        self._digest: str | None = None
+
+    def sample(self, generator: Generator, jobs: Sequence[SampleJob]) -> list[np.ndarray]:
+        blob = generator_bytes(generator)
+        digest = hashlib.sha256(blob).hexdigest()
+        if digest != self._digest:
+            ref = ray.put(blob)
+            kind = str(getattr(generator, "name", ""))
+            ray.get([a.load.remote(ref, kind, digest) for a in self.actors])
+            self._digest = digest
+        futures = [self.actors[i % len(self.actors)].sample.remote(job) for i, job in enumerate(jobs)]
+        return list(ray.get(futures))
+
+    def pids(self) -> list[int]:
+        return list(ray.get([a.pid.remote() for a in self.actors]))
+
+    def close(self) -> None:
+        for a in self.actors:
+            ray.kill(a)
+        self.actors = []
+        if self.started_ray:
+            ray.shutdown()

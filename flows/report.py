@@ -1,0 +1,101 @@
+"""What a person following a campaign sees: a markdown summary and a progress plot per iteration."""
+
+from __future__ import annotations
+
+import base64
+import io
+from pathlib import Path
+
+import numpy as np
+
+from agent.state import CampaignState, diverse_hits, hit_table
+
+__all__ = ["hits_curve", "progress_markdown", "progress_png"]
+
+
+def hits_curve(state: CampaignState) -> tuple[np.ndarray, list[np.ndarray]]:
+    """Oracle calls ``(n,)`` and, per target, diverse hits found by then ``(n,)``."""
+    calls = np.arange(1, state.calls + 1)
+    name = state.target_name
+    ok = np.array([r.result.ok and name in (r.result.values or {}) for r in state.records], dtype=bool)
+    X = np.array([[r.result.handle.design[n] for n in state.space.names] for r in state.records]).reshape(
+        -1, state.space.dim
+    )
+    U = state.space.to_unit(X) if len(X) else X
+    y = np.array([(r.result.values or {}).get(name, np.nan) if r.result.ok else np.nan for r in state.records])
+    curves = []
+    for t in state.config.targets:
+        idx = np.flatnonzero(ok)
+        found = np.zeros(len(calls))
+        if len(idx):
+            hits = idx[diverse_hits(U[idx], y[idx], t.value, t.window, state.config.loop.min_distance)]
+            found = np.searchsorted(np.sort(hits), np.arange(len(calls)), side="right").astype(float)
+        curves.append(found)
+    return calls, curves
+
+
+def progress_png(state: CampaignState, path: Path) -> Path:
+    """Diverse hits per target against oracle calls, written to ``path`` (PNG)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    calls, curves = hits_curve(state)
+    fig, ax = plt.subplots(figsize=(6, 3.6), dpi=100)
+    for t, c in zip(state.config.targets, curves):
+        ax.step(calls, c, where="post", label=f"{t.value:g} ± {t.window:g}")
+        ax.axhline(t.hits, ls=":", lw=0.8, color="grey")
+    ax.set_xlabel("oracle calls")
+    ax.set_ylabel("diverse hits")
+    ax.set_title(f"{state.config.name}: iteration {state.iteration - 1}")
+    ax.legend(title="target", fontsize=8)
+    fig.tight_layout()
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png")
+    plt.close(fig)
+    from agent.atomic import write_bytes
+
+    return write_bytes(path, buf.getvalue())
+
+
+def progress_markdown(state: CampaignState, png: Path | None = None) -> str:
+    """Markdown: oracle calls, hits per target, surrogate error on the new batch, best candidates."""
+    m = state.history[-1] if state.history else {}
+    lines = [
+        f"# {state.config.name} — iteration {m.get('iteration', '-')}",
+        "",
+        "| oracle calls | results completed | batch MAE (eV) | batch ±2σ coverage | failures |",
+        "|---|---|---|---|---|",
+        f"| {state.calls} | {m.get('completed', '-')} | {_num(m.get('batch_mae'))} | "
+        f"{_num(m.get('batch_coverage_2sigma'))} | {m.get('failures') or 'none'} |",
+        "",
+        "| target | window | hits | wanted | new this iteration |",
+        "|---|---|---|---|---|",
+    ]
+    new = m.get("new_hits") or [0] * len(state.config.targets)
+    hits = hit_table(state)
+    for t, h, k in zip(state.config.targets, hits, new):
+        lines.append(f"| {t.value:g} | ±{t.window:g} | {len(h)} | {t.hits} | {k} |")
+    names = state.space.names
+    lines += ["", "## Best hits", "", "| target | " + " | ".join(names) + f" | {state.target_name} |"]
+    lines.append("|---" * (len(names) + 2) + "|")
+    for t, h in zip(state.config.targets, hits):
+        for row in sorted(h, key=lambda r: abs(r[state.target_name] - t.value))[:3]:
+            vals = " | ".join(f"{row[n]:.4g}" for n in names)
+            lines.append(f"| {t.value:g} | {vals} | {row[state.target_name]:.3f} |")
+    if png is not None and png.exists():
+        data = base64.b64encode(png.read_bytes()).decode()
+        lines += [
+            "",
+            "## Progress",
+            "",
+            f"![diverse hits against oracle calls](data:image/png;base64,{data})",
+            "",
+            f"File: `{png}`",
+        ]
+    return "\n".join(lines)
+
+
+def _num(v: object) -> str:
+    return f"{v:.3f}" if isinstance(v, float) else "-"
