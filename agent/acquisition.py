@@ -187,11 +187,14 @@ def choose_batch(
         eligible = np.flatnonzero(log_pf[t] >= floor)
         order = eligible[np.argsort(-np.asarray(sigma)[eligible], kind="stable")]
         fill(order, t, quota_explore[t], "explore")
-    # slots nobody could fill (too few spaced candidates) go to the best remaining rows
+    # slots nobody could fill (too few spaced candidates) go to the best remaining rows of
+    # targets that still lack hits
     short = config.batch_size - len(idx)
-    if short > 0 and T:
-        best = np.argmax(log_pf, axis=0)
-        order = np.argsort(-log_pf.max(axis=0), kind="stable")
+    needy = np.asarray(missing) > 0
+    if short > 0 and needy.any():
+        masked = np.where(needy[:, None], log_pf, -np.inf)
+        best = np.argmax(masked, axis=0)
+        order = np.argsort(-masked.max(axis=0), kind="stable")
         for i in order:
             if short == 0:
                 break

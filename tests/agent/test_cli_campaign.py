@@ -1,0 +1,72 @@
+"""``innloop run`` / ``innloop status`` as a user runs them: real processes, real files."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).parents[2]
+
+
+def _innloop(*args: str, env: dict[str, str], timeout: int = 600) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "agent.cli", *args], capture_output=True, text=True, timeout=timeout, env=env, cwd=ROOT
+    )
+
+
+@pytest.mark.slow
+def test_default_campaign_runs_through_prefect_and_ray_and_prints_hits(tmp_path: Path) -> None:
+    env = os.environ | {
+        "INNLOOP_STATE_DIR": str(tmp_path / "state"),
+        "PREFECT_HOME": str(tmp_path / "prefect"),
+        "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
+    }
+    env.pop("PREFECT_API_URL", None)
+    done = _innloop("run", "-q", env=env)
+    assert done.returncode == 0, done.stderr[-3000:]
+    out = done.stdout
+    assert "mos2-default: every target has its diverse hits" in out
+    assert "target 0.5 ± 0.1: " in out and "target 1 ± 0.1: " in out
+    assert out.count("gap=") >= 20  # the hits, one design per line
+
+    status = _innloop("status", "mos2-default", "--json", env=env)
+    assert status.returncode == 0, status.stderr
+    s = json.loads(status.stdout)
+    assert s["done"] and s["in_flight"] == 0 and s["oracle"] == "mock"
+    assert s["oracle_calls"] == sum(s["results"].values()) <= 150
+    assert [t["hits"] >= t["wanted"] for t in s["targets"]] == [True, True]
+    for t in s["targets"]:
+        assert all(abs(d["gap"] - t["value"]) <= t["window"] for d in t["designs"])
+
+    again = _innloop("run", "-q", "--no-prefect", "--no-ray", env=env)  # finished: nothing is redone
+    assert again.returncode == 0 and f"{s['oracle_calls']} oracle calls" in again.stdout
+    assert json.loads(_innloop("status", "mos2-default", "--json", env=env).stdout)["oracle_calls"] == s["oracle_calls"]
+
+
+def test_bad_config_is_one_clear_error_with_every_mistake(tmp_path: Path) -> None:
+    bad = tmp_path / "bad.toml"
+    bad.write_text(
+        'name = "../../etc"\n[[targets]]\nvalue = 9.0\n[loop]\nbatchsize = 3\n[oracle]\nname = "vasp2"\n'
+        "[budget]\noracle_calls = -5\n"
+    )
+    done = _innloop("run", str(bad), "--state", str(tmp_path / "s"), env=dict(os.environ))
+    assert done.returncode == 2
+    lines = done.stderr.strip().splitlines()
+    assert lines[0].startswith("innloop: error: ") and str(bad) in lines[0]
+    body = "\n".join(lines[1:])
+    for where in ("name", "targets.0.value", "loop.batchsize", "oracle.name", "budget.oracle_calls"):
+        assert f"  - {where}:" in body, body
+    assert len([ln for ln in lines if ln.startswith("  - ")]) == 5
+    assert not (tmp_path / "s").exists()  # nothing was created
+
+
+def test_status_of_an_unknown_campaign(tmp_path: Path) -> None:
+    done = _innloop("status", "nope", "--state", str(tmp_path), env=dict(os.environ))
+    assert done.returncode == 2 and "no campaign 'nope'" in done.stderr
+    bad = _innloop("status", "../x", "--state", str(tmp_path), env=dict(os.environ))
+    assert bad.returncode == 2 and "../x" in bad.stderr
