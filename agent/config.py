@@ -94,8 +94,9 @@ class InitialSpec(_Spec):
 
     random: int = Field(default=50, ge=0)  # random seed designs measured first
     data: str | None = None  # CSV of prior observations; relative to the config file's folder
+    designs: str | None = None  # CSV of designs (no values) measured first, before the random ones
 
-    @field_validator("data")
+    @field_validator("data", "designs")
     @classmethod
     def _exists(cls, data: str | None, info: ValidationInfo) -> str | None:
         if data is None:

@@ -207,6 +207,8 @@ def choose(state: CampaignState, models: Models | None, cands: Candidates, pendi
     measured = measured_unit(state)
     fresh = nearest_distance(cands.U, np.vstack([measured, pending])) > 1e-9
     U = cands.U[fresh]
+    if first and cfg.initial.designs:
+        return _given_designs(state, size)
     if models is None:
         pick = _rng(state, 4).choice(len(U), size=min(size, len(U)), replace=False)
         nan = np.full(len(pick), np.nan)
@@ -219,6 +221,27 @@ def choose(state: CampaignState, models: Models | None, cands: Candidates, pendi
     choice = choose_batch(lpf, sigma, U, missing_hits(state), sel, pending=pending, hits=hit_designs(state))
     mean, std = models.surrogate.predict(U[choice.index])
     return Batch(U[choice.index], choice.target, choice.reason, mean, std, choice.score)
+
+
+def _given_designs(state: CampaignState, random: int) -> Batch:
+    """The first batch: the designs of ``initial.designs`` plus ``random`` uniform ones."""
+    from agent.errors import DataError
+
+    path = str(state.config.initial.designs)
+    space = state.space
+    X = space.from_frame(pd.read_csv(path), source=path)
+    bad = ~space.valid_mask(X)
+    if bad.any():
+        raise DataError(f"{path}: {int(bad.sum())} designs lie outside the design space, first row {int(np.argmax(bad))}")
+    rng = _rng(state, 4)
+    extra: list[np.ndarray] = []
+    while sum(len(e) for e in extra) < random:
+        u = rng.random((4 * random, space.dim))
+        extra.append(u[space.valid_mask(space.from_unit(u))])
+    U_extra = np.vstack(extra)[:random] if random else np.zeros((0, space.dim))
+    X = np.vstack([X, space.from_unit(U_extra)])
+    nan = np.full(len(X), np.nan)
+    return Batch(space.to_unit(X), np.full(len(X), -1), ["seed"] * len(X), nan, nan, nan, X)
 
 
 # -- 5. measure -------------------------------------------------------------------------------
