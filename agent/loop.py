@@ -232,7 +232,8 @@ def _given_designs(state: CampaignState, random: int) -> Batch:
     X = space.from_frame(pd.read_csv(path), source=path)
     bad = ~space.valid_mask(X)
     if bad.any():
-        raise DataError(f"{path}: {int(bad.sum())} designs lie outside the design space, first row {int(np.argmax(bad))}")
+        first = int(np.argmax(bad))
+        raise DataError(f"{path}: {int(bad.sum())} designs lie outside the design space, first row {first}")
     rng = _rng(state, 4)
     extra: list[np.ndarray] = []
     while sum(len(e) for e in extra) < random:
