@@ -23,7 +23,7 @@ import tomllib
 from collections.abc import Iterable, Sequence
 from importlib import resources
 from pathlib import Path
-from typing import Any, get_args
+from typing import Any, Literal, get_args
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, ValidationInfo, field_validator, model_validator
 from pydantic_core import ErrorDetails, PydanticCustomError
@@ -112,7 +112,7 @@ class LoopSpec(_Spec):
     """How each iteration proposes its batch."""
 
     batch_size: int = Field(default=10, ge=1)
-    exploration: float = Field(default=0.2, ge=0, le=1)  # share of a batch chosen for information, not hits
+    exploration: float = Field(default=0.1, ge=0, le=1)  # share of a batch chosen for information, not hits
     min_distance: float = Field(default=0.1, ge=0)  # unit-box distance below which designs are near-duplicates
     samples_per_target: int = Field(default=2000, ge=1)  # generator samples per target per iteration
     max_sigma: float | None = Field(default=None, gt=0)  # optional cap on the surrogate's uncertainty
@@ -141,6 +141,10 @@ class ModelSpec(_Spec):
     surrogate_warm_epochs: int = Field(default=100, ge=1)
     generator_epochs: int = Field(default=200, ge=1)
     generator_warm_epochs: int = Field(default=60, ge=1)
+    # the model the acquisition scores with: "gp" (exact GP invariant under the material's
+    # symmetries, fitted on at most gp_max_points rows) or "ensemble" (the deep ensemble)
+    acquisition: Literal["gp", "ensemble"] = "gp"
+    gp_max_points: int = Field(default=500, ge=10)
 
     @field_validator("generator")
     @classmethod

@@ -24,12 +24,16 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
+import torch
+from botorch.models.model import Model
 
 from agent.acquisition import SelectionConfig, choose_batch, log_window_probability, posterior_std
 from agent.atomic import write_text
 from agent.collect import Job, collect
+from agent.gp import fit_gp
 from agent.ledger import LedgerRecord
 from agent.localize import LocalizeConfig, localize
+from agent.materials import get_material
 from agent.metrics import mean_nn_distance
 from agent.sampling import LocalSampler, Sampler
 from agent.state import CampaignState, hit_designs, measured_unit, missing_hits, nearest_distance, observed
@@ -62,9 +66,16 @@ class Context:
 
 @dataclass
 class Models:
+    """The deep ensemble (localization), the generator, and the acquisition's model."""
+
     surrogate: SurrogateEnsemble
     generator: Generator | None
     fit: dict[str, Any] = field(default_factory=dict)
+    acquisition: Model | None = None  # None: the acquisition scores on the surrogate
+
+    @property
+    def scorer(self) -> Model:
+        return self.acquisition if self.acquisition is not None else self.surrogate
 
 
 @dataclass
@@ -153,7 +164,26 @@ def retrain(state: CampaignState, ctx: Context) -> Models | None:
         "sigma_scale": summary.sigma_scale,
         "warm": summary.warm_started,
     }
-    return Models(surrogate, generator, fit)
+    return with_acquisition_model(state, Models(surrogate, generator, fit))
+
+
+def with_acquisition_model(state: CampaignState, models: Models | None) -> Models | None:
+    """Fit the acquisition's GP when the config asks for one (deterministic for given data)."""
+    m = state.config.models
+    if models is None or m.acquisition != "gp" or models.acquisition is not None:
+        return models
+    U, y = observed(state)
+    t0 = time.perf_counter()
+    models.acquisition = fit_gp(
+        U,
+        y,
+        symmetries=get_material(state.config.material).symmetries,
+        targets=[t.value for t in state.config.targets],
+        max_points=m.gp_max_points,
+        seed=state.config.seed,
+    )
+    models.fit["gp_s"] = time.perf_counter() - t0
+    return models
 
 
 # -- 2. sample --------------------------------------------------------------------------------
@@ -213,13 +243,12 @@ def choose(state: CampaignState, models: Models | None, cands: Candidates, pendi
         pick = _rng(state, 4).choice(len(U), size=min(size, len(U)), replace=False)
         nan = np.full(len(pick), np.nan)
         return Batch(U[pick], np.full(len(pick), -1), ["seed"] * len(pick), nan, nan, nan)
-    lpf = np.stack(
-        [log_window_probability(models.surrogate, U, t.value - t.window, t.value + t.window) for t in cfg.targets]
-    )
-    sigma = posterior_std(models.surrogate, U)
+    scorer = models.scorer
+    lpf = np.stack([log_window_probability(scorer, U, t.value - t.window, t.value + t.window) for t in cfg.targets])
+    sigma = posterior_std(scorer, U)
     sel = SelectionConfig(size, cfg.loop.exploration, cfg.loop.min_distance)
     choice = choose_batch(lpf, sigma, U, missing_hits(state), sel, pending=pending, hits=hit_designs(state))
-    mean, std = models.surrogate.predict(U[choice.index])
+    mean, std = _predict(scorer, U[choice.index])
     return Batch(U[choice.index], choice.target, choice.reason, mean, std, choice.score)
 
 
@@ -243,6 +272,18 @@ def _given_designs(state: CampaignState, random: int) -> Batch:
     X = np.vstack([X, space.from_unit(U_extra)])
     nan = np.full(len(X), np.nan)
     return Batch(space.to_unit(X), np.full(len(X), -1), ["seed"] * len(X), nan, nan, nan, X)
+
+
+def _predict(model: Model, U: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Posterior mean and standard deviation ``(n,)`` of any BoTorch model."""
+    if len(U) == 0:
+        return np.zeros(0), np.zeros(0)
+    p = next(iter(model.parameters()), None)
+    with torch.no_grad():
+        post: Any = model.posterior(torch.as_tensor(U, dtype=p.dtype if p is not None else torch.float64).unsqueeze(-2))
+        mean = post.mean.reshape(len(U)).double().numpy()
+        std = post.variance.reshape(len(U)).clamp_min(0).sqrt().double().numpy()
+    return mean, std
 
 
 # -- 5. measure -------------------------------------------------------------------------------
@@ -360,6 +401,8 @@ def step(state: CampaignState, ctx: Context) -> CampaignState:
 
     # a killed run left this iteration's models and batch behind: carry on with them
     models = load_models(folder, state.config.models.generator)
+    if models is not None and not (folder / "batch.csv").exists():
+        models = timed("retrain", lambda: with_acquisition_model(state, models))
     if models is None:
         models = timed("retrain", lambda: retrain(state, ctx))
         save_models(models, folder)

@@ -166,28 +166,35 @@ def _curve(U: np.ndarray, y: np.ndarray, target: float) -> list[int]:
 
 
 # -- innloop -------------------------------------------------------------------------------
-def innloop_config(problem: Problem, target: float, seed: int, max_calls: int, designs: Path) -> dict[str, Any]:
+def innloop_config(
+    problem: Problem, target: float, seed: int, max_calls: int, designs: Path, exploration: float | None = None
+) -> dict[str, Any]:
+    loop: dict[str, Any] = {"batch_size": BATCH, "min_distance": SPACING}
+    if exploration is not None:
+        loop["exploration"] = exploration
     return {
         "name": f"bench-{problem.kind}-{target:g}-{seed}".replace(".", "p"),
         "seed": seed,
         "targets": [{"value": target, "window": WINDOW, "hits": WANTED}],
         "oracle": {"name": problem.kind, "settings": problem.settings},
         "initial": {"random": 0, "designs": str(designs)},
-        "loop": {"batch_size": BATCH, "min_distance": SPACING},
+        "loop": loop,
         "budget": {"oracle_calls": max_calls},
         "ray": {"enabled": False},
         "retry": {"poll_interval_s": 0.01},
     }
 
 
-def run_innloop(problem: Problem, target: float, seed: int, max_calls: int, workdir: Path) -> dict[str, Any]:
+def run_innloop(
+    problem: Problem, target: float, seed: int, max_calls: int, workdir: Path, exploration: float | None = None
+) -> dict[str, Any]:
     """The real campaign (no Prefect, samples in process) from the same seed designs."""
     workdir.mkdir(parents=True, exist_ok=True)
     designs = workdir / f"seeds-{problem.kind}-{seed}.csv"
     problem.space.to_frame(problem.space.from_unit(problem.seeds(seed))).to_csv(
         designs, index=False, float_format="%.17g"
     )
-    cfg = config_from_dict(innloop_config(problem, target, seed, max_calls, designs))
+    cfg = config_from_dict(innloop_config(problem, target, seed, max_calls, designs, exploration))
     run = run_campaign(cfg, workdir / "state", oracle=problem.oracle)
     U, y = _ledger_arrays(run.state)
     seconds = [sum(v for k, v in m["seconds"].items() if k != "measure") for m in run.state.history[1:]]
@@ -288,6 +295,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--table", help="CSV for the table oracle (default: the bundled MoS2 data)")
     p.add_argument("--plot", help="write the hits-against-calls plot here (PNG)")
     p.add_argument("--json", help="write every run here")
+    p.add_argument("--exploration", type=float, help="innloop's exploration share (default: the config default)")
     p.add_argument("--overhead", action="store_true", help="only measure the loop overhead at 200 and 2000")
     args = p.parse_args(argv)
     torch.set_num_threads(1)
@@ -305,7 +313,14 @@ def main(argv: list[str] | None = None) -> int:
                     for method in args.methods:
                         t0 = time.perf_counter()
                         if method == "innloop":
-                            out = run_innloop(problem, target, seed, args.max_calls, work / f"{oracle}-{target}-{seed}")
+                            out = run_innloop(
+                                problem,
+                                target,
+                                seed,
+                                args.max_calls,
+                                work / f"{oracle}-{target}-{seed}",
+                                args.exploration,
+                            )
                         else:
                             out = run_baseline(method, problem, target, seed, args.max_calls)
                         out |= {

@@ -4,6 +4,6 @@ Built-in materials (``mos2``) register themselves the first time a name is looke
 so importing this package does no work.
 """
 
-from agent.materials.base import Material, available_materials, get_material, register_material
+from agent.materials.base import Material, Symmetry, available_materials, get_material, register_material
 
-__all__ = ["Material", "available_materials", "get_material", "register_material"]
+__all__ = ["Material", "Symmetry", "available_materials", "get_material", "register_material"]

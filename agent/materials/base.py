@@ -24,7 +24,7 @@ if TYPE_CHECKING:
 
     from agent.data.observations import Observations
 
-__all__ = ["Material", "available_materials", "get_material", "register_material"]
+__all__ = ["Material", "Symmetry", "available_materials", "get_material", "register_material"]
 
 # Modules that register built-in materials when imported. Importing them only when a
 # name is first looked up keeps `import agent.materials` free of work.
@@ -38,6 +38,26 @@ def _no_metadata(x: np.ndarray) -> dict[str, Any]:
 
 
 @dataclass(frozen=True)
+class Symmetry:
+    """A map of the unit box that leaves the target property unchanged.
+
+    ``u' = flip(u[permutation])``: coordinates are first permuted, then those listed in
+    ``flip`` are mirrored (``u -> 1 - u``). A model that knows the group learns from one
+    measurement what it would otherwise need several for.
+    """
+
+    name: str
+    permutation: tuple[int, ...]
+    flip: tuple[int, ...] = ()
+
+    def apply(self, U: np.ndarray) -> np.ndarray:
+        out = np.asarray(U, dtype=np.float64)[..., list(self.permutation)].copy()
+        if self.flip:
+            out[..., list(self.flip)] = 1.0 - out[..., list(self.flip)]
+        return out
+
+
+@dataclass(frozen=True)
 class Material:
     """One design application: a space, a target property and the glue to real structures.
 
@@ -47,6 +67,8 @@ class Material:
     ``dataset`` loads the bundled observations, or is ``None`` when there are none.
     ``target_lower_bound`` is the physical floor of the target (0 for a band gap), used
     to reject impossible data and clip predictions; ``None`` means unbounded.
+    ``symmetries`` generate the group of unit-box maps under which the target is
+    invariant (exact physics, e.g. relabelling lattice vectors), used by models.
     """
 
     name: str
@@ -58,6 +80,7 @@ class Material:
     build: Callable[[np.ndarray], Structure]
     metadata: Callable[[np.ndarray], dict[str, Any]] = _no_metadata
     dataset: Callable[[], Observations] | None = None
+    symmetries: tuple[Symmetry, ...] = ()
 
     def __post_init__(self) -> None:
         if not self.name or not self.name.isidentifier():

@@ -27,7 +27,7 @@ from pymatgen.core import Lattice, Structure
 
 from agent.data.observations import Observations, load_dataset
 from agent.errors import ConfigError, DesignError
-from agent.materials.base import Material, register_material
+from agent.materials.base import Material, Symmetry, register_material
 from agent.space import Constraint, DesignSpace, Parameter
 
 __all__ = [
@@ -215,6 +215,18 @@ def _dataset() -> Observations:
 
 _SPACE = mos2_space()
 
+# Exact symmetries of the gap (columns a, b, c, alpha, beta, gamma, efield):
+# - relabelling the in-plane vectors a <-> b swaps alpha (b^c) and beta (a^c); the cell is
+#   the mirror image of the original under a vertical mirror of the D3h monolayer, same gap;
+# - alpha -> 180° - alpha with beta -> 180° - beta reverses the in-plane tilt of c: the
+#   crystal rotated by C2 about the layer normal (a, b -> -a, -b keep the same lattice and
+#   the atoms the same fractional positions), with the field along the normal unchanged.
+# Both keep the box: a and b share bounds, alpha and beta are centred on 90°.
+_SYMMETRIES = (
+    Symmetry("swap a,b (and alpha,beta)", (1, 0, 2, 4, 3, 5, 6)),
+    Symmetry("reverse the tilt of c", (0, 1, 2, 3, 4, 5, 6), (3, 4)),
+)
+
 MOS2 = register_material(
     Material(
         name="mos2",
@@ -226,5 +238,6 @@ MOS2 = register_material(
         build=build_structure,
         metadata=metadata,
         dataset=_dataset,
+        symmetries=_SYMMETRIES,
     )
 )
