@@ -65,15 +65,13 @@ KILL_POINTS = [
 
 
 def _run(config: Path, state: Path, point: str) -> subprocess.CompletedProcess[str]:
+    """``point`` ``none`` resumes exactly as a user would: ``innloop run CONFIG`` again."""
     env = os.environ | {"INNLOOP_MOCK_LATENCY_S": "0.1", "DELAY": "0.02"}
-    return subprocess.run(
-        [sys.executable, str(DRIVER), str(config), str(state), point],
-        capture_output=True,
-        text=True,
-        timeout=300,
-        env=env,
-        cwd=Path(__file__).parents[2],
-    )
+    if point == "none":
+        cmd = [sys.executable, "-m", "agent.cli", "run", str(config), "--state", str(state), "--no-prefect", "-q"]
+    else:
+        cmd = [sys.executable, str(DRIVER), str(config), str(state), point]
+    return subprocess.run(cmd, capture_output=True, text=True, timeout=300, env=env, cwd=Path(__file__).parents[2])
 
 
 def _outcome(state: Path) -> tuple[list[str], int, list[str]]:
