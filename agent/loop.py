@@ -151,12 +151,14 @@ def retrain(state: CampaignState, ctx: Context) -> Models | None:
     summary = surrogate.fit(U, y, warm_start=True)
     t1 = time.perf_counter()
     generator = previous.generator if previous else None
-    if generator is None:
-        generator = make_generator(m.generator, U.shape[1])
-    tcfg = TrainConfig(
-        epochs=m.generator_epochs, warm_epochs=m.generator_warm_epochs, seed=state.config.seed, progress=ctx.progress
-    )
-    generator.fit(U, y, config=tcfg, warm_start=True)  # type: ignore[arg-type]
+    # an oracle that measures listed designs only (a pool) could not measure generated ones
+    if not uses_pool(ctx):
+        if generator is None:
+            generator = make_generator(m.generator, U.shape[1])
+        tcfg = TrainConfig(
+            epochs=m.generator_epochs, warm_epochs=m.generator_warm_epochs, seed=state.config.seed, progress=ctx.progress
+        )
+        generator.fit(U, y, config=tcfg, warm_start=True)  # type: ignore[arg-type]
     fit = {
         "n_train": len(y),
         "surrogate_s": t1 - t0,
