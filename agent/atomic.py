@@ -16,23 +16,8 @@ __all__ = ["write_bytes", "write_json", "write_text"]
 
 
 def write_text(path: str | os.PathLike[str], text: str) -> Path:
-    """Write ``text`` to a temporary sibling, flush it to disk, then rename over ``path``.
-
-    A sibling, so the rename never crosses file systems (which would not be atomic); a
-    unique one, so concurrent writers never share it; removed again if anything fails.
-    """
-    path = Path(path)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w") as fh:
-            fh.write(text)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return path
+    """Write ``text`` (UTF-8) atomically; see `write_bytes`."""
+    return write_bytes(path, text.encode())
 
 
 def write_json(path: str | os.PathLike[str], payload: Any, *, indent: int | None = None) -> Path:
@@ -40,7 +25,11 @@ def write_json(path: str | os.PathLike[str], payload: Any, *, indent: int | None
 
 
 def write_bytes(path: str | os.PathLike[str], data: bytes) -> Path:
-    """Binary twin of `write_text` (images, weights written by hand)."""
+    """Write to a temporary sibling, flush it to disk, then rename over ``path``.
+
+    A sibling, so the rename never crosses file systems (which would not be atomic); a
+    unique one, so concurrent writers never share it; removed again if anything fails.
+    """
     path = Path(path)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:

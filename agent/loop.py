@@ -156,7 +156,10 @@ def retrain(state: CampaignState, ctx: Context) -> Models | None:
         if generator is None:
             generator = make_generator(m.generator, U.shape[1])
         tcfg = TrainConfig(
-            epochs=m.generator_epochs, warm_epochs=m.generator_warm_epochs, seed=state.config.seed, progress=ctx.progress
+            epochs=m.generator_epochs,
+            warm_epochs=m.generator_warm_epochs,
+            seed=state.config.seed,
+            progress=ctx.progress,
         )
         generator.fit(U, y, config=tcfg, warm_start=True)  # type: ignore[arg-type]
     fit = {
