@@ -268,12 +268,7 @@ def _given_designs(state: CampaignState, random: int) -> Batch:
     if bad.any():
         first = int(np.argmax(bad))
         raise DataError(f"{path}: {int(bad.sum())} designs lie outside the design space, first row {first}")
-    rng = _rng(state, 4)
-    extra: list[np.ndarray] = []
-    while sum(len(e) for e in extra) < random:
-        u = rng.random((4 * random, space.dim))
-        extra.append(u[space.valid_mask(space.from_unit(u))])
-    U_extra = np.vstack(extra)[:random] if random else np.zeros((0, space.dim))
+    U_extra = space.sample_unit(_rng(state, 4), random)
     X = np.vstack([X, space.from_unit(U_extra)])
     nan = np.full(len(X), np.nan)
     return Batch(space.to_unit(X), np.full(len(X), -1), ["seed"] * len(X), nan, nan, nan, X)

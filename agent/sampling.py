@@ -7,7 +7,6 @@ and against a Ray cluster. Generators travel as their weight files' bytes (the f
 
 from __future__ import annotations
 
-import io
 import tempfile
 from collections.abc import Sequence
 from pathlib import Path
@@ -60,6 +59,5 @@ def generator_from_bytes(blob: bytes, kind: str | None = None) -> Generator:
     """Inverse of `generator_bytes`, through the checked, ``weights_only`` loader."""
     with tempfile.TemporaryDirectory() as tmp:
         path = Path(tmp) / "generator.pt"
-        with io.FileIO(path, "w") as fh:
-            fh.write(blob)
+        path.write_bytes(blob)
         return load_generator(path, kind=kind)

@@ -170,6 +170,14 @@ class DesignSpace:
             f"first, row {bad[0]}: {probs[bad[0]]}"
         )
 
+    def sample_unit(self, rng: np.random.Generator, n: int) -> np.ndarray:
+        """``n`` unit-box points drawn uniformly among the valid designs (rejection sampling)."""
+        out: list[np.ndarray] = []
+        while sum(len(o) for o in out) < n:
+            u = rng.random((2 * n, self.dim))
+            out.append(u[self.valid_mask(self.from_unit(u))])
+        return np.vstack(out)[:n] if n > 0 else np.zeros((0, self.dim))
+
     # -- tables --------------------------------------------------------------------
     def from_frame(self, df: pd.DataFrame, *, source: str = "table") -> np.ndarray:
         """Pull the design columns out of a table, in order, naming any that are missing."""

@@ -19,7 +19,15 @@ from agent.config import CampaignConfig
 from agent.ledger import LedgerRecord
 from agent.space import DesignSpace
 
-__all__ = ["CampaignState", "diverse_hits", "hit_designs", "missing_hits", "observed", "stop_reason"]
+__all__ = [
+    "CampaignState",
+    "diverse_hits",
+    "hit_designs",
+    "ledger_arrays",
+    "missing_hits",
+    "observed",
+    "stop_reason",
+]
 
 
 @dataclass(frozen=True)
@@ -47,29 +55,30 @@ class CampaignState:
         return len(self.records)
 
 
-def _design_array(space: DesignSpace, records: tuple[LedgerRecord, ...] | list[LedgerRecord]) -> np.ndarray:
-    rows = [[r.result.handle.design[n] for n in space.names] for r in records]
-    return np.asarray(rows, dtype=np.float64).reshape(-1, space.dim)
+def ledger_arrays(state: CampaignState) -> tuple[np.ndarray, np.ndarray]:
+    """Every oracle call in ledger order: unit-box ``U (n, d)`` and ``y (n,)``, NaN where no value came back."""
+    space, name = state.space, state.target_name
+    X = np.asarray([[r.result.handle.design[n] for n in space.names] for r in state.records], dtype=np.float64)
+    y = np.array(
+        [(r.result.values or {}).get(name, np.nan) if r.result.ok else np.nan for r in state.records], dtype=np.float64
+    )
+    return space.to_unit(X.reshape(-1, space.dim)), y
 
 
 def observed(state: CampaignState) -> tuple[np.ndarray, np.ndarray]:
     """Unit-box ``U (n, d)`` and values ``y (n,)`` of every completed measurement plus the prior."""
-    done = [r for r in state.records if r.result.ok and state.target_name in (r.result.values or {})]
-    X = _design_array(state.space, done)
-    y = np.array([r.result.values[state.target_name] for r in done if r.result.values], dtype=np.float64)
+    U, y = ledger_arrays(state)
+    ok = np.isfinite(y)
+    U, y = U[ok], y[ok]
     if state.prior_X is not None and state.prior_y is not None:
-        X = np.vstack([state.prior_X, X])
+        U = np.vstack([state.space.to_unit(state.prior_X), U])
         y = np.concatenate([state.prior_y, y])
-    return state.space.to_unit(X) if len(X) else np.zeros((0, state.space.dim)), y
+    return U, y
 
 
 def measured_unit(state: CampaignState) -> np.ndarray:
     """Unit-box designs ever sent to the oracle, failed ones included: never proposed again."""
-    return (
-        state.space.to_unit(_design_array(state.space, state.records))
-        if state.records
-        else np.zeros((0, state.space.dim))
-    )
+    return ledger_arrays(state)[0]
 
 
 def diverse_hits(U: np.ndarray, y: np.ndarray, target: float, window: float, min_distance: float) -> np.ndarray:
@@ -88,11 +97,11 @@ def diverse_hits(U: np.ndarray, y: np.ndarray, target: float, window: float, min
 
 
 def _campaign_hits(state: CampaignState) -> tuple[np.ndarray, np.ndarray, list[np.ndarray]]:
-    """Oracle-measured rows only (prior data are not discoveries) and hit indices per target."""
-    done = [r for r in state.records if r.result.ok and state.target_name in (r.result.values or {})]
-    X = _design_array(state.space, done)
-    U = state.space.to_unit(X) if len(X) else np.zeros((0, state.space.dim))
-    y = np.array([r.result.values[state.target_name] for r in done if r.result.values], dtype=np.float64)
+    """Oracle-measured rows only (prior data are not discoveries) and hit indices per target.
+
+    Rows without a value (failures) are never hits: ``|NaN - t| <= w`` is false.
+    """
+    U, y = ledger_arrays(state)
     md = state.config.loop.min_distance
     return U, y, [diverse_hits(U, y, t.value, t.window, md) for t in state.config.targets]
 

@@ -16,10 +16,9 @@ Inputs are unit-box coordinates ``u`` in ``[0, 1]^d`` (see `agent.space.DesignSp
 
 from __future__ import annotations
 
+import io
 import itertools
 import math
-import os
-import tempfile
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -31,6 +30,7 @@ from botorch.models.ensemble import EnsembleModel
 from torch import Tensor, nn
 from tqdm.auto import tqdm
 
+from agent.atomic import write_bytes
 from agent.errors import ConfigError, DataError, WeightsError
 
 __all__ = ["EnsembleConfig", "FitSummary", "SurrogateEnsemble", "calibration_report"]
@@ -254,14 +254,9 @@ class SurrogateEnsemble(EnsembleModel):
         path.parent.mkdir(parents=True, exist_ok=True)
         cfg = {k: v for k, v in asdict(self.config).items()}
         payload = {"format": _FORMAT, "dim": self.dim, "config": cfg, "state_dict": self.state_dict()}
-        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.name, suffix=".tmp")
-        os.close(fd)
-        try:
-            torch.save(payload, tmp)
-            os.replace(tmp, path)
-        finally:
-            if os.path.exists(tmp):
-                os.unlink(tmp)
+        buf = io.BytesIO()
+        torch.save(payload, buf)
+        write_bytes(path, buf.getvalue())
         return path
 
     @classmethod

@@ -43,7 +43,7 @@ from agent.acquisition import SelectionConfig, choose_batch, log_window_probabil
 from agent.campaign import run_campaign
 from agent.config import config_from_dict
 from agent.materials import get_material
-from agent.state import CampaignState, diverse_hits
+from agent.state import diverse_hits, ledger_arrays
 from agent.surrogate import EnsembleConfig, SurrogateEnsemble
 from oracles import make_oracle
 
@@ -73,11 +73,7 @@ class Problem:
         return np.array([(r.values or {}).get("gap", np.nan) for r in self.oracle.results(handles)])
 
     def uniform(self, rng: np.random.Generator, n: int) -> np.ndarray:
-        out: list[np.ndarray] = []
-        while sum(len(o) for o in out) < n:
-            u = rng.random((2 * n, self.space.dim))
-            out.append(u[self.space.valid_mask(self.space.from_unit(u))])
-        return np.vstack(out)[:n]
+        return self.space.sample_unit(rng, n)
 
     def seeds(self, seed: int) -> np.ndarray:
         rng = np.random.default_rng([seed, 12345])
@@ -197,15 +193,9 @@ def run_innloop(
     )
     cfg = config_from_dict(innloop_config(problem, target, seed, max_calls, designs, exploration))
     run = run_campaign(cfg, workdir / "state", oracle=problem.oracle)
-    U, y = _ledger_arrays(run.state)
+    U, y = ledger_arrays(run.state)
     seconds = [sum(v for k, v in m["seconds"].items() if k != "measure") for m in run.state.history[1:]]
     return {"calls": calls_to(U, y, target), "measured": len(y), "curve": _curve(U, y, target), "overhead_s": seconds}
-
-
-def _ledger_arrays(state: CampaignState) -> tuple[np.ndarray, np.ndarray]:
-    X = np.array([[r.result.handle.design[n] for n in state.space.names] for r in state.records])
-    y = np.array([(r.result.values or {}).get("gap", np.nan) if r.result.ok else np.nan for r in state.records])
-    return state.space.to_unit(X), y
 
 
 # -- reporting -----------------------------------------------------------------------------

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import numpy as np
 
-from agent.state import CampaignState, diverse_hits, hit_table
+from agent.state import CampaignState, diverse_hits, hit_table, ledger_arrays
 
 __all__ = ["hits_curve", "progress_markdown", "progress_png"]
 
@@ -16,21 +16,11 @@ __all__ = ["hits_curve", "progress_markdown", "progress_png"]
 def hits_curve(state: CampaignState) -> tuple[np.ndarray, list[np.ndarray]]:
     """Oracle calls ``(n,)`` and, per target, diverse hits found by then ``(n,)``."""
     calls = np.arange(1, state.calls + 1)
-    name = state.target_name
-    ok = np.array([r.result.ok and name in (r.result.values or {}) for r in state.records], dtype=bool)
-    X = np.array([[r.result.handle.design[n] for n in state.space.names] for r in state.records]).reshape(
-        -1, state.space.dim
-    )
-    U = state.space.to_unit(X) if len(X) else X
-    y = np.array([(r.result.values or {}).get(name, np.nan) if r.result.ok else np.nan for r in state.records])
+    U, y = ledger_arrays(state)
     curves = []
     for t in state.config.targets:
-        idx = np.flatnonzero(ok)
-        found = np.zeros(len(calls))
-        if len(idx):
-            hits = idx[diverse_hits(U[idx], y[idx], t.value, t.window, state.config.loop.min_distance)]
-            found = np.searchsorted(np.sort(hits), np.arange(len(calls)), side="right").astype(float)
-        curves.append(found)
+        hits = diverse_hits(U, y, t.value, t.window, state.config.loop.min_distance)  # ascending ledger rows
+        curves.append(np.searchsorted(hits, np.arange(len(calls)), side="right").astype(float))
     return calls, curves
 
 

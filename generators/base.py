@@ -9,10 +9,10 @@ weight-file format, so all models behave the same to the rest of the loop.
 
 from __future__ import annotations
 
+import io
 import math
 import numbers
 import os
-import tempfile
 import time
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
@@ -22,6 +22,7 @@ import torch
 from torch import Tensor, nn
 from tqdm.auto import tqdm
 
+from agent.atomic import write_bytes
 from agent.errors import ConfigError, InnloopError, TargetError
 
 __all__ = [
@@ -270,16 +271,9 @@ class TorchGenerator(nn.Module):
             "arch": self.arch_dict(),
             "state_dict": self.state_dict(),
         }
-        fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
-        try:
-            with os.fdopen(fd, "wb") as fh:
-                torch.save(payload, fh)
-                fh.flush()
-                os.fsync(fh.fileno())
-            os.replace(tmp, target)
-        except BaseException:
-            Path(tmp).unlink(missing_ok=True)
-            raise
+        buf = io.BytesIO()
+        torch.save(payload, buf)
+        write_bytes(target, buf.getvalue())
 
     # -- internals -------------------------------------------------------------------
     def _check_data(self, U: Tensor, y: Tensor) -> tuple[Tensor, Tensor]:
