@@ -18,7 +18,7 @@ runs past ``job_timeout_s`` is cancelled and recorded as TIMEOUT.
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -28,9 +28,9 @@ from agent.config import RetrySpec
 from agent.errors import StateError
 from agent.ledger import LedgerRecord
 from agent.store import CampaignStore
-from oracles.base import ErrorClass, Handle, JobStatus, Oracle, Result, design_digest
+from oracles.base import ErrorClass, Handle, JobStatus, Oracle, Result
 
-__all__ = ["Job", "attempts_so_far", "collect"]
+__all__ = ["Job", "collect"]
 
 
 @dataclass
@@ -75,17 +75,6 @@ class _Flight:
             return
         payload = {"iteration": self.iteration, "phase": phase, "time": time.time()}
         store.write_inflight(payload | {"jobs": [j.to_json() for j in self.jobs]})
-
-
-def attempts_so_far(records: Sequence[LedgerRecord]) -> dict[str, int]:
-    """Infrastructure failures per design digest: what counts against ``max_attempts``."""
-    out: dict[str, int] = {}
-    for rec in records:
-        r = rec.result
-        if not r.ok and r.error_class is ErrorClass.INFRASTRUCTURE:
-            key = design_digest(r.handle.design)
-            out[key] = out.get(key, 0) + 1
-    return out
 
 
 def _recover(oracle: Oracle, jobs: list[Job], where: str, since: float | None) -> None:

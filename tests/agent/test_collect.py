@@ -10,7 +10,7 @@ from typing import Any
 
 import pytest
 
-from agent.collect import Job, attempts_so_far, collect
+from agent.collect import Job, collect
 from agent.config import RetrySpec
 from agent.errors import StateError
 from agent.store import CampaignStore
@@ -120,8 +120,6 @@ def test_infrastructure_failures_are_retried_physics_ones_are_not(
     assert len({r.handle.job_id for r in by_tag["i"]}) == 3, "each attempt is its own job"
     assert oracle.submissions() == 6
     assert store.read_inflight() is None
-    counts = attempts_so_far(records)
-    assert counts == {design_digest(always_infra): 3, design_digest(once_infra): 1}
 
 
 @pytest.mark.parametrize("max_attempts", [1, 2])
