@@ -68,8 +68,13 @@ def progress_markdown(state: CampaignState, png: Path | None = None) -> str:
     for t, h, k in zip(state.config.targets, hits, new):
         lines.append(f"| {t.value:g} | ±{t.window:g} | {len(h)} | {t.hits} | {k} |")
     names = state.space.names
-    lines += ["", "## Best hits", "", "| target | " + " | ".join(names) + f" | {state.target_name} |"]
-    lines.append("|---" * (len(names) + 2) + "|")
+    lines += ["", "## Best hits", ""]
+    if not any(hits):
+        lines.append("None yet.")
+    else:
+        lines += ["Up to three per target, closest to it first.", ""]
+        lines.append("| target | " + " | ".join(names) + f" | {state.target_name} |")
+        lines.append("|---" * (len(names) + 2) + "|")
     for t, h in zip(state.config.targets, hits):
         for row in sorted(h, key=lambda r: abs(r[state.target_name] - t.value))[:3]:
             vals = " | ".join(f"{row[n]:.4g}" for n in names)

@@ -1,0 +1,211 @@
+"""`innloop serve` against a real `prefect server`, and what a user sees in its UI.
+
+The test starts `prefect server start` on a free port (its own PREFECT_HOME), runs
+`innloop serve` beside it, waits for the deployment, launches a run from it the way the
+UI's "Run" button does (`run_deployment`), waits for the campaign to finish, reads its
+artifacts back, then opens the progress artifact's page in headless Chromium and checks
+that the embedded progress plot is drawn (the plot is the only large white area of the
+dark UI; a broken image would leave only a small icon).
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+CONFIG = """
+name = "served"
+seed = 1
+[[targets]]
+value = 1.0
+hits = 3
+[initial]
+random = 20
+[loop]
+batch_size = 5
+samples_per_target = 300
+[budget]
+oracle_calls = 40
+[models]
+members = 3
+surrogate_epochs = 40
+surrogate_warm_epochs = 10
+generator_epochs = 20
+generator_warm_epochs = 5
+[ray]
+enabled = false
+[retry]
+poll_interval_s = 0.01
+"""
+
+CHROMIUM_FLAGS = [
+    "--headless=new",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--hide-scrollbars",
+]
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def _wait_http(url: str, proc: subprocess.Popen[bytes], log: Path, timeout: float) -> None:
+    end = time.monotonic() + timeout
+    while time.monotonic() < end:
+        if proc.poll() is not None:
+            raise AssertionError(f"{proc.args!r} exited early:\n{log.read_text()[-3000:]}")
+        try:
+            with urllib.request.urlopen(url, timeout=2):
+                return
+        except OSError:
+            time.sleep(0.5)
+    raise AssertionError(f"{url} not up after {timeout} s:\n{log.read_text()[-3000:]}")
+
+
+def _stop(proc: subprocess.Popen[bytes]) -> None:
+    if proc.poll() is None:
+        os.killpg(proc.pid, signal.SIGTERM)
+        try:
+            proc.wait(20)
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait(20)
+
+
+@pytest.fixture(scope="module")
+def prefect_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, str]]:
+    """A real `prefect server start` on a free localhost port; yields the env that points at it."""
+    home = tmp_path_factory.mktemp("prefect-home")
+    port = _free_port()
+    api = f"http://127.0.0.1:{port}/api"
+    env = os.environ | {
+        "PREFECT_HOME": str(home),
+        "PREFECT_API_URL": api,
+        "PREFECT_UI_API_URL": api,
+        "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
+    }
+    log = home / "server.log"
+    with log.open("wb") as out:
+        server = subprocess.Popen(
+            [sys.executable, "-m", "prefect", "server", "start", "--host", "127.0.0.1", "--port", str(port)],
+            env=env,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+    try:
+        _wait_http(f"{api}/health", server, log, 180)
+        yield env
+    finally:
+        _stop(server)
+
+
+def _latest_artifacts(api: str) -> dict[str, tuple[str, str]]:
+    from prefect.client.orchestration import get_client
+    from prefect.settings import PREFECT_API_URL, temporary_settings
+
+    with temporary_settings(updates={PREFECT_API_URL: api}), get_client(sync_client=True) as client:
+        by_id = {a.id: a for a in client.read_artifacts()}
+        return {c.key: (str(c.latest_id), str(by_id[c.latest_id].data)) for c in client.read_latest_artifacts()}
+
+
+@pytest.mark.slow
+def test_serve_deployment_runs_and_ui_shows_progress(prefect_server: dict[str, str], tmp_path: Path) -> None:
+    from prefect.client.orchestration import get_client
+    from prefect.client.schemas.objects import FlowRun
+    from prefect.deployments import run_deployment
+    from prefect.settings import PREFECT_API_URL, temporary_settings
+
+    api = prefect_server["PREFECT_API_URL"]
+    config = tmp_path / "served.toml"
+    config.write_text(CONFIG)
+    state = tmp_path / "state"
+    log = tmp_path / "serve.log"
+    innloop = Path(sys.executable).with_name("innloop")
+    env = prefect_server | {"INNLOOP_TORCH_THREADS": "1"}
+    with log.open("wb") as out:
+        served = subprocess.Popen(
+            [str(innloop), "serve", str(config), "--name", "served-test", "--state", str(state)],
+            env=env,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+    try:
+        with temporary_settings(updates={PREFECT_API_URL: api}):
+            with get_client(sync_client=True) as client:
+                end = time.monotonic() + 120
+                while True:
+                    assert served.poll() is None, f"innloop serve exited:\n{log.read_text()[-3000:]}"
+                    try:
+                        dep = client.read_deployment_by_name("innloop-campaign/served-test")
+                        break
+                    except Exception:
+                        assert time.monotonic() < end, f"no deployment after 120 s:\n{log.read_text()[-3000:]}"
+                        time.sleep(1)
+                assert dep.parameters["config"] == str(config.resolve())
+                assert dep.parameters["state_dir"] == str(state)
+            run = run_deployment("innloop-campaign/served-test", timeout=300, poll_interval=2)
+            assert isinstance(run, FlowRun)
+            assert run.state is not None and run.state.is_completed(), (run.state, log.read_text()[-3000:])
+    finally:
+        _stop(served)
+
+    # the campaign ran from the deployment's parameters, into the state folder it names
+    assert (state / "served" / "campaign.json").exists()
+    arts = _latest_artifacts(api)
+    assert {"served-progress", "served-hits"} <= set(arts)
+    progress_id, progress = arts["served-progress"]
+    assert "data:image/png;base64," in progress and "| oracle calls |" in progress
+    assert "oracle calls" in arts["served-hits"][1]
+
+    chromium = shutil.which("chromium") or shutil.which("chromium-browser")
+    assert chromium, "Chromium is missing: scripts/install_chromium.sh installs it (CI runs it)"
+    shot = tmp_path / "artifact.png"
+    ui = api.removesuffix("/api")
+    subprocess.run(
+        [
+            chromium,
+            *CHROMIUM_FLAGS,
+            f"--user-data-dir={tmp_path / 'chromium-profile'}",
+            "--window-size=1400,2000",
+            "--virtual-time-budget=20000",
+            f"--screenshot={shot}",
+            f"{ui}/artifacts/artifact/{progress_id}",
+        ],
+        check=True,
+        capture_output=True,
+        timeout=180,
+    )
+    _assert_plot_drawn(shot)
+
+
+def _assert_plot_drawn(shot: Path) -> None:
+    """The progress PNG (white, 600x360 px) is the UI's only large white area."""
+    import numpy as np
+    from PIL import Image
+
+    rgb = np.asarray(Image.open(shot).convert("RGB"), dtype=np.int16)
+    white = (rgb > 235).all(axis=2)
+    rows = np.flatnonzero(white.sum(axis=1) > 300)
+    assert white.sum() > 100_000 and rows.size > 200, (
+        f"the progress plot is not drawn in the Prefect UI ({int(white.sum())} white pixels; see {shot})"
+    )
