@@ -1,7 +1,8 @@
 """The ``innloop`` command line.
 
 Every error innloop raises on purpose (`InnloopError`) ends as one line on stderr and
-exit code 2; anything else is a bug and keeps its traceback.
+exit code 2; anything else is a bug and keeps its traceback. ``innloop run`` exits 3 when
+a campaign stopped because its oracle kept failing (everything measured is saved).
 """
 
 from __future__ import annotations
@@ -116,6 +117,7 @@ def _run(args: argparse.Namespace) -> int:
     from agent.campaign import campaign_status
     from agent.config import load_config
     from agent.models import default_state_dir
+    from agent.state import FAILURE_STOP
 
     cfg = load_config(args.config)  # validate before anything starts (Prefect, Ray)
     state_dir = args.state or str(default_state_dir())
@@ -139,20 +141,24 @@ def _run(args: argparse.Namespace) -> int:
         reason = run.reason
     else:
         os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
+        from agent.errors import CampaignStopped
         from flows.campaign import campaign_flow
 
-        out = campaign_flow(
-            config=args.config,
-            state_dir=state_dir,
-            ray_address=args.ray_address,
-            use_ray=use_ray,
-            progress=not args.quiet,
-        )
-        reason = out["reason"]
+        try:
+            out = campaign_flow(
+                config=args.config,
+                state_dir=state_dir,
+                ray_address=args.ray_address,
+                use_ray=use_ray,
+                progress=not args.quiet,
+            )
+            reason = out["reason"]
+        except CampaignStopped as exc:
+            reason = str(exc).removeprefix(f"{cfg.name}: ")
     status = campaign_status(state_dir, cfg.name)
     print(f"{cfg.name}: {reason}; {status['oracle_calls']} oracle calls in {status['iterations']} iterations")
     _print_hits(status)
-    return 0
+    return 3 if reason.startswith(FAILURE_STOP) else 0
 
 
 def _print_hits(status: dict[str, Any]) -> None:

@@ -170,6 +170,10 @@ class RetrySpec(_Spec):
     backoff_s: float = Field(default=1.0, ge=0)  # first wait, doubled each retry
     poll_interval_s: float = Field(default=0.5, gt=0)
     job_timeout_s: float | None = Field(default=None, gt=0)  # still running after this: cancelled, TIMEOUT
+    # stop the campaign when more than this share of the last `failure_window` results
+    # (attempts, failures of every kind) failed: a broken cluster should not burn the budget
+    max_failure_rate: float | None = Field(default=0.5, gt=0, le=1)
+    failure_window: int = Field(default=40, ge=5)
 
 
 @functools.lru_cache(maxsize=16)

@@ -36,3 +36,10 @@ class WeightsError(InnloopError):
 
 class StateError(InnloopError):
     """A campaign's saved state (ledger, checkpoint, in-flight jobs) is unreadable or foreign."""
+
+
+class CampaignStopped(InnloopError):
+    """A campaign stopped for a reason that needs a person (e.g. the oracle keeps failing).
+
+    Everything measured is saved; ``innloop run`` continues once the cause is fixed.
+    """

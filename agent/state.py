@@ -20,8 +20,10 @@ from agent.ledger import LedgerRecord
 from agent.space import DesignSpace
 
 __all__ = [
+    "FAILURE_STOP",
     "CampaignState",
     "diverse_hits",
+    "failure_report",
     "hit_designs",
     "ledger_arrays",
     "missing_hits",
@@ -130,11 +132,48 @@ def missing_hits(state: CampaignState) -> list[int]:
     return [max(0, t.hits - len(i)) for t, i in zip(state.config.targets, idx)]
 
 
+FAILURE_STOP = "stopped: oracle failure rate"  # the prefix of the one reason that is not a success
+
+
+def failure_report(state: CampaignState) -> str | None:
+    """Why the oracle's recent failures should stop the campaign, or ``None``.
+
+    Looks at the last ``retry.failure_window`` results (every attempt counts), and only once
+    that many exist, so a few unlucky early jobs never end a campaign. The message says how
+    many failed, of which kinds, and the commonest message, so the user knows where to look.
+    """
+    r = state.config.retry
+    if r.max_failure_rate is None or len(state.records) < r.failure_window:
+        return None
+    recent = [rec.result for rec in state.records[-r.failure_window :]]
+    failed = [res for res in recent if not res.ok]
+    rate = len(failed) / len(recent)
+    if rate <= r.max_failure_rate:
+        return None
+    kinds: dict[str, int] = {}
+    messages: dict[str, int] = {}
+    for res in failed:
+        kind = f"{res.status.value} ({res.error_class.value if res.error_class else 'unclassified'})"
+        kinds[kind] = kinds.get(kind, 0) + 1
+        text = (res.message or "").strip()
+        msg = text.splitlines()[0][:160] if text else "(no message)"
+        messages[msg] = messages.get(msg, 0) + 1
+    common = max(messages.items(), key=lambda kv: kv[1])
+    return (
+        f"{FAILURE_STOP} {rate:.0%} over the last {len(recent)} results is above the limit "
+        f"{r.max_failure_rate:.0%} (retry.max_failure_rate): "
+        + ", ".join(f"{n} {k}" for k, n in sorted(kinds.items(), key=lambda kv: -kv[1]))
+        + f"; commonest message ({common[1]}x): {common[0]}; every result is in the ledger"
+    )
+
+
 def stop_reason(state: CampaignState, *, run_started: float | None = None, now: float | None = None) -> str | None:
     """Why the campaign is over, or ``None`` while it should go on."""
     b = state.config.budget
     if not any(missing_hits(state)):
         return "every target has its diverse hits"
+    if (failing := failure_report(state)) is not None:
+        return failing
     if b.oracle_calls is not None and state.calls >= b.oracle_calls:
         return f"oracle-call budget reached ({state.calls} of {b.oracle_calls})"
     if b.iterations is not None and state.iteration >= b.iterations:

@@ -125,7 +125,7 @@ class CampaignStore:
     def read_inflight(self) -> dict[str, Any] | None:
         if not self._inflight_path.exists():
             return None
-        return unseal(_read_json(self._inflight_path, "the in-flight jobs"), str(self._inflight_path))
+        return unseal(_read_json(self._inflight_path, "the in-flight job list"), str(self._inflight_path))
 
     def clear_inflight(self) -> None:
         self._inflight_path.unlink(missing_ok=True)

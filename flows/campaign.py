@@ -19,9 +19,10 @@ from prefect.cache_policies import NO_CACHE
 
 from agent.campaign import run_campaign
 from agent.config import load_config
+from agent.errors import CampaignStopped
 from agent.models import default_state_dir
 from agent.sampling import LocalSampler, Sampler
-from agent.state import CampaignState, hit_table
+from agent.state import FAILURE_STOP, CampaignState, hit_table
 from agent.store import CampaignStore
 from flows.report import progress_markdown, progress_png
 
@@ -91,6 +92,8 @@ def campaign_flow(
     for t, h in zip(cfg.targets, hits):
         lines.append(f"- target {t.value:g} ± {t.window:g}: {len(h)} diverse hits (wanted {t.hits})")
     create_markdown_artifact("\n".join(lines), key=artifact_key(cfg.name, "hits"), description="campaign outcome")
+    if run.reason.startswith(FAILURE_STOP):
+        raise CampaignStopped(f"{cfg.name}: {run.reason}")  # the flow run shows as Failed, with the report
     return {
         "campaign": cfg.name,
         "reason": run.reason,

@@ -70,3 +70,23 @@ def test_status_of_an_unknown_campaign(tmp_path: Path) -> None:
     assert done.returncode == 2 and "no campaign 'nope'" in done.stderr
     bad = _innloop("status", "../x", "--state", str(tmp_path), env=dict(os.environ))
     assert bad.returncode == 2 and "../x" in bad.stderr
+
+
+@pytest.mark.slow
+def test_a_failing_oracle_stops_the_campaign_with_a_report_and_exit_3(tmp_path: Path) -> None:
+    config = tmp_path / "failing.toml"
+    config.write_text(
+        'name = "failing"\nseed = 2\n[[targets]]\nvalue = 1.0\nhits = 20\n'
+        '[oracle]\nname = "mock"\n[oracle.settings]\nfailure_rate = 0.9\n'
+        "[initial]\nrandom = 12\n[loop]\nbatch_size = 4\nsamples_per_target = 200\n[budget]\noracle_calls = 200\n"
+        "[models]\nmembers = 2\nsurrogate_epochs = 20\nsurrogate_warm_epochs = 5\n"
+        "generator_epochs = 10\ngenerator_warm_epochs = 5\n[ray]\nenabled = false\n"
+        "[retry]\nmax_attempts = 2\nbackoff_s = 0.0\npoll_interval_s = 0.01\n"
+        "max_failure_rate = 0.6\nfailure_window = 10\n"
+    )
+    env = os.environ | {"INNLOOP_TORCH_THREADS": "1"}
+    done = _innloop("run", str(config), "--state", str(tmp_path / "s"), "--no-prefect", "-q", env=env)
+    assert done.returncode == 3, done.stdout + done.stderr[-3000:]
+    assert "failing: stopped: oracle failure rate" in done.stdout and "above the limit 60%" in done.stdout
+    s = json.loads(_innloop("status", "failing", "--state", str(tmp_path / "s"), "--json", env=env).stdout)
+    assert s["in_flight"] == 0 and s["oracle_calls"] == sum(s["results"].values()) < 200

@@ -11,7 +11,15 @@ import pytest
 from agent.config import config_from_dict
 from agent.ledger import LedgerRecord
 from agent.materials import get_material
-from agent.state import CampaignState, diverse_hits, hit_designs, missing_hits, stop_reason
+from agent.state import (
+    FAILURE_STOP,
+    CampaignState,
+    diverse_hits,
+    failure_report,
+    hit_designs,
+    missing_hits,
+    stop_reason,
+)
 from oracles.base import ErrorClass, Handle, JobStatus, Result
 
 SPACE = get_material("mos2").space
@@ -162,3 +170,47 @@ def test_with_records_grows_the_state(extra: dict[str, Any]) -> None:
     assert state.calls == 1 and grown.calls == 3
     assert missing_hits(grown) == [0]
     assert stop_reason(grown) == "every target has its diverse hits"
+
+
+# -- failure-rate stop -------------------------------------------------------------------
+
+
+def _failing(seq: int, kind: str) -> LedgerRecord:
+    x = SPACE.from_unit(np.full((1, 7), 0.1 + 0.01 * (seq % 80)))[0]
+    handle = Handle("mock", f"job-{seq}", dict(zip(SPACE.names, map(float, x))), submitted_at=float(seq))
+    if kind == "ok":
+        return LedgerRecord(seq, 0, float(seq), Result(handle, JobStatus.COMPLETED, values={"gap": 3.0}), "t")
+    if kind == "walltime":
+        res = Result.failure(handle, ErrorClass.INFRASTRUCTURE, "job exhausted its time limit\nmore detail")
+    elif kind == "lost":
+        res = Result.failure(handle, ErrorClass.INFRASTRUCTURE, "", status=JobStatus.ABANDONED)
+    else:
+        res = Result.failure(handle, ErrorClass.PHYSICS, "SCF did not converge")
+    return LedgerRecord(seq, 0, float(seq), res, "t")
+
+
+def _failure_state(kinds: list[str], retry: dict[str, Any]) -> CampaignState:
+    cfg = config_from_dict(
+        {"name": "c", "targets": [{"value": 1.0, "hits": 5}], "budget": {"oracle_calls": 1000}, "retry": retry}
+    )
+    return CampaignState(cfg, SPACE, "gap", records=tuple(_failing(i, k) for i, k in enumerate(kinds)))
+
+
+def test_failure_rate_stops_only_over_a_full_window_above_the_limit() -> None:
+    retry = {"max_failure_rate": 0.5, "failure_window": 10}
+    assert failure_report(_failure_state(["walltime"] * 9, retry)) is None, "fewer results than the window"
+    assert failure_report(_failure_state(["walltime"] * 5 + ["ok"] * 5, retry)) is None, "at the limit is fine"
+    # an old burst of failures is forgotten once the last window is healthy
+    assert failure_report(_failure_state(["walltime"] * 30 + ["ok"] * 10, retry)) is None
+    kinds = ["ok"] * 20 + ["walltime"] * 4 + ["lost"] * 1 + ["scf"] * 1 + ["ok"] * 4
+    reason = stop_reason(_failure_state(kinds, retry))
+    assert reason is not None and reason.startswith(FAILURE_STOP)
+    assert "60% over the last 10 results" in reason and "limit 50%" in reason
+    assert "4 failed (infrastructure), 1 abandoned (infrastructure), 1 failed (physics)" in reason
+    assert "commonest message (4x): job exhausted its time limit;" in reason
+
+
+def test_failure_rate_limit_can_be_switched_off_and_hits_still_win() -> None:
+    assert failure_report(_failure_state(["walltime"] * 50, {"max_failure_rate": None})) is None
+    assert failure_report(_failure_state(["walltime"] * 50, {"max_failure_rate": 1.0})) is None
+    assert failure_report(_failure_state(["walltime"] * 40, {})) is not None, "on by default"
