@@ -115,3 +115,53 @@ def test_ray_actors_sample_what_the_local_sampler_samples(local_ray: None) -> No
     for a, b, c in zip(remote, local, again):
         np.testing.assert_allclose(a, b, atol=1e-6)
         np.testing.assert_allclose(a, c, atol=0)
+
+
+FAILING = """
+name = "flow-failing"
+seed = 2
+[[targets]]
+value = 1.0
+hits = 20
+[oracle.settings]
+failure_rate = 0.9
+[initial]
+random = 12
+[loop]
+batch_size = 4
+samples_per_target = 200
+[budget]
+oracle_calls = 200
+[models]
+members = 2
+surrogate_epochs = 20
+surrogate_warm_epochs = 5
+generator_epochs = 10
+generator_warm_epochs = 5
+[retry]
+max_attempts = 2
+backoff_s = 0.0
+poll_interval_s = 0.01
+max_failure_rate = 0.6
+failure_window = 10
+"""
+
+
+@pytest.mark.slow
+def test_a_campaign_stopped_by_oracle_failures_is_a_failed_flow_run(prefect_api: None, tmp_path: Path) -> None:
+    from prefect.client.orchestration import get_client
+    from prefect.client.schemas.filters import ArtifactFilter, ArtifactFilterKey
+
+    from agent.errors import CampaignStopped
+    from flows.campaign import artifact_key, campaign_flow
+
+    config = tmp_path / "failing.toml"
+    config.write_text(FAILING)
+    final = campaign_flow(config=str(config), state_dir=str(tmp_path / "state"), use_ray=False, return_state=True)
+    assert final.is_failed(), final
+    with pytest.raises(CampaignStopped, match=r"oracle failure rate .* above the limit 60%"):
+        final.result()
+    with get_client(sync_client=True) as client:
+        key = artifact_key("flow-failing", "hits")
+        arts = client.read_artifacts(artifact_filter=ArtifactFilter(key=ArtifactFilterKey(any_=[key])))
+        assert len(arts) == 1 and "stopped: oracle failure rate" in str(arts[0].data)
