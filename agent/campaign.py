@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import inspect
 import os
+import shutil
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, replace
@@ -19,6 +20,7 @@ import torch
 
 from agent.config import CampaignConfig, config_from_dict
 from agent.data import read_observations
+from agent.errors import ConfigError, InnloopError
 from agent.loop import Context, Models, load_models, step
 from agent.materials import get_material
 from agent.sampling import LocalSampler, Sampler
@@ -98,11 +100,23 @@ def run_campaign(
     orders of magnitude (spinning OpenMP workers), not the other way round.
     """
     torch.set_num_threads(max(1, int(os.environ.get("INNLOOP_TORCH_THREADS", "1"))))
+    fresh = not CampaignStore(state_dir, config.name).exists()
+    fresh_dir = not Path(state_dir).exists()
     store, state = open_campaign(config, state_dir, source_text)
+    try:
+        oracle = oracle or make_campaign_oracle(config, store)
+    except Exception as exc:
+        if fresh:  # a bad oracle setting: leave no half-made campaign that a fixed config cannot reopen
+            shutil.rmtree(store.root, ignore_errors=True)
+            if fresh_dir:
+                shutil.rmtree(state_dir, ignore_errors=True)
+        if isinstance(exc, InnloopError):
+            raise ConfigError(f"invalid configuration {config.source}: oracle.settings: {exc}") from None
+        raise
     started = time.time()
     wall = config.budget.wall_time_s
     ctx = Context(
-        oracle=oracle or make_campaign_oracle(config, store),
+        oracle=oracle,
         store=store,
         sampler=sampler or LocalSampler(),
         run_started=started,

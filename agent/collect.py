@@ -12,14 +12,24 @@ oracle (re-attached by the oracle's ``adopt`` when it has one, or re-sent when s
 is idempotent there), handles to re-attach, or results already safe in the ledger.
 Infrastructure failures are re-submitted after an exponential backoff, up to
 ``max_attempts`` per design; physics failures are recorded and never retried. A job that
-runs past ``job_timeout_s`` is cancelled and recorded as TIMEOUT.
+runs past ``job_timeout_s`` is cancelled and recorded as TIMEOUT, unless its result read
+right after the cancel says it completed. A job id's ledger record is final: a result
+that turns up later for a recorded job is logged, never recorded twice.
+
+An oracle that cannot be reached (a call raises `OracleError`) changes nothing: the jobs
+stay in flight and the calls are tried again after a backoff (``backoff_s`` doubled, at
+most ``max_backoff_s``) until ``deadline``, or `OracleUnavailable` after ``outage_s``.
+A submit that raised is retried as the protocol (`oracles.base`) makes safe: designs for
+an oracle with ``adopt`` stay ``submitting`` and are adopted first, an
+``idempotent_submit`` oracle (http, table) hands back the jobs it already has, and any
+other (vasp, gpaw) promises that a submit that raised left nothing behind.
 """
 
 from __future__ import annotations
 
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from tqdm.auto import tqdm
@@ -28,9 +38,20 @@ from agent.config import RetrySpec
 from agent.errors import StateError
 from agent.ledger import LedgerRecord
 from agent.store import CampaignStore
-from oracles.base import ErrorClass, Handle, JobStatus, Oracle, Result
+from oracles.base import (
+    ErrorClass,
+    Handle,
+    JobStatus,
+    Oracle,
+    OracleError,
+    OracleRefused,
+    OracleUnavailable,
+    Result,
+)
 
 __all__ = ["Job", "collect"]
+
+Log = Callable[[str], None]
 
 
 @dataclass
@@ -44,13 +65,7 @@ class Job:
     not_before: float = 0.0  # earliest re-submission time after a failure
 
     def to_json(self) -> dict[str, Any]:
-        return {
-            "design": self.design,
-            "tag": self.tag,
-            "attempt": self.attempt,
-            "handle": None if self.handle is None else self.handle.to_json(),
-            "not_before": self.not_before,
-        }
+        return asdict(self)  # the handle too: `Handle.to_json` is its asdict
 
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> Job:
@@ -66,22 +81,65 @@ class Job:
 
 @dataclass
 class _Flight:
+    """The jobs at the oracle; ``unsure``: when a submit whose outcome is unknown began."""
+
     iteration: int
     jobs: list[Job] = field(default_factory=list)
+    unsure: float | None = None
+    recorded: set[str] = field(default_factory=set)  # job ids in the ledger
+    new: list[LedgerRecord] = field(default_factory=list)
 
-    def save(self, store: CampaignStore, phase: str) -> None:
+    def save(self, store: CampaignStore) -> None:
         if not self.jobs:
             store.clear_inflight()
             return
-        payload = {"iteration": self.iteration, "phase": phase, "time": time.time()}
+        phase, when = ("submitted", time.time()) if self.unsure is None else ("submitting", self.unsure)
+        payload = {"iteration": self.iteration, "phase": phase, "time": when}
         store.write_inflight(payload | {"jobs": [j.to_json() for j in self.jobs]})
+
+    def settle(self, job: Job, result: Result, store: CampaignStore, retry: RetrySpec, log: Log) -> int:
+        """Ledger first, then drop the job; queue its retry after a backoff. Returns jobs added."""
+        job_id = result.handle.job_id
+        if job_id in self.recorded:
+            log(f"job {job_id} is in the ledger already; its {result.status.value} now is not recorded again")
+        else:
+            self.new.append(store.ledger.append(result, iteration=self.iteration, tag=job.tag))
+            self.recorded.add(job_id)
+        self.jobs.remove(job)
+        if not _retryable(result) or job.attempt >= retry.max_attempts:
+            return 0
+        wait = _backoff(retry, job.attempt)
+        self.jobs.append(Job(job.design, job.tag, job.attempt + 1, None, time.time() + wait))
+        log(f"{result.status.value} ({result.message}); re-submitting in {wait:g} s")
+        return 1
+
+
+@dataclass
+class _Outage:
+    """Consecutive rounds in which the oracle raised: how long to wait, and when to give up."""
+
+    since: float | None = None
+    tries: int = 0
+
+    def wait(self, oracle: Oracle, retry: RetrySpec, exc: OracleError, jobs: int, where: str) -> float:
+        now = time.time()
+        self.since = now if self.since is None else self.since
+        self.tries += 1
+        down = now - self.since
+        if down >= retry.outage_s:
+            raise OracleUnavailable(
+                f"oracle {oracle.name!r} unreachable for {down:.1f} s (retry.outage_s = {retry.outage_s:g}); "
+                f"last error: {exc}. The {jobs} jobs in flight are kept in {where} and re-attached by the next "
+                "`innloop run`"
+            )
+        backoff = _backoff(retry, self.tries, floor=retry.poll_interval_s)  # never hammer a peer that is down
+        return max(0.0, min(backoff, self.since + retry.outage_s - now))
 
 
 def _recover(oracle: Oracle, jobs: list[Job], where: str, since: float | None) -> None:
-    """Give handles to jobs that were being submitted when the last process died.
+    """Give handles to jobs whose submit began at ``since`` and whose outcome is unknown (a crash).
 
-    ``adopt(designs, since)`` (an optional oracle method) returns, per design, the job it
-    started at or after ``since``, or ``None`` when the submission never arrived.
+    ``adopt(designs, since)`` (optional) gives per design the job started since, or ``None``.
     """
     lost = [j for j in jobs if j.handle is None]
     if not lost or since is None:
@@ -109,7 +167,7 @@ def collect(
     deadline: float | None = None,
     since: float | None = None,
     progress: bool = False,
-    log: Callable[[str], None] = lambda _m: None,
+    log: Log = lambda _m: None,
     sleep: Callable[[float], None] = time.sleep,
 ) -> tuple[list[LedgerRecord], list[Job]]:
     """Drive ``jobs`` to terminal results; return ``(new ledger records, jobs still in flight)``.
@@ -117,53 +175,72 @@ def collect(
     Jobs with a ``handle`` are re-attached, the others submitted. Stops early (jobs left
     in ``inflight.json`` for the next run) when ``deadline`` (``time.time()``) passes.
     ``since``: when the last run began submitting the handle-less jobs (from its
-    ``inflight.json``); ``None`` for a fresh batch.
+    ``inflight.json``); ``None`` for a fresh batch. Raises `OracleUnavailable` once every
+    call to the oracle has failed for ``retry.outage_s``.
     """
     where = str(store.root / "inflight.json")
-    flight = _Flight(iteration, list(jobs))
-    _recover(oracle, flight.jobs, where, since)
-    ledger = store.ledger
-    recorded = ledger.job_ids()
-    new: list[LedgerRecord] = []
+    flight = _Flight(iteration, list(jobs), unsure=since, recorded=store.ledger.job_ids())
+    outage = _Outage()
     bar = tqdm(total=len(flight.jobs), desc="oracle", unit="job", disable=not progress, leave=False)
     try:
         while flight.jobs:
             now = time.time()
-            due = [j for j in flight.jobs if j.handle is None and j.not_before <= now]
-            if due:
-                flight.save(store, "submitting")
-                handles = oracle.submit([j.design for j in due])
-                for job, h in zip(due, handles, strict=True):
-                    job.handle = h
-                flight.save(store, "submitted")
-                log(f"submitted {len(due)} designs to {oracle.name}")
-            live = [j for j in flight.jobs if j.handle is not None]
-            done, stuck = _finished(oracle, live, retry, now)
+            try:
+                _submit_due(oracle, flight, store, where, now, log)
+                done, stuck = _finished(oracle, [j for j in flight.jobs if j.handle], retry, now)
+                results = oracle.results([j.handle for j in done + stuck if j.handle]) if done or stuck else []
+            except OracleRefused:
+                raise  # waiting cannot fix it; the jobs stay in inflight.json for the next run
+            except OracleError as exc:
+                wait = outage.wait(oracle, retry, exc, len(flight.jobs), where)
+                log(f"{oracle.name} unreachable ({exc}); {len(flight.jobs)} jobs stay in flight, retry in {wait:.3g} s")
+                if deadline is not None and time.time() + wait >= deadline:
+                    break
+                sleep(wait)
+                continue
+            outage = _Outage()
+            by_id = {r.handle.job_id: r for r in results}
+            for job in done + stuck:
+                assert job.handle is not None
+                result = by_id.get(job.handle.job_id)
+                if result is None or (job in stuck and not result.ok):  # one that completed as it was cancelled: kept
+                    result = _missing(job.handle, job in stuck, retry)
+                bar.total += flight.settle(job, result, store, retry, log)
+                bar.update(1)
             if done or stuck:
-                by_id = {r.handle.job_id: r for r in oracle.results([j.handle for j in done if j.handle])}
-                for job in done + stuck:
-                    assert job.handle is not None
-                    result = by_id.get(job.handle.job_id) or _missing(job.handle, job in stuck, retry)
-                    if job.handle.job_id not in recorded:
-                        new.append(ledger.append(result, iteration=iteration, tag=job.tag))
-                        recorded.add(job.handle.job_id)
-                    flight.jobs.remove(job)
-                    bar.update(1)
-                    if _retryable(result) and job.attempt < retry.max_attempts:
-                        wait = retry.backoff_s * 2 ** (job.attempt - 1)
-                        flight.jobs.append(Job(job.design, job.tag, job.attempt + 1, None, time.time() + wait))
-                        bar.total += 1
-                        log(f"{result.status.value} ({result.message}); re-submitting in {wait:g} s")
-                flight.save(store, "submitted")
-            if not flight.jobs:
-                break
-            if deadline is not None and time.time() >= deadline:
-                log(f"time is up with {len(flight.jobs)} jobs in flight; they are re-attached on the next run")
+                flight.save(store)
+            if not flight.jobs or (deadline is not None and time.time() >= deadline):
                 break
             sleep(retry.poll_interval_s)
     finally:
         bar.close()
-    return new, flight.jobs
+    if flight.jobs:
+        log(f"time is up with {len(flight.jobs)} jobs in flight; they are re-attached on the next run")
+    return flight.new, flight.jobs
+
+
+def _submit_due(oracle: Oracle, flight: _Flight, store: CampaignStore, where: str, now: float, log: Log) -> None:
+    """Adopt what an unsure submit may have started, then submit the jobs due (handles saved at once)."""
+    if flight.unsure is not None:
+        _recover(oracle, flight.jobs, where, flight.unsure)
+        flight.unsure = None
+    due = [j for j in flight.jobs if j.handle is None and j.not_before <= now]
+    if not due:
+        return
+    flight.unsure = time.time()
+    flight.save(store)
+    try:
+        handles = oracle.submit([j.design for j in due])
+    except OracleError:
+        if not callable(getattr(oracle, "adopt", None)):  # nothing stayed behind, or re-sending finds it
+            flight.unsure = None
+            flight.save(store)
+        raise
+    for job, h in zip(due, handles, strict=True):
+        job.handle = h
+    flight.unsure = None
+    flight.save(store)
+    log(f"submitted {len(due)} designs to {oracle.name}")
 
 
 def _finished(oracle: Oracle, live: list[Job], retry: RetrySpec, now: float) -> tuple[list[Job], list[Job]]:
@@ -172,32 +249,25 @@ def _finished(oracle: Oracle, live: list[Job], retry: RetrySpec, now: float) -> 
         return [], []
     statuses = oracle.poll([j.handle for j in live if j.handle is not None])
     done = [j for j, s in zip(live, statuses, strict=True) if s.terminal]
-    stuck: list[Job] = []
-    if retry.job_timeout_s is not None:
-        stuck = [
-            j
-            for j, s in zip(live, statuses, strict=True)
-            if not s.terminal and j.handle is not None and now - j.handle.submitted_at > retry.job_timeout_s
-        ]
-        if stuck:
-            oracle.cancel([j.handle for j in stuck if j.handle is not None])
+    running = [j for j, s in zip(live, statuses, strict=True) if not s.terminal]
+    limit = retry.job_timeout_s
+    stuck = [] if limit is None else [j for j in running if j.handle and now - j.handle.submitted_at > limit]
+    if stuck:
+        oracle.cancel([j.handle for j in stuck if j.handle is not None])
     return done, stuck
 
 
 def _missing(h: Handle, stuck: bool, retry: RetrySpec) -> Result:
-    if not stuck:
-        return Result.failure(
-            h,
-            ErrorClass.INFRASTRUCTURE,
-            "the oracle reported the job finished but returned no result",
-            status=JobStatus.ABANDONED,
-        )
-    return Result.failure(
-        h,
-        ErrorClass.INFRASTRUCTURE,
-        f"no result after {retry.job_timeout_s:g} s: cancelled",
-        status=JobStatus.TIMEOUT,
-    )
+    if stuck:
+        why = f"no result after {retry.job_timeout_s:g} s: cancelled"
+        return Result.failure(h, ErrorClass.INFRASTRUCTURE, why, status=JobStatus.TIMEOUT)
+    why = "the oracle reported the job finished but returned no result"
+    return Result.failure(h, ErrorClass.INFRASTRUCTURE, why, status=JobStatus.ABANDONED)
+
+
+def _backoff(retry: RetrySpec, n: int, floor: float = 0.0) -> float:
+    """The ``n``-th wait: ``backoff_s`` (at least ``floor``) doubled ``n - 1`` times, at most ``max_backoff_s``."""
+    return min(max(retry.backoff_s, floor) * 2 ** (n - 1), retry.max_backoff_s)
 
 
 def _retryable(r: Result) -> bool:

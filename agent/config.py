@@ -16,19 +16,29 @@ from __future__ import annotations
 import difflib
 import functools
 import hashlib
+import inspect
 import json
 import os
 import re
 import tomllib
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from importlib import resources
 from pathlib import Path
 from typing import Any, Literal, get_args
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, ValidationInfo, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    PrivateAttr,
+    ValidationError,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
 from pydantic_core import ErrorDetails, PydanticCustomError
 
-from agent.errors import ConfigError
+from agent.errors import ConfigError, DataError
 from agent.materials import available_materials, get_material
 
 __all__ = [
@@ -87,6 +97,26 @@ class OracleSpec(_Spec):
         from oracles import available_oracles  # lazy: keeps `import agent.config` light
 
         return _known_name(name, available_oracles(), "oracle")
+
+    @model_validator(mode="after")
+    def _known_settings(self) -> OracleSpec:
+        """Setting names the oracle's constructor takes; a typo must fail here, not as a TypeError mid-run."""
+        from oracles import oracle_class
+
+        params = inspect.signature(oracle_class(self.name)).parameters
+        if any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params.values()):
+            return self  # takes anything: only the oracle itself can tell
+        known = [n for n, p in params.items() if p.kind is not inspect.Parameter.VAR_POSITIONAL]
+        problems = []
+        for key in self.settings:
+            if key not in known:
+                close = difflib.get_close_matches(key, known, n=1)
+                hint = f" (did you mean {close[0]!r}?)" if close else ""
+                words = f"unknown setting of the {self.name} oracle{hint}; it takes: {', '.join(known) or 'none'}"
+                problems.append((("settings", key), words, _NO_VALUE))
+        if problems:
+            raise PydanticCustomError("innloop_many", "unknown oracle settings", {"problems": problems})
+        return self
 
 
 class InitialSpec(_Spec):
@@ -170,6 +200,9 @@ class RetrySpec(_Spec):
     backoff_s: float = Field(default=1.0, ge=0)  # first wait, doubled each retry
     poll_interval_s: float = Field(default=0.5, gt=0)
     job_timeout_s: float | None = Field(default=None, gt=0)  # still running after this: cancelled, TIMEOUT
+    max_backoff_s: float = Field(default=60.0, gt=0)  # cap on every backoff wait
+    # every oracle call failing (peer down) for this long stops the run; the jobs stay in flight
+    outage_s: float = Field(default=3600.0, gt=0)
     # stop the campaign when more than this share of the last `failure_window` results
     # (attempts, failures of every kind) failed: a broken cluster should not burn the budget
     max_failure_rate: float | None = Field(default=0.5, gt=0, le=1)
@@ -200,6 +233,7 @@ class CampaignConfig(_Spec):
     budget: BudgetSpec = Field(default_factory=BudgetSpec)
     models: ModelSpec = Field(default_factory=ModelSpec)
     ray: RaySpec = Field(default_factory=RaySpec)
+    _source: str = PrivateAttr(default="<dict>")  # where it was read from, for error messages
     retry: RetrySpec = Field(default_factory=RetrySpec)
 
     @field_validator("name")
@@ -238,9 +272,46 @@ class CampaignConfig(_Spec):
             raise PydanticCustomError("innloop_many", "several target problems", {"problems": problems})
         return targets
 
+    @field_validator("initial")
+    @classmethod
+    def _initial_files_fit(cls, initial: InitialSpec, info: ValidationInfo) -> InitialSpec:
+        """Read the prior data and designs now: a bad file must fail before a campaign folder exists."""
+        from agent.data import read_designs, read_observations  # lazy: pandas, the material's data
+
+        material = info.data.get("material")  # absent while the material is itself a mistake
+        if not isinstance(material, str):
+            return initial
+        problems: list[tuple[tuple[int | str, ...], str, Any]] = []
+        checks: dict[str, Callable[[str], object]] = {
+            # a prior design measured twice with different values: which one should the models learn?
+            "data": lambda path: read_observations(path, material).deduplicate("exact"),
+            "designs": lambda path: read_designs(path, material),
+        }
+        for key, check in checks.items():
+            path = getattr(initial, key)
+            if path is not None:
+                try:
+                    check(path)
+                except DataError as exc:
+                    problems.append(((key,), str(exc), _NO_VALUE))
+        if problems:
+            raise PydanticCustomError("innloop_many", "bad initial files", {"problems": problems})
+        return initial
+
     def to_dict(self) -> dict[str, Any]:
         """Plain JSON-able data; `config_from_dict` reads it back to an equal config."""
         return self.model_dump(mode="json")
+
+    def __eq__(self, other: object) -> bool:  # where a config was read from is not part of it
+        return isinstance(other, CampaignConfig) and self.to_dict() == other.to_dict()
+
+    def __hash__(self) -> int:
+        return hash(self.fingerprint(exclude=()))
+
+    @property
+    def source(self) -> str:
+        """The file (quoted) or ``<dict>`` this config was validated from."""
+        return self._source
 
     def fingerprint(self, exclude: Iterable[str] = ("budget",)) -> str:
         """Short sha256 of the canonical JSON without ``exclude``: a resumed campaign must match
@@ -327,9 +398,12 @@ def config_from_dict(
     the working folder). Raises one `ConfigError` naming ``source`` and listing every mistake."""
     base = Path(base_dir) if base_dir is not None else Path.cwd()
     try:
-        return CampaignConfig.model_validate(data, context={"base_dir": base})
+        config = CampaignConfig.model_validate(data, context={"base_dir": base})
     except ValidationError as exc:
         lines = _lines(exc)
+    else:
+        config._source = source
+        return config
     count = f"{len(lines)} problem{'s' if len(lines) != 1 else ''}"
     raise ConfigError(f"invalid configuration {source} ({count}):\n" + "\n".join(lines))
 

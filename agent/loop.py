@@ -344,8 +344,8 @@ def load_models(folder: Path, kind: str) -> Models | None:
 def step(state: CampaignState, ctx: Context) -> CampaignState:
     """Run one iteration; resumes a half-done one (its batch) instead of choosing anew."""
     seconds: dict[str, float] = {}
+    inflight = ctx.store.read_inflight()  # first: a damaged one stops the run before it writes anything
     folder = ctx.store.iteration_dir(state.iteration)
-    inflight = ctx.store.read_inflight()
 
     def timed(name: str, fn: Callable[[], Any]) -> Any:
         t0 = time.perf_counter()

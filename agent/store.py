@@ -195,6 +195,11 @@ class CampaignStore:
         if checkpoint is None or i > checkpoint["iteration"]:
             raise StateError(f"{folder}: iteration {i} was never committed")
         manifest_path = folder / "manifest.json"
+        if not manifest_path.is_file():
+            raise StateError(
+                f"{self._campaign_path}: says iteration {checkpoint['iteration']} is committed, "
+                f"but {manifest_path} is missing"
+            )
         if i == checkpoint["iteration"]:
             try:
                 actual = hashlib.sha256(manifest_path.read_bytes()).hexdigest()

@@ -10,6 +10,12 @@ so the protocol is built around never losing or repeating one:
   jobs that failed, with the status, the error class (infrastructure: retrying is
   sensible; physics: e.g. SCF not converged, record it and move on), provenance and the
   log's location.
+- A back end that cannot be reached raises `OracleError` from any call. From `submit`
+  that must mean one of: nothing of the batch stays at the back end (undo what was
+  started, as `vasp` does), or re-sending the same designs finds the jobs that did start
+  (``idempotent_submit = True``, as `http` does with its journal of keys), or
+  ``adopt(designs, since)`` finds them (as `mock` does). `agent.collect` relies on it to
+  retry a failed submit without paying twice.
 """
 
 from __future__ import annotations
@@ -34,13 +40,28 @@ __all__ = [
     "JobStatus",
     "Oracle",
     "OracleError",
+    "OracleRefused",
+    "OracleUnavailable",
     "Result",
     "designs_to_rows",
 ]
 
 
 class OracleError(InnloopError):
-    """An oracle cannot be used as asked: bad handle, missing settings, back end down."""
+    """An oracle cannot be used as asked: bad handle, missing settings, back end down.
+
+    A campaign treats a plain `OracleError` from a call as an outage and waits it out.
+    """
+
+
+class OracleRefused(OracleError):
+    """The oracle answered, and waiting will not change the answer: authentication refused,
+    a request it rejects, a handle or local record that is not its own or is damaged.
+    A campaign stops at once on this one (with its jobs kept in flight) for a person to look."""
+
+
+class OracleUnavailable(OracleError):
+    """The oracle stayed unreachable past ``retry.outage_s``; its jobs are kept for the next run."""
 
 
 class JobStatus(StrEnum):
@@ -221,4 +242,4 @@ def check_own(name: str, handles: Sequence[Handle]) -> None:
     """Refuse handles that belong to another oracle: re-attaching to the wrong back end loses work."""
     for h in handles:
         if h.oracle != name:
-            raise OracleError(f"handle {h.job_id!r} belongs to oracle {h.oracle!r}, not {name!r}")
+            raise OracleRefused(f"handle {h.job_id!r} belongs to oracle {h.oracle!r}, not {name!r}")

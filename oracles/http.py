@@ -56,6 +56,7 @@ from oracles.base import (
     Handle,
     JobStatus,
     OracleError,
+    OracleRefused,
     Result,
     canonical_design,
     check_own,
@@ -181,12 +182,12 @@ class HttpOracle:
             except httpx.TransportError as exc:
                 problem = f"{type(exc).__name__}: {exc}"
                 if "CERTIFICATE_VERIFY_FAILED" in problem:  # retrying cannot fix a certificate
-                    raise OracleError(
+                    raise OracleRefused(
                         f"lab server at {self.url}: TLS certificate refused ({exc}); see `verify`"
                     ) from None
                 continue
             if resp.status_code in (401, 403):
-                raise OracleError(
+                raise OracleRefused(
                     f"lab server at {self.url} refused authentication (HTTP {resp.status_code}); check the token "
                     "(`token`, `token_file`, INNLOOP_HTTP_TOKEN or INNLOOP_HTTP_TOKEN_FILE)"
                 )
@@ -202,7 +203,7 @@ class HttpOracle:
     def _create(self, row: dict[str, float], key: str) -> Handle:
         resp = self._request("POST", "/v1/jobs", {"design": row, "idempotency_key": key})
         if resp.status_code == 409:
-            raise OracleError(self._scrub(f"lab server at {self.url}: {self._detail(resp)}"))
+            raise OracleRefused(self._scrub(f"lab server at {self.url}: {self._detail(resp)}"))
         self._expect_ok(resp)
         body = self._json(resp)
         job_id = body.get("job_id") if isinstance(body, dict) else None
@@ -250,7 +251,7 @@ class HttpOracle:
 
     def _expect_ok(self, resp: httpx.Response) -> None:
         if not 200 <= resp.status_code < 300:
-            raise OracleError(
+            raise OracleRefused(
                 self._scrub(
                     f"lab server at {self.url} refused the request (HTTP {resp.status_code}): {self._detail(resp)}"
                 )
@@ -282,7 +283,7 @@ class HttpOracle:
         check_own(self.name, handles)
         for h in handles:
             if (h.workdir or "").rstrip("/") != self.url:
-                raise OracleError(f"handle {h.job_id!r} belongs to lab server {h.workdir!r}, not {self.url!r}")
+                raise OracleRefused(f"handle {h.job_id!r} belongs to lab server {h.workdir!r}, not {self.url!r}")
 
     # -- the journal of idempotency keys -----------------------------------------------
     @contextmanager
@@ -294,7 +295,9 @@ class HttpOracle:
                 try:
                     journal: dict[str, Any] = json.loads(self.journal.read_text())
                 except json.JSONDecodeError as exc:
-                    raise OracleError(f"{self.journal} is corrupt ({exc}); it guards against duplicate jobs") from None
+                    raise OracleRefused(
+                        f"{self.journal} is corrupt ({exc}); it guards against duplicate jobs"
+                    ) from None
             else:
                 journal = {"namespace": uuid.uuid4().hex, "designs": {}}
             yield journal

@@ -31,6 +31,7 @@ from oracles.base import (
     Handle,
     JobStatus,
     OracleError,
+    OracleRefused,
     Result,
     check_own,
     design_digest,
@@ -136,7 +137,7 @@ class MockOracle:
             job: dict[str, Any] = json.loads(path.read_text())
             return job
         except json.JSONDecodeError as exc:
-            raise OracleError(f"mock job file {path} is corrupt: {exc}") from None
+            raise OracleRefused(f"mock job file {path} is corrupt: {exc}") from None
 
     def _outcomes(self, handles: Sequence[Handle]) -> list[Result]:
         check_own(self.name, handles)

@@ -21,7 +21,7 @@ from scipy.spatial import cKDTree
 from agent.data import Observations, read_observations
 from agent.errors import DesignError
 from agent.materials import get_material
-from oracles.base import Handle, JobStatus, OracleError, Result, check_own, designs_to_rows
+from oracles.base import Handle, JobStatus, OracleError, OracleRefused, Result, check_own, designs_to_rows
 
 __all__ = ["TableOracle"]
 
@@ -83,7 +83,7 @@ class TableOracle:
         for h in handles:
             row = int(h.native_id) if h.native_id is not None else -1
             if not 0 <= row < len(self._y):
-                raise OracleError(f"handle {h.job_id!r} points at row {h.native_id!r}, not in {self.source}")
+                raise OracleRefused(f"handle {h.job_id!r} points at row {h.native_id!r}, not in {self.source}")
             out.append(
                 Result(
                     h,

@@ -23,7 +23,7 @@ from agent.errors import ConfigError, DataError, UnknownNameError
 from agent.materials.base import Material, get_material
 from agent.space import DesignSpace
 
-__all__ = ["DuplicateReport", "Observations", "load_dataset", "read_observations"]
+__all__ = ["DuplicateReport", "Observations", "load_dataset", "read_designs", "read_observations"]
 
 # Bundled datasets: name -> (folder inside agent/data, CSV file, material name).
 _DATASETS = MappingProxyType({"mos2": ("mos2", "mos2_pbe_bandgaps.csv", "mos2")})
@@ -47,12 +47,15 @@ def _label(frame: pd.DataFrame, pos: int) -> Any:
 
 
 def _validate(
-    space: DesignSpace, frame: Any, target: str, source: str, lower_bound: float | None
+    space: DesignSpace, frame: Any, target: str | None, source: str, lower_bound: float | None
 ) -> tuple[np.ndarray, np.ndarray]:
-    """Check ``frame`` against ``space``; return ``(X, y)`` or raise one `DataError`."""
+    """Check ``frame`` against ``space``; return ``(X, y)`` or raise one `DataError`.
+
+    ``target=None`` checks designs alone (``y`` comes back empty).
+    """
     if not isinstance(frame, pd.DataFrame):
         raise DataError(f"{source}: expected a pandas DataFrame, got {type(frame).__name__}")
-    cols = [*space.names, target]
+    cols = [*space.names, *([] if target is None else [target])]
     if frame.columns.duplicated().any():
         dupes = sorted({str(c) for c in frame.columns[frame.columns.duplicated()]})
         raise DataError(f"{source}: duplicate column names {dupes}")
@@ -81,7 +84,7 @@ def _validate(
             parts.append(f"column {cols[j]!r} ({len(rows)} rows, first row {_label(frame, int(rows[0]))})")
         n_bad = int((~finite.all(axis=1)).sum())
         raise DataError(f"{source}: non-finite values (NaN or inf) in {n_bad} rows: {', '.join(parts)}")
-    X, y = values[:, :-1], values[:, -1]
+    X, y = values[:, : space.dim], values[:, space.dim :].reshape(-1)
     valid = space.valid_mask(X)
     if not valid.all():
         bad_rows = np.flatnonzero(~valid)
@@ -305,11 +308,23 @@ class Observations:
 
 
 # -- loading -----------------------------------------------------------------------
-def _from_csv(handle: IO[bytes] | Path, material: Material, source: str) -> Observations:
+def _read_csv(handle: IO[bytes] | Path, source: str) -> pd.DataFrame:
+    """The table, refusing a header that names a column twice (pandas would rename one ``a.1``)."""
     try:
+        header = pd.read_csv(handle, header=None, nrows=1, dtype=str)
+        if not isinstance(handle, Path):
+            handle.seek(0)
         frame = pd.read_csv(handle)
     except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError, ValueError) as exc:
         raise DataError(f"{source}: not a readable CSV table ({exc})") from exc
+    names = [str(n) for n in header.iloc[0]] if len(header) else []
+    if dupes := sorted({n for n in names if names.count(n) > 1}):
+        raise DataError(f"{source}: duplicate column names {dupes}")
+    return frame
+
+
+def _from_csv(handle: IO[bytes] | Path, material: Material, source: str) -> Observations:
+    frame = _read_csv(handle, source)
     return Observations(material.space, frame, material.target, source, lower_bound=material.target_lower_bound)
 
 
@@ -338,3 +353,22 @@ def read_observations(path: str | PathLike[str], material: Material | str) -> Ob
         return _from_csv(p, mat, str(p))
     except OSError as exc:
         raise DataError(f"observations file {str(p)!r} cannot be read ({exc})") from exc
+
+
+def read_designs(path: str | PathLike[str], material: Material | str) -> np.ndarray:
+    """Read a CSV of designs without values (physical units), each inside ``material``'s space.
+
+    Checked as fully as `read_observations`, so a campaign refuses a bad initial set before
+    it creates any state, not halfway through its first iteration.
+    """
+    mat = get_material(material) if isinstance(material, str) else material
+    p = Path(path)
+    if not p.is_file():
+        what = "is a directory, not a CSV file" if p.is_dir() else "does not exist"
+        raise DataError(f"designs file {str(p)!r} {what}")
+    try:
+        frame = _read_csv(p, str(p))
+    except OSError as exc:
+        raise DataError(f"designs file {str(p)!r} cannot be read ({exc})") from exc
+    X, _ = _validate(mat.space, frame, None, str(p), None)
+    return X

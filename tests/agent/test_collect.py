@@ -14,7 +14,16 @@ from agent.collect import Job, collect
 from agent.config import RetrySpec
 from agent.errors import StateError
 from agent.store import CampaignStore
-from oracles.base import ErrorClass, Handle, JobStatus, Result, design_digest
+from oracles.base import (
+    ErrorClass,
+    Handle,
+    JobStatus,
+    OracleError,
+    OracleRefused,
+    OracleUnavailable,
+    Result,
+    design_digest,
+)
 from oracles.mock import MockOracle
 
 
@@ -325,3 +334,90 @@ def test_job_json_round_trip(designs: dict[str, list[dict[str, float]]]) -> None
     assert back == job
     bare = Job.from_json({"design": {"a": 1}, "tag": "t"})
     assert bare.attempt == 1 and bare.handle is None and bare.not_before == 0.0 and bare.design == {"a": 1.0}
+
+
+class _Flaky(_NoAdopt):
+    """Raises `OracleError` from the named calls while ``down`` lasts (a lab server that is down)."""
+
+    def __init__(self, inner: MockOracle, down: int, calls: tuple[str, ...]) -> None:
+        super().__init__(inner, idempotent=True)
+        self.down, self.calls = down, calls
+
+    def _gate(self, call: str) -> None:
+        if call in self.calls and self.down > 0:
+            self.down -= 1
+            raise OracleError(f"{call}: peer down")
+
+    def submit(self, designs: Any) -> list[Handle]:
+        self._gate("submit")
+        return super().submit(designs)
+
+    def poll(self, handles: Sequence[Handle]) -> list[JobStatus]:
+        self._gate("poll")
+        return super().poll(handles)
+
+    def results(self, handles: Sequence[Handle]) -> list[Result]:
+        self._gate("results")
+        return super().results(handles)
+
+
+@pytest.mark.parametrize("call", ["submit", "poll", "results"])
+def test_oracle_errors_are_waited_out_and_nothing_is_lost(
+    tmp_path: Path, designs: dict[str, list[dict[str, float]]], call: str
+) -> None:
+    store = _store(tmp_path)
+    inner = _oracle(tmp_path)
+    oracle = _Flaky(inner, down=3, calls=(call,))
+    waits: list[float] = []
+    logged: list[str] = []
+    retry = _retry(backoff_s=0.0, poll_interval_s=0.01, max_backoff_s=0.02)
+    new, left = collect(
+        oracle, store, [Job(r, "t") for r in designs["CCC"][:2]], 0, retry, sleep=waits.append, log=logged.append
+    )
+    assert left == [] and len(new) == 2 and all(r.result.ok for r in new)
+    assert inner.submissions() == 2, "nothing submitted twice"
+    assert waits[:3] == [0.01, 0.02, 0.02], "backoff from poll_interval_s (backoff_s is 0), capped at max_backoff_s"
+    assert sum("mock unreachable" in m and "2 jobs stay in flight" in m for m in logged) == 3
+    assert store.read_inflight() is None
+
+
+def test_outage_limit_raises_oracle_unavailable_with_jobs_kept(
+    tmp_path: Path, designs: dict[str, list[dict[str, float]]]
+) -> None:
+    store = _store(tmp_path)
+    inner = _oracle(tmp_path)
+    oracle = _Flaky(inner, down=10**9, calls=("poll",))
+    retry = _retry(poll_interval_s=0.01, outage_s=0.1)
+    with pytest.raises(OracleUnavailable, match=r"'mock' unreachable for 0\.1 s .*poll: peer down.*kept in .*inflight"):
+        collect(oracle, store, [Job(designs["CCC"][0], "t")], 7, retry, sleep=time.sleep)
+    inflight = store.read_inflight()
+    assert inflight is not None and inflight["phase"] == "submitted" and inflight["jobs"][0]["handle"]
+    assert len(store.ledger.records()) == 0 and inner.submissions() == 1
+
+
+def test_max_backoff_caps_resubmission_waits(tmp_path: Path, designs: dict[str, list[dict[str, float]]]) -> None:
+    store = _store(tmp_path)
+    oracle = _oracle(tmp_path, failure_rate=1.0, seed=0)
+    logged: list[str] = []
+    retry = _retry(max_attempts=3, backoff_s=0.05, max_backoff_s=0.06)
+    collect(oracle, store, [Job(designs["III"][0], "i")], 0, retry, sleep=_no_sleep, log=logged.append)
+    assert [m.rsplit("in ", 1)[1] for m in logged if "re-submitting" in m] == ["0.05 s", "0.06 s"]
+
+
+class _Refusing(_Flaky):
+    """Answers every poll with a refusal that waiting cannot change (e.g. the token was revoked)."""
+
+    def poll(self, handles: Sequence[Handle]) -> list[JobStatus]:
+        raise OracleRefused("lab refused authentication (HTTP 401)")
+
+
+def test_a_refusal_stops_at_once_with_jobs_kept(tmp_path: Path, designs: dict[str, list[dict[str, float]]]) -> None:
+    store = _store(tmp_path)
+    inner = _oracle(tmp_path)
+    waits: list[float] = []
+    with pytest.raises(OracleRefused, match="HTTP 401"):
+        collect(_Refusing(inner, 0, ()), store, [Job(designs["CCC"][0], "t")], 0, _retry(), sleep=waits.append)
+    assert waits == [], "no waiting out a refusal"
+    inflight = store.read_inflight()
+    assert inflight is not None and inflight["jobs"][0]["handle"], "the submitted job is kept for the next run"
+    assert inner.submissions() == 1 and len(store.ledger.records()) == 0

@@ -146,7 +146,7 @@ def test_unreadable_file_is_named(tmp_path: Path, kind: str) -> None:
 
 
 def test_prior_data_is_relative_to_the_config_file(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    (tmp_path / "prior.csv").write_text("a\n1\n")
+    (tmp_path / "prior.csv").write_text("a,b,c,alpha,beta,gamma,efield,gap\n3.16,3.16,12.3,90,90,120,0,1.7\n")
     path = tmp_path / "c.toml"
     path.write_text('name = "x"\n[[targets]]\nvalue = 1.0\n[initial]\ndata = "prior.csv"\n')
     monkeypatch.chdir(tmp_path.parent)
