@@ -342,17 +342,23 @@ def load_dataset(name: str = "mos2") -> Observations:
         return _from_csv(handle, get_material(material_name), source)
 
 
-def read_observations(path: str | PathLike[str], material: Material | str) -> Observations:
-    """Read a user CSV whose columns are ``material``'s parameters and target."""
-    mat = get_material(material) if isinstance(material, str) else material
+def _user_csv(path: str | PathLike[str], kind: str) -> tuple[pd.DataFrame, str]:
+    """A user's CSV file read as a table, or one `DataError` naming it (``kind``: what it holds)."""
     p = Path(path)
     if not p.is_file():
         what = "is a directory, not a CSV file" if p.is_dir() else "does not exist"
-        raise DataError(f"observations file {str(p)!r} {what}")
+        raise DataError(f"{kind} file {str(p)!r} {what}")
     try:
-        return _from_csv(p, mat, str(p))
+        return _read_csv(p, str(p)), str(p)
     except OSError as exc:
-        raise DataError(f"observations file {str(p)!r} cannot be read ({exc})") from exc
+        raise DataError(f"{kind} file {str(p)!r} cannot be read ({exc})") from exc
+
+
+def read_observations(path: str | PathLike[str], material: Material | str) -> Observations:
+    """Read a user CSV whose columns are ``material``'s parameters and target."""
+    mat = get_material(material) if isinstance(material, str) else material
+    frame, source = _user_csv(path, "observations")
+    return Observations(mat.space, frame, mat.target, source, lower_bound=mat.target_lower_bound)
 
 
 def read_designs(path: str | PathLike[str], material: Material | str) -> np.ndarray:
@@ -362,13 +368,6 @@ def read_designs(path: str | PathLike[str], material: Material | str) -> np.ndar
     it creates any state, not halfway through its first iteration.
     """
     mat = get_material(material) if isinstance(material, str) else material
-    p = Path(path)
-    if not p.is_file():
-        what = "is a directory, not a CSV file" if p.is_dir() else "does not exist"
-        raise DataError(f"designs file {str(p)!r} {what}")
-    try:
-        frame = _read_csv(p, str(p))
-    except OSError as exc:
-        raise DataError(f"designs file {str(p)!r} cannot be read ({exc})") from exc
-    X, _ = _validate(mat.space, frame, None, str(p), None)
+    frame, source = _user_csv(path, "designs")
+    X, _ = _validate(mat.space, frame, None, source, None)
     return X

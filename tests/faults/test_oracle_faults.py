@@ -9,19 +9,16 @@ one record per job id, and no job left in ``inflight.json`` once the batch is do
 from __future__ import annotations
 
 import secrets
-import threading
 import time
 import tomllib
 from collections import Counter
-from collections.abc import Callable, Iterator
-from contextlib import ExitStack, contextmanager
+from collections.abc import Callable
+from contextlib import ExitStack
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import pytest
-import uvicorn
-from fastapi import FastAPI
 
 from agent.campaign import run_campaign
 from agent.collect import Job, collect
@@ -34,6 +31,7 @@ from oracles.lab_server import Faults, create_app
 from oracles.mock import MockOracle
 from oracles.testing.faulty import Fault, FaultyOracle
 from tests.oracles.helpers import free_port
+from tests.oracles.lab import thread_server
 
 TOKEN = secrets.token_hex(16)
 INFRA, PHYS = ErrorClass.INFRASTRUCTURE, ErrorClass.PHYSICS
@@ -270,22 +268,6 @@ def test_deadline_during_an_outage_leaves_the_jobs_in_flight(tmp_path: Path, row
 
 
 # -- HTTP: the real client against the reference lab server ---------------------------------------
-@contextmanager
-def _serve(app: FastAPI, port: int) -> Iterator[str]:
-    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    deadline = time.time() + 10
-    while not server.started:
-        assert thread.is_alive() and time.time() < deadline, "lab server thread did not start"
-        time.sleep(0.01)
-    try:
-        yield f"http://127.0.0.1:{port}"
-    finally:
-        server.should_exit = True
-        thread.join(timeout=10)
-
-
 def _jobs_at_lab(tmp_path: Path) -> int:
     return len(list((tmp_path / "lab" / "jobs").glob("lab-*.json")))
 
@@ -309,7 +291,7 @@ def test_http_faults_through_the_real_client(tmp_path: Path, rows: list[dict[str
     designs = rows[:n]
     with ExitStack() as stack:
         if fault != "down":
-            stack.enter_context(_serve(app, port))
+            stack.enter_context(thread_server(app, port))
         if fault == "error_500":
             faults.error_500 = 5  # the client's own retry, then collect's backoff
         elif fault == "lose_reply":
@@ -321,7 +303,7 @@ def test_http_faults_through_the_real_client(tmp_path: Path, rows: list[dict[str
 
         def hook(k: int, _s: float) -> None:  # "down": the lab comes up during the third wait
             if fault == "down" and k == 3:
-                stack.enter_context(_serve(app, port))
+                stack.enter_context(thread_server(app, port))
 
         retry = _retry(backoff_s=0.02, job_timeout_s=None)
         new, left = collect(client, store, [Job(r, "t") for r in designs], 0, retry, sleep=Sleeper(hook))

@@ -21,9 +21,9 @@ from tests.oracles.helpers import free_port
 
 
 @contextmanager
-def thread_server(app: FastAPI) -> Iterator[str]:
-    """Serve ``app`` on a free loopback port from a thread; yield its base URL."""
-    port = free_port()
+def thread_server(app: FastAPI, port: int | None = None) -> Iterator[str]:
+    """Serve ``app`` on loopback (``port``, default a free one) from a thread; yield its base URL."""
+    port = free_port() if port is None else port
     server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
     thread = threading.Thread(target=server.run, daemon=True)
     thread.start()
