@@ -1,8 +1,9 @@
 """The ``innloop`` command line.
 
 Every error innloop raises on purpose (`InnloopError`) ends as one line on stderr and
-exit code 2; anything else is a bug and keeps its traceback. ``innloop run`` exits 3 when
-a campaign stopped because its oracle kept failing (everything measured is saved).
+its ``exit_code``: 2 for bad input (config, data, state, a refused request), 3 when a
+campaign stopped because its oracle kept failing or stayed unreachable (everything
+measured is saved; run it again later). Anything else is a bug and keeps its traceback.
 """
 
 from __future__ import annotations
@@ -271,8 +272,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         return int(args.func(args))
     except InnloopError as exc:
-        print(f"innloop: error: {exc}", file=sys.stderr)
-        return 2
+        print(f"innloop: {'error' if exc.exit_code == 2 else 'stopped'}: {exc}", file=sys.stderr)
+        return exc.exit_code
 
 
 if __name__ == "__main__":

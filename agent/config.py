@@ -24,7 +24,7 @@ import tomllib
 from collections.abc import Callable, Iterable, Sequence
 from importlib import resources
 from pathlib import Path
-from typing import Any, Literal, get_args
+from typing import Any, Literal
 
 from pydantic import (
     BaseModel,
@@ -36,8 +36,9 @@ from pydantic import (
     field_validator,
     model_validator,
 )
-from pydantic_core import ErrorDetails, PydanticCustomError
+from pydantic_core import PydanticCustomError
 
+from agent.config_errors import NO_VALUE, error_lines
 from agent.errors import ConfigError, DataError
 from agent.materials import available_materials, get_material
 
@@ -59,6 +60,9 @@ __all__ = [
 DEFAULT_CONFIG = "default.toml"  # shipped in agent/configs/
 # The campaign name becomes a folder name: no separators, no leading dot, no spaces.
 NAME_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}")
+# Oracle settings that hold a secret. The config is copied into state/ and shown in logs
+# and Prefect artifacts, so secrets come from a file or the environment, never the file.
+SECRET_RE = re.compile(r"(?i)(.*_)?(token|password|passwd|secret|api_key|apikey|credentials?)")
 
 
 class _Spec(BaseModel):
@@ -109,11 +113,17 @@ class OracleSpec(_Spec):
         known = [n for n, p in params.items() if p.kind is not inspect.Parameter.VAR_POSITIONAL]
         problems = []
         for key in self.settings:
-            if key not in known:
+            if SECRET_RE.fullmatch(key):
+                words = (
+                    "a secret must not be written in a campaign file (the file is copied into the campaign's "
+                    f"state folder); give `{key}_file` or the oracle's environment variable instead"
+                )
+                problems.append((("settings", key), words, NO_VALUE))  # the value itself is never echoed
+            elif key not in known:
                 close = difflib.get_close_matches(key, known, n=1)
                 hint = f" (did you mean {close[0]!r}?)" if close else ""
                 words = f"unknown setting of the {self.name} oracle{hint}; it takes: {', '.join(known) or 'none'}"
-                problems.append((("settings", key), words, _NO_VALUE))
+                problems.append((("settings", key), words, NO_VALUE))
         if problems:
             raise PydanticCustomError("innloop_many", "unknown oracle settings", {"problems": problems})
         return self
@@ -251,7 +261,7 @@ class CampaignConfig(_Spec):
     @field_validator("targets")
     @classmethod
     def _targets_fit(cls, targets: list[TargetSpec], info: ValidationInfo) -> list[TargetSpec]:
-        """Distinct values inside the data range; every problem becomes its own line (see `_lines`)."""
+        """Distinct values inside the data range; every problem becomes its own line (see `agent.config_errors`)."""
         problems: list[tuple[tuple[int | str, ...], str, Any]] = []
         first: dict[float, int] = {}
         for i, t in enumerate(targets):
@@ -293,7 +303,7 @@ class CampaignConfig(_Spec):
                 try:
                     check(path)
                 except DataError as exc:
-                    problems.append(((key,), str(exc), _NO_VALUE))
+                    problems.append(((key,), str(exc), NO_VALUE))
         if problems:
             raise PydanticCustomError("innloop_many", "bad initial files", {"problems": problems})
         return initial
@@ -324,72 +334,6 @@ class CampaignConfig(_Spec):
         return hashlib.sha256(text.encode()).hexdigest()[:16]
 
 
-# -- reporting ---------------------------------------------------------------------------
-_NO_VALUE = object()  # marks a mistake with no value to show (missing or unknown key)
-_WORDS = {  # strict mode: wrong TOML types all arrive as *_type errors
-    "int_type": "must be an integer",
-    "float_type": "must be a number",
-    "finite_number": "must be a finite number",
-    "string_type": "must be a string",
-    "bool_type": "must be true or false",
-    "dict_type": "must be a table",
-    "model_type": "must be a table",
-    "list_type": "must be an array",
-    "too_short": "must not be empty",
-}
-_BOUNDS = {"gt": ">", "ge": ">=", "lt": "<", "le": "<="}  # pydantic's ctx key for each kind of bound
-
-
-def _model_at(loc: Sequence[int | str]) -> type[BaseModel] | None:
-    """The model that owns the keys at ``loc`` (list indices skipped), for key suggestions."""
-    model: type[BaseModel] | None = CampaignConfig
-    for part in loc:
-        if isinstance(part, int):
-            continue
-        field = model.model_fields.get(part) if model is not None else None
-        if field is None:
-            return None
-        hint = field.annotation
-        model = next((a for a in (hint, *get_args(hint)) if isinstance(a, type) and issubclass(a, BaseModel)), None)
-    return model
-
-
-def _describe(err: ErrorDetails) -> tuple[str, Any]:
-    """Pydantic's error as (what is wrong, value found or `_NO_VALUE`) in the words of a TOML file."""
-    kind, ctx, got = err["type"], err.get("ctx") or {}, err.get("input")
-    if kind == "missing":
-        return "required key is missing", _NO_VALUE
-    if kind == "extra_forbidden":
-        owner = _model_at(err["loc"][:-1])
-        close = difflib.get_close_matches(str(err["loc"][-1]), list(owner.model_fields) if owner else [], n=1)
-        return "unknown key" + (f" (did you mean {close[0]!r}?)" if close else ""), _NO_VALUE
-    if kind.startswith(("greater_than", "less_than")) and (key := next((k for k in _BOUNDS if k in ctx), None)):
-        return f"must be {_BOUNDS[key]} {ctx[key]:g}", got
-    if kind == "value_error":
-        return str(ctx.get("error", err["msg"])), got
-    return _WORDS.get(kind, err["msg"]), got
-
-
-def _line(loc: Sequence[int | str], message: str, got: Any = _NO_VALUE) -> str:
-    where = ".".join(str(part) for part in loc) or "(top level)"
-    if got is _NO_VALUE:
-        return f"  - {where}: {message}"
-    shown = repr(got)
-    return f"  - {where}: {message} (got {shown if len(shown) <= 80 else shown[:77] + '...'})"
-
-
-def _lines(exc: ValidationError) -> list[str]:
-    """One line per mistake; a validator reporting several problems carries them in ``ctx``."""
-    lines: list[str] = []
-    for err in exc.errors(include_url=False):
-        many = (err.get("ctx") or {}).get("problems")
-        if err["type"] == "innloop_many" and many:
-            lines += [_line((*err["loc"], *sub), message, got) for sub, message, got in many]
-        else:
-            lines.append(_line(err["loc"], *_describe(err)))
-    return lines
-
-
 # -- loading ---------------------------------------------------------------------------
 def config_from_dict(
     data: dict[str, Any], source: str = "<dict>", *, base_dir: str | os.PathLike[str] | None = None
@@ -400,7 +344,7 @@ def config_from_dict(
     try:
         config = CampaignConfig.model_validate(data, context={"base_dir": base})
     except ValidationError as exc:
-        lines = _lines(exc)
+        lines = error_lines(exc, CampaignConfig)
     else:
         config._source = source
         return config

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 
 class InnloopError(Exception):
-    """Base of every error innloop raises on purpose; the CLI prints it and exits 2."""
+    """Base of every error innloop raises on purpose; the CLI prints it and exits ``exit_code``."""
+
+    exit_code = 2  # bad input: fix the config, data or state named in the message
 
 
 class ConfigError(InnloopError, ValueError):
@@ -43,3 +45,5 @@ class CampaignStopped(InnloopError):
 
     Everything measured is saved; ``innloop run`` continues once the cause is fixed.
     """
+
+    exit_code = 3  # nothing wrong with the input: run again once the cause is fixed

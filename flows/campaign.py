@@ -38,7 +38,15 @@ def artifact_key(campaign: str, what: str) -> str:
 
 
 def _run_stage(name: str, fn: Any) -> Any:
-    stage: Any = task(fn, name=name, cache_policy=NO_CACHE, retries=_RETRYABLE.get(name, 0), retry_delay_seconds=1)
+    """A task per stage; results stay in memory (never pickled to Prefect's result storage)."""
+    stage: Any = task(
+        fn,
+        name=name,
+        cache_policy=NO_CACHE,
+        persist_result=False,
+        retries=_RETRYABLE.get(name, 0),
+        retry_delay_seconds=1,
+    )
     return stage()
 
 

@@ -63,6 +63,8 @@ class OracleRefused(OracleError):
 class OracleUnavailable(OracleError):
     """The oracle stayed unreachable past ``retry.outage_s``; its jobs are kept for the next run."""
 
+    exit_code = 3  # the input is fine; run again once the oracle is back
+
 
 class JobStatus(StrEnum):
     """Where a job stands. ``terminal`` states never change again."""

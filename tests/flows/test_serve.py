@@ -5,7 +5,10 @@ The test starts `prefect server start` on a free port (its own PREFECT_HOME), ru
 UI's "Run" button does (`run_deployment`), waits for the campaign to finish, reads its
 artifacts back, then opens the progress artifact's page in headless Chromium and checks
 that the embedded progress plot is drawn (the plot is the only large white area of the
-dark UI; a broken image would leave only a small icon).
+dark UI; a broken image would leave only a small icon). Throughout, neither `innloop serve`
+nor the flow run it starts listens beyond loopback: serving is outbound polling of the API
+(while a run is going, Prefect's runner keeps a token-authenticated control channel on
+127.0.0.1 to its child).
 """
 
 from __future__ import annotations
@@ -16,6 +19,7 @@ import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
 import urllib.request
 from collections.abc import Iterator
@@ -118,6 +122,42 @@ def prefect_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[st
         _stop(server)
 
 
+def _listening(pid: int) -> list[str]:
+    """Listening TCP/UDP sockets of process ``pid`` and all its descendants (``name:addr:port``)."""
+    import psutil
+
+    try:
+        root = psutil.Process(pid)
+        procs = [root, *root.children(recursive=True)]
+    except psutil.NoSuchProcess:
+        return []
+    found = []
+    for proc in procs:
+        try:
+            conns = proc.net_connections(kind="inet")
+            name = proc.name()
+        except (psutil.NoSuchProcess, psutil.AccessDenied):
+            continue  # gone between listing and asking: it listens on nothing any more
+        for c in conns:
+            if c.status == psutil.CONN_LISTEN or (c.type == socket.SOCK_DGRAM and not c.raddr):
+                found.append(f"{name}:{c.laddr.ip}:{c.laddr.port}")
+    return found
+
+
+class _ListenWatch(threading.Thread):
+    """Samples `_listening` every 0.2 s until ``stop`` is set (the flow run is a child process)."""
+
+    def __init__(self, pid: int) -> None:
+        super().__init__(daemon=True)
+        self.pid, self.stop, self.seen = pid, threading.Event(), set[str]()
+        self.samples = 0
+
+    def run(self) -> None:
+        while not self.stop.wait(0.2):
+            self.seen.update(_listening(self.pid))
+            self.samples += 1
+
+
 def _latest_artifacts(api: str) -> dict[str, tuple[str, str]]:
     from prefect.client.orchestration import get_client
     from prefect.settings import PREFECT_API_URL, temporary_settings
@@ -163,7 +203,17 @@ def test_serve_deployment_runs_and_ui_shows_progress(prefect_server: dict[str, s
                         time.sleep(1)
                 assert dep.parameters["config"] == str(config.resolve())
                 assert dep.parameters["state_dir"] == str(state)
-            run = run_deployment("innloop-campaign/served-test", timeout=300, poll_interval=2)
+            assert _listening(served.pid) == [], "an idle `innloop serve` must not listen at all"
+            watch = _ListenWatch(served.pid)
+            watch.start()
+            try:
+                run = run_deployment("innloop-campaign/served-test", timeout=300, poll_interval=2)
+            finally:
+                watch.stop.set()
+                watch.join(10)
+            assert watch.samples > 0, "the socket watch never ran"
+            outside = {s for s in watch.seen if s.rsplit(":", 1)[0].split(":", 1)[1] not in ("127.0.0.1", "::1")}
+            assert outside == set(), f"a process of `innloop serve` listened beyond loopback: {outside}"
             assert isinstance(run, FlowRun)
             assert run.state is not None and run.state.is_completed(), (run.state, log.read_text()[-3000:])
     finally:
