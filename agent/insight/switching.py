@@ -1,0 +1,279 @@
+"""Metal–insulator switches: the smallest design change that takes a cell from one target to another.
+
+Given designs believed to sit at target ``t0`` (e.g. 0 eV, metals) and designs at ``t1``
+(e.g. 1.0 eV), a *switching pair* is one design from each set; the smaller the change
+between them, the easier the switch is to drive (MatDesINNe, Fig. 6 and its discussion).
+
+Metric. The distance between two designs is the Euclidean distance in the design
+space's unit box (``DesignSpace.to_unit``), optionally weighted per parameter. The unit
+box is the natural common currency here: every parameter's range is the range the data
+and the models cover, so for MoS2 (each cell parameter ±20 % of its unstrained value,
+field ±1 V/Å) 0.025 units is 1 % strain along a, b or c, 1 % of an angle (0.9° of α or
+β, 1.2° of γ) or 0.05 V/Å of field. It is also the metric the campaign uses for its
+``min_distance``, so "close" means the same thing in the report as in the loop.
+Set a parameter's weight to 0 to make it free (e.g. a field that is easy to apply).
+
+Ranking. Pairs are taken greedily by distance with each design used at most once
+(``exclusive``), so one design near the boundary cannot fill the whole table.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Protocol
+
+import numpy as np
+import pandas as pd
+from scipy.spatial import cKDTree
+
+from agent.errors import DataError
+from agent.insight.strain import REFERENCES
+from agent.space import DesignSpace
+
+__all__ = [
+    "CHANGE_MIN_SHARE",
+    "CHANGE_MIN_UNIT",
+    "Predictor",
+    "describe_change",
+    "design_matrix",
+    "end_designs",
+    "find_pairs",
+    "in_window_candidates",
+    "pair_table",
+    "target_windows",
+    "verify_pairs",
+    "window_mask",
+]
+
+# A component of a change is named in its sentence when its (weighted) unit-box change is
+# at least CHANGE_MIN_UNIT (0.5 % strain, 0.45° of alpha, 0.025 V/Å for MoS2) and at least
+# CHANGE_MIN_SHARE of the largest component: the sentence says what drives the switch.
+CHANGE_MIN_UNIT = 0.0125
+CHANGE_MIN_SHARE = 0.25
+_MINUS = "\u2212"
+_GREEK = {"alpha": "α", "beta": "β", "gamma": "γ"}
+_LABELS = {"efield": "field"}
+
+
+class Predictor(Protocol):
+    """What verification needs of a surrogate: mean and σ ``(n,)`` each for unit-box ``U (n, d)``."""
+
+    def predict(self, U: np.ndarray) -> tuple[np.ndarray, np.ndarray]: ...
+
+
+def design_matrix(designs: pd.DataFrame | np.ndarray, space: DesignSpace) -> np.ndarray:
+    """Physical designs ``(n, d)`` from a frame with the space's columns or an array in its order."""
+    if isinstance(designs, pd.DataFrame):
+        return space.from_frame(designs, source="designs")
+    arr = np.asarray(designs, dtype=np.float64)
+    if arr.size == 0:
+        return np.zeros((0, space.dim))
+    return space.as_array(arr)
+
+
+def _weights(space: DesignSpace, weights: Mapping[str, float] | None) -> np.ndarray:
+    w = np.ones(space.dim)
+    for name, value in (weights or {}).items():
+        if name not in space.names:
+            raise DataError(f"weight for unknown parameter {name!r}; parameters are {space.names}")
+        if not (np.isfinite(value) and value >= 0):
+            raise DataError(f"weight of {name!r} must be a finite number >= 0, got {value}")
+        w[space.names.index(name)] = float(value)
+    return w
+
+
+def find_pairs(
+    X0: np.ndarray,
+    X1: np.ndarray,
+    space: DesignSpace,
+    *,
+    top: int = 20,
+    weights: Mapping[str, float] | None = None,
+    exclusive: bool = True,
+) -> list[tuple[int, int, float]]:
+    """The ``top`` closest pairs ``(i0, i1, distance)`` between physical ``X0 (n0, d)`` and ``X1 (n1, d)``.
+
+    Greedy by distance; with ``exclusive`` each row of ``X0`` and of ``X1`` appears at most
+    once. Exact, without the full ``n0 x n1`` matrix: when the m-th pair is chosen at most
+    m - 1 < ``top`` rows of ``X0`` are taken, so each ``X1`` row's best free partner is
+    among its ``top`` nearest. Ties break by ``(i1, i0)`` so the result is deterministic.
+    """
+    if top < 1:
+        raise DataError(f"top must be a positive integer, got {top}")
+    X0, X1 = design_matrix(X0, space), design_matrix(X1, space)
+    if not len(X0) or not len(X1):
+        return []
+    w = _weights(space, weights)
+    U0, U1 = space.to_unit(X0) * w, space.to_unit(X1) * w
+    k = min(top, len(U0))
+    dist, idx = cKDTree(U0).query(U1, k=k)
+    dist, idx = dist.reshape(len(U1), k), idx.reshape(len(U1), k)
+    i1 = np.repeat(np.arange(len(U1)), k)
+    order = np.lexsort((idx.ravel(), i1, dist.ravel()))
+    used0: set[int] = set()
+    used1: set[int] = set()
+    out: list[tuple[int, int, float]] = []
+    for e in order:
+        a, b = int(idx.ravel()[e]), int(i1[e])
+        if exclusive and (a in used0 or b in used1):
+            continue
+        used0.add(a)
+        used1.add(b)
+        out.append((a, b, float(dist.ravel()[e])))
+        if len(out) == top:
+            break
+    return out
+
+
+def _signed(v: float, digits: int) -> str:
+    text = f"{abs(v):.{digits}f}"
+    if float(text) == 0.0:
+        return text
+    return ("+" if v > 0 else _MINUS) + text
+
+
+def describe_change(
+    x0: np.ndarray,
+    x1: np.ndarray,
+    space: DesignSpace,
+    *,
+    material: str | None = None,
+    weights: Mapping[str, float] | None = None,
+    max_terms: int = 4,
+) -> str:
+    """The change ``x0 -> x1`` (physical ``(d,)`` each) as a short sentence, largest components first.
+
+    Lengths with a reference cell read as strain in percentage points of the unstrained
+    length ("+6.1 % strain along b, −7.0 % along c"), angles in degrees ("+2.4° in γ"),
+    anything else in its own unit ("+0.82 V/Å field"). Only components passing
+    `CHANGE_MIN_UNIT` and `CHANGE_MIN_SHARE` (weighted unit-box change) are named, at most
+    ``max_terms``; "no change" when none is.
+    """
+    x0, x1 = space.as_array(x0)[0], space.as_array(x1)[0]
+    ref = REFERENCES.get(material or space.name)
+    du = np.abs(space.to_unit(x1)[0] - space.to_unit(x0)[0]) * _weights(space, weights)
+    if not len(du) or du.max() < CHANGE_MIN_UNIT:
+        return "no change"
+    keep = [j for j in np.argsort(-du, kind="stable") if du[j] >= max(CHANGE_MIN_UNIT, CHANGE_MIN_SHARE * du.max())]
+    terms: list[str] = []
+    said_strain = False
+    for j in keep[:max_terms]:
+        p = space.parameters[j]
+        delta = float(x1[j] - x0[j])
+        if p.unit == "Å" and ref is not None and p.name in ("a", "b", "c"):
+            pct = _signed(100.0 * delta / ref.value(p.name), 1)
+            terms.append(f"{pct} % {'along' if said_strain else 'strain along'} {p.name}")
+            said_strain = True
+        elif p.unit == "deg":
+            terms.append(f"{_signed(delta, 1)}° in {_GREEK.get(p.name, p.name)}")
+        else:
+            unit = f" {p.unit}" if p.unit else ""
+            terms.append(f"{_signed(delta, 2)}{unit} {_LABELS.get(p.name, p.name)}")
+    return ", ".join(terms)
+
+
+def pair_table(
+    X0: np.ndarray,
+    X1: np.ndarray,
+    pairs: list[tuple[int, int, float]],
+    space: DesignSpace,
+    *,
+    material: str | None = None,
+    weights: Mapping[str, float] | None = None,
+) -> pd.DataFrame:
+    """One row per pair: ``rank, distance, change, index_0, index_1``, then ``<name>_0`` and ``<name>_1``.
+
+    ``index_*`` are row positions in ``X0``/``X1``; design columns are in physical units.
+    """
+    X0, X1 = design_matrix(X0, space), design_matrix(X1, space)
+    i0 = np.array([p[0] for p in pairs], dtype=int)
+    i1 = np.array([p[1] for p in pairs], dtype=int)
+    table = pd.DataFrame(
+        {
+            "rank": np.arange(1, len(pairs) + 1),
+            "distance": [p[2] for p in pairs],
+            "change": [
+                describe_change(X0[a], X1[b], space, material=material, weights=weights) for a, b in zip(i0, i1)
+            ],
+            "index_0": i0,
+            "index_1": i1,
+        }
+    )
+    ends = [
+        pd.DataFrame(X[i].reshape(-1, space.dim), columns=space.names).add_suffix(s)
+        for X, i, s in ((X0, i0, "_0"), (X1, i1, "_1"))
+    ]
+    return pd.concat([table, *ends], axis=1)
+
+
+def end_designs(table: pd.DataFrame, space: DesignSpace, end: int) -> np.ndarray:
+    """The physical designs ``(n, d)`` at end ``end`` (0 or 1) of each pair of a `pair_table`."""
+    return table[[f"{n}_{end}" for n in space.names]].to_numpy(dtype=np.float64).reshape(-1, space.dim)
+
+
+def target_windows(windows: float | tuple[float, float]) -> tuple[float, float]:
+    """``(w0, w1)`` from one window for both ends or a pair; each must be >= 0."""
+    w = (float(windows), float(windows)) if isinstance(windows, int | float) else (float(windows[0]), float(windows[1]))
+    if min(w) < 0:
+        raise DataError(f"windows must be >= 0, got {w}")
+    return w
+
+
+def window_mask(mean: np.ndarray, std: np.ndarray, target: float, window: float, max_sigma: float | None) -> np.ndarray:
+    """Boolean ``(n,)``: ``|mean - target| <= window`` and, with ``max_sigma``, ``std <= max_sigma``."""
+    ok = np.abs(mean - target) <= window + 1e-12
+    if max_sigma is not None:
+        ok &= std <= max_sigma
+    return np.asarray(ok, dtype=bool)
+
+
+def verify_pairs(
+    table: pd.DataFrame,
+    model: Predictor,
+    space: DesignSpace,
+    *,
+    targets: tuple[float, float],
+    windows: float | tuple[float, float] = 0.1,
+    max_sigma: float | None = None,
+) -> pd.DataFrame:
+    """``table`` plus ``pred_0, pred_std_0, pred_1, pred_std_1`` and ``verified``.
+
+    ``verified``: the surrogate's mean at each end lies within that end's window of its
+    target (``|mean - t| <= window``) and, with ``max_sigma``, its σ is at most that.
+    """
+    out = table.copy()
+    w = target_windows(windows)
+    ok = np.ones(len(out), dtype=bool)
+    for end in (0, 1):
+        X = end_designs(out, space, end)
+        mean, std = model.predict(space.to_unit(X)) if len(X) else (np.zeros(0), np.zeros(0))
+        out[f"pred_{end}"] = np.asarray(mean, dtype=np.float64)
+        out[f"pred_std_{end}"] = np.asarray(std, dtype=np.float64)
+        ok &= window_mask(np.asarray(mean), np.asarray(std), targets[end], w[end], max_sigma)
+    out["verified"] = ok
+    return out
+
+
+def in_window_candidates(
+    designs: pd.DataFrame | np.ndarray,
+    model: Predictor,
+    space: DesignSpace,
+    *,
+    target: float,
+    window: float,
+    max_sigma: float | None = None,
+) -> pd.DataFrame:
+    """The designs the surrogate puts within ``window`` of ``target``, with ``pred`` and ``pred_std``.
+
+    Use it to draw switching candidates from a pool. With a table oracle (which refuses
+    designs that are not its own rows) candidates must come from the table itself, e.g.
+    ``in_window_candidates(TableOracle().pool(), ...)``; a frame keeps its index.
+    """
+    X = design_matrix(designs, space)
+    index = designs.index if isinstance(designs, pd.DataFrame) else pd.RangeIndex(len(X))
+    frame = pd.DataFrame(X, columns=space.names, index=index)
+    if not len(X):
+        return frame.assign(pred=np.zeros(0), pred_std=np.zeros(0))
+    mean, std = model.predict(space.to_unit(X))
+    frame["pred"], frame["pred_std"] = np.asarray(mean, dtype=np.float64), np.asarray(std, dtype=np.float64)
+    return frame[window_mask(frame["pred"].to_numpy(), frame["pred_std"].to_numpy(), target, window, max_sigma)]
