@@ -4,8 +4,9 @@ The order of writes is the whole point:
 
 1. ``inflight.json`` gets the designs (phase ``submitting``) *before* ``oracle.submit``;
 2. right after submit returns, the handles (phase ``submitted``);
-3. each terminal result goes to the ledger (fsync) the moment it is read, and only then
-   is its job dropped from ``inflight.json``.
+3. each terminal result goes to the ledger the moment it is read (the results of one
+   poll round appended together, then one fsync), and only then is its job dropped from
+   ``inflight.json``.
 
 A process killed anywhere leaves either designs that may or may not have reached the
 oracle (re-attached by the oracle's ``adopt`` when it has one, or re-sent when submitting
@@ -20,9 +21,10 @@ An oracle that cannot be reached (a call raises `OracleError`) changes nothing: 
 stay in flight and the calls are tried again after a backoff (``backoff_s`` doubled, at
 most ``max_backoff_s``) until ``deadline``, or `OracleUnavailable` after ``outage_s``.
 A submit that raised is retried as the protocol (`oracles.base`) makes safe: designs for
-an oracle with ``adopt`` stay ``submitting`` and are adopted first, an
-``idempotent_submit`` oracle (http, table) hands back the jobs it already has, and any
-other (vasp, gpaw) promises that a submit that raised left nothing behind.
+an oracle with ``adopt`` (mock, http) stay ``submitting`` and are adopted first, an
+``idempotent_submit`` oracle (table) hands back the jobs it already has, and any other
+(vasp, gpaw) promises that a submit that raised left nothing behind. Each poll round
+costs O(jobs in flight): thousands of jobs may be in flight at once.
 """
 
 from __future__ import annotations
@@ -97,21 +99,30 @@ class _Flight:
         payload = {"iteration": self.iteration, "phase": phase, "time": when}
         store.write_inflight(payload | {"jobs": [j.to_json() for j in self.jobs]})
 
-    def settle(self, job: Job, result: Result, store: CampaignStore, retry: RetrySpec, log: Log) -> int:
-        """Ledger first, then drop the job; queue its retry after a backoff. Returns jobs added."""
-        job_id = result.handle.job_id
-        if job_id in self.recorded:
-            log(f"job {job_id} is in the ledger already; its {result.status.value} now is not recorded again")
-        else:
-            self.new.append(store.ledger.append(result, iteration=self.iteration, tag=job.tag))
-            self.recorded.add(job_id)
-        self.jobs.remove(job)
-        if not _retryable(result) or job.attempt >= retry.max_attempts:
-            return 0
-        wait = _backoff(retry, job.attempt)
-        self.jobs.append(Job(job.design, job.tag, job.attempt + 1, None, time.time() + wait))
-        log(f"{result.status.value} ({result.message}); re-submitting in {wait:g} s")
-        return 1
+    def settle(self, finished: list[tuple[Job, Result]], store: CampaignStore, retry: RetrySpec, log: Log) -> int:
+        """Ledger first (one fsync for the round), then drop the jobs; queue retries after a backoff.
+
+        Returns the jobs added.
+        """
+        for job, result in finished:
+            job_id = result.handle.job_id
+            if job_id in self.recorded:
+                log(f"job {job_id} is in the ledger already; its {result.status.value} now is not recorded again")
+            else:
+                self.new.append(store.ledger.append(result, iteration=self.iteration, tag=job.tag, sync=False))
+                self.recorded.add(job_id)
+        store.ledger.sync()
+        gone = {id(job) for job, _ in finished}
+        self.jobs = [j for j in self.jobs if id(j) not in gone]
+        added = 0
+        for job, result in finished:
+            if not _retryable(result) or job.attempt >= retry.max_attempts:
+                continue
+            wait = _backoff(retry, job.attempt)
+            self.jobs.append(Job(job.design, job.tag, job.attempt + 1, None, time.time() + wait))
+            log(f"{result.status.value} ({result.message}); re-submitting in {wait:g} s")
+            added += 1
+        return added
 
 
 @dataclass
@@ -200,14 +211,17 @@ def collect(
                 continue
             outage = _Outage()
             by_id = {r.handle.job_id: r for r in results}
+            cancelled = {id(j) for j in stuck}
+            finished: list[tuple[Job, Result]] = []
             for job in done + stuck:
                 assert job.handle is not None
                 result = by_id.get(job.handle.job_id)
-                if result is None or (job in stuck and not result.ok):  # one that completed as it was cancelled: kept
-                    result = _missing(job.handle, job in stuck, retry)
-                bar.total += flight.settle(job, result, store, retry, log)
-                bar.update(1)
-            if done or stuck:
+                if result is None or (id(job) in cancelled and not result.ok):  # completed as it was cancelled: kept
+                    result = _missing(job.handle, id(job) in cancelled, retry)
+                finished.append((job, result))
+            if finished:
+                bar.total += flight.settle(finished, store, retry, log)
+                bar.update(len(finished))
                 flight.save(store)
             if not flight.jobs or (deadline is not None and time.time() >= deadline):
                 break

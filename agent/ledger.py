@@ -1,7 +1,9 @@
 """The ledger: every oracle result a campaign ever received, one checksummed JSON line each.
 
 A result costs node-hours, so it goes to disk (append, flush, fsync) the moment it
-arrives, before anything else uses it. Lines are only ever appended; each carries the
+arrives, before anything else uses it; a caller recording many at once (thousands of
+jobs finishing in one poll round) may append them unsynced and `Ledger.sync` once,
+before it acts on any of them. Lines are only ever appended; each carries the
 SHA-256 of its own content, so a flipped bit is reported instead of silently trained on.
 A crash mid-append leaves a final line with no newline: it was never acknowledged, so
 readers skip it and the writer cuts it off (`Ledger.repair`) before appending again.
@@ -85,6 +87,7 @@ class Ledger:
         self.torn = 0  # final lines without a newline seen by the last read (0 or 1)
         self._job_ids: set[str] | None = None  # filled by the first read, then kept up to date
         self._count = 0
+        self._unsynced: tuple[bool, bool] | None = None  # (file data, directory entry) not yet fsynced
 
     def _read_bytes(self) -> bytes:
         try:
@@ -157,8 +160,12 @@ class Ledger:
         assert self._job_ids is not None
         return self._job_ids
 
-    def append(self, result: Result, *, iteration: int, tag: str = "") -> LedgerRecord:
-        """Write one result durably (O_APPEND, fsync) and return its record; each job only once."""
+    def append(self, result: Result, *, iteration: int, tag: str = "", sync: bool = True) -> LedgerRecord:
+        """Write one result (O_APPEND) and return its record; each job only once.
+
+        ``sync=False`` leaves the fsync to a later `sync`: the caller must not act on the
+        result (drop its job from ``inflight.json``) before that.
+        """
         job_ids = self._ensure_loaded()
         job_id = result.handle.job_id
         if job_id in job_ids:
@@ -176,17 +183,35 @@ class Ledger:
                 view = memoryview(line)
                 while view:
                     view = view[os.write(fd, view) :]
-                os.fsync(fd)
+                if sync:
+                    os.fsync(fd)
             except BaseException:
                 os.ftruncate(fd, size)  # leave no half line behind a failed write (e.g. disk full)
                 raise
         finally:
             os.close(fd)
-        if created:
-            fsync_dir(self.path.parent)
         job_ids.add(job_id)
         self._count += 1
+        if sync:
+            if created or (self._unsynced and self._unsynced[1]):
+                fsync_dir(self.path.parent)
+            self._unsynced = None
+        else:
+            self._unsynced = (True, created or bool(self._unsynced and self._unsynced[1]))
         return rec
+
+    def sync(self) -> None:
+        """Make every line appended with ``sync=False`` durable: one fsync for all of them."""
+        if self._unsynced is None:
+            return
+        fd = os.open(self.path, os.O_RDONLY)
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+        if self._unsynced[1]:
+            fsync_dir(self.path.parent)
+        self._unsynced = None
 
     def job_ids(self) -> set[str]:
         return set(self._ensure_loaded())

@@ -8,47 +8,52 @@ are the `JobStatus` values; `oracles.lab_server` is the reference server):
   seen before (409 if that key was used for another design, 422 for a bad design).
 - ``GET /v1/jobs/{job_id}`` -> ``{"job_id", "status", "values", "error_class",
   "message", "provenance"}``; 404 for a job the server does not know.
+- ``POST /v1/jobs/query`` ``{"job_ids": [...]}`` (at most 1,000) -> ``{"jobs": [...]}``,
+  one entry per id in order: the record ``GET /v1/jobs/{job_id}`` gives, or, for an id it
+  cannot give, ``{"job_id", "status_code", "detail"}`` (404: unknown job). One request per
+  500 jobs instead of one per job: what keeps polling 10,000 jobs in flight cheap. A server
+  without it (404/405 for the route: an older lab) is read job by job.
 - ``POST /v1/jobs/{job_id}/cancel``; ``GET /v1/health``.
 
-Idempotency keys are what make a lost reply harmless. Unless the caller passes ``keys``,
-the key of a design is ``sha256(namespace, design, attempt)``: ``namespace`` is random
-per work folder, ``attempt`` counts earlier submissions of that design. The keys of a
-batch are written to ``WORKDIR/journal.json`` (atomically) BEFORE any request and are
-released only when every reply of the batch came back. A process that died in between,
-or a submit that raised, leaves them pending, and the next submission of the same
-designs re-sends the same keys, so the server hands back the jobs it already has instead
-of starting second ones. Once released, submitting a design again is a deliberate
-re-measurement with a new key. One submitting process per work folder at a time.
+Idempotency keys make a lost reply harmless. Unless the caller passes ``keys``, a key is
+``sha256(namespace, design, n)`` (``namespace`` random per work folder, ``n`` numbering
+the keys it minted), recorded with the time it was claimed in ``WORKDIR/journal.json``,
+atomically and BEFORE any request. A key is pending until its reply came back: a submit
+that raised leaves its keys pending and submitting the same designs again re-sends them,
+so the server hands back the jobs it has instead of starting second ones; once released,
+a new submission of a design is a deliberate re-measurement with a new key. ``adopt
+(designs, since)`` re-sends, per design, the newest key claimed at or after ``since``: a
+campaign killed after ``submit`` returned but before it saved the handles finds its jobs
+(a key the server never got starts its job then, completing the interrupted submit). The
+journal keeps pending keys and the latest submit's claims only (adopt a submit's jobs
+before submitting again). One submitting process per work folder. The journal is
+`oracles.http_journal.KeyJournal`.
 
 Failures: connection errors, timeouts, 5xx and 429 are retried with exponential backoff,
 then raise `OracleError` naming the URL; this holds for ``poll``/``results`` too, because
 reporting a last-known RUNNING would hide an outage from the loop, which should decide
 itself whether to wait. 401/403 raise at once (authentication refused), other 4xx raise
-with the server's message. A job the server does not know (404) is ABANDONED and a reply
-that is not the documented JSON is FAILED, both infrastructure: never a crash, never an
-invented value. The token never enters handles, provenance, reprs or messages (handles
+with the server's message. A job the server does not know (404) is ABANDONED and a record
+that is not the documented JSON is FAILED, both infrastructure and for that job only:
+never a crash, never an invented value (a batch reply that is not JSON at all is read
+again job by job). The token never enters handles, provenance, reprs or messages (handles
 carry the base URL in ``workdir``). Use https for anything but loopback.
 """
 
 from __future__ import annotations
 
-import fcntl
-import hashlib
 import json
 import math
 import os
 import ssl
 import time
-import uuid
-from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 from urllib.parse import quote
 
 import httpx
 
-from agent.atomic import write_json
 from agent.materials import get_material
 from agent.models import default_state_dir
 from oracles.base import (
@@ -58,30 +63,23 @@ from oracles.base import (
     OracleError,
     OracleRefused,
     Result,
-    canonical_design,
     check_own,
-    design_digest,
     designs_to_rows,
     site_setting,
     site_text,
 )
+from oracles.http_journal import KeyJournal, idempotency_key
 
-__all__ = ["HttpOracle", "idempotency_key"]
+__all__ = ["HttpOracle", "KeyJournal", "idempotency_key"]
 
 _RETRY_STATUS = {429, 500, 502, 503, 504}
-
-
-def idempotency_key(namespace: str, design: dict[str, float], attempt: int) -> str:
-    """The deterministic key of the ``attempt``-th submission of ``design`` in ``namespace``."""
-    text = json.dumps([namespace, canonical_design(design), int(attempt)])
-    return hashlib.sha256(text.encode()).hexdigest()
+QUERY_CHUNK = 500  # job ids per batch read; the reference server takes up to 1,000
 
 
 class HttpOracle:
     """Client of a lab server. Settings fall back to ``INNLOOP_HTTP_*`` environment variables."""
 
     name = "http"
-    idempotent_submit = True  # a re-sent batch re-uses the journal's pending keys: same jobs
 
     def __init__(
         self,
@@ -110,8 +108,10 @@ class HttpOracle:
         self.space = get_material(material).space
         self.workdir = Path(workdir) if workdir is not None else default_state_dir() / "oracles" / "http"
         self.workdir.mkdir(parents=True, exist_ok=True)
-        self.journal = self.workdir / "journal.json"
+        self.keys = KeyJournal(self.workdir)
+        self.journal = self.keys.path
         self._client = httpx.Client(timeout=self.timeout_s, verify=_tls(verify))
+        self._batch_reads = True  # until the server shows it has no batch route
 
     def __repr__(self) -> str:
         return f"HttpOracle(url={self.url!r}, workdir={str(self.workdir)!r}, token=<hidden>)"
@@ -134,7 +134,7 @@ class HttpOracle:
             if len(keys) != len(rows) or not all(keys):
                 raise OracleError(f"http oracle: {len(rows)} designs need {len(rows)} non-empty keys, got {keys}")
             return [self._create(row, key) for row, key in zip(rows, keys, strict=True)]
-        keys = self._claim_keys(rows)
+        keys = self.keys.claim(rows)
         try:
             handles = [self._create(row, key) for row, key in zip(rows, keys, strict=True)]
         except OracleError as exc:
@@ -142,15 +142,38 @@ class HttpOracle:
                 f"{exc}; nothing is lost: the idempotency keys stay in {self.journal} and submitting the same "
                 "designs again re-sends them, so jobs the server already has are not started twice"
             ) from None
-        self._release_keys(rows, keys)
+        self.keys.release(rows, keys)
+        return handles
+
+    def adopt(self, designs: Any, since: float) -> list[Handle | None]:
+        """Per design, the job of its newest key claimed at or after ``since`` (``None``: none was).
+
+        Re-sending that key gets the job the server has, or starts the one it never
+        received; either way the designs are not submitted twice after a crash.
+        """
+        rows = designs_to_rows(self.space, designs)
+        keys = self.keys.newest_claims(rows, since)
+        handles = [None if key is None else self._create(row, key) for row, key in zip(rows, keys, strict=True)]
+        found = [(row, key) for row, key in zip(rows, keys, strict=True) if key is not None]
+        if found:
+            self.keys.release([r for r, _ in found], [k for _, k in found])
         return handles
 
     def poll(self, handles: Sequence[Handle]) -> list[JobStatus]:
         return [r.status for r in self.results(handles)]
 
     def results(self, handles: Sequence[Handle]) -> list[Result]:
+        """One batch read per `QUERY_CHUNK` jobs; job by job from a server without the batch route."""
         self._check(handles)
-        return [self._result(h) for h in handles]
+        out: list[Result] = []
+        for start in range(0, len(handles), QUERY_CHUNK):
+            chunk = list(handles[start : start + QUERY_CHUNK])
+            entries = self._query([h.job_id for h in chunk]) if self._batch_reads else None
+            if entries is None:
+                out += [self._result(h) for h in chunk]
+            else:
+                out += [self._entry(h, e) for h, e in zip(chunk, entries, strict=True)]
+        return out
 
     def cancel(self, handles: Sequence[Handle]) -> None:
         self._check(handles)
@@ -211,19 +234,48 @@ class HttpOracle:
             raise OracleError(f"lab server at {self.url} answered a submission without a job_id: {resp.text[:200]!r}")
         return Handle(self.name, job_id, row, native_id=job_id, workdir=self.url, submitted_at=time.time())
 
+    def _query(self, job_ids: list[str]) -> list[Any] | None:
+        """The entries of one batch read; ``None``: read these job by job instead."""
+        resp = self._request("POST", "/v1/jobs/query", {"job_ids": job_ids})
+        if resp.status_code in (404, 405):  # an older lab without the route: never ask again
+            self._batch_reads = False
+            return None
+        self._expect_ok(resp)
+        try:
+            body = resp.json()
+        except ValueError:  # e.g. a proxy's error page: one job-by-job round, nothing failed for it
+            return None
+        entries = body.get("jobs") if isinstance(body, dict) else None
+        return entries if isinstance(entries, list) and len(entries) == len(job_ids) else None
+
     def _result(self, h: Handle) -> Result:
         resp = self._request("GET", f"/v1/jobs/{quote(h.job_id, safe='')}")
+        if resp.status_code == 404:
+            return self._entry(h, {"job_id": h.job_id, "status_code": 404})
+        self._expect_ok(resp)
+        try:
+            body = resp.json()
+        except ValueError:
+            body = f"no JSON: {resp.text[:100]!r}"  # a malformed record: FAILED, below
+        return self._entry(h, body)
+
+    def _entry(self, h: Handle, body: Any) -> Result:
+        """A job's record, or its error entry (404: lost; 5xx: the server's fault, raised as GET would)."""
         log = f"{self.url}/v1/jobs/{h.job_id}"
         prov: dict[str, Any] = {"oracle": self.name, "server": self.url}
-        if resp.status_code == 404:
+        code = body.get("status_code") if isinstance(body, dict) and body.get("job_id") == h.job_id else None
+        if code == 404:
             msg = f"lab server at {self.url} does not know job {h.job_id}: lost by the back end"
             return Result.failure(
                 h, ErrorClass.INFRASTRUCTURE, msg, status=JobStatus.ABANDONED, provenance=prov, log=log
             )
-        self._expect_ok(resp)
+        if isinstance(code, int) and code >= 500:
+            raise OracleError(self._scrub(f"lab server at {self.url} failed on job {h.job_id}: {body.get('detail')}"))
         try:
-            return self._parse(h, self._json(resp), prov, log)
-        except (OracleError, KeyError, ValueError, TypeError, AttributeError) as exc:
+            if code is not None:
+                raise ValueError(f"HTTP {code}: {body.get('detail')}")
+            return self._parse(h, body, prov, log)
+        except (KeyError, ValueError, TypeError, AttributeError) as exc:
             msg = self._scrub(f"lab server at {self.url} sent a malformed reply for job {h.job_id}: {exc}")
             return Result.failure(h, ErrorClass.INFRASTRUCTURE, msg, provenance=prov, log=log)
 
@@ -284,51 +336,6 @@ class HttpOracle:
         for h in handles:
             if (h.workdir or "").rstrip("/") != self.url:
                 raise OracleRefused(f"handle {h.job_id!r} belongs to lab server {h.workdir!r}, not {self.url!r}")
-
-    # -- the journal of idempotency keys -----------------------------------------------
-    @contextmanager
-    def _locked_journal(self) -> Iterator[dict[str, Any]]:
-        """Read-modify-write the journal under an exclusive lock; written atomically on exit."""
-        with open(self.workdir / "journal.lock", "w") as lock:
-            fcntl.flock(lock, fcntl.LOCK_EX)
-            if self.journal.exists():
-                try:
-                    journal: dict[str, Any] = json.loads(self.journal.read_text())
-                except json.JSONDecodeError as exc:
-                    raise OracleRefused(
-                        f"{self.journal} is corrupt ({exc}); it guards against duplicate jobs"
-                    ) from None
-            else:
-                journal = {"namespace": uuid.uuid4().hex, "designs": {}}
-            yield journal
-            write_json(self.journal, journal)
-
-    def _claim_keys(self, rows: list[dict[str, float]]) -> list[str]:
-        """Reuse keys still pending for these designs (a lost reply), else mint the next attempt's."""
-        keys: list[str] = []
-        with self._locked_journal() as journal:
-            for row in rows:
-                entry = journal["designs"].setdefault(_digest(row), {"attempts": 0, "pending": []})
-                reusable = [k for k in entry["pending"] if k not in keys]
-                if reusable:
-                    keys.append(reusable[0])
-                    continue
-                key = idempotency_key(journal["namespace"], row, entry["attempts"])
-                entry["attempts"] += 1
-                entry["pending"].append(key)
-                keys.append(key)
-        return keys
-
-    def _release_keys(self, rows: list[dict[str, float]], keys: list[str]) -> None:
-        with self._locked_journal() as journal:
-            for row, key in zip(rows, keys, strict=True):
-                entry = journal["designs"].get(_digest(row))
-                if entry and key in entry["pending"]:
-                    entry["pending"].remove(key)
-
-
-def _digest(design: dict[str, float]) -> str:
-    return design_digest(design)[:16]
 
 
 def _read_token(token: str | None, token_file: str | Path | None) -> str:

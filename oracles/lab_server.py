@@ -6,7 +6,13 @@ written atomically; the file name is derived from the idempotency key, so the fi
 the key index and creating a job and indexing its key is one atomic step (no window in
 which a repeated key could start a second job). The wrapped oracle's handle sits in the
 job file, so a restarted server on the same state folder finds every job again. One
-server process per state folder.
+server process per state folder, which is why it may keep the job files it read or
+wrote in memory: only it changes them.
+
+``POST /v1/jobs/query {"job_ids": [...]}`` reads up to `MAX_QUERY` jobs in one request
+(one call of the wrapped oracle's ``results`` for all of them): each entry is the record
+``GET /v1/jobs/{id}`` gives, or ``{"job_id", "status_code", "detail"}`` for a job it
+cannot give (404 unknown, 500 unreadable).
 
 Every call needs ``Authorization: Bearer <token>`` (compared in constant time; 401
 otherwise). ``latency_s`` is the lab's own queue: a job reports RUNNING until that long
@@ -40,21 +46,26 @@ from agent.errors import InnloopError
 from agent.models import default_state_dir
 from oracles.base import Handle, Oracle, designs_to_rows
 
-__all__ = ["Faults", "create_app", "main"]
+__all__ = ["MAX_QUERY", "Faults", "create_app", "main"]
+
+MAX_QUERY = 1000  # job ids per batch read
 
 
 @dataclass
 class Faults:
     """Failure injection for tests; each counter is spent one request at a time.
 
-    ``error_500``: the next n job requests answer 500 untouched. ``lose_reply``: the next
-    n submissions create their job, then answer 500 (the reply is lost on the way).
-    ``garbage``: the next n job reads answer 200 with a body that is not JSON.
+    ``error_500``: the next n job requests (a batch read is one) answer 500 untouched.
+    ``lose_reply``: the next n submissions create their job, then answer 500 (the reply is
+    lost on the way). ``garbage``: the next n job reads answer 200 with a body that is not
+    JSON; in a batch read, each job's entry is one read. ``garbage_batch``: the next n
+    batch reads answer 200 with a body that is not JSON (a proxy's error page).
     """
 
     error_500: int = 0
     lose_reply: int = 0
     garbage: int = 0
+    garbage_batch: int = 0
 
     def take(self, name: str, lock: threading.Lock) -> bool:
         with lock:
@@ -67,6 +78,10 @@ class Faults:
 class SubmitBody(BaseModel):
     design: dict[str, float]
     idempotency_key: str = Field(min_length=8, max_length=256)
+
+
+class QueryBody(BaseModel):
+    job_ids: list[str] = Field(max_length=MAX_QUERY)
 
 
 def create_app(
@@ -100,7 +115,11 @@ def create_app(
     app = FastAPI(title="innloop lab server", dependencies=[Depends(authorized)])
     app.state.faults = inject
 
+    known: dict[str, dict[str, Any]] = {}  # job files read or written by this process
+
     def load(job_id: str) -> dict[str, Any]:
+        if job_id in known:
+            return known[job_id]
         if not job_id.startswith("lab-") or not job_id[4:].isalnum():
             raise HTTPException(404, f"no job {job_id!r}")
         path = jobs / f"{job_id}.json"
@@ -110,7 +129,46 @@ def create_app(
             raise HTTPException(404, f"no job {job_id!r}") from None
         except (OSError, json.JSONDecodeError) as exc:
             raise HTTPException(500, f"job file of {job_id} is unreadable: {exc}") from None
+        known[job_id] = job
         return job
+
+    def save(job: dict[str, Any]) -> None:
+        write_json(jobs / f"{job['job_id']}.json", job)
+        known[job["job_id"]] = job
+
+    def records(ids: list[str]) -> list[Any]:
+        """The records of jobs (one ``results`` call for all the wrapped ones), errors as entries."""
+        out: list[Any] = []
+        ask: list[tuple[int, dict[str, Any]]] = []
+        now = time.time()
+        for job_id in ids:
+            if inject.take("garbage", lock):
+                out.append("<html>proxy error</html>")
+                continue
+            try:
+                job = load(job_id)
+            except HTTPException as exc:
+                out.append({"job_id": job_id, "status_code": exc.status_code, "detail": exc.detail})
+                continue
+            record: dict[str, Any] = {"job_id": job_id, "values": None, "error_class": None, "message": None}
+            record["provenance"] = {"lab_job_id": job_id, "wrapped_oracle": wrapped.name}
+            if job.get("cancelled"):
+                record |= {"status": "cancelled", "message": "cancelled"}
+            elif now < job["created_at"] + latency_s:
+                record["status"] = "running"
+            else:
+                ask.append((len(out), job))
+            out.append(record)
+        found = wrapped_call("report", wrapped.results, [Handle.from_json(j["wrapped"]) for _, j in ask]) if ask else []
+        for (i, _), r in zip(ask, found, strict=True):
+            out[i]["provenance"] |= dict(r.provenance) | {"wrapped_job_id": r.handle.job_id, "wrapped_log": r.log}
+            out[i] |= {
+                "status": r.status.value,
+                "values": r.values,
+                "error_class": None if r.error_class is None else r.error_class.value,
+                "message": r.message,
+            }
+        return out
 
     def fault_500() -> None:
         if inject.take("error_500", lock):
@@ -140,7 +198,7 @@ def create_app(
         job_id = "lab-" + hashlib.sha256(body.idempotency_key.encode()).hexdigest()[:32]
         path = jobs / f"{job_id}.json"
         with lock:
-            if path.exists():
+            if job_id in known or path.exists():
                 job = load(job_id)
                 if _same(job["design"], row):
                     response.status_code = 200
@@ -149,31 +207,27 @@ def create_app(
             (handle,) = wrapped_call("submit", wrapped.submit, [row])
             job = {"job_id": job_id, "design": row, "created_at": time.time(), "cancelled": False}
             job["wrapped"] = handle.to_json()
-            write_json(path, job)
+            save(job)
         if inject.take("lose_reply", lock):
             raise HTTPException(500, "injected fault: the job exists, its reply is lost")
         return {"job_id": job_id, "status": "running"}
+
+    @app.post("/v1/jobs/query", response_model=None)
+    def query(body: QueryBody) -> dict[str, Any] | Response:
+        fault_500()
+        if inject.take("garbage_batch", lock):
+            return Response(b"<html>proxy error</html>", media_type="application/json")
+        return {"jobs": records(body.job_ids)}
 
     @app.get("/v1/jobs/{job_id}", response_model=None)
     def get_job(job_id: str) -> dict[str, Any] | Response:
         fault_500()
         if inject.take("garbage", lock):
             return Response(b"<html>proxy error</html>", media_type="application/json")
-        job = load(job_id)
-        record: dict[str, Any] = {"job_id": job_id, "values": None, "error_class": None, "message": None}
-        record["provenance"] = {"lab_job_id": job_id, "wrapped_oracle": wrapped.name}
-        if job.get("cancelled"):
-            return record | {"status": "cancelled", "message": "cancelled"}
-        if time.time() < job["created_at"] + latency_s:
-            return record | {"status": "running"}
-        (r,) = wrapped_call("report", wrapped.results, [Handle.from_json(job["wrapped"])])
-        record["provenance"] |= dict(r.provenance) | {"wrapped_job_id": r.handle.job_id, "wrapped_log": r.log}
-        return record | {
-            "status": r.status.value,
-            "values": r.values,
-            "error_class": None if r.error_class is None else r.error_class.value,
-            "message": r.message,
-        }
+        (record,) = records([job_id])  # the fault above was not taken, so none is taken in there
+        if "status_code" in record:
+            raise HTTPException(record["status_code"], record["detail"])
+        return dict(record)
 
     @app.post("/v1/jobs/{job_id}/cancel")
     def cancel(job_id: str) -> dict[str, str]:
@@ -182,7 +236,7 @@ def create_app(
             job = load(job_id)
             if not job.get("cancelled"):
                 wrapped_call("cancel", wrapped.cancel, [Handle.from_json(job["wrapped"])])
-                write_json(jobs / f"{job_id}.json", job | {"cancelled": True})
+                save(job | {"cancelled": True})
         return {"job_id": job_id, "status": "cancelled"}
 
     return app

@@ -13,7 +13,9 @@ function of the seed, the design and the attempt number, so campaigns are reprod
 from __future__ import annotations
 
 import json
+import os
 import time
+from collections import Counter
 from collections.abc import Sequence
 from importlib import resources
 from pathlib import Path
@@ -70,6 +72,8 @@ class MockOracle:
         self.jobs.mkdir(parents=True, exist_ok=True)
         with resources.as_file(resources.files("oracles") / "data" / "mock_mos2.pt") as path:
             self._model = SurrogateEnsemble.load(path)
+        self.claims = self.workdir / "attempts"  # one empty file per (design, attempt) ever claimed
+        self._attempts: Counter[str] | None = None  # next attempt per design key, as far as this process knows
 
     # -- the protocol ------------------------------------------------------------------
     def submit(self, designs: Any) -> list[Handle]:
@@ -77,12 +81,32 @@ class MockOracle:
         handles = []
         for row in rows:
             key = _design_key(row)
-            attempt = len(list(self.jobs.glob(f"*-{key}.json")))
+            attempt = self._claim_attempt(key)
             job_id = f"{time.time_ns():x}-{attempt}-{key}"
             h = Handle(self.name, job_id, row, native_id=job_id, workdir=str(self.workdir), submitted_at=time.time())
             write_json(self.jobs / f"{job_id}.json", {"handle": h.to_json(), "attempt": attempt, "cancelled": False})
             handles.append(h)
         return handles
+
+    def _claim_attempt(self, key: str) -> int:
+        """The design's next attempt number, claimed atomically (``O_EXCL``) by any process.
+
+        Counting the design's job files instead lists the whole folder per design: O(n²)
+        for n designs. The folder is listed once per instance, for folders without claims.
+        """
+        if self._attempts is None:
+            self.claims.mkdir(exist_ok=True)
+            names = (n for n in os.listdir(self.jobs) if n.endswith(".json") and not n.startswith("."))
+            self._attempts = Counter(n[: -len(".json")].rsplit("-", 1)[-1] for n in names)
+        n = self._attempts[key]
+        while True:
+            try:
+                os.close(os.open(self.claims / f"{key}-{n}", os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644))
+                break
+            except FileExistsError:
+                n += 1  # another instance or process took it
+        self._attempts[key] = n + 1
+        return n
 
     def adopt(self, designs: Any, since: float) -> list[Handle | None]:
         """Per design, the newest job submitted at or after ``since`` (``None``: it never arrived).
@@ -144,6 +168,7 @@ class MockOracle:
         out: list[Result] = []
         now = time.time()
         prov = {"oracle": self.name, "model": "mock_mos2.pt", "seed": self.seed}
+        completed: list[tuple[int, float]] = []  # (index, noise): values from one pass of the model, below
         for h in handles:
             job = self._job(h)
             if job is None:
@@ -177,10 +202,13 @@ class MockOracle:
                     Result.failure(h, ErrorClass.INFRASTRUCTURE, "node failure (emulated)", provenance=prov, log=log)
                 )
                 continue
-            value = float(self.gap([[h.design[n] for n in self.space.names]])[0])
-            if self.noise_eV:
-                value = max(0.0, value + self.noise_eV * float(rng_attempt.standard_normal()))
-            out.append(Result(h, JobStatus.COMPLETED, values={"gap": value}, provenance=prov, log=log))
+            noise = self.noise_eV * float(rng_attempt.standard_normal()) if self.noise_eV else 0.0
+            completed.append((len(out), noise))
+            out.append(Result(h, JobStatus.COMPLETED, provenance=prov, log=log))
+        if completed:
+            gaps = self.gap([[out[i].handle.design[n] for n in self.space.names] for i, _ in completed])
+            for (i, noise), gap in zip(completed, gaps, strict=True):
+                out[i].values = {"gap": max(0.0, float(gap) + noise) if self.noise_eV else float(gap)}
         return out
 
 

@@ -13,6 +13,7 @@ import pytest
 from agent.collect import Job, collect
 from agent.config import RetrySpec
 from agent.errors import StateError
+from agent.ledger import Ledger
 from agent.store import CampaignStore
 from oracles.base import (
     ErrorClass,
@@ -325,6 +326,39 @@ def test_results_already_in_the_ledger_are_not_recorded_twice(
     assert [r.result.handle.job_id for r in new] == [handles[1].job_id]
     assert len(store.ledger.records()) == 2
     assert oracle.submissions() == 2
+
+
+def test_a_round_of_results_is_synced_once_before_its_jobs_leave_inflight(
+    tmp_path: Path, designs: dict[str, list[dict[str, float]]], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Thousands of jobs may finish in one poll round: one fsync for all, still before inflight.json drops them."""
+    store = _store(tmp_path)
+    oracle = _oracle(tmp_path)
+    rows = designs["CCC"][:3] + designs["PPP"][:2]
+    events: list[str] = []
+    ledger = store.ledger
+    append, sync, write = ledger.append, ledger.sync, store.write_inflight
+
+    def spy_append(result: Result, **kw: Any) -> Any:
+        events.append("append" if kw.get("sync") is False else "append+fsync")
+        return append(result, **kw)
+
+    def spy_sync() -> None:
+        events.append("sync")
+        sync()
+
+    def spy_write(payload: dict[str, Any]) -> None:
+        events.append(f"inflight:{payload['phase']}:{len(payload['jobs'])}")
+        write(payload)
+
+    monkeypatch.setattr(ledger, "append", spy_append)
+    monkeypatch.setattr(ledger, "sync", spy_sync)
+    monkeypatch.setattr(store, "write_inflight", spy_write)
+    monkeypatch.setattr(store, "clear_inflight", lambda: events.append("inflight:cleared"))
+    new, left = collect(oracle, store, [Job(r, "t") for r in rows], 0, _retry(), sleep=_no_sleep)
+    assert left == [] and len(new) == 5
+    assert events == ["inflight:submitting:5", "inflight:submitted:5"] + ["append"] * 5 + ["sync", "inflight:cleared"]
+    assert [r.seq for r in Ledger(store.ledger.path).records()] == [0, 1, 2, 3, 4]
 
 
 def test_job_json_round_trip(designs: dict[str, list[dict[str, float]]]) -> None:

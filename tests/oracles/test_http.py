@@ -16,7 +16,7 @@ import pytest
 
 from agent.errors import DesignError
 from oracles import make_oracle
-from oracles.base import ErrorClass, Handle, JobStatus, OracleError
+from oracles.base import ErrorClass, Handle, JobStatus, OracleError, Result
 from oracles.http import HttpOracle
 from oracles.lab_server import Faults, create_app
 from oracles.mock import MockOracle
@@ -34,6 +34,7 @@ class Lab:
     mock: MockOracle
     faults: Faults
     workdir: Path
+    jobs_dir: Path
 
     def client(self, retries: int = 2, **settings: Any) -> HttpOracle:
         return HttpOracle(url=self.url, token=TOKEN, workdir=self.workdir, retries=retries, backoff_s=0.01, **settings)
@@ -47,12 +48,15 @@ def lab(tmp_path: Path) -> Iterator[Callable[..., Lab]]:
     """Start a lab server (mock inside) in a thread: ``lab(latency_s=..., mock_latency_s=...)``."""
     with ExitStack() as stack:
 
-        def start(latency_s: float = 0.0, mock_latency_s: float = 0.0) -> Lab:
+        def start(latency_s: float = 0.0, mock_latency_s: float = 0.0, batch: bool = True) -> Lab:
+            """``batch=False``: a lab from before the batch read (its route removed)."""
             mock = MockOracle(workdir=tmp_path / "mock", latency_s=mock_latency_s)
             faults = Faults()
             app = create_app(mock, TOKEN, latency_s=latency_s, state_dir=tmp_path / "lab", faults=faults)
+            if not batch:
+                app.router.routes = [r for r in app.router.routes if getattr(r, "path", "") != "/v1/jobs/query"]
             url = stack.enter_context(thread_server(app))
-            return Lab(url, mock, faults, tmp_path / "client")
+            return Lab(url, mock, faults, tmp_path / "client", tmp_path / "lab" / "jobs")
 
         yield start
 
@@ -87,6 +91,7 @@ def test_authentication_is_required(lab: Callable[..., Lab], tmp_path: Path, mon
     server = lab()
     body = {"design": dict(zip("abcdefg", D1)), "idempotency_key": "k" * 16}
     assert httpx.post(f"{server.url}/v1/jobs", json=body).status_code == 401
+    assert httpx.post(f"{server.url}/v1/jobs/query", json={"job_ids": ["lab-0"]}).status_code == 401
     for path in ("/v1/health", "/v1/stats", "/v1/jobs/lab-0"):
         assert httpx.get(server.url + path, headers={"Authorization": "Bearer nope"}).status_code == 401
     wrong = "wrong-" + secrets.token_hex(8)
@@ -229,3 +234,155 @@ def test_killed_client_reattaches_without_resubmission(
     fresh = server.client()
     assert wait_terminal(fresh.poll, handles) == [JobStatus.COMPLETED] * 2
     assert server.jobs() == 2 and server.mock.submissions() == 2, "re-attaching submitted nothing"
+
+
+# -- adopt: a run killed between submit returning and saving the handles ----------------------------
+def test_adopt_finds_the_jobs_of_a_submit_whose_process_died(lab: Callable[..., Lab]) -> None:
+    server = lab()
+    since = time.time()
+    handles = server.client().submit([D1, D2])  # returned; then the process died before saving them
+    D3 = [3.2, 3.1, 12.1, 92.0, 89.0, 119.0, 0.2]
+    reborn = server.client()  # a new process: only the journal is left
+    found = reborn.adopt([D2, D3, D1], since)
+    assert [h.job_id if h else None for h in found] == [handles[1].job_id, None, handles[0].job_id]
+    assert server.jobs() == 2 and server.mock.submissions() == 2, "adopting started no job"
+    assert reborn.adopt([D1, D2], time.time()) == [None, None], "nothing was submitted since"
+    assert [h.job_id for h in reborn.adopt([D1], since) if h] == [handles[0].job_id], "adopting twice is harmless"
+    (again,) = reborn.submit([D1])
+    assert again.job_id != handles[0].job_id and server.jobs() == 3, "a later submit is a new measurement"
+
+
+def test_adopt_after_lost_replies_completes_the_submit_without_doubles(lab: Callable[..., Lab]) -> None:
+    server = lab()
+    server.faults.lose_reply = 2  # the first job's reply is lost, and then the one adopt starts
+    since = time.time()
+    with pytest.raises(OracleError, match="journal"):
+        server.client(retries=0).submit([D1, D2])
+    assert server.jobs() == 1, "D1's job exists, D2 was never sent"
+    found = server.client(retries=2).adopt([D1, D2], since)
+    assert all(found) and server.jobs() == 2 and server.mock.submissions() == 2, "D2 started once, D1 not again"
+    again = server.client().adopt([D1, D2], since)
+    assert [h.job_id for h in again if h] == [h.job_id for h in found if h] and server.jobs() == 2
+    assert wait_terminal(server.client().poll, [h for h in found if h]) == [JobStatus.COMPLETED] * 2
+    server.client().submit([D2])
+    assert server.jobs() == 3, "adopted keys are released: a later submit is a new job"
+
+
+def test_the_journal_keeps_only_what_a_later_adopt_can_need(lab: Callable[..., Lab]) -> None:
+    server = lab()
+    oracle = server.client()
+    server.faults.error_500 = 3  # the first submit fails: its key stays pending
+    with pytest.raises(OracleError):
+        oracle.submit([D1])
+    oracle.submit([D2])
+    oracle.submit([D2])
+    journal = json.loads((server.workdir / "journal.json").read_text())
+    entries = list(journal["designs"].values())
+    assert sorted(len(e["pending"]) for e in entries) == [0, 1], "D1's pending key and D2's latest claim"
+    assert sorted(len(e["claims"]) for e in entries) == [0, 1], "claims of earlier submits are dropped"
+    assert server.jobs() == 2
+
+
+def test_collect_adopts_instead_of_resubmitting_after_a_crash(lab: Callable[..., Lab], tmp_path: Path) -> None:
+    from agent.collect import Job, collect
+    from agent.config import RetrySpec
+    from agent.store import CampaignStore
+
+    server = lab()
+    store = CampaignStore(tmp_path / "state", "c")
+    store.create({}, "fp", "")
+    rows = [dict(zip(server.mock.space.names, d)) for d in (D1, D2)]
+    since = time.time()
+    store.write_inflight(
+        {"iteration": 0, "phase": "submitting", "time": since, "jobs": [Job(r, "x").to_json() for r in rows]}
+    )
+    handles = server.client().submit(rows)  # the killed run got this far
+    jobs = [Job.from_json(j) for j in (store.read_inflight() or {})["jobs"]]
+    retry = RetrySpec(backoff_s=0.0, poll_interval_s=0.01)
+    new, left = collect(server.client(), store, jobs, 0, retry, since=since, sleep=lambda _s: None)
+    assert left == [] and sorted(r.result.handle.job_id for r in new) == sorted(h.job_id for h in handles)
+    assert server.jobs() == 2 and server.mock.submissions() == 2, "no second job for either design"
+
+
+# -- batch reads ---------------------------------------------------------------------------------
+def _spy(oracle: HttpOracle, monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    """Record ``METHOD path`` of every request the client sends."""
+    sent: list[str] = []
+    request = oracle._client.request
+
+    def spy(method: str, url: str, **kw: Any) -> httpx.Response:
+        sent.append(f"{method} {url.removeprefix(oracle.url)}")
+        return request(method, url, **kw)
+
+    monkeypatch.setattr(oracle._client, "request", spy)
+    return sent
+
+
+def test_batch_reads_chunk_and_report_per_job(lab: Callable[..., Lab], monkeypatch: pytest.MonkeyPatch) -> None:
+    server = lab()
+    oracle = server.client()
+    handles = oracle.submit([D1, D2, [3.2, 3.1, 12.1, 92.0, 89.0, 119.0, 0.2]])
+    ghost = Handle("http", "lab-0000", handles[0].design, workdir=server.url)
+    monkeypatch.setattr("oracles.http.QUERY_CHUNK", 2)
+    sent = _spy(oracle, monkeypatch)
+    assert oracle.poll([*handles, ghost]) == [JobStatus.COMPLETED] * 3 + [JobStatus.ABANDONED]
+    assert sent == ["POST /v1/jobs/query"] * 2, "one request per chunk, none per job"
+    results = oracle.results(handles)
+    assert [r.values for r in results] == [
+        {"gap": pytest.approx(float(g), rel=1e-6)} for g in server.mock.gap([list(h.design.values()) for h in handles])
+    ]
+    assert results[0].provenance["lab_job_id"] == handles[0].job_id
+    server.faults.garbage = 1  # one entry of the batch is not a record: that job only is FAILED
+    bad, good, _ = oracle.results(handles)
+    assert (bad.status, bad.error_class) == (JobStatus.FAILED, ErrorClass.INFRASTRUCTURE) and good.ok
+    assert "malformed reply" in (bad.message or "")
+    sent.clear()
+    server.faults.garbage_batch = 1  # the whole reply is a proxy's page: read again job by job
+    assert all(r.ok for r in oracle.results(handles))
+    assert sent == [
+        "POST /v1/jobs/query",
+        "GET /v1/jobs/" + handles[0].job_id,
+        "GET /v1/jobs/" + handles[1].job_id,
+        "POST /v1/jobs/query",
+    ]
+    server.faults.error_500 = 1  # retried like any request
+    assert all(r.ok for r in oracle.results(handles))
+    server.faults.error_500 = 100
+    with pytest.raises(OracleError, match="HTTP 500"):
+        oracle.poll(handles)
+    server.faults.error_500 = 0
+    (server.jobs_dir / "lab-00ff.json").write_text("{not json")  # a job file the lab cannot read: its fault
+    with pytest.raises(OracleError, match="failed on job lab-00ff"):
+        oracle.poll([Handle("http", "lab-00ff", handles[0].design, workdir=server.url)])
+    too_many = httpx.post(
+        f"{server.url}/v1/jobs/query", json={"job_ids": ["lab-0"] * 1001}, headers={"Authorization": f"Bearer {TOKEN}"}
+    )
+    assert too_many.status_code == 422
+
+
+def test_batch_reads_scrub_the_token(lab: Callable[..., Lab], monkeypatch: pytest.MonkeyPatch) -> None:
+    server = lab()
+    oracle = server.client()
+    handles = oracle.submit([D1])
+    echo = f"node says Bearer {TOKEN}"
+
+    def leaky(hs: list[Handle]) -> list[Result]:
+        return [Result.failure(h, ErrorClass.PHYSICS, echo, provenance={"cmd": echo}) for h in hs]
+
+    monkeypatch.setattr(server.mock, "results", leaky)
+    (r,) = oracle.results(handles)
+    assert r.error_class is ErrorClass.PHYSICS and TOKEN not in json.dumps(r.to_json())
+    assert "<hidden>" in (r.message or "")
+
+
+def test_an_older_lab_without_batch_reads_is_read_job_by_job(
+    lab: Callable[..., Lab], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    server = lab(batch=False)
+    oracle = server.client()
+    handles = oracle.submit([D1, D2])
+    sent = _spy(oracle, monkeypatch)
+    assert oracle.poll(handles) == [JobStatus.COMPLETED] * 2
+    assert all(r.ok for r in oracle.results(handles))
+    ids = [h.job_id for h in handles]
+    assert sent == ["POST /v1/jobs/query"] + [f"GET /v1/jobs/{i}" for i in ids * 2], "asked once, then per job"

@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import json
 import os
 import time
 from pathlib import Path
@@ -7,6 +8,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from agent.data import Observations
 from agent.errors import DesignError
 from agent.materials import get_material
 from agent.pipeline import training_data
@@ -18,11 +20,11 @@ UNSTRAINED = [[3.16, 3.16, 12.30, 90.0, 90.0, 120.0, 0.0]]
 
 
 @pytest.fixture(scope="module")
-def data():  # type: ignore[no-untyped-def]
+def data() -> Observations:
     return training_data(get_material("mos2"))
 
 
-def test_emulator_follows_the_real_data(tmp_path: Path, data) -> None:  # type: ignore[no-untyped-def]
+def test_emulator_follows_the_real_data(tmp_path: Path, data: Observations) -> None:
     oracle = MockOracle(workdir=tmp_path)
     gaps = oracle.gap(data.X)
     mae = float(np.abs(gaps - data.y).mean())
@@ -42,7 +44,7 @@ def test_submit_poll_results_with_latency(tmp_path: Path) -> None:
     assert oracle.submissions() == 2
 
 
-def test_failures_are_classified_and_reproducible(tmp_path: Path, data) -> None:  # type: ignore[no-untyped-def]
+def test_failures_are_classified_and_reproducible(tmp_path: Path, data: Observations) -> None:
     oracle = MockOracle(workdir=tmp_path, failure_rate=0.4, noise_eV=0.05, seed=3)
     designs = data.X[:200]
     first = oracle.results(oracle.submit(designs))
@@ -92,3 +94,16 @@ def test_killed_submitter_is_reattached_without_resubmission(tmp_path: Path) -> 
     results = fresh.results(handles)
     assert [r.status for r in results] == [JobStatus.COMPLETED] * 2
     assert fresh.submissions() == 2, "re-attaching submitted nothing new"
+
+
+def test_attempts_are_numbered_across_instances_and_old_folders(tmp_path: Path) -> None:
+    """Two instances on one folder, and a folder of jobs without attempt claims, never reuse a number."""
+    d = [3.16, 3.16, 12.3, 90.0, 90.0, 120.0, 0.0]
+    a, b = MockOracle(workdir=tmp_path, seed=0), MockOracle(workdir=tmp_path, seed=0)
+    handles = [o.submit([d])[0] for o in (a, b, a, a, b)]
+    attempts = [json.loads((a.jobs / f"{h.job_id}.json").read_text())["attempt"] for h in handles]
+    assert attempts == [0, 1, 2, 3, 4] and a.submissions() == 5
+    for claim in a.claims.iterdir():  # a folder written before attempts were claimed
+        claim.unlink()
+    (h,) = MockOracle(workdir=tmp_path, seed=0).submit([d])
+    assert json.loads((a.jobs / f"{h.job_id}.json").read_text())["attempt"] == 5
