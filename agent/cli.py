@@ -188,6 +188,40 @@ def _status(args: argparse.Namespace) -> int:
     return 0
 
 
+def _report(args: argparse.Namespace) -> int:
+    import os
+
+    import pandas as pd
+
+    from agent.models import default_state_dir
+    from agent.report import ReportOptions, build_report
+
+    os.environ.setdefault("NUMBA_NUM_THREADS", os.environ.get("INNLOOP_TORCH_THREADS", "1"))
+    switch = None
+    if args.switch:
+        try:
+            a, b = (float(v) for v in args.switch.split(","))
+        except ValueError:
+            raise InnloopError(f"--switch must be two values 'T0,T1' in eV, e.g. 0,1.0; got {args.switch!r}") from None
+        switch = (a, b)
+    opts = ReportOptions(
+        out=Path(args.out) if args.out else None, switch=switch, confirm=args.confirm, samples=args.samples
+    )
+    result = build_report(args.state or str(default_state_dir()), args.campaign, opts, log=_log(args))
+    s = result.summary
+    print(f"report: {result.html}")
+    print(
+        f"switching {s['targets'][0]:g} -> {s['targets'][1]:g} eV: {s['pairs']} pairs, {s['verified']} verified "
+        f"by the surrogate, {s['confirmed']} of {s['confirm_attempted']} confirmed by the oracle"
+    )
+    table = result.switching
+    for _, row in table.head(5).iterrows():
+        confirmed = row.get("confirmed")
+        mark = "" if confirmed is None or confirmed is pd.NA else ("  confirmed" if confirmed else "  not confirmed")
+        print(f"  {int(row['rank']):2d}. distance {float(row['distance']):.3f}: {row['change']}{mark}")
+    return 0
+
+
 def _serve(args: argparse.Namespace) -> int:
     from agent.config import load_config
 
@@ -253,6 +287,18 @@ def build_parser() -> argparse.ArgumentParser:
     st.add_argument("--state", help="state folder (default $INNLOOP_STATE_DIR or ./state)")
     st.add_argument("--json", action="store_true", help="machine-readable output")
     st.set_defaults(func=_status)
+
+    rp = sub.add_parser("report", help="write a campaign's HTML report with figures, tables and structures")
+    rp.add_argument("campaign", help="campaign name")
+    rp.add_argument("--state", help="state folder (default $INNLOOP_STATE_DIR or ./state)")
+    rp.add_argument("--out", help="report folder (default STATE/CAMPAIGN/report)")
+    rp.add_argument("--switch", help="switching targets T0,T1 in eV (default 0,1.0 when the data span them)")
+    rp.add_argument(
+        "--confirm", type=int, help="switching pairs to confirm with the oracle (default: 20 for table, else 0)"
+    )
+    rp.add_argument("--samples", type=int, default=1000, help="generator samples per target (default 1000)")
+    rp.add_argument("-q", "--quiet", action="store_true", help="no log lines")
+    rp.set_defaults(func=_report)
 
     sv = sub.add_parser("serve", help="expose the campaign flow as a Prefect deployment")
     sv.add_argument("config", nargs="?", help="campaign TOML the deployment runs by default")

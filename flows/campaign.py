@@ -3,8 +3,10 @@
 The science stays in `agent.loop.step`; this layer only makes each stage a Prefect task
 (retries only for the stages that are safe to repeat), publishes artifacts after every
 iteration (a markdown summary with the progress plot, under the keys
-``<campaign>-progress`` and ``<campaign>-hits``), and chooses where sampling runs
-(Ray actors, or in process). ``innloop serve`` exposes it as a deployment.
+``<campaign>-progress`` and ``<campaign>-hits``), publishes the campaign report
+(`agent.report`) at the end (``<campaign>-report``, markdown, and ``<campaign>-report-html``,
+a link to the HTML file; a failing report is logged, never fails the run), and chooses
+where sampling runs (Ray actors, or in process). ``innloop serve`` exposes it as a deployment.
 """
 
 from __future__ import annotations
@@ -13,8 +15,9 @@ import re
 from pathlib import Path
 from typing import Any
 
+import pandas as pd
 from prefect import flow, get_run_logger, task
-from prefect.artifacts import create_markdown_artifact
+from prefect.artifacts import create_link_artifact, create_markdown_artifact
 from prefect.cache_policies import NO_CACHE
 
 from agent.campaign import run_campaign
@@ -59,6 +62,56 @@ def _publish(state: CampaignState, store: CampaignStore) -> None:
     )
 
 
+def report_markdown(result: Any) -> str:
+    """Markdown artifact: the switching summary, the five smallest pairs and the key figures."""
+    import base64
+
+    s = result.summary
+    lines = [
+        f"# {s['campaign']}: report",
+        "",
+        f"Report: `{result.html}` (figures and tables beside it).",
+        "",
+        f"Switching {s['targets'][0]:g} → {s['targets'][1]:g} eV: {s['pairs']} pairs, {s['verified']} verified by the "
+        f"surrogate, {s['confirmed']} of {s['confirm_attempted']} confirmed by the oracle.",
+        "",
+        "| rank | distance | change | confirmed |",
+        "|---|---|---|---|",
+    ]
+    for _, row in result.switching.head(5).iterrows():
+        c = row.get("confirmed")
+        mark = "-" if c is None or c is pd.NA else ("yes" if c else "no")
+        change = str(row["change"]).replace("|", "/")
+        lines.append(f"| {int(row['rank'])} | {float(row['distance']):.3f} | {change} | {mark} |")
+    for name, title in (("campaign_hits", "Hits against oracle calls"), ("switching_umap", "Switching candidates")):
+        path = result.figures.get(name)
+        if path is not None and Path(path).exists():
+            data = base64.b64encode(Path(path).read_bytes()).decode()
+            lines += ["", f"## {title}", "", f"![{title}](data:image/png;base64,{data})"]
+    return "\n".join(lines)
+
+
+def publish_report(name: str, state_dir: str, logger: Any) -> Path | None:
+    """Build the report and publish it as artifacts; log, never raise: the campaign's results stand."""
+    try:
+        from agent.report import build_report
+
+        result = build_report(state_dir, name, log=logger.info)
+        create_markdown_artifact(
+            report_markdown(result), key=artifact_key(name, "report"), description=f"{name}: campaign report"
+        )
+        create_link_artifact(
+            result.html.resolve().as_uri(),
+            link_text=f"{name} report (HTML)",
+            key=artifact_key(name, "report-html"),
+            description="the self-contained HTML report, on the machine that ran the campaign",
+        )
+        return result.html
+    except Exception as exc:
+        logger.error(f"the report of {name} failed, the campaign's results are unaffected: {type(exc).__name__}: {exc}")
+        return None
+
+
 def _sampler(config_ray: Any, ray_address: str | None, use_ray: bool) -> Sampler:
     if not use_ray or not config_ray.enabled:
         return LocalSampler()
@@ -74,8 +127,13 @@ def campaign_flow(
     ray_address: str | None = None,
     use_ray: bool = True,
     progress: bool = False,
+    report: bool = True,
 ) -> dict[str, Any]:
-    """Start or resume the campaign in ``config`` (TOML path; ``None``: the shipped default)."""
+    """Start or resume the campaign in ``config`` (TOML path; ``None``: the shipped default).
+
+    With ``report`` the campaign's report (`agent.report`) is written at the end and
+    published as artifacts; a report that fails is logged and never fails the run.
+    """
     cfg = load_config(config)
     text = Path(config).read_text() if config else None
     logger = get_run_logger()
@@ -100,6 +158,8 @@ def campaign_flow(
     for t, h in zip(cfg.targets, hits):
         lines.append(f"- target {t.value:g} ± {t.window:g}: {len(h)} diverse hits (wanted {t.hits})")
     create_markdown_artifact("\n".join(lines), key=artifact_key(cfg.name, "hits"), description="campaign outcome")
+    if report:
+        publish_report(cfg.name, state_dir or str(default_state_dir()), logger)
     if run.reason.startswith(FAILURE_STOP):
         raise CampaignStopped(f"{cfg.name}: {run.reason}")  # the flow run shows as Failed, with the report
     return {

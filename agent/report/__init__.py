@@ -1,0 +1,12 @@
+"""The campaign report: ``innloop report CAMPAIGN`` writes ``state/<campaign>/report/``.
+
+Layers, each usable on its own: `agent.report.inputs` (read the campaign, make
+candidates), `agent.report.tables` and `agent.report.switch` (the numbers),
+`agent.report.figures` (PNG drawing), `agent.report.html` (one self-contained page),
+and `agent.report.build` which ties them together.
+"""
+
+from agent.report.build import ReportOptions, ReportResult, build_report, default_confirm
+from agent.report.figures import SIZES
+
+__all__ = ["SIZES", "ReportOptions", "ReportResult", "build_report", "default_confirm"]

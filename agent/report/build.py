@@ -1,0 +1,210 @@
+"""``innloop report``: the campaign report, from ``state/<campaign>/`` to ``report/report.html``.
+
+`build_report` reads the campaign (`agent.report.inputs`), computes every table
+(`agent.report.tables`, `agent.report.switch`, `agent.insight`), draws the figures
+(`agent.report.figures`), writes PNG and CSV files beside one self-contained HTML file
+(`agent.report.html`) and returns where everything went with the seconds per stage.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from agent.atomic import write_bytes, write_json, write_text
+from agent.errors import ConfigError, StateError
+from agent.report import figures, tables
+from agent.report.export import clear_scratch, export_structures, write_csv
+from agent.report.html import render
+from agent.report.inputs import ReportInputs, Target, candidate_sets, load_inputs, report_targets
+from agent.report.sections import sections
+from agent.report.switch import ConfirmStats, embedding_tables, switching_pairs
+from agent.state import diverse_hits, ledger_arrays
+
+__all__ = ["ReportOptions", "ReportResult", "build_report", "default_confirm"]
+
+
+@dataclass(frozen=True)
+class ReportOptions:
+    """What to put in a report. ``confirm=None``: 20 pairs for the free table oracle, else none."""
+
+    out: Path | None = None  # default: state/<campaign>/report
+    switch: tuple[float, float] | None = None
+    confirm: int | None = None
+    samples: int = 1000  # generator samples per target (a pool oracle gives all its in-window rows)
+    umap_points: int = 2000  # data rows in the embedding (plus up to half as many per switching set)
+    top: int = 20  # switching pairs listed
+    best: int = 5  # structures exported per target
+    seed: int = 0
+    confirm_timeout_s: float | None = None
+
+    def __post_init__(self) -> None:
+        for key in ("samples", "umap_points", "top", "best"):
+            if int(getattr(self, key)) < 1:
+                raise ConfigError(f"report option {key} must be >= 1, got {getattr(self, key)}")
+        if self.confirm is not None and self.confirm < 0:
+            raise ConfigError(f"report option confirm must be >= 0, got {self.confirm}")
+
+
+@dataclass
+class ReportResult:
+    folder: Path
+    html: Path
+    figures: dict[str, Path]
+    tables: dict[str, Path]
+    structures: list[Path]
+    switching: pd.DataFrame
+    summary: dict[str, Any]
+    confirm: ConfirmStats
+    seconds: dict[str, float] = field(default_factory=dict)
+
+
+def default_confirm(oracle_name: str) -> int:
+    """Pairs confirmed when not asked: the table oracle answers for free, any other costs."""
+    return 20 if oracle_name == "table" else 0
+
+
+def _hit_frames(inputs: ReportInputs, targets: list[Target]) -> list[pd.DataFrame]:
+    """Per target, the campaign's measured diverse hits (physical columns plus the value)."""
+    U, y = ledger_arrays(inputs.state)
+    space, name = inputs.material.space, inputs.material.target
+    out = []
+    for t in targets:
+        idx = diverse_hits(U, y, t.value, t.window, inputs.config.loop.min_distance)
+        frame = space.to_frame(space.from_unit(U[idx])) if len(idx) else pd.DataFrame(columns=space.names, dtype=float)
+        frame[name] = y[idx]
+        out.append(frame)
+    return out
+
+
+def _random_basis(inputs: ReportInputs) -> tuple[np.ndarray | None, np.ndarray | None, str]:
+    if inputs.data is not None:
+        return inputs.data.U, inputs.data.y, "replaying the bundled data (drawn uniformly over the design box)"
+    U, y = ledger_arrays(inputs.state)
+    keep = np.array([r.tag.startswith("seed") for r in inputs.state.records], dtype=bool)
+    if not keep.any():
+        return None, None, "no uniform random designs to estimate it from"
+    return U[keep], y[keep], "replaying the campaign's own uniform random seed designs"
+
+
+def _batches(inputs: ReportInputs) -> list[tuple[int, pd.DataFrame]]:
+    out = []
+    for i in range(inputs.state.iteration):
+        try:
+            out.append((i, pd.read_csv(inputs.store.iteration_file(i, "batch.csv"))))
+        except StateError:
+            continue  # an iteration without a batch (nothing left to measure)
+    return out
+
+
+def build_report(
+    state_dir: str | Path, name: str, options: ReportOptions | None = None, log: Callable[[str], None] = lambda _m: None
+) -> ReportResult:
+    """Write the report of campaign ``name``; re-running it reuses the confirmation ledger."""
+    opt = options or ReportOptions()
+    seconds: dict[str, float] = {}
+    clock = [time.perf_counter()]
+
+    def lap(stage: str) -> None:
+        now = time.perf_counter()
+        seconds[stage] = now - clock[0]
+        clock[0] = now
+
+    inputs = load_inputs(state_dir, name)
+    folder = Path(opt.out) if opt.out else inputs.store.root / "report"
+    folder.mkdir(parents=True, exist_ok=True)
+    clear_scratch(folder)
+    mat, cfg, space = inputs.material, inputs.config, inputs.material.space
+    tname, unit = mat.target, mat.target_unit
+    targets, (s0, s1) = report_targets(inputs, opt.switch)
+    n_campaign = len(cfg.targets)
+    lap("load")
+
+    sets = candidate_sets(inputs, targets, opt.samples, opt.seed)
+    hits = _hit_frames(inputs, targets)
+    lap("candidates")
+
+    confirm = default_confirm(cfg.oracle.name) if opt.confirm is None else opt.confirm
+    sw, stats = switching_pairs(
+        inputs,
+        (targets[s0], targets[s1]),
+        (sets[s0], sets[s1]),
+        top=opt.top,
+        confirm=confirm,
+        folder=folder / "confirm",
+        timeout_s=opt.confirm_timeout_s,
+    )
+    lap("switching")
+
+    emb = embedding_tables(
+        inputs, (targets[s0], targets[s1]), (sets[s0], sets[s1]), sw.table, max_points=opt.umap_points, seed=opt.seed
+    )
+    lap("umap")
+
+    data_frame = space.to_frame(inputs.data.X) if inputs.data is not None else None
+    data_y = inputs.data.y if inputs.data is not None else None
+    _, y_ledger = ledger_arrays(inputs.state)
+    t: dict[str, pd.DataFrame] = {
+        "target_distribution": tables.distribution_table(data_y, y_ledger),
+        "umap_data": emb.data,
+        "candidates": pd.concat([s.assign(target=tg.value) for tg, s in zip(targets, sets)], ignore_index=True),
+        "diversity": tables.diversity_table(targets[:n_campaign], sets, data_frame, data_y, hits, mat.name),
+    }
+    t["design_rules"], t["design_rules_quantiles"] = tables.design_rule_tables(targets[:n_campaign], sets, mat.name)
+    t["switching_pairs"], t["umap_switching"] = sw.table, emb.switching
+    rU, ry, basis = _random_basis(inputs)
+    U_l, _ = ledger_arrays(inputs.state)
+    camp = [Target(x.value, x.window) for x in cfg.targets]
+    t["campaign_hits"] = tables.hits_table(U_l, y_ledger, camp, cfg.loop.min_distance, rU, ry, seed=opt.seed)
+    t["campaign_batch_error"] = tables.batch_error_table(inputs.state.history)
+    points = tables.calibration_points(_batches(inputs), inputs.state.records, space, tname)
+    t["campaign_calibration_points"], t["campaign_calibration"] = points, tables.calibration_curve(points)
+    t["campaign_failures"] = tables.failure_table(inputs.state.records)
+    t["campaign_stages"] = tables.stage_table(inputs.state.history)
+    lap("tables")
+
+    t["structures"], structure_files = export_structures(mat, camp, hits[:n_campaign], folder / "structures", opt.best)
+    lap("structures")
+
+    pngs = {
+        "data_distribution": figures.draw("data_distribution", t["target_distribution"], tname, unit),
+        "data_umap": figures.draw("data_umap", emb.data, f"{emb.basis}: {len(emb.data)} designs", colour=tname),
+        "diversity": figures.draw("diversity", t["diversity"]),
+        "design_rules": figures.draw("design_rules", t["design_rules"], tables.RULE_FEATURES),
+        "switching_umap": figures.draw(
+            "switching_umap",
+            emb.switching,
+            f"{targets[s0].label} and {targets[s1].label} candidates; lines: the listed pairs",
+            pairs=emb.pair_lines,
+        ),
+        "campaign_hits": figures.draw("campaign_hits", t["campaign_hits"]),
+        "campaign_error": figures.draw("campaign_error", t["campaign_batch_error"]),
+        "campaign_calibration": figures.draw("campaign_calibration", t["campaign_calibration"]),
+        "campaign_failures": figures.draw("campaign_failures", t["campaign_failures"]),
+        "campaign_stages": figures.draw("campaign_stages", t["campaign_stages"]),
+    }
+    lap("figures")
+
+    fig_paths = {k: write_bytes(folder / f"{k}.png", v) for k, v in pngs.items()}
+    table_paths = {k: write_csv(folder / f"{k}.csv", v) for k, v in t.items()}
+    summary = dict(sw.summary) | {
+        "campaign": cfg.name,
+        "oracle": cfg.oracle.name,
+        "models_iteration": inputs.models_iteration,
+        "candidates": [len(s) for s in sets],
+        "random_basis": basis,
+        "umap_points": emb.points,
+        "notes": inputs.notes,
+    }
+    title, intro, body = sections(inputs, targets, (s0, s1), stats, summary, t, pngs)
+    html_path = write_text(folder / "report.html", render(title, intro, body))
+    lap("html")
+    write_json(folder / "summary.json", summary | {"seconds": seconds, "confirm": stats.__dict__}, indent=2)
+    log(f"report of {cfg.name} written to {html_path}")
+    return ReportResult(folder, html_path, fig_paths, table_paths, structure_files, sw.table, summary, stats, seconds)

@@ -1,0 +1,179 @@
+"""The report's words: section titles, captions and which table goes with which figure.
+
+Captions say how each number was obtained (what the random baseline replays, which
+models made the candidates, what "verified" and "confirmed" mean), so a reader can
+judge a figure without the code.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pandas as pd
+
+from agent.report.html import Figure, Section, Table
+from agent.report.inputs import ReportInputs, Target
+from agent.report.switch import ConfirmStats
+
+__all__ = ["SWITCHING_COLUMNS", "sections"]
+
+SWITCHING_COLUMNS = [
+    "rank",
+    "distance",
+    "change",
+    "pred_0",
+    "pred_1",
+    "verified",
+    "measured_0",
+    "measured_1",
+    "confirmed",
+    "note",
+]
+
+
+def _switch_text(
+    targets: tuple[Target, Target], summary: dict[str, Any], stats: ConfirmStats, oracle: str
+) -> list[str]:
+    a, b = targets
+    text = [
+        f"Switching pairs {a.label} → {b.label}: a design the last surrogate puts within ±{a.window:g} eV of "
+        f"{a.value:g} eV paired with one it puts within ±{b.window:g} eV of {b.value:g} eV, the closest first "
+        f"(each design used once; distance: {summary.get('metric', 'unit-box Euclidean')}; 0.025 is 1 % strain "
+        "or 0.05 V/Å). The change is written in physical units, largest components first. "
+        f"Candidates: {summary.get('in_window', ['-', '-'])[0]} at {a.label}, "
+        f"{summary.get('in_window', ['-', '-'])[1]} at {b.label}; {summary.get('pairs', 0)} pairs listed, "
+        f"{summary.get('verified', 0)} verified by the surrogate (both ends in their windows).",
+    ]
+    if stats.error:
+        text.append(f"Oracle confirmation was asked for but not possible: {stats.error}.")
+    elif stats.requested:
+        text.append(
+            f"Oracle '{oracle}': {summary.get('confirmed', 0)} of the top {summary.get('confirm_attempted', 0)} pairs "
+            f"confirmed (both measured values inside their windows). Measurements: {stats.reused} reused from the "
+            f"report's own ledger, {stats.reattached} re-attached, {stats.submitted} submitted now; they are kept in "
+            f"confirm/ledger.jsonl and never enter the campaign's ledger."
+        )
+    else:
+        text.append(
+            f"No oracle confirmation: it is on by default for the free table oracle only; for '{oracle}' ask "
+            "with --confirm N."
+        )
+    return text
+
+
+def sections(
+    inputs: ReportInputs,
+    targets: list[Target],
+    switch: tuple[int, int],
+    stats: ConfirmStats,
+    summary: dict[str, Any],
+    t: dict[str, pd.DataFrame],
+    pngs: dict[str, bytes],
+) -> tuple[str, list[str], list[Section]]:
+    """Title, introduction and the six sections of the report."""
+    cfg, mat, st = inputs.config, inputs.material, inputs.state
+    name = mat.target
+    pair = (targets[switch[0]], targets[switch[1]])
+    source = (
+        f"every pool row of the '{cfg.oracle.name}' oracle that the surrogate puts in a target's window"
+        if inputs.pool_oracle
+        else "generator samples localized on the surrogate and kept inside each window"
+    )
+    made = (
+        f"Candidates: {source}, from the models of iteration {inputs.models_iteration}."
+        if inputs.models_iteration is not None
+        else "The campaign has no trained models yet, so there are no candidates."
+    )
+    title = f"innloop report: {cfg.name}"
+    intro = [
+        f"Material {mat.name}, target property {name} ({mat.target_unit}); oracle '{cfg.oracle.name}'; "
+        f"{st.iteration} iterations, {st.calls} oracle calls. Targets: "
+        + ", ".join(f"{x.value:g} ± {x.window:g}" for x in cfg.targets)
+        + ".",
+        made,
+        *inputs.notes,
+    ]
+
+    def fig(key: str, caption: str) -> Figure:
+        return Figure(key, caption, pngs[key])
+
+    data = Section(
+        "1. The data",
+        items=[
+            fig("data_distribution", f"Distribution of {name}: bundled data and the campaign's measurements."),
+            Table("target_distribution", "Histogram behind the figure (shared bins).", t["target_distribution"], 10),
+            fig(
+                "data_umap",
+                f"UMAP of the design space ({summary['random_basis'].split(' (')[0].replace('replaying the ', '')} "
+                f"sample of {len(t['umap_data'])}), coloured by {name}; one embedding shared with section 4.",
+            ),
+            Table("umap_data", "Embedded designs.", t["umap_data"], 5),
+        ],
+    )
+    diversity = Section(
+        "2. Diversity",
+        [made],
+        [
+            fig(
+                "diversity",
+                "Average in-plane (a, b, γ) against out-of-plane (c, α, β) strain per target: bundled data inside "
+                "the window, the candidates and the campaign's measured hits.",
+            ),
+            Table("diversity", "One row per design.", t["diversity"], 8),
+            Table("candidates", "The candidates per target.", t["candidates"], 5),
+        ],
+    )
+    rules = Section(
+        "3. Design rules",
+        [
+            "Average normal (tension > 0, compression < 0) and shear strain of the candidates per target, and the "
+            "averages of their absolute values (how strained a cell is, whatever the sign)."
+        ],
+        [
+            fig("design_rules", "Distributions per target (density)."),
+            Table("design_rules_quantiles", "Quantiles (%) per target.", t["design_rules_quantiles"], 40),
+            Table("design_rules", "One row per candidate.", t["design_rules"], 5),
+        ],
+    )
+    sw = t["switching_pairs"]
+    shown = sw[[c for c in SWITCHING_COLUMNS if c in sw.columns]]
+    switching = Section(
+        "4. Metal–insulator transitions",
+        _switch_text(pair, summary, stats, cfg.oracle.name),
+        [
+            fig("switching_umap", "Both candidate sets on the shared UMAP; black lines join the listed pairs."),
+            Table("switching_pairs", "Ranked switching pairs (full table with both designs in the CSV).", shown, 20),
+            Table("umap_switching", "Embedded designs of the switching map.", t["umap_switching"], 5),
+        ],
+    )
+    campaign = Section(
+        "5. The campaign",
+        [
+            f"Random screening (dashed) is the expected number of diverse hits of uniform random designs, estimated "
+            f"by {summary['random_basis']} in 16 random orders and counting hits as the campaign does.",
+            "The surrogate error is that of each batch's forecast, made before the batch was measured; the "
+            "calibration compares the forecast's central intervals mean ± zσ with the measurements.",
+        ],
+        [
+            fig("campaign_hits", "Diverse hits per target against oracle calls, with random screening."),
+            Table("campaign_hits", "The curves, one row per call and target.", t["campaign_hits"], 6),
+            fig("campaign_error", "Forecast error of each batch (MAE) and its ±2σ coverage (dotted: 95.4 %)."),
+            Table("campaign_batch_error", "Per iteration.", t["campaign_batch_error"], 30),
+            fig("campaign_calibration", "Calibration of the ensemble's σ on every measured forecast."),
+            Table("campaign_calibration", "Nominal level against observed share.", t["campaign_calibration"], 12),
+            Table("campaign_calibration_points", "Forecasts and measurements.", t["campaign_calibration_points"], 5),
+            fig("campaign_failures", "Oracle failures by kind."),
+            Table("campaign_failures", "Failures by status and error class.", t["campaign_failures"], 12),
+            fig("campaign_stages", "Seconds per stage and iteration."),
+            Table("campaign_stages", "Seconds per stage.", t["campaign_stages"], 14),
+        ],
+    )
+    structures = Section(
+        "6. Candidates as structures",
+        [
+            "The best measured hits per target (closest to the target first), written by pymatgen as CIF and POSCAR "
+            "(.vasp) files in structures/; the applied field is in each file's comment."
+        ],
+        [Table("structures", "Exported structures.", t["structures"], 60)],
+    )
+    return title, intro, [data, diversity, rules, switching, campaign, structures]

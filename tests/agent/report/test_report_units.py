@@ -1,0 +1,156 @@
+"""Report pieces on their own: tables, HTML escaping, the confirmation ledger, figure sizes."""
+
+from __future__ import annotations
+
+import io
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import pytest
+from PIL import Image
+
+from agent.report import SIZES, figures, tables
+from agent.report.html import Figure, Section, Table, render
+from agent.report.inputs import Target
+from agent.report.recorded import RecordedOracle
+from agent.space import DesignSpace
+from oracles.base import ErrorClass, Handle, JobStatus, Result
+
+
+def test_hits_table_counts_diverse_hits_and_random_expectation() -> None:
+    U = np.array([[0.0, 0.0], [0.01, 0.0], [0.5, 0.5], [0.9, 0.9]])
+    y = np.array([1.0, 1.02, np.nan, 1.05])
+    t = tables.hits_table(U, y, [Target(1.0, 0.1)], 0.1, U, np.array([1.0, 0.0, 0.0, 1.0]), repeats=50)
+    assert list(t.columns) == ["calls", "target", "hits", "random_expected"]
+    assert t["hits"].tolist() == [1, 1, 1, 2]  # the near-duplicate and the failure do not count
+    # two of four random rows are hits and far apart: after all four calls exactly 2
+    assert t["random_expected"].iloc[-1] == pytest.approx(2.0)
+    assert 0.0 < t["random_expected"].iloc[0] < 1.0
+
+
+def test_calibration_curve_of_perfectly_gaussian_errors() -> None:
+    z = np.random.default_rng(0).standard_normal(20_000)
+    curve = tables.calibration_curve(pd.DataFrame({"z": z}))
+    assert np.allclose(curve["observed"], curve["level"], atol=0.02)
+    assert curve["n"].iloc[0] == 20_000
+
+
+def test_distribution_and_batch_error_tables() -> None:
+    d = tables.distribution_table(np.array([0.0, 0.5, 1.0]), np.array([0.2, np.nan]), bins=4)
+    assert d["data_count"].sum() == 3 and d["campaign_count"].sum() == 1
+    history: list[dict[str, Any]] = [
+        {"iteration": 0, "oracle_calls": 20, "batch_mae": None, "fit": {}},
+        {"iteration": 1, "batch_mae": 0.1},
+    ]
+    b = tables.batch_error_table(history)
+    assert b["batch_mae"].isna().tolist() == [True, False]
+
+
+def test_design_rules_quantiles_per_target() -> None:
+    from agent.insight import cell_reference
+
+    ref = cell_reference("mos2")
+    cell = dict(zip(("a", "b", "c", "alpha", "beta", "gamma"), (*ref.lengths, *ref.angles))) | {"efield": 0.0}
+    frame = pd.DataFrame([cell] * 3)
+    stretched = frame.assign(a=ref.lengths[0] * 1.1)
+    points, q = tables.design_rule_tables([Target(0.0, 0.1), Target(1.0, 0.1)], [frame, stretched], "mos2")
+    assert len(points) == 6
+    row = q[(q["group"] == "1 eV") & (q["feature"] == "normal_mean")].iloc[0]
+    assert row["q50"] == pytest.approx(10.0 / 3, rel=1e-6)  # +10 % along a only, averaged over a, b, c
+
+
+def test_every_figure_has_its_fixed_size_even_when_empty() -> None:
+    empty = {
+        "data_distribution": (tables.distribution_table(None, np.zeros(0)), "gap", "eV"),
+        "data_umap": (pd.DataFrame(columns=["u1", "u2", "gap"]), "t"),
+        "diversity": (pd.DataFrame(columns=["target", "set", "in_plane", "out_of_plane"]),),
+        "design_rules": (pd.DataFrame(columns=["target", *tables.RULE_FEATURES]), tables.RULE_FEATURES),
+        "switching_umap": (pd.DataFrame(columns=["u1", "u2", "set"]), "t"),
+        "campaign_hits": (pd.DataFrame(columns=["calls", "target", "hits", "random_expected"]),),
+        "campaign_error": (tables.batch_error_table([]),),
+        "campaign_calibration": (tables.calibration_curve(pd.DataFrame({"z": []})),),
+        "campaign_failures": (tables.failure_table([]),),
+        "campaign_stages": (tables.stage_table([]),),
+    }
+    assert set(empty) == set(SIZES)
+    for name, args in empty.items():
+        kwargs = {"colour": "gap"} if name == "data_umap" else {}
+        with Image.open(io.BytesIO(figures.draw(name, *args, **kwargs))) as img:
+            assert img.size == SIZES[name], name
+
+
+def test_html_escapes_campaign_text_and_embeds_images() -> None:
+    png = figures.draw("campaign_failures", tables.failure_table([]))
+    evil = "<script>alert(1)</script>"
+    page = render(
+        f"report {evil}",
+        [evil],
+        [Section(evil, [evil], [Figure("f", evil, png), Table("t", evil, pd.DataFrame({evil: [evil, 1.5]}))])],
+    )
+    assert "<script>alert" not in page and "&lt;script&gt;alert(1)&lt;/script&gt;" in page
+    assert page.count("data:image/png;base64,") == 1 and 'id="image-check"' in page
+
+
+class _CountingOracle:
+    """A table-like oracle that counts submissions and can fail a design for infrastructure reasons."""
+
+    name = "counting"
+
+    def __init__(self, space: DesignSpace, infra_fail: bool = False) -> None:
+        self.space = space
+        self.submits = 0
+        self.infra_fail = infra_fail
+        self.prefix = "failing" if infra_fail else "job"
+
+    def submit(self, designs: Any) -> list[Handle]:
+        self.submits += len(designs)
+        return [Handle("counting", f"{self.prefix}-{self.submits}-{i}", d) for i, d in enumerate(designs)]
+
+    def poll(self, handles: Sequence[Handle]) -> list[JobStatus]:
+        return [JobStatus.COMPLETED for _ in handles]
+
+    def results(self, handles: Sequence[Handle]) -> list[Result]:
+        if self.infra_fail:
+            return [Result.failure(h, ErrorClass.INFRASTRUCTURE, "lost") for h in handles]
+        return [Result(h, JobStatus.COMPLETED, {"gap": h.design["a"]}) for h in handles]
+
+    def cancel(self, handles: Sequence[Handle]) -> None:
+        pass
+
+
+def test_recorded_oracle_never_pays_twice(tmp_path: Path) -> None:
+    from agent.insight import measure_designs
+    from agent.materials import get_material
+
+    space = get_material("mos2").space
+    X = space.from_unit(np.random.default_rng(0).random((3, space.dim)))
+    inner = _CountingOracle(space)
+    first = measure_designs(RecordedOracle(inner, tmp_path), X, poll_interval=0.0)
+    assert inner.submits == 3 and all(v is not None for v, _ in first)
+    again = RecordedOracle(inner, tmp_path)  # a later run: everything comes from the ledger
+    assert measure_designs(again, X, poll_interval=0.0) == first
+    assert inner.submits == 3 and again.reused == 3 and again.submitted == 0
+    assert len(again.ledger.records()) == 3 and (tmp_path / "inflight.json").read_text().strip() == "{}"
+
+    # a run killed after submitting: the next one re-attaches to the saved handle
+    rec = RecordedOracle(inner, tmp_path / "killed")
+    rec.submit([dict(zip(space.names, X[0]))])
+    resumed = RecordedOracle(inner, tmp_path / "killed")
+    assert measure_designs(resumed, X[:1], poll_interval=0.0)[0][0] == pytest.approx(X[0, 0])
+    assert inner.submits == 4 and resumed.reattached == 1
+
+
+def test_recorded_oracle_retries_infrastructure_failures(tmp_path: Path) -> None:
+    from agent.insight import measure_designs
+    from agent.materials import get_material
+
+    space = get_material("mos2").space
+    X = space.from_unit(np.full((1, space.dim), 0.5))
+    failing = _CountingOracle(space, infra_fail=True)
+    assert measure_designs(RecordedOracle(failing, tmp_path), X, poll_interval=0.0)[0][0] is None
+    working = _CountingOracle(space)
+    assert measure_designs(RecordedOracle(working, tmp_path), X, poll_interval=0.0)[0][0] == pytest.approx(X[0, 0])
+    assert working.submits == 1 and len(RecordedOracle(working, tmp_path).ledger.records()) == 2
