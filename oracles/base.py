@@ -13,9 +13,10 @@ so the protocol is built around never losing or repeating one:
 - A back end that cannot be reached raises `OracleError` from any call. From `submit`
   that must mean one of: nothing of the batch stays at the back end (undo what was
   started, as `vasp` does), or re-sending the same designs finds the jobs that did start
-  (``idempotent_submit = True``, as `http` does with its journal of keys), or
-  ``adopt(designs, since)`` finds them (as `mock` does). `agent.collect` relies on it to
-  retry a failed submit without paying twice.
+  (``idempotent_submit = True``, as `table` does: its answers are free), or
+  ``adopt(designs, since)`` finds them (as `mock`, `http` and `vasp` do; it also finds
+  the jobs of a process killed between submit and saving the handles). `agent.collect`
+  relies on it to retry a failed submit without paying twice.
 """
 
 from __future__ import annotations

@@ -15,7 +15,13 @@ must not become sixty DFT processes.
 Status comes from the folder: ``output.json`` present -> finished (COMPLETED, or FAILED
 with the job's own error class); not started -> PENDING; process alive -> RUNNING, or
 TIMEOUT once past its wall time (the process group is killed); process gone without
-output -> FAILED, infrastructure (killed, out of memory, machine rebooted).
+output -> FAILED, infrastructure (killed, out of memory, machine rebooted); a job whose
+process could not be started at all -> FAILED, infrastructure, with the reason.
+
+`submit` only queues: once a job's ``input.json`` is written it is the polling side's
+to start, so a failure to start one never makes `submit` raise with jobs left behind.
+`adopt(designs, since)` finds the queued jobs of a submit whose handles were lost (a
+campaign killed between `submit` returning and saving them).
 """
 
 from __future__ import annotations
@@ -30,13 +36,24 @@ import sys
 import time
 import uuid
 from collections.abc import Sequence
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
 from agent.atomic import write_json
 from agent.materials import get_material
 from agent.models import default_state_dir
-from oracles.base import ErrorClass, Handle, JobStatus, OracleError, Result, check_own, designs_to_rows, site_setting
+from oracles.base import (
+    ErrorClass,
+    Handle,
+    JobStatus,
+    OracleError,
+    Result,
+    check_own,
+    design_digest,
+    designs_to_rows,
+    site_setting,
+)
 from oracles.calibration import GapCalibration, load_calibration
 
 __all__ = ["GpawOracle"]
@@ -95,8 +112,28 @@ class GpawOracle:
             payload = {"design": row, "convention": self.convention, "settings": self.settings}
             write_json(folder / "input.json", payload, indent=1)
             handles.append(Handle(self.name, job_id, row, workdir=str(folder), submitted_at=time.time()))
-        self._start_queued()
+        with contextlib.suppress(OSError, OracleError):  # queued: the next poll starts them (or says why not)
+            self._start_queued()
         return handles
+
+    def adopt(self, designs: Any, since: float) -> list[Handle | None]:
+        """Per design, the newest queued or started job created at or after ``since`` (else ``None``)."""
+        rows = designs_to_rows(self.space, designs)
+        found: dict[str, list[Handle]] = {}
+        for inp in sorted(self.workdir.glob("*/input.json")):
+            with contextlib.suppress(OSError, ValueError, TypeError, KeyError):
+                at = int(inp.parent.name.split("-")[0], 16) / 1e9  # job ids start with time_ns in hex
+                if at < since:
+                    continue
+                design = {str(k): float(v) for k, v in json.loads(inp.read_text())["design"].items()}
+                h = Handle(self.name, inp.parent.name, design, workdir=str(inp.parent), submitted_at=at)
+                found.setdefault(design_digest(design), []).append(h)
+        out: list[Handle | None] = []
+        for row in rows:
+            mine = found.get(design_digest(row), [])  # oldest first: pop the newest
+            got = mine.pop() if mine else None
+            out.append(None if got is None else replace(got, design=row))
+        return out
 
     def _start_queued(self) -> None:
         """Launch queued jobs of this work folder, oldest first, up to ``max_parallel`` running.
@@ -119,7 +156,13 @@ class GpawOracle:
                 os.close(os.open(folder / "launch.lock", os.O_CREAT | os.O_EXCL | os.O_WRONLY))
             except FileExistsError:
                 continue
-            pid = self._launch(folder)
+            try:
+                pid = self._launch(folder)
+            except OSError as exc:  # e.g. the command is missing: this job's outcome, not a poll's crash
+                why = f"the job could not be started ({' '.join(self.command[:3])}): {exc}"
+                error = {"class": "infrastructure", "message": why}
+                write_json(folder / "output.json", {"gap_eV": None, "converged": False, "error": error})
+                continue
             write_json(
                 folder / "job.json", {"pid": pid, "started": time.time(), "deadline": time.time() + self.walltime_s}
             )

@@ -25,6 +25,16 @@ Outcomes:
   poll") -> no verdict: the last known status stands and the job is re-attached later;
 - folder gone or no native id -> ABANDONED.
 
+Job folders. `submit` makes every folder of a batch (inputs only) before the first
+``sbatch``; right after the scheduler accepts a job, its ``job.json`` gets the native id,
+the design and the time. `adopt(designs, since)` finds jobs from those files: what a
+campaign killed between `submit` returning and saving its handles uses to re-attach
+instead of submitting again. A kill in the milliseconds between the scheduler accepting
+a job and its ``job.json`` being written leaves a folder with inputs and no ``job.json``:
+nothing on disk names its scheduler job, so `adopt` does not adopt it (``None``) and the
+design is submitted again; the orphan job may still run, once, and its folder is never
+read -- no result is ever invented for it.
+
 Site settings come from the constructor or ``INNLOOP_VASP_*``: ``COMMAND`` (required,
 e.g. ``vasp_std``; split like a shell would), ``EXECUTOR`` (default ``slurm``), ``QUEUE``,
 ``ACCOUNT``, ``WALLTIME_S`` (3600), ``NODES`` (1), ``PPN`` (1), ``LAUNCHER`` (psij's:
@@ -42,6 +52,7 @@ import shutil
 import time
 import uuid
 from collections.abc import Sequence
+from dataclasses import replace
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
@@ -57,6 +68,7 @@ from oracles.base import (
     OracleError,
     Result,
     check_own,
+    design_digest,
     designs_to_rows,
     site_setting,
     site_text,
@@ -222,6 +234,7 @@ class VaspOracle:
                 "ppn": self.ppn,
                 "incar": incar,
                 "potcar": "POTCAR" if has_potcar_library() else "POTCAR.spec",
+                "design": row,
                 "submitted_at": now,
             }
             write_json(folder / "job.json", meta, indent=1)
@@ -230,6 +243,31 @@ class VaspOracle:
                 Handle(self.name, job_id, row, native_id=str(job.native_id), workdir=str(folder), submitted_at=now)
             )
         return handles
+
+    def adopt(self, designs: Any, since: float) -> list[Handle | None]:
+        """Per design, the newest job whose ``job.json`` has a native id and was submitted at or
+        after ``since`` (``None``: it never reached the scheduler; see "Job folders" above)."""
+        rows = designs_to_rows(self.space, designs)
+        found: dict[str, list[Handle]] = {}
+        for meta_path in self.workdir.glob("*/job.json"):
+            with contextlib.suppress(OSError, ValueError, TypeError, KeyError):
+                meta = json.loads(meta_path.read_text())
+                if not meta.get("native_id") or not isinstance(meta.get("design"), dict):
+                    continue
+                at = float(meta["submitted_at"])
+                if at < since:
+                    continue
+                design = {str(k): float(v) for k, v in meta["design"].items()}
+                folder = meta_path.parent
+                h = Handle(self.name, folder.name, design, str(meta["native_id"]), str(folder), at)
+                found.setdefault(design_digest(design), []).append(h)
+        out: list[Handle | None] = []
+        for row in rows:
+            mine = found.get(design_digest(row), [])
+            mine.sort(key=lambda j: j.submitted_at)
+            got = mine.pop() if mine else None  # popped: a design twice in a batch gets two jobs
+            out.append(None if got is None else replace(got, design=row))
+        return out
 
     def _undo(self, jobs: list[Any], folders: list[Path]) -> None:
         for job in jobs:

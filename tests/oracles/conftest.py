@@ -6,7 +6,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from tests.oracles.slurm import LocalSlurm, start_local_slurm
+from oracles.testing.slurm import LocalSlurm, start_local_slurm
 
 
 @pytest.fixture(scope="session")

@@ -139,3 +139,23 @@ def test_a_launcher_that_died_mid_start_is_reported(oracle: GpawOracle) -> None:
     (r,) = oracle.results([h])
     assert (r.status, r.error_class) == (JobStatus.FAILED, ErrorClass.INFRASTRUCTURE)
     assert "died before recording it" in (r.message or "")
+
+
+def test_a_job_that_cannot_start_fails_on_poll_not_in_submit(tmp_path: Path) -> None:
+    """Submit only queues: a launch failure is the job's outcome (retryable), never a raise
+    from submit with folders left behind."""
+    o = GpawOracle(workdir=tmp_path / "jobs", command=[str(tmp_path / "no-such-gpaw")], walltime_s=5)
+    (h,) = o.submit([_design(0.0)])
+    (r,) = o.results([h])
+    assert (r.status, r.error_class) == (JobStatus.FAILED, ErrorClass.INFRASTRUCTURE)
+    assert "could not be started" in (r.message or "")
+
+
+def test_adopt_finds_the_jobs_of_a_lost_submit(oracle: GpawOracle) -> None:
+    since = time.time()
+    handles = oracle.submit([_design(0.9), _design(0.0)])
+    found = oracle.adopt([_design(0.0), _design(0.9), _design(0.1)], since)
+    assert [h.job_id if h else None for h in found] == [handles[1].job_id, handles[0].job_id, None]
+    assert [h.workdir for h in found if h] == [handles[1].workdir, handles[0].workdir]
+    assert oracle.adopt([_design(0.0)], time.time() + 1) == [None], "only jobs submitted since"
+    oracle.cancel(handles)

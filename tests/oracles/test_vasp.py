@@ -10,6 +10,7 @@ invocation log), not only by our own folders.
 
 from __future__ import annotations
 
+import json
 import re
 import sys
 import time
@@ -23,10 +24,10 @@ from pymatgen.io.vasp.inputs import Incar, Kpoints, Poscar
 from oracles import make_oracle
 from oracles.base import ErrorClass, Handle, JobStatus, OracleError
 from oracles.testing.fake_vasp import real_vasprun_path, unconverged_vasprun
+from oracles.testing.slurm import LocalSlurm
 from oracles.vasp import VaspOracle
 from oracles.vasp_inputs import dipole_centre, parse_vasprun, write_inputs
 from tests.oracles.helpers import submit_then_sigkill, wait_terminal
-from tests.oracles.slurm import LocalSlurm
 
 FAKE = [sys.executable, "-m", "oracles.testing.fake_vasp"]
 REAL_GAP = 5.5504  # eV: eigenvalue gap of ASE's vasprun_pstress.xml (VASP 6.3.0)
@@ -135,6 +136,34 @@ def test_unreachable_scheduler_is_no_verdict(tmp_path: Path) -> None:
     assert "j1" not in o._jobs and not (folder / "scheduler.json").exists(), "re-attached next time, no verdict"
 
 
+def _job_folder(root: Path, name: str, design: dict[str, float] | None, at: float, native: str | None) -> Path:
+    folder = root / name
+    folder.mkdir(parents=True)
+    write_inputs(folder, design or DESIGN)
+    if design is not None:
+        meta = {"native_id": native, "design": design, "submitted_at": at}
+        (folder / "job.json").write_text(json.dumps(meta))
+    return folder
+
+
+def test_adopt_finds_the_newest_job_of_each_design_since(tmp_path: Path) -> None:
+    """What a campaign killed between submit and saving its handles re-attaches to."""
+    other = dict(DESIGN, efield=0.1)
+    _job_folder(tmp_path, "old", DESIGN, at=100.0, native="11")
+    _job_folder(tmp_path, "new", DESIGN, at=200.0, native="12")
+    _job_folder(tmp_path, "older", DESIGN, at=150.0, native="13")
+    _job_folder(tmp_path, "before", other, at=50.0, native="14")  # submitted before `since`
+    _job_folder(tmp_path, "no-id", other, at=300.0, native=None)  # never reached the scheduler
+    _job_folder(tmp_path, "no-meta", None, at=300.0, native=None)  # inputs only: sbatch's answer lost
+    o = VaspOracle(workdir=tmp_path, command=FAKE)
+    new, unknown = o.adopt([DESIGN, other], since=120.0)
+    assert unknown is None, "no job.json with a native id: not adopted, nothing invented"
+    assert new is not None and (new.job_id, new.native_id, new.submitted_at) == ("new", "12", 200.0)
+    assert new.workdir == str(tmp_path / "new") and new.design == DESIGN
+    twice = o.adopt([DESIGN, DESIGN, DESIGN], since=120.0)
+    assert [h.native_id if h else None for h in twice] == ["12", "13", None], "one job per design, newest first"
+
+
 # -- through a real SLURM -----------------------------------------------------------------
 def _oracle(workdir: Path, cluster: LocalSlurm, walltime_s: float = 300) -> VaspOracle:
     return VaspOracle(
@@ -178,7 +207,7 @@ def test_batch_through_slurm_classifies_every_outcome(
     assert "exit code 1" in (crashed.message or "")
     native = [h.native_id for h in handles]
     assert slurm_cluster.submitted_job_ids()[before:] == native, "one sbatch per design, no more"
-    assert sorted(_fake_runs(tmp_path / "fake.log")) == sorted(h.workdir for h in handles)
+    assert sorted(_fake_runs(tmp_path / "fake.log")) == sorted(str(h.workdir) for h in handles)
 
 
 @pytest.mark.slow
@@ -198,7 +227,8 @@ def test_killed_submitter_is_reattached_without_resubmitting(
     assert wait_terminal(fresh.poll, handles, limit=60) == [JobStatus.COMPLETED] * 2
     assert [r.values for r in fresh.results(handles)] == [{"gap": pytest.approx(REAL_GAP)}] * 2
     assert slurm_cluster.submitted_job_ids()[before:] == [h.native_id for h in handles], "no second submission"
-    assert sorted(_fake_runs(tmp_path / "fake.log")) == sorted(h.workdir for h in handles), "VASP ran once per job"
+    assert fresh.adopt([_row(0.0), _row(0.3, a=3.3)], since=handles[0].submitted_at - 60) == handles
+    assert sorted(_fake_runs(tmp_path / "fake.log")) == sorted(str(h.workdir) for h in handles), "VASP ran once per job"
     assert len([p for p in workdir.iterdir() if not p.name.startswith(".")]) == 2
 
 

@@ -1,0 +1,245 @@
+"""A real, throw-away, single-node SLURM on localhost for the scheduler tests and benchmarks.
+
+Why a real one: psij talks to SLURM through ``sbatch``/``squeue``/``scancel`` and parses
+their output; a mock of those commands would only test our own guess of that output.
+So `LocalSlurm` starts munged, slurmctld and slurmd (all as root, all in a temp dir,
+on free ports, with their own socket, state and logs, so a system SLURM or munge is
+never touched), points ``SLURM_CONF`` at its config for this process and its children,
+and stops everything at the end of the session.
+
+Counting at the scheduler: slurmctld's log has one ``_slurm_rpc_submit_batch_job:
+JobId=N`` line per accepted ``sbatch``, and ``JobCompType=jobcomp/filetxt`` writes one
+line per finished job with its final state (COMPLETED, TIMEOUT, ...). There is no
+accounting database, so ``sacct`` is not available.
+
+The binaries come from Debian's ``slurm-wlm`` and ``munge`` (``scripts/install_slurm.sh``).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import re
+import shutil
+import signal
+import socket
+import subprocess
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+__all__ = ["LocalSlurm", "missing_binaries", "start_local_slurm"]
+
+BINARIES = ("munged", "slurmctld", "slurmd", "sbatch", "squeue", "sinfo", "scancel")
+
+
+def free_port() -> int:
+    """A loopback TCP port nobody listens on right now."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def _which(name: str) -> str | None:
+    return shutil.which(name) or shutil.which(name, path="/usr/sbin:/sbin")
+
+
+class LocalSlurm:
+    """Handles to a running local SLURM: its folder, config, daemons and scheduler records."""
+
+    def __init__(self, root: Path, partition: str = "debug") -> None:
+        self.root = root
+        self.partition = partition
+        self.node = socket.gethostname().split(".")[0]
+        self.conf = root / "slurm.conf"
+        self.munge_socket = root / "munge" / "munge.socket"
+        self.ctld_log = root / "slurmctld.log"
+        self.slurmd_log = root / "slurmd.log"
+        self.jobcomp = root / "jobcomp.txt"
+        self._procs: dict[str, subprocess.Popen[bytes]] = {}
+        self.env = {"SLURM_CONF": str(self.conf)}
+
+    # -- set-up ---------------------------------------------------------------------
+    def write_config(self) -> None:
+        """A minimal slurm.conf: no cgroups, no accounting, short timers (MinJobAge 30 s so
+        finished jobs stay visible to ``squeue`` for one or two psij polls)."""
+        for sub in ("munge", "state", "spool"):
+            (self.root / sub).mkdir(mode=0o700, exist_ok=True)
+        r = self.root
+        self.conf.write_text(
+            f"""\
+ClusterName=innloop-test
+SlurmctldHost={self.node}(127.0.0.1)
+SlurmctldPort={free_port()}
+SlurmdPort={free_port()}
+SlurmUser=root
+SlurmdUser=root
+AuthType=auth/munge
+CredType=cred/munge
+AuthInfo=socket={self.munge_socket}
+StateSaveLocation={r / "state"}
+SlurmdSpoolDir={r / "spool"}
+SlurmctldPidFile={r / "slurmctld.pid"}
+SlurmdPidFile={r / "slurmd.pid"}
+SlurmctldLogFile={self.ctld_log}
+SlurmdLogFile={self.slurmd_log}
+SlurmctldDebug=info
+SlurmdDebug=info
+ProctrackType=proctrack/linuxproc
+TaskPlugin=task/none
+JobAcctGatherType=jobacct_gather/none
+AccountingStorageType=accounting_storage/none
+JobCompType=jobcomp/filetxt
+JobCompLoc={self.jobcomp}
+SelectType=select/cons_tres
+SelectTypeParameters=CR_CPU
+SchedulerType=sched/builtin
+MpiDefault=none
+ReturnToService=2
+MinJobAge=30
+KillWait=2
+OverTimeLimit=0
+InactiveLimit=0
+SlurmdTimeout=30
+SlurmctldTimeout=30
+MessageTimeout=10
+NodeName={self.node} NodeAddr=127.0.0.1 CPUs=2 RealMemory=1000 State=UNKNOWN
+PartitionName={self.partition} Nodes={self.node} Default=YES MaxTime=INFINITE State=UP
+"""
+        )
+
+    def _spawn(self, name: str, argv: list[str]) -> None:
+        log = open(self.root / f"{name}.stdout", "ab")  # noqa: SIM115 -- kept open for the daemon
+        self._procs[name] = subprocess.Popen(
+            argv, stdout=log, stderr=subprocess.STDOUT, env=os.environ | self.env, start_new_session=True
+        )
+
+    def start_munge(self) -> None:
+        key = self.root / "munge" / "munge.key"
+        key.write_bytes(os.urandom(1024))
+        key.chmod(0o400)
+        m = self.root / "munge"
+        self._spawn(
+            "munged",
+            [
+                _which("munged") or "munged",
+                "--foreground",
+                "--force",
+                f"--socket={self.munge_socket}",
+                f"--key-file={key}",
+                f"--log-file={m / 'munged.log'}",
+                f"--pid-file={m / 'munged.pid'}",
+                f"--seed-file={m / 'munged.seed'}",
+            ],
+        )
+        self._wait(lambda: self.munge_socket.exists(), 10, "munged did not create its socket")
+
+    def start_slurmctld(self) -> None:
+        self._spawn("slurmctld", [_which("slurmctld") or "slurmctld", "-D", "-i", "-f", str(self.conf)])
+
+    def start_slurmd(self) -> None:
+        self._spawn("slurmd", [_which("slurmd") or "slurmd", "-D", "-f", str(self.conf)])
+
+    def wait_idle(self, timeout: float = 30.0) -> None:
+        """Block until ``sinfo`` reports the node idle (the daemons are talking)."""
+
+        def idle() -> bool:
+            out = self.run(["sinfo", "-h", "-N", "-o", "%T"], check=False)
+            return out.strip().startswith("idle")
+
+        self._wait(idle, timeout, "the local SLURM node never became idle")
+
+    def _wait(self, ok: object, timeout: float, what: str) -> None:
+        deadline = time.time() + timeout
+        while time.time() < deadline:
+            for name, p in self._procs.items():
+                if p.poll() is not None:
+                    raise RuntimeError(f"{name} exited with {p.returncode}; {self.logs()}")
+            if callable(ok) and ok():
+                return
+            time.sleep(0.2)
+        raise RuntimeError(f"{what} within {timeout:g} s; {self.logs()}")
+
+    # -- use ------------------------------------------------------------------------
+    def run(self, argv: list[str], check: bool = True) -> str:
+        """A SLURM client command against this cluster; returns its stdout."""
+        res = subprocess.run(argv, capture_output=True, text=True, env=os.environ | self.env, timeout=30)
+        if check and res.returncode != 0:
+            raise RuntimeError(f"{argv} failed ({res.returncode}): {res.stderr.strip()}")
+        return res.stdout
+
+    def submitted_job_ids(self) -> list[str]:
+        """Job ids slurmctld accepted from ``sbatch``, in order (from its log)."""
+        text = self.ctld_log.read_text() if self.ctld_log.exists() else ""
+        return re.findall(r"_slurm_rpc_submit_batch_job: JobId=(\d+)", text)
+
+    def finished_jobs(self) -> dict[str, str]:
+        """Job id -> final state (COMPLETED, TIMEOUT, FAILED, CANCELLED...) from jobcomp."""
+        text = self.jobcomp.read_text() if self.jobcomp.exists() else ""
+        return {m[0]: m[1] for m in re.findall(r"JobId=(\d+) .*?JobState=(\S+)", text)}
+
+    def stop_slurmctld(self) -> None:
+        self._stop("slurmctld")
+
+    def logs(self, tail: int = 15) -> str:
+        parts = []
+        for f in sorted(self.root.glob("*.log")) + sorted(self.root.glob("*.stdout")):
+            lines = f.read_text(errors="replace").splitlines()[-tail:]
+            parts.append(f"--- {f.name}\n" + "\n".join(lines))
+        return "\n".join(parts)
+
+    # -- tear-down ------------------------------------------------------------------
+    def _stop(self, name: str) -> None:
+        p = self._procs.pop(name, None)
+        if p is None or p.poll() is not None:
+            return
+        p.send_signal(signal.SIGTERM)
+        try:
+            p.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            p.kill()
+            p.wait(timeout=5)
+
+    def stop(self) -> None:
+        """Cancel what is left, then stop the daemons in reverse order."""
+        if "slurmctld" in self._procs:
+            with contextlib.suppress(Exception):
+                self.run(["scancel", "--me"], check=False)
+        for name in ("slurmd", "slurmctld", "munged"):
+            self._stop(name)
+
+
+def missing_binaries() -> list[str]:
+    return [b for b in BINARIES if _which(b) is None]
+
+
+@contextlib.contextmanager
+def start_local_slurm(root: Path) -> Iterator[LocalSlurm]:
+    """Start munged + slurmctld + slurmd under ``root``; export ``SLURM_CONF`` while in use.
+
+    Must run as root (the daemons and the jobs all run as root, no user set-up needed).
+    """
+    missing = missing_binaries()
+    if missing:
+        raise RuntimeError(
+            f"SLURM/munge binaries not found: {missing}; install them with scripts/install_slurm.sh "
+            "(Debian packages slurm-wlm and munge)"
+        )
+    if os.geteuid() != 0:
+        raise RuntimeError("the local SLURM test cluster must be started as root (its daemons run as root)")
+    cluster = LocalSlurm(root)
+    old = os.environ.get("SLURM_CONF")
+    try:
+        cluster.write_config()
+        cluster.start_munge()
+        cluster.start_slurmctld()
+        cluster.start_slurmd()
+        cluster.wait_idle()
+        os.environ["SLURM_CONF"] = str(cluster.conf)
+        yield cluster
+    finally:
+        cluster.stop()
+        if old is None:
+            os.environ.pop("SLURM_CONF", None)
+        else:
+            os.environ["SLURM_CONF"] = old
