@@ -100,16 +100,40 @@ def run_campaign(
     orders of magnitude (spinning OpenMP workers), not the other way round.
     """
     torch.set_num_threads(max(1, int(os.environ.get("INNLOOP_TORCH_THREADS", "1"))))
-    fresh = not CampaignStore(state_dir, config.name).exists()
     fresh_dir = not Path(state_dir).exists()
+    lock = CampaignStore(state_dir, config.name)
+    fresh = not lock.exists()
+    with lock.running():
+        try:
+            return _run_locked(
+                config, state_dir, fresh, source_text, oracle, sampler, progress, log, run_stage, on_iteration
+            )
+        finally:
+            if fresh and not lock.exists():  # it never began: leave no empty campaign folder behind
+                shutil.rmtree(lock.root, ignore_errors=True)
+                if fresh_dir:
+                    shutil.rmtree(state_dir, ignore_errors=True)
+
+
+def _run_locked(
+    config: CampaignConfig,
+    state_dir: str | Path,
+    fresh: bool,
+    source_text: str | None,
+    oracle: Oracle | None,
+    sampler: Sampler | None,
+    progress: bool,
+    log: Callable[[str], None],
+    run_stage: Callable[[str, Callable[[], Any]], Any] | None,
+    on_iteration: Callable[[CampaignState, CampaignStore], None] | None,
+) -> CampaignRun:
+    """`run_campaign` with the campaign's run lock held."""
     store, state = open_campaign(config, state_dir, source_text)
     try:
         oracle = oracle or make_campaign_oracle(config, store)
     except Exception as exc:
         if fresh:  # a bad oracle setting: leave no half-made campaign that a fixed config cannot reopen
-            shutil.rmtree(store.root, ignore_errors=True)
-            if fresh_dir:
-                shutil.rmtree(state_dir, ignore_errors=True)
+            (store.root / "config.json").unlink(missing_ok=True)  # `run_campaign` then removes the folder
         if isinstance(exc, InnloopError):
             raise ConfigError(f"invalid configuration {config.source}: oracle.settings: {exc}") from None
         raise

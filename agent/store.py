@@ -11,11 +11,14 @@ leftover of a crash and is moved aside, never deleted.
 from __future__ import annotations
 
 import contextlib
+import fcntl
 import hashlib
 import json
 import os
 import re
+import socket
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -26,6 +29,7 @@ from agent.ledger import Ledger, LedgerRecord, fsync_dir, seal, unseal
 __all__ = ["CAMPAIGN_NAME", "CampaignStore", "Ledger", "LedgerRecord", "check_campaign_name"]
 
 CAMPAIGN_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
+_TEMPORARY = re.compile(r"\..+\.[A-Za-z0-9_]{8}\.tmp")  # tempfile.mkstemp names of `agent.atomic`
 
 
 def check_campaign_name(name: str) -> str:
@@ -73,6 +77,43 @@ class CampaignStore:
         self.root = Path(state_dir) / self.name
         self.ledger = Ledger(self.root / "ledger.jsonl")
         self._verified: dict[int, dict[str, Any]] = {}  # iteration -> its manifest's files
+
+    # -- one run at a time --------------------------------------------------------------
+
+    @contextlib.contextmanager
+    def running(self) -> Iterator[None]:
+        """Hold ``run.lock`` while this process runs the campaign (released when it exits or dies).
+
+        Two runs of one campaign at once would submit the same batch twice and interleave
+        their writes, so a second one is refused with who holds the lock. Temporary files
+        left by a run killed between a write and its rename are removed once it is held.
+        """
+        self.root.mkdir(parents=True, exist_ok=True)
+        path = self.root / "run.lock"
+        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                holder = os.pread(fd, 300, 0).decode(errors="replace").strip() or "a process"
+                raise StateError(
+                    f"campaign {self.name!r} is already running ({holder}; lock {path}): two runs at once would "
+                    "pay for the same jobs twice; wait for it to finish or stop it, then run again"
+                ) from None
+            stamp = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime())
+            os.ftruncate(fd, 0)
+            os.pwrite(fd, f"pid {os.getpid()} on {socket.gethostname()} since {stamp}\n".encode(), 0)
+            self.sweep_temporaries()
+            yield
+        finally:
+            os.close(fd)
+
+    def sweep_temporaries(self) -> list[Path]:
+        """Remove `agent.atomic` temporaries (``.NAME.XXXXXXXX.tmp``) a killed writer left; call under `running`."""
+        gone = [p for p in self.root.rglob(".*.tmp") if p.is_file() and _TEMPORARY.fullmatch(p.name)]
+        for p in gone:
+            p.unlink(missing_ok=True)
+        return gone
 
     # -- configuration ---------------------------------------------------------------
 

@@ -30,8 +30,6 @@ import json
 import os
 import resource
 import secrets
-import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -40,51 +38,17 @@ from collections import Counter
 from pathlib import Path
 from typing import Any
 
-import httpx
-
 from agent.campaign import run_campaign
 from agent.config import config_from_dict
 from oracles.base import ErrorClass, design_digest
+from oracles.testing.lab import lab_jobs, start_lab, stop_lab
 
 __all__ = ["main", "soak"]
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-def start_lab(state: Path, token: str, settings: dict[str, Any]) -> tuple[subprocess.Popen[bytes], str]:
-    """``python -m oracles.lab_server`` (mock inside) on a free loopback port, once it answers."""
-    port = _free_port()
-    cmd = [sys.executable, "-m", "oracles.lab_server", "--port", str(port), "--state-dir", str(state)]
-    cmd += ["--oracle-settings", json.dumps(settings), "--log-level", "warning"]
-    env = os.environ | {"INNLOOP_LAB_TOKEN": token}
-    proc = subprocess.Popen(cmd, env=env)
-    url, deadline = f"http://127.0.0.1:{port}", time.time() + 60
-    while time.time() < deadline:
-        if proc.poll() is not None:
-            raise RuntimeError(f"lab server exited with {proc.returncode}")
-        try:
-            if httpx.get(f"{url}/v1/health", headers={"Authorization": f"Bearer {token}"}).is_success:
-                return proc, url
-        except httpx.TransportError:
-            pass
-        time.sleep(0.1)
-    proc.kill()
-    raise RuntimeError("lab server did not start within 60 s")
-
-
-def stop_lab(proc: subprocess.Popen[bytes]) -> int:
-    """Stop the server; return the peak RSS (KiB) of the children waited for so far."""
-    if proc.poll() is None:
-        proc.send_signal(signal.SIGINT)
-        try:
-            proc.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
+def lab_peak_rss_kib(proc: subprocess.Popen[bytes]) -> int:
+    """Stop the lab server cleanly; the peak RSS (KiB) of the children waited for so far."""
+    stop_lab(proc)
     return int(resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss)
 
 
@@ -124,11 +88,10 @@ def soak(
         t0 = time.perf_counter()
         run = run_campaign(cfg, workdir / "state")
         wall = time.perf_counter() - t0
-        resp = httpx.get(f"{url}/v1/stats", headers={"Authorization": f"Bearer {token}"})
-        lab_jobs = int(resp.json()["jobs"])
+        at_lab = lab_jobs(url, token)
     finally:
         os.environ.pop("INNLOOP_HTTP_TOKEN", None)
-        lab_rss = stop_lab(proc)
+        lab_rss = lab_peak_rss_kib(proc)
     records = run.store.ledger.records()
     accepted = {p.stem: json.loads(p.read_text())["design"] for p in (lab_state / "jobs").glob("lab-*.json")}
     ids = Counter(r.result.handle.job_id for r in records)
@@ -148,7 +111,7 @@ def soak(
         "final": dict(sorted(final.items())),
         "designs_recorded": len(by_design),
         "retries": len(records) - len(by_design),
-        "lab_jobs": lab_jobs,
+        "lab_jobs": at_lab,
         "lost": len(set(accepted) - set(ids)),
         "unknown": len(set(ids) - set(accepted)),
         "duplicates": sum(c - 1 for c in ids.values()) + again,

@@ -71,7 +71,9 @@ class MockOracle:
         self.jobs = self.workdir / "jobs"
         self.jobs.mkdir(parents=True, exist_ok=True)
         with resources.as_file(resources.files("oracles") / "data" / "mock_mos2.pt") as path:
-            self._model = SurrogateEnsemble.load(path)
+            # float64, and values rounded to 1e-9 eV (`gap`): a design's value must not depend on
+            # which other jobs share the model pass (float32 batch sums differ in the last bit)
+            self._model = SurrogateEnsemble.load(path).double()
         self.claims = self.workdir / "attempts"  # one empty file per (design, attempt) ever claimed
         self._attempts: Counter[str] | None = None  # next attempt per design key, as far as this process knows
 
@@ -146,12 +148,12 @@ class MockOracle:
 
     # -- emulation ---------------------------------------------------------------------
     def gap(self, designs: Any) -> np.ndarray:
-        """The noiseless emulated gap (eV) of designs, ``(n,)``."""
+        """The noiseless emulated gap (eV) of designs, ``(n,)``, the same whatever the batch."""
         rows = designs_to_rows(self.space, designs)
         X = np.array([[r[n] for n in self.space.names] for r in rows])
         with torch.no_grad():
-            f = self._model.signed(torch.as_tensor(self.space.to_unit(X), dtype=torch.float32))
-        return torch.relu(f).mean(dim=0).numpy().astype(np.float64)
+            f = self._model.signed(torch.as_tensor(self.space.to_unit(X), dtype=torch.float64))
+        return np.round(torch.relu(f).mean(dim=0).numpy(), 9)
 
     def _job(self, h: Handle) -> dict[str, Any] | None:
         path = self.jobs / f"{h.job_id}.json"

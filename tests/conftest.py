@@ -1,12 +1,17 @@
-"""Shared fixtures: small, seeded, synthetic problems so unit tests stay fast."""
+"""Shared fixtures: small, seeded, synthetic problems so unit tests stay fast, and one real
+local SLURM per session, started only when a test asks for it."""
 
 from __future__ import annotations
 
 import os
+from collections.abc import Iterator
 
 import numpy as np
 import pytest
 import torch
+
+from agent.surrogate import SurrogateEnsemble
+from oracles.testing.slurm import LocalSlurm, start_local_slurm
 
 os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
 
@@ -30,10 +35,26 @@ def synthetic_data() -> tuple[np.ndarray, np.ndarray]:
 
 
 @pytest.fixture(scope="session")
-def small_ensemble(synthetic_data: tuple[np.ndarray, np.ndarray]):  # type: ignore[no-untyped-def]
-    from agent.surrogate import EnsembleConfig, SurrogateEnsemble
+def small_ensemble(synthetic_data: tuple[np.ndarray, np.ndarray]) -> SurrogateEnsemble:
+    from agent.surrogate import EnsembleConfig
 
     U, y = synthetic_data
     model = SurrogateEnsemble(3, EnsembleConfig(members=4, hidden=64, layers=2, epochs=40, batch_size=128, seed=0))
     model.fit(U[:2500], y[:2500])
     return model
+
+
+@pytest.fixture(scope="session")
+def slurm_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalSlurm]:
+    """munged + slurmctld + slurmd on localhost for the session; ``SLURM_CONF`` points at it.
+
+    Fails (does not skip) when the binaries are missing: CI installs them with
+    ``scripts/install_slurm.sh``, and a silently skipped scheduler test proves nothing.
+    """
+    try:
+        with start_local_slurm(tmp_path_factory.mktemp("slurm")) as cluster:
+            yield cluster
+    except RuntimeError as exc:
+        if "not found" in str(exc) or "as root" in str(exc):
+            pytest.fail(str(exc), pytrace=False)
+        raise

@@ -19,11 +19,8 @@ from __future__ import annotations
 
 import contextlib
 import json
-import os
 import secrets
-import subprocess
 import sys
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -36,7 +33,6 @@ __all__ = [
     "http_case",
     "mock_case",
     "mock_config",
-    "mock_deterministic",
     "small_config",
     "vasp_case",
 ]
@@ -119,68 +115,32 @@ def _job_files(folder: Path, pattern: str) -> list[tuple[str, str]]:
 NEEDS_LATENCY = ("pending:", "during:measure:")
 
 
-def mock_deterministic(point: str) -> bool:
-    """Whether the mock of `mock_case` repeats its values bit for bit at ``point``.
-
-    With a latency the mock's float32 value of one design differs in its last bit between
-    identical uninterrupted runs (two values in eight runs, whatever the MKL settings):
-    the run is not deterministic, so its observations are not compared.
-    """
-    return not point.startswith(NEEDS_LATENCY)
-
-
 @contextlib.contextmanager
 def mock_case(root: Path, point: str = "none") -> Iterator[Case]:
     """The campaign's own mock (jobs in ``STATE/crash/oracle/jobs``); 0.1 s per job where
     ``point`` needs pending jobs, else none."""
     jobs = root / "state" / NAME / "oracle" / "jobs"
-    latency = "0" if mock_deterministic(point) else "0.1"
+    latency = "0.1" if point.startswith(NEEDS_LATENCY) else "0"
     yield Case({"INNLOOP_MOCK_LATENCY_S": latency, "DELAY": "0.02"}, lambda: _job_files(jobs, "*.json"))
-
-
-def start_lab(state: Path, port: int, token: str, latency_s: float) -> subprocess.Popen[bytes]:
-    """``python -m oracles.lab_server`` (mock inside, token from the environment) until it answers."""
-    import httpx
-
-    cmd = [sys.executable, "-m", "oracles.lab_server", "--port", str(port), "--state-dir", str(state)]
-    cmd += ["--oracle-settings", json.dumps({"latency_s": latency_s}), "--log-level", "warning"]
-    proc = subprocess.Popen(cmd, env=os.environ | ENV | {"INNLOOP_LAB_TOKEN": token})
-    deadline = time.time() + 60
-    while time.time() < deadline and proc.poll() is None:
-        with contextlib.suppress(httpx.TransportError):
-            ok = httpx.get(f"http://127.0.0.1:{port}/v1/health", headers={"Authorization": f"Bearer {token}"})
-            if ok.is_success:
-                return proc
-        time.sleep(0.05)
-    proc.kill()
-    proc.wait(timeout=10)
-    raise RuntimeError(f"the lab server on port {port} did not start")
 
 
 @contextlib.contextmanager
 def http_case(root: Path, latency_s: float = 0.3) -> Iterator[Case]:
     """A fresh lab server for this case; its jobs folder and ``/v1/stats`` are the count."""
-    import httpx
+    from oracles.testing.lab import lab_jobs, start_lab, stop_lab
 
-    from oracles.testing.slurm import free_port
-
-    port, token = free_port(), secrets.token_hex(16)
+    token = secrets.token_hex(16)
     lab = root / "lab"
-    proc = start_lab(lab, port, token, latency_s)
-    url = f"http://127.0.0.1:{port}"
+    proc, url = start_lab(lab, token, {"latency_s": latency_s}, env=ENV)
 
     def stats() -> int:
-        resp = httpx.get(f"{url}/v1/stats", headers={"Authorization": f"Bearer {token}"})
-        resp.raise_for_status()
-        return int(resp.json()["jobs"])
+        return lab_jobs(url, token)
 
     env = {"INNLOOP_HTTP_URL": url, "INNLOOP_HTTP_TOKEN": token, "DELAY": "0.02"}
     try:
         yield Case(env, lambda: _job_files(lab / "jobs", "lab-*.json"), stats=stats)
     finally:
-        if proc.poll() is None:
-            proc.kill()
-        proc.wait(timeout=10)
+        stop_lab(proc, kill=True)
 
 
 def vasp_settings(partition: str) -> str:

@@ -28,16 +28,11 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 
+from oracles.testing.lab import free_port
+
 __all__ = ["LocalSlurm", "missing_binaries", "start_local_slurm"]
 
 BINARIES = ("munged", "slurmctld", "slurmd", "sbatch", "squeue", "sinfo", "scancel")
-
-
-def free_port() -> int:
-    """A loopback TCP port nobody listens on right now."""
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def _which(name: str) -> str | None:

@@ -90,3 +90,24 @@ def test_a_failing_oracle_stops_the_campaign_with_a_report_and_exit_3(tmp_path: 
     assert "failing: stopped: oracle failure rate" in done.stdout and "above the limit 60%" in done.stdout
     s = json.loads(_innloop("status", "failing", "--state", str(tmp_path / "s"), "--json", env=env).stdout)
     assert s["in_flight"] == 0 and s["oracle_calls"] == sum(s["results"].values()) < 200
+
+
+def test_a_second_run_of_a_running_campaign_is_refused_and_touches_nothing(tmp_path: Path) -> None:
+    from agent.store import CampaignStore
+
+    config = tmp_path / "busy.toml"
+    config.write_text('name = "busy"\n[[targets]]\nvalue = 1.0\n[ray]\nenabled = false\n')
+    state = tmp_path / "s"
+    for existing in (False, True):  # a campaign being created, then one with state to protect
+        store = CampaignStore(state, "busy")
+        if existing:
+            store.create({}, "f", "")
+            store.ledger.path.write_text("precious\n")
+        with store.running():
+            before = sorted(p.relative_to(state) for p in state.rglob("*"))
+            done = _innloop("run", str(config), "--state", str(state), "--no-prefect", "-q", env=dict(os.environ))
+            assert done.returncode == 2, done.stderr[-2000:]
+            assert "'busy' is already running (pid" in done.stderr and "run.lock" in done.stderr
+            assert sorted(p.relative_to(state) for p in state.rglob("*")) == before
+        if existing:
+            assert store.ledger.path.read_text() == "precious\n"

@@ -244,3 +244,39 @@ def test_tampered_manifest_is_reported(tmp_path: Path) -> None:
         path.write_text(path.read_text().replace('"bytes": 2', '"bytes": 3'))
         with pytest.raises(StateError, match=match):
             store.verify_iteration(i)
+
+
+def test_one_run_at_a_time_and_the_lock_says_who_holds_it(tmp_path: Path) -> None:
+    store = _store(tmp_path)
+    other = CampaignStore(tmp_path / "state", "run-1")  # what a second `innloop run` builds
+    busy = rf"'run-1' is already running \(pid {os.getpid()} on .*run\.lock"
+    with store.running(), pytest.raises(StateError, match=busy), other.running():
+        pass
+    with other.running():  # released when the holder is done
+        pass
+
+
+def test_lock_of_a_killed_run_is_free_again(tmp_path: Path) -> None:
+    store = _store(tmp_path)
+    code = textwrap.dedent(f"""
+        import os, signal
+        from agent.store import CampaignStore
+        with CampaignStore({str(tmp_path / "state")!r}, "run-1").running():
+            os.kill(os.getpid(), signal.SIGKILL)
+        """)
+    assert subprocess.run([sys.executable, "-c", code], cwd=ROOT).returncode == -signal.SIGKILL
+    with store.running():  # the kernel dropped the dead process's lock
+        assert "pid" in (store.root / "run.lock").read_text()
+
+
+def test_temporaries_of_a_killed_writer_are_swept_but_nothing_else(tmp_path: Path) -> None:
+    store = _store(tmp_path)
+    folder = store.iteration_dir(0)
+    left = [store.root / ".inflight.json.ab_cd123.tmp", folder / ".manifest.json.x1y2z3w4.tmp"]
+    kept = [store.root / "notes.tmp", folder / ".hidden.tmp", store.root / "ledger.jsonl"]
+    for p in left + kept:
+        p.write_text("x")
+    with store.running():
+        pass
+    assert [p.exists() for p in left] == [False, False]
+    assert all(p.exists() for p in kept)

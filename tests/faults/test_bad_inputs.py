@@ -70,10 +70,14 @@ def _run(capsys: pytest.CaptureFixture[str], config: Path, state: Path) -> tuple
 
 
 def _snapshot(root: Path) -> dict[str, str]:
-    """sha256 of every file and a marker for every folder below ``root``."""
+    """sha256 of every file and a marker for every folder below ``root``; the run lock, which
+    names the last process that ran the campaign, is not data and may change."""
     out: dict[str, str] = {}
     for path in sorted(root.rglob("*")):
         rel = path.relative_to(root).as_posix()
+        if path.name == "run.lock":
+            out[rel] = "<lock>"
+            continue
         out[rel] = hashlib.sha256(path.read_bytes()).hexdigest() if path.is_file() else "<dir>"
     return out
 

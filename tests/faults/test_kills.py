@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from agent.testing.backends import MOCK_ITERATIONS, mock_case, mock_config, mock_deterministic
+from agent.testing.backends import MOCK_ITERATIONS, mock_case, mock_config
 from agent.testing.kills import kill_and_resume, reference, write_config
 
 STAGE_POINTS = [
@@ -58,9 +58,8 @@ def expected(tmp_path_factory: pytest.TempPathFactory) -> list[str]:
 @pytest.mark.parametrize("point", STAGE_POINTS + INSIDE_POINTS)
 def test_killed_campaign_resumes_without_loss_or_resubmission(point: str, expected: list[str], tmp_path: Path) -> None:
     config = write_config(tmp_path, mock_config())
-    same = expected if mock_deterministic(point) else None  # a mock with latency is not bit-reproducible
     with mock_case(tmp_path, point) as case:
-        report = kill_and_resume("mock", case, config, tmp_path / "state", point, MOCK_ITERATIONS, same)
+        report = kill_and_resume("mock", case, config, tmp_path / "state", point, MOCK_ITERATIONS, expected)
     assert report.ok, report.problems
     assert report.killed == -9 and report.submissions == report.results == len(expected)
 

@@ -9,14 +9,13 @@ reaches the campaign through ``INNLOOP_HTTP_TOKEN`` only, never through its conf
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 from agent.testing.backends import SMALL_ITERATIONS, http_case, small_config, vasp_case, vasp_settings
 from agent.testing.kills import kill_and_resume, reference, write_config
-from oracles.testing.slurm import LocalSlurm, start_local_slurm
+from oracles.testing.slurm import LocalSlurm
 
 HTTP_POINTS = [
     "submit:-:0",  # every job created and answered; inflight.json has no handles yet
@@ -54,33 +53,21 @@ def test_http_campaign_killed_and_resumed(point: str, http_expected: list[str], 
 
 
 @pytest.fixture(scope="module")
-def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalSlurm]:
-    """A local SLURM for this module (fails, does not skip, without the binaries)."""
-    try:
-        with start_local_slurm(tmp_path_factory.mktemp("slurm")) as c:
-            yield c
-    except RuntimeError as exc:
-        if "not found" in str(exc) or "as root" in str(exc):
-            pytest.fail(str(exc), pytrace=False)
-        raise
-
-
-@pytest.fixture(scope="module")
-def vasp_expected(cluster: LocalSlurm, tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, list[str]]:
+def vasp_expected(slurm_cluster: LocalSlurm, tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, list[str]]:
     root = tmp_path_factory.mktemp("vasp-ref")
-    config = write_config(root, small_config("vasp", vasp_settings(cluster.partition), poll_s=0.5))
-    with vasp_case(root, cluster) as case:
+    config = write_config(root, small_config("vasp", vasp_settings(slurm_cluster.partition), poll_s=0.5))
+    with vasp_case(root, slurm_cluster) as case:
         return config, reference(case, config, root / "state", SMALL_ITERATIONS)
 
 
 @pytest.mark.slow
 @pytest.mark.parametrize("point", VASP_POINTS)
 def test_vasp_campaign_killed_and_resumed(
-    point: str, cluster: LocalSlurm, vasp_expected: tuple[Path, list[str]], tmp_path: Path
+    point: str, slurm_cluster: LocalSlurm, vasp_expected: tuple[Path, list[str]], tmp_path: Path
 ) -> None:
     """VASP through SLURM: the fake's value is the same for every design, so runs repeat."""
     config, expected = vasp_expected
-    with vasp_case(tmp_path, cluster) as case:
+    with vasp_case(tmp_path, slurm_cluster) as case:
         report = kill_and_resume("vasp", case, config, tmp_path / "state", point, SMALL_ITERATIONS, expected)
     assert report.ok, report.problems
     assert report.submissions == report.results == len(expected)

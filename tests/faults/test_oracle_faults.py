@@ -30,7 +30,7 @@ from oracles.http import HttpOracle
 from oracles.lab_server import Faults, create_app
 from oracles.mock import MockOracle
 from oracles.testing.faulty import Fault, FaultyOracle
-from tests.oracles.helpers import free_port
+from oracles.testing.lab import free_port
 from tests.oracles.lab import thread_server
 
 TOKEN = secrets.token_hex(16)

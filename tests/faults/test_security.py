@@ -150,7 +150,7 @@ def test_wrong_token_stops_at_once_without_echoing_either_token(lab: tuple[str, 
 @pytest.mark.slow
 def test_unreachable_lab_stops_with_exit_3_and_keeps_the_jobs(tmp_path: Path) -> None:
     """A lab that is down is not bad input: exit 3, the designs stay in flight for the next run."""
-    from tests.oracles.helpers import free_port
+    from oracles.testing.lab import free_port
 
     config = tmp_path / "c.toml"
     url = f"http://127.0.0.1:{free_port()}"

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import signal
-import socket
 import subprocess
 import sys
 import textwrap
@@ -41,10 +40,3 @@ def wait_terminal(
         if all(s.terminal for s in statuses) or time.time() > deadline:
             return statuses
         time.sleep(0.05)
-
-
-def free_port() -> int:
-    """A loopback TCP port nobody listens on right now (for test servers and daemons)."""
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])

@@ -21,8 +21,8 @@ import pytest
 from agent.data.observations import load_dataset
 from oracles import Handle, JobStatus, Oracle, make_oracle
 from oracles.lab_server import create_app
+from oracles.testing.slurm import LocalSlurm
 from tests.oracles.lab import thread_server
-from tests.oracles.slurm import LocalSlurm
 
 ROWS = (7977, 7873)
 TOKEN = "all-backends-token"
@@ -32,7 +32,9 @@ TOKEN = "all-backends-token"
 def batch() -> tuple[list[dict[str, float]], list[float]]:
     frame = load_dataset("mos2").frame
     names = ["a", "b", "c", "alpha", "beta", "gamma", "efield"]
-    return [{k: float(frame.loc[i, k]) for k in names} for i in ROWS], [float(frame.loc[i, "gap"]) for i in ROWS]
+    rows = frame.loc[list(ROWS)]
+    designs = [{k: float(v) for k, v in zip(names, r, strict=True)} for r in rows[names].to_numpy()]
+    return designs, [float(g) for g in rows["gap"].to_numpy()]
 
 
 @pytest.fixture
@@ -42,8 +44,8 @@ def lab_url(tmp_path: Path) -> Iterator[str]:
 
 
 def _settings(name: str, tmp: Path, cluster: LocalSlurm, lab_url: str) -> dict[str, Any]:
-    work = {"workdir": tmp / name}
-    return {
+    work: dict[str, Any] = {"workdir": tmp / name}
+    every: dict[str, dict[str, Any]] = {
         "mock": work,
         "table": {},
         "gpaw": work | {"settings": {"ecut_eV": 300, "kpts": [3, 3, 1]}, "max_parallel": 2, "walltime_s": 300},
@@ -56,7 +58,8 @@ def _settings(name: str, tmp: Path, cluster: LocalSlurm, lab_url: str) -> dict[s
             "poll_interval_s": 1,
         },
         "http": work | {"url": lab_url, "token": TOKEN, "backoff_s": 0.05},
-    }[name]
+    }
+    return every[name]
 
 
 def _measure(oracle: Oracle, designs: list[dict[str, float]], limit: float = 300) -> list[Any]:

@@ -20,7 +20,8 @@ from oracles.base import ErrorClass, Handle, JobStatus, OracleError, Result
 from oracles.http import HttpOracle
 from oracles.lab_server import Faults, create_app
 from oracles.mock import MockOracle
-from tests.oracles.helpers import free_port, submit_then_sigkill, wait_terminal
+from oracles.testing.lab import free_port
+from tests.oracles.helpers import submit_then_sigkill, wait_terminal
 from tests.oracles.lab import kill, start_process, stats, thread_server
 
 TOKEN = secrets.token_hex(16)
