@@ -212,7 +212,7 @@ def _report(args: argparse.Namespace) -> int:
     print(f"report: {result.html}")
     print(
         f"switching {s['targets'][0]:g} -> {s['targets'][1]:g} eV: {s['pairs']} pairs, {s['verified']} verified "
-        f"by the surrogate, {s['confirmed']} of {s['confirm_attempted']} confirmed by the oracle"
+        f"by {s.get('verifier', 'the model')}, {s['confirmed']} of {s['confirm_attempted']} confirmed by the oracle"
     )
     table = result.switching
     for _, row in table.head(5).iterrows():

@@ -72,8 +72,8 @@ def report_markdown(result: Any) -> str:
         "",
         f"Report: `{result.html}` (figures and tables beside it).",
         "",
-        f"Switching {s['targets'][0]:g} → {s['targets'][1]:g} eV: {s['pairs']} pairs, {s['verified']} verified by the "
-        f"surrogate, {s['confirmed']} of {s['confirm_attempted']} confirmed by the oracle.",
+        f"Switching {s['targets'][0]:g} → {s['targets'][1]:g} eV: {s['pairs']} pairs, {s['verified']} verified by "
+        f"{s.get('verifier', 'the model')}, {s['confirmed']} of {s['confirm_attempted']} confirmed by the oracle.",
         "",
         "| rank | distance | change | confirmed |",
         "|---|---|---|---|",

@@ -8,6 +8,10 @@ Designs are submitted one by one, because an oracle validates a batch as a whole
 design it refuses would refuse the batch); jobs then run side by side and are polled
 together. Identical ends are measured once. These measurements are outside any
 campaign's ledger: they are what the report shows, not data the campaign learns from.
+
+An end the campaign already measured (``evidence_<end>`` = ``"measured"``, its value in
+``measured_<end>``) is evidence enough and is never sent again; a pair whose two ends
+were both measured by the campaign is confirmed (or not) at any rank, at no cost.
 """
 
 from __future__ import annotations
@@ -24,7 +28,7 @@ from agent.insight.switching import end_designs, target_windows
 from agent.space import DesignSpace
 from oracles.base import Handle, Oracle
 
-__all__ = ["Measurement", "confirm_pairs", "measure_designs"]
+__all__ = ["Measurement", "confirm_pairs", "known_ends", "measure_designs"]
 
 Measurement = tuple[float | None, str | None]
 """``(value, None)`` when a value came back, else ``(None, why not)``."""
@@ -113,9 +117,19 @@ def _collect(oracle: Oracle, done: list[tuple[int, Handle]], target_name: str, o
             out[i] = (None, f"{r.status.value}{kind}: {(r.message or '').strip()[:200]}")
 
 
+def known_ends(table: pd.DataFrame) -> np.ndarray:
+    """Boolean ``(n, 2)``: which ends of each pair the campaign measured (``evidence_<end>`` = ``"measured"``)."""
+    out = np.zeros((len(table), 2), dtype=bool)
+    for end in (0, 1):
+        if f"evidence_{end}" in table.columns and f"measured_{end}" in table.columns:
+            value = table[f"measured_{end}"].to_numpy(np.float64)
+            out[:, end] = (table[f"evidence_{end}"] == "measured").to_numpy(bool) & np.isfinite(value)
+    return out
+
+
 def confirm_pairs(
     table: pd.DataFrame,
-    oracle: Oracle,
+    oracle: Oracle | None,
     space: DesignSpace,
     *,
     targets: tuple[float, float],
@@ -126,36 +140,57 @@ def confirm_pairs(
     timeout_s: float | None = None,
     sleep: Callable[[float], None] = time.sleep,
 ) -> pd.DataFrame:
-    """``table`` (a `pair_table`) plus ``measured_0, measured_1, confirmed, note``.
+    """``table`` (a `pair_table`) plus ``measured_0, measured_1, evidence_0, evidence_1, confirmed, note``.
 
-    The first ``top`` rows (all by default) are measured at both ends; ``confirmed`` is
-    True when both values fall inside their windows, False when either does not or did
-    not come back (``note`` says why), and NA for rows not measured. ``note`` keeps what
-    it held before, with this step's findings appended.
+    The first ``top`` rows (all by default; none without an ``oracle``) are checked at
+    both ends: an end the campaign measured keeps its value, any other is measured now.
+    ``confirmed`` is True when both values fall inside their windows, False when either
+    does not or did not come back (``note`` says why), and NA for rows not checked, except
+    that a row with both ends measured by the campaign is always checked. ``evidence_<end>``
+    is ``measured`` (the campaign's value), ``confirmed`` or ``refuted`` (measured now,
+    inside or outside the window) or ``predicted`` (only the model's word). ``note`` keeps
+    what it held before, with this step's findings appended.
     """
     out = table.copy()
-    n = len(out) if top is None else max(0, min(int(top), len(out)))
+    n = 0 if oracle is None else len(out) if top is None else max(0, min(int(top), len(out)))
     w = target_windows(windows)
-    X = np.vstack([end_designs(out.iloc[:n], space, 0), end_designs(out.iloc[:n], space, 1)])
-    got = measure_designs(
-        oracle, X, target_name=target_name, poll_interval=poll_interval, timeout_s=timeout_s, sleep=sleep
-    )
+    known = known_ends(out)
     measured = np.full((len(out), 2), np.nan)
+    for end in (0, 1):
+        if f"measured_{end}" in out.columns:
+            measured[known[:, end], end] = out[f"measured_{end}"].to_numpy(np.float64)[known[:, end]]
+    ask = [(r, end) for r in range(n) for end in (0, 1) if not known[r, end]]
+    got: dict[tuple[int, int], Measurement] = {}
+    if ask and oracle is not None:
+        X = np.vstack([end_designs(out.iloc[[r]], space, end) for r, end in ask])
+        values = measure_designs(
+            oracle, X, target_name=target_name, poll_interval=poll_interval, timeout_s=timeout_s, sleep=sleep
+        )
+        got = dict(zip(ask, values))
+    evidence = np.where(known, "measured", "predicted").astype(object)
     confirmed = pd.array([pd.NA] * len(out), dtype="boolean")
     notes: list[Any] = list(out["note"]) if "note" in out.columns else [""] * len(out)
-    for r in range(n):
+    for r in range(len(out)):
+        if r >= n and not known[r].all():
+            continue
         why: list[str] = []
         for end in (0, 1):
-            value, reason = got[r + end * n]
-            if value is None:
-                why.append(f"end {end}: {reason}")
-                continue
-            measured[r, end] = value
-            if abs(value - targets[end]) > w[end] + 1e-12:
+            if not known[r, end]:
+                now, reason = got[(r, end)]
+                if now is None:
+                    why.append(f"end {end}: {reason}")
+                    continue
+                measured[r, end] = now
+            value = float(measured[r, end])
+            inside = abs(value - targets[end]) <= w[end] + 1e-12
+            if not known[r, end]:
+                evidence[r, end] = "confirmed" if inside else "refuted"
+            if not inside:
                 why.append(f"end {end} measured {value:.3g}, outside {targets[end]:g} ± {w[end]:g}")
         confirmed[r] = not why
         notes[r] = "; ".join(filter(None, [str(notes[r] or ""), *why]))
     out["measured_0"], out["measured_1"] = measured[:, 0], measured[:, 1]
+    out["evidence_0"], out["evidence_1"] = evidence[:, 0], evidence[:, 1]
     out["confirmed"] = confirmed
     out["note"] = notes
     return out

@@ -15,6 +15,12 @@ Set a parameter's weight to 0 to make it free (e.g. a field that is easy to appl
 
 Ranking. Pairs are taken greedily by distance with each design used at most once
 (``exclusive``), so one design near the boundary cannot fill the whole table.
+
+Evidence. A design's membership of a window is either measured (the campaign's oracle
+already answered for it: `with_measurements`) or predicted by a model, either by its
+mean (``|mean - t| <= w``) or, with ``min_probability``, by the probability it gives the
+window under its Gaussian posterior (`window_probability`). The probability rule lets an
+honest σ veto a mean that sits inside the window by luck; a measurement overrides both.
 """
 
 from __future__ import annotations
@@ -25,6 +31,7 @@ from typing import Protocol
 import numpy as np
 import pandas as pd
 from scipy.spatial import cKDTree
+from scipy.special import ndtr
 
 from agent.errors import DataError
 from agent.insight.strain import REFERENCES
@@ -43,6 +50,8 @@ __all__ = [
     "target_windows",
     "verify_pairs",
     "window_mask",
+    "window_probability",
+    "with_measurements",
 ]
 
 # A component of a change is named in its sentence when its (weighted) unit-box change is
@@ -219,12 +228,83 @@ def target_windows(windows: float | tuple[float, float]) -> tuple[float, float]:
     return w
 
 
-def window_mask(mean: np.ndarray, std: np.ndarray, target: float, window: float, max_sigma: float | None) -> np.ndarray:
-    """Boolean ``(n,)``: ``|mean - target| <= window`` and, with ``max_sigma``, ``std <= max_sigma``."""
-    ok = np.abs(mean - target) <= window + 1e-12
+def window_probability(mean: np.ndarray, std: np.ndarray, target: float, window: float) -> np.ndarray:
+    """``P(|y - target| <= window)`` for ``y ~ N(mean, std²)``, ``(n,)``; a step (0 or 1) where σ is 0."""
+    mean = np.asarray(mean, dtype=np.float64)
+    std = np.asarray(std, dtype=np.float64)
+    inside = np.abs(mean - target) <= window + 1e-12
+    s = np.where(std > 0, std, 1.0)
+    p = ndtr((target + window - mean) / s) - ndtr((target - window - mean) / s)
+    return np.asarray(np.where(std > 0, np.clip(p, 0.0, 1.0), inside.astype(np.float64)), dtype=np.float64)
+
+
+def window_mask(
+    mean: np.ndarray,
+    std: np.ndarray,
+    target: float,
+    window: float,
+    max_sigma: float | None,
+    min_probability: float | None = None,
+) -> np.ndarray:
+    """Boolean ``(n,)``: the design counts as in the window by the model.
+
+    Without ``min_probability``: ``|mean - target| <= window``; with it, the window's
+    probability (`window_probability`) is at least that. With ``max_sigma``, also
+    ``std <= max_sigma``.
+    """
+    if min_probability is None:
+        ok = np.abs(mean - target) <= window + 1e-12
+    else:
+        ok = window_probability(mean, std, target, window) >= min_probability - 1e-12
     if max_sigma is not None:
         ok &= std <= max_sigma
     return np.asarray(ok, dtype=bool)
+
+
+def with_measurements(
+    designs: np.ndarray,
+    measured_X: np.ndarray,
+    measured_y: np.ndarray,
+    space: DesignSpace,
+    *,
+    target: float,
+    window: float,
+    tolerance: float = 1e-6,
+) -> tuple[np.ndarray, np.ndarray]:
+    """Candidates with the campaign's measurements as evidence: ``(X (m, d), value (m,))``.
+
+    ``designs (n, d)`` and ``measured_X (k, d)`` are physical; ``value`` is NaN for a
+    design never measured. A candidate within ``tolerance`` (unit box) of a measured
+    design takes its value (the mean of repeats); candidates measured outside
+    ``target ± window`` are dropped (a measurement beats any prediction); measured designs
+    inside it that are no candidate are appended after the candidates, in ledger order.
+    Failed measurements (non-finite values) are no evidence.
+    """
+    X = design_matrix(designs, space)
+    mX = design_matrix(measured_X, space)
+    my = np.asarray(measured_y, dtype=np.float64).reshape(-1)
+    ok = np.isfinite(my)
+    mX, my = mX[ok], my[ok]
+    values = np.full(len(X), np.nan)
+    if not len(mX):
+        return X, values
+    mU = space.to_unit(mX)
+    keys = np.round(mU / max(tolerance, 1e-12)).astype(np.int64)
+    _, first, group = np.unique(keys, axis=0, return_index=True, return_inverse=True)
+    group = group.reshape(-1)
+    mean_y = np.bincount(group, weights=my) / np.bincount(group)
+    order = np.argsort(first, kind="stable")  # unique designs in ledger order
+    uX, uy = mX[first[order]], mean_y[order]
+    seen = np.zeros(len(uX), dtype=bool)
+    if len(X):
+        dist, idx = cKDTree(space.to_unit(uX)).query(space.to_unit(X))
+        near = dist <= tolerance
+        values[near] = uy[idx[near]]
+        seen[idx[near]] = True
+    inside = np.abs(uy - target) <= window + 1e-12
+    keep = ~(np.isfinite(values) & (np.abs(values - target) > window + 1e-12))
+    extra = ~seen & inside
+    return np.vstack([X[keep], uX[extra]]), np.concatenate([values[keep], uy[extra]])
 
 
 def verify_pairs(
@@ -235,11 +315,14 @@ def verify_pairs(
     targets: tuple[float, float],
     windows: float | tuple[float, float] = 0.1,
     max_sigma: float | None = None,
+    min_probability: float | None = None,
 ) -> pd.DataFrame:
-    """``table`` plus ``pred_0, pred_std_0, pred_1, pred_std_1`` and ``verified``.
+    """``table`` plus ``pred_0, pred_std_0, prob_0, pred_1, pred_std_1, prob_1`` and ``verified``.
 
-    ``verified``: the surrogate's mean at each end lies within that end's window of its
-    target (``|mean - t| <= window``) and, with ``max_sigma``, its σ is at most that.
+    ``prob_*`` is the window's probability under the model (`window_probability`).
+    ``verified``: each end is in its window by `window_mask` (the mean, or with
+    ``min_probability`` the probability, and with ``max_sigma`` its σ), or, where the
+    table has ``evidence_<end>`` = ``"measured"``, by the value in ``measured_<end>``.
     """
     out = table.copy()
     w = target_windows(windows)
@@ -247,9 +330,16 @@ def verify_pairs(
     for end in (0, 1):
         X = end_designs(out, space, end)
         mean, std = model.predict(space.to_unit(X)) if len(X) else (np.zeros(0), np.zeros(0))
-        out[f"pred_{end}"] = np.asarray(mean, dtype=np.float64)
-        out[f"pred_std_{end}"] = np.asarray(std, dtype=np.float64)
-        ok &= window_mask(np.asarray(mean), np.asarray(std), targets[end], w[end], max_sigma)
+        mean, std = np.asarray(mean, dtype=np.float64), np.asarray(std, dtype=np.float64)
+        out[f"pred_{end}"] = mean
+        out[f"pred_std_{end}"] = std
+        out[f"prob_{end}"] = window_probability(mean, std, targets[end], w[end])
+        good = window_mask(mean, std, targets[end], w[end], max_sigma, min_probability)
+        if f"evidence_{end}" in out.columns and f"measured_{end}" in out.columns:
+            known = (out[f"evidence_{end}"] == "measured").to_numpy(bool)
+            value = out[f"measured_{end}"].to_numpy(np.float64)
+            good = np.where(known, np.abs(value - targets[end]) <= w[end] + 1e-12, good)
+        ok &= good
     out["verified"] = ok
     return out
 

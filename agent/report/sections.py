@@ -1,7 +1,7 @@
 """The report's words: section titles, captions and which table goes with which figure.
 
 Captions say how each number was obtained (what the random baseline replays, which
-models made the candidates, what "verified" and "confirmed" mean), so a reader can
+models made the candidates, what "verified", "evidence" and "confirmed" mean), so a reader can
 judge a figure without the code.
 """
 
@@ -22,10 +22,14 @@ SWITCHING_COLUMNS = [
     "distance",
     "change",
     "pred_0",
+    "prob_0",
     "pred_1",
+    "prob_1",
     "verified",
     "measured_0",
     "measured_1",
+    "evidence_0",
+    "evidence_1",
     "confirmed",
     "note",
 ]
@@ -35,28 +39,47 @@ def _switch_text(
     targets: tuple[Target, Target], summary: dict[str, Any], stats: ConfirmStats, oracle: str
 ) -> list[str]:
     a, b = targets
+    in_window = summary.get("in_window", ["-", "-"])
+    measured = summary.get("measured_candidates", [0, 0])
+    verifier = summary.get("verifier", "the last surrogate")
+    rule = summary.get("rule", "model mean inside the window")
     text = [
-        f"Switching pairs {a.label} → {b.label}: a design the last surrogate puts within ±{a.window:g} eV of "
-        f"{a.value:g} eV paired with one it puts within ±{b.window:g} eV of {b.value:g} eV, the closest first "
-        f"(each design used once; distance: {summary.get('metric', 'unit-box Euclidean')}; 0.025 is 1 % strain "
-        "or 0.05 V/Å). The change is written in physical units, largest components first. "
-        f"Candidates: {summary.get('in_window', ['-', '-'])[0]} at {a.label}, "
-        f"{summary.get('in_window', ['-', '-'])[1]} at {b.label}; {summary.get('pairs', 0)} pairs listed, "
-        f"{summary.get('verified', 0)} verified by the surrogate (both ends in their windows).",
+        f"Switching pairs {a.label} → {b.label}: a design in the window ±{a.window:g} eV of {a.value:g} eV paired "
+        f"with one in the window ±{b.window:g} eV of {b.value:g} eV, the closest first (each design used once; "
+        f"distance: {summary.get('metric', 'unit-box Euclidean')}; 0.025 is 1 % strain or 0.05 V/Å). The change "
+        "is written in physical units, largest components first.",
+        f"Candidates are the campaign's proposals for each target plus every design the campaign measured inside "
+        f"the window ({measured[0]} at {a.label}, {measured[1]} at {b.label}); a proposal the campaign measured "
+        f"outside its window is dropped. A measured design counts by its measurement; any other is verified by "
+        f"{verifier}: {rule}"
+        + (
+            " (√½ per end, so both ends hold together with at least even odds if independent)"
+            if summary.get("min_probability") is not None and abs(summary["min_probability"] - 0.5**0.5) < 1e-9
+            else ""
+        )
+        + f". Verified candidates: {in_window[0]} at {a.label}, {in_window[1]} at {b.label}; "
+        f"{summary.get('pairs', 0)} pairs listed, {summary.get('verified', 0)} verified. pred_* and prob_* are the "
+        "verifying model's mean and its probability of the window; evidence_* says what backs each end: "
+        "measured (by the campaign), confirmed or refuted (measured for this report), predicted (the model only).",
     ]
+    ends, free, sent = 2 * summary.get("pairs", 0), summary.get("ends_measured", 0), summary.get("ends_sent", 0)
+    by_campaign = summary.get("confirmed_by_campaign", 0)
     if stats.error:
         text.append(f"Oracle confirmation was asked for but not possible: {stats.error}.")
     elif stats.requested:
+        top = summary.get("confirm_attempted", 0)
         text.append(
-            f"Oracle '{oracle}': {summary.get('confirmed', 0)} of the top {summary.get('confirm_attempted', 0)} pairs "
-            f"confirmed (both measured values inside their windows). Measurements: {stats.reused} reused from the "
-            f"report's own ledger, {stats.reattached} re-attached, {stats.submitted} submitted now; they are kept in "
-            f"confirm/ledger.jsonl and never enter the campaign's ledger."
+            f"Oracle '{oracle}': {summary.get('confirmed', 0)} of the top {top} pairs confirmed (both values inside "
+            f"their windows). Of the {ends} pair ends listed, {free} were measured by the campaign and need no oracle "
+            f"call; {sent} ends of the top pairs were sent for this report: {stats.reused} reused from the report's "
+            f"own ledger, {stats.reattached} re-attached, {stats.submitted} submitted now. They "
+            "are kept in confirm/ledger.jsonl and never enter the campaign's ledger."
         )
     else:
         text.append(
             f"No oracle confirmation: it is on by default for the free table oracle only; for '{oracle}' ask "
-            "with --confirm N."
+            f"with --confirm N. Of the {ends} pair ends listed, {free} were measured by the campaign; {by_campaign} "
+            "pairs have both ends measured inside their windows and are confirmed by those measurements."
         )
     return text
 

@@ -1,5 +1,15 @@
 """Section 4 and the shared embedding: switching pairs (with oracle confirmation) and UMAP tables.
 
+Verification (rule ``"probability"``, the default) uses the model the campaign trusts
+for acquisition (`agent.loop.with_acquisition_model`: the symmetry-invariant GP when the
+config asks for one, else the deep ensemble): a candidate counts for a target when that
+model gives its window a probability of at least `END_PROBABILITY` = √½, so a pair's two
+ends (taken as independent) hold together with at least even odds. On a 20-iteration
+table campaign the ensemble's mean-in-window rule (rule ``"surrogate"``, the former
+behaviour) listed pairs of which 3 in 20 held; its σ near the metal boundary is far too
+small to veto them. The campaign's measurements join both candidate sets as evidence:
+an end measured in its window is confirmed without a new oracle call.
+
 Confirmation goes through `agent.report.recorded.RecordedOracle`, so what the oracle
 measured for a report is kept in ``<report>/confirm/`` and reused by the next run.
 The oracle is built like the campaign's, except that one keeping jobs on disk keeps
@@ -11,18 +21,25 @@ from __future__ import annotations
 import inspect
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 import pandas as pd
+import torch
 
 from agent.insight import SwitchingReport, switching_report
+from agent.insight.switching import Predictor
+from agent.loop import with_acquisition_model
 from agent.report.embed import embed, subsample
 from agent.report.inputs import ReportInputs, Target
 from agent.report.recorded import RecordedOracle
+from agent.state import ledger_arrays
 from oracles import make_oracle, oracle_class
 
-__all__ = ["ConfirmStats", "Embedding", "embedding_tables", "switching_pairs"]
+__all__ = ["END_PROBABILITY", "ConfirmStats", "Embedding", "PosteriorPredictor", "embedding_tables", "switching_pairs"]
+
+END_PROBABILITY = float(np.sqrt(0.5))
+Rule = Literal["probability", "surrogate"]
 
 
 @dataclass
@@ -35,6 +52,51 @@ class ConfirmStats:
     submitted: int = 0
     ledger: str | None = None
     error: str | None = None
+
+
+class PosteriorPredictor:
+    """Mean and σ of a BoTorch model's posterior, one design at a time (``b x 1 x d``), in chunks.
+
+    One-point posteriors keep the cost linear in the number of designs (a joint posterior
+    over thousands of pool rows builds their full covariance).
+    """
+
+    def __init__(self, model: Any, chunk: int = 2048) -> None:
+        self.model = model
+        self.chunk = chunk
+        first = next(iter(model.parameters()), None)
+        self.dtype = first.dtype if first is not None else torch.float64
+
+    def predict(self, U: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        U = np.asarray(U, dtype=np.float64)
+        means, stds = [np.zeros(0)], [np.zeros(0)]
+        with torch.no_grad():
+            for start in range(0, len(U), self.chunk):
+                post = self.model.posterior(torch.as_tensor(U[start : start + self.chunk], dtype=self.dtype)[:, None])
+                means.append(post.mean[:, 0, 0].double().numpy())
+                stds.append(post.variance[:, 0, 0].clamp_min(0).sqrt().double().numpy())
+        return np.concatenate(means), np.concatenate(stds)
+
+
+def _checker(inputs: ReportInputs, rule: Rule) -> tuple[Predictor, float | None, str]:
+    """The model that verifies candidates, the probability level (None: mean rule) and its name."""
+    models = inputs.models
+    assert models is not None
+    if rule == "surrogate":
+        return models.surrogate, None, "the deep ensemble (mean inside the window)"
+    try:
+        with_acquisition_model(inputs.state, models)
+    except Exception as exc:  # the ensemble's word beats no table
+        inputs.notes.append(f"the acquisition GP could not be fitted ({type(exc).__name__}); ensemble used instead")
+    if models.acquisition is not None:
+        return PosteriorPredictor(models.acquisition), END_PROBABILITY, "the campaign's acquisition GP"
+    return models.surrogate, END_PROBABILITY, "the deep ensemble (the campaign's acquisition model)"
+
+
+def _measurements(inputs: ReportInputs) -> tuple[np.ndarray, np.ndarray]:
+    """Physical designs ``(k, d)`` and values ``(k,)`` of the campaign's oracle calls (NaN: no value)."""
+    U, y = ledger_arrays(inputs.state)
+    return inputs.material.space.from_unit(U), y
 
 
 def _confirm_oracle(inputs: ReportInputs, folder: Path) -> RecordedOracle:
@@ -54,8 +116,11 @@ def switching_pairs(
     confirm: int,
     folder: Path,
     timeout_s: float | None = None,
+    rule: Rule = "probability",
+    measured: bool = True,
 ) -> tuple[SwitchingReport, ConfirmStats]:
-    """The ranked switching table between ``sets`` (each verified by the last surrogate), confirmed if asked."""
+    """The ranked switching table between ``sets`` (plus, with ``measured``, the campaign's in-window
+    measurements), verified by ``rule`` (see the module) and confirmed if asked."""
     stats = ConfirmStats(requested=confirm)
     models = inputs.models
     space = inputs.material.space
@@ -69,21 +134,25 @@ def switching_pairs(
             stats.ledger = str(oracle.ledger.path)
         except Exception as exc:  # a report without confirmation beats no report
             stats.error = f"oracle unavailable: {type(exc).__name__}: {str(exc).strip()[:200]}"
+    checker, level, checker_name = _checker(inputs, rule)
     report = switching_report(
         sets[0][space.names],
         sets[1][space.names],
         space=space,
-        model=models.surrogate,
+        model=checker,
         targets=(targets[0].value, targets[1].value),
         windows=(targets[0].window, targets[1].window),
         top=top,
         material=inputs.material.name,
+        min_probability=level,
+        measured=_measurements(inputs) if measured else None,
         oracle=oracle,
         confirm_top=confirm,
         target_name=inputs.material.target,
         poll_interval=min(0.5, inputs.config.retry.poll_interval_s),
         timeout_s=timeout_s,
     )
+    report.summary["verifier"] = checker_name
     if oracle is not None:
         stats.reused, stats.reattached, stats.submitted = oracle.reused, oracle.reattached, oracle.submitted
     return report, stats
@@ -110,7 +179,12 @@ def embedding_tables(
     max_points: int,
     seed: int,
 ) -> Embedding:
-    """Fit one UMAP on a data sample and both switching sets; keep every listed pair's ends."""
+    """Fit one UMAP on a data sample, both switching sets and every listed pair's ends.
+
+    Pair ends are taken from the pair table itself (a measured end need not be a
+    candidate row); they are coloured by their measured value where there is one, else
+    by the verifying model's mean.
+    """
     space, name = inputs.material.space, inputs.material.target
     if inputs.data is not None:
         X_data, y_data, basis = inputs.data.X, inputs.data.y, "bundled data"
@@ -119,13 +193,19 @@ def embedding_tables(
         X_data, y_data, basis = frame[space.names].to_numpy(float), frame[name].to_numpy(float), "campaign measurements"
     take = subsample(len(X_data), max_points, seed)
     blocks: list[tuple[str, np.ndarray, np.ndarray]] = [("data", X_data[take], y_data[take])]
-    picked: list[np.ndarray] = []
+    listed = len(pairs) > 0 and all(f"{n}_{e}" in pairs for n in space.names for e in (0, 1))
     for end, (t, s) in enumerate(zip(targets, sets)):
         keep = subsample(len(s), max(1, max_points // 2), seed + 1 + end)
-        if len(pairs) and f"index_{end}" in pairs:
-            keep = np.union1d(keep, pairs[f"index_{end}"].to_numpy(int))
-        picked.append(keep)
         blocks.append((f"{t.label} candidates", s[space.names].to_numpy(float)[keep], s["pred"].to_numpy(float)[keep]))
+    ends: list[int] = []
+    if listed:
+        for end, t in enumerate(targets):
+            X_end = pairs[[f"{n}_{end}" for n in space.names]].to_numpy(float)
+            nan = np.full(len(X_end), np.nan)
+            value = pairs[f"measured_{end}"].to_numpy(float) if f"measured_{end}" in pairs else nan
+            pred = pairs[f"pred_{end}"].to_numpy(float) if f"pred_{end}" in pairs else nan
+            ends.append(sum(len(b[1]) for b in blocks))
+            blocks.append((f"{t.label} candidates", X_end, np.where(np.isfinite(value), value, pred)))
     X = np.vstack([b[1] for b in blocks])
     xy = embed(space.to_unit(X), seed=seed) if len(X) else np.zeros((0, 2))
     labels = np.concatenate([[b[0]] * len(b[1]) for b in blocks])
@@ -137,21 +217,22 @@ def embedding_tables(
     full.insert(3, name, values)
     data = full[full["set"] == "data"].drop(columns="set").reset_index(drop=True)
     switching = full.reset_index(drop=True)
-    lines = _pair_lines(full, pairs, picked, len(take))
+    lines = _pair_lines(full, pairs, ends)
     return Embedding(data, switching, lines, len(X), basis)
 
 
-def _pair_lines(full: pd.DataFrame, pairs: pd.DataFrame, picked: list[np.ndarray], n_data: int) -> pd.DataFrame:
-    """Embedded coordinates of both ends of each listed pair: ``rank, u1_0, u2_0, u1_1, u2_1``."""
+def _pair_lines(full: pd.DataFrame, pairs: pd.DataFrame, ends: list[int]) -> pd.DataFrame:
+    """Embedded coordinates of both ends of each listed pair: ``rank, u1_0, u2_0, u1_1, u2_1``.
+
+    ``ends``: the rows of ``full`` where the pairs' end-0 and end-1 designs start.
+    """
     cols = ["rank", "u1_0", "u2_0", "u1_1", "u2_1"]
-    if not len(pairs) or "index_0" not in pairs:
+    if not len(pairs) or len(ends) != 2:
         return pd.DataFrame(columns=cols)
-    offset = [n_data, n_data + len(picked[0])]
     rows = []
-    for _, p in pairs.iterrows():
-        r0 = offset[0] + int(np.searchsorted(picked[0], int(p["index_0"])))
-        r1 = offset[1] + int(np.searchsorted(picked[1], int(p["index_1"])))
-        rows.append([int(p["rank"]), *full.iloc[r0][["u1", "u2"]], *full.iloc[r1][["u1", "u2"]]])
+    for k, (_, p) in enumerate(pairs.iterrows()):
+        a, b = full.iloc[ends[0] + k], full.iloc[ends[1] + k]
+        rows.append([int(p["rank"]), a["u1"], a["u2"], b["u1"], b["u2"]])
     return pd.DataFrame(rows, columns=cols)
 
 

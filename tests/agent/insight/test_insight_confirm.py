@@ -58,7 +58,14 @@ def test_only_the_top_rows_are_measured(table: TableOracle, rows: dict[str, Any]
     assert got["confirmed"].iloc[0] and got["confirmed"].iloc[1:].isna().all()
     assert got["measured_1"].iloc[1:].isna().all()
     none = confirm_pairs(t.iloc[:0], table, SPACE, targets=(0.0, 1.0))
-    assert none.empty and list(none.columns[-4:]) == ["measured_0", "measured_1", "confirmed", "note"]
+    assert none.empty and list(none.columns[-6:]) == [
+        "measured_0",
+        "measured_1",
+        "evidence_0",
+        "evidence_1",
+        "confirmed",
+        "note",
+    ]
 
 
 class Scripted:

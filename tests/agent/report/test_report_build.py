@@ -20,7 +20,10 @@ COLUMNS = {
     "diversity": ["target", "set", "in_plane", "out_of_plane"],
     "design_rules": ["target", "normal_mean", "shear_mean", "normal_abs_mean", "shear_abs_mean"],
     "design_rules_quantiles": ["group", "feature", "n", "q05", "q25", "q50", "q75", "q95"],
-    "switching_pairs": ["rank", "distance", "change", "a_0", "efield_1", "pred_0", "pred_1", "verified", "confirmed"],
+    "switching_pairs": [
+        *["rank", "distance", "change", "a_0", "efield_1", "pred_0", "pred_1", "prob_0", "prob_1", "verified"],
+        *["measured_0", "measured_1", "evidence_0", "evidence_1", "confirmed"],
+    ],
     "campaign_hits": ["calls", "target", "hits", "random_expected"],
     "campaign_batch_error": ["iteration", "oracle_calls", "batch_mae", "batch_coverage_2sigma"],
     "campaign_calibration": ["level", "observed", "n"],
@@ -59,6 +62,15 @@ def _check_report(built: Any) -> None:
     pairs = r.switching
     assert 0 < len(pairs) <= 20 and pairs["verified"].all()
     assert (pairs["distance"].diff().dropna() >= -1e-12).all()  # ranked, smallest change first
+    s = r.summary
+    assert s["verifier"] == "the campaign's acquisition GP" and s["min_probability"] == pytest.approx(0.5**0.5)
+    for end, target in ((0, s["targets"][0]), (1, s["targets"][1])):
+        known = pairs[f"evidence_{end}"] == "measured"
+        assert ((pairs.loc[known, f"measured_{end}"] - target).abs() <= 0.1 + 1e-12).all()
+        assert (pairs.loc[~known, f"prob_{end}"] >= 0.5**0.5 - 1e-9).all()  # the rest verified by the GP's odds
+    assert s["ends_measured"] == int((pairs[["evidence_0", "evidence_1"]] == "measured").sum().sum())
+    both = (pairs["evidence_0"] == "measured") & (pairs["evidence_1"] == "measured")
+    assert pairs.loc[both, "confirmed"].all() and s["confirmed_by_campaign"] == int(both.sum())
     assert "<script>alert" not in html
 
 
@@ -67,6 +79,12 @@ def test_default_style_report_has_every_figure_and_table(mock_report: Any) -> No
     s = mock_report.result.summary
     assert s["targets"] == [0.0, 1.0] and s["confirm_attempted"] == 0  # mock: no confirmation unless asked
     assert not (mock_report.result.folder / "confirm" / "ledger.jsonl").exists()
+    pairs = mock_report.result.switching
+    # without an oracle only pairs measured at both ends by the campaign are decided, never by a model
+    decided = pairs["confirmed"].notna()
+    assert (pairs.loc[decided, ["evidence_0", "evidence_1"]] == "measured").all().all()
+    assert set(pairs.loc[~decided, ["evidence_0", "evidence_1"]].stack()) <= {"measured", "predicted"}
+    assert s["ends_sent"] == 0
     assert (pd.read_csv(mock_report.result.folder / "candidates.csv")["source"] == "generated").all()
     failures = pd.read_csv(mock_report.result.folder / "campaign_failures.csv")
     assert failures["count"].sum() > 0  # the mock was told to fail some jobs
@@ -78,6 +96,12 @@ def test_table_report_confirms_pairs_and_reuses_them(table_report: Any) -> None:
     assert r.summary["confirm_attempted"] == len(r.switching) and r.confirm.submitted > 0
     measured = r.switching[["measured_0", "measured_1"]]
     assert measured.notna().all().all()  # pool rows: the table answers every one
+    evidence = r.switching[["evidence_0", "evidence_1"]]
+    assert set(evidence.stack()) <= {"measured", "confirmed", "refuted"}  # every end checked
+    # only ends the campaign never measured were sent
+    assert r.summary["ends_sent"] == int((evidence != "measured").sum().sum())
+    assert 0 < r.confirm.submitted <= r.summary["ends_sent"]
+    assert r.summary["confirmed"] == int(r.switching["confirmed"].sum())
     assert (pd.read_csv(r.folder / "candidates.csv")["source"] == "pool").all()
     ledger = r.folder / "confirm" / "ledger.jsonl"
     lines = ledger.read_text().count("\n")

@@ -154,3 +154,22 @@ def test_recorded_oracle_retries_infrastructure_failures(tmp_path: Path) -> None
     working = _CountingOracle(space)
     assert measure_designs(RecordedOracle(working, tmp_path), X, poll_interval=0.0)[0][0] == pytest.approx(X[0, 0])
     assert working.submits == 1 and len(RecordedOracle(working, tmp_path).ledger.records()) == 2
+
+
+def test_posterior_predictor_matches_the_joint_posterior_of_a_gp() -> None:
+    import torch
+
+    from agent.gp import fit_gp
+    from agent.report.switch import PosteriorPredictor
+
+    rng = np.random.default_rng(0)
+    U = rng.random((25, 3))
+    y = np.sin(3 * U[:, 0]) + U[:, 1]
+    gp = fit_gp(U, y, max_points=25)
+    Q = rng.random((7, 3))
+    mean, std = PosteriorPredictor(gp, chunk=3).predict(Q)
+    with torch.no_grad():
+        post = gp.posterior(torch.as_tensor(Q))
+    assert np.allclose(mean, post.mean[:, 0].numpy()) and np.allclose(std, post.variance[:, 0].sqrt().numpy())
+    empty_mean, empty_std = PosteriorPredictor(gp).predict(np.zeros((0, 3)))
+    assert empty_mean.shape == (0,) and empty_std.shape == (0,)
