@@ -43,6 +43,17 @@ def test_default_campaign_runs_through_prefect_and_ray_and_prints_hits(tmp_path:
     for t in s["targets"]:
         assert all(abs(d["gap"] - t["value"]) <= t["window"] for d in t["designs"])
 
+    # the flow ends with the campaign report: every figure of the shipped default campaign
+    from PIL import Image
+
+    from agent.report import SIZES
+
+    report = tmp_path / "state" / "mos2-default" / "report"
+    assert (report / "report.html").stat().st_size > 100_000  # the figures are embedded
+    for name, size in SIZES.items():
+        with Image.open(report / f"{name}.png") as img:
+            assert img.size == size, name
+
     again = _innloop("run", "-q", "--no-prefect", "--no-ray", env=env)  # finished: nothing is redone
     assert again.returncode == 0 and f"{s['oracle_calls']} oracle calls" in again.stdout
     assert json.loads(_innloop("status", "mos2-default", "--json", env=env).stdout)["oracle_calls"] == s["oracle_calls"]

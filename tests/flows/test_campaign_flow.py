@@ -53,7 +53,9 @@ def test_two_iterations_through_prefect_and_ray(prefect_api: None, local_ray: No
 
     config = tmp_path / "flow.toml"
     config.write_text(CONFIG)
-    final = campaign_flow(config=str(config), state_dir=str(tmp_path / "state"), use_ray=True, return_state=True)
+    final = campaign_flow(  # the report's artifacts: tests/flows/test_report_flow.py
+        config=str(config), state_dir=str(tmp_path / "state"), use_ray=True, report=False, return_state=True
+    )
     assert final.is_completed(), final
     out = final.result()
     assert out["iterations"] == 2 and out["oracle_calls"] == 16 + 5
@@ -61,6 +63,7 @@ def test_two_iterations_through_prefect_and_ray(prefect_api: None, local_ray: No
 
     with get_client(sync_client=True) as client:
         run_id = final.state_details.flow_run_id
+        assert run_id is not None
         tasks = client.read_task_runs(flow_run_filter=FlowRunFilter(id=FlowRunFilterId(any_=[run_id])))
         names = [t.name.rsplit("-", 1)[0] for t in tasks]
         assert set(names) >= STAGES
@@ -69,7 +72,7 @@ def test_two_iterations_through_prefect_and_ray(prefect_api: None, local_ray: No
         key = artifact_key("flow-test", "progress")
         arts = client.read_artifacts(artifact_filter=ArtifactFilter(key=ArtifactFilterKey(any_=[key])))
         assert len(arts) == 2  # one version per iteration
-        latest = max(arts, key=lambda a: a.created)
+        latest = max(arts, key=lambda a: a.created.timestamp() if a.created else 0.0)
         text = str(latest.data)
         assert "| oracle calls |" in text and "| 21 |" in text
         assert "data:image/png;base64," in text
