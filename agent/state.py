@@ -1,14 +1,18 @@
 """What a campaign knows after each iteration, and what follows from it (hits, budget, stop).
 
 `CampaignState` is rebuilt from ``state/<campaign>/`` at any time: the config, the
-ledger (every oracle result, in arrival order), the prior data and the metrics of the
-committed iterations. Nothing here touches the disk or the oracle; the functions below
+ledger's results, the prior data and the metrics of the committed iterations. Results
+are held in a canonical order -- by iteration, then by design, then by arrival -- not
+in arrival order: the jobs of one batch finish in whatever order a scheduler or a lab
+runs them, and models, hits and the next batch must not depend on that, or a resumed
+campaign would not repeat an uninterrupted one. Nothing here touches the disk or the oracle; the functions below
 are pure so the loop, the CLI's ``status`` and the benchmark agree on every count.
 """
 
 from __future__ import annotations
 
 import time
+from collections.abc import Iterable
 from dataclasses import dataclass, field, replace
 from typing import Any
 
@@ -18,10 +22,12 @@ from scipy.spatial import cKDTree
 from agent.config import CampaignConfig
 from agent.ledger import LedgerRecord
 from agent.space import DesignSpace
+from oracles.base import design_digest
 
 __all__ = [
     "FAILURE_STOP",
     "CampaignState",
+    "canonical_order",
     "diverse_hits",
     "failure_report",
     "hit_designs",
@@ -48,6 +54,9 @@ class CampaignState:
     stopped: str | None = None
     extra: dict[str, Any] = field(default_factory=dict)
 
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "records", canonical_order(self.records))
+
     def with_records(self, new: list[LedgerRecord]) -> CampaignState:
         return replace(self, records=self.records + tuple(new))
 
@@ -57,8 +66,13 @@ class CampaignState:
         return len(self.records)
 
 
+def canonical_order(records: Iterable[LedgerRecord]) -> tuple[LedgerRecord, ...]:
+    """``records`` by (iteration, design digest, ledger sequence): independent of arrival order."""
+    return tuple(sorted(records, key=lambda r: (r.iteration, design_digest(r.result.handle.design), r.seq)))
+
+
 def ledger_arrays(state: CampaignState) -> tuple[np.ndarray, np.ndarray]:
-    """Every oracle call in ledger order: unit-box ``U (n, d)`` and ``y (n,)``, NaN where no value came back."""
+    """Every oracle call in `canonical_order`: unit-box ``U (n, d)``, ``y (n,)`` (NaN: no value came back)."""
     space, name = state.space, state.target_name
     X = np.asarray([[r.result.handle.design[n] for n in space.names] for r in state.records], dtype=np.float64)
     y = np.array(
@@ -87,8 +101,9 @@ def diverse_hits(U: np.ndarray, y: np.ndarray, target: float, window: float, min
     """Indices of the diverse hits among ``U (n, d)``, ``y (n,)`` taken in order.
 
     A row is a hit when ``|y - target| <= window``; it counts when it lies at least
-    ``min_distance`` (unit box) from every hit counted before it. Arrival order makes the
-    count a property of the campaign's history that no later result can lower.
+    ``min_distance`` (unit box) from every hit counted before it. Taken in `canonical_order`,
+    iteration by iteration, the count is a property of the campaign's history that the
+    results of later iterations cannot lower.
     """
     idx = np.flatnonzero(np.abs(np.asarray(y) - target) <= window + 1e-12)
     kept: list[int] = []
@@ -145,7 +160,8 @@ def failure_report(state: CampaignState) -> str | None:
     r = state.config.retry
     if r.max_failure_rate is None or len(state.records) < r.failure_window:
         return None
-    recent = [rec.result for rec in state.records[-r.failure_window :]]
+    arrived = sorted(state.records, key=lambda rec: rec.seq)  # recent in time, not in canonical order
+    recent = [rec.result for rec in arrived[-r.failure_window :]]
     failed = [res for res in recent if not res.ok]
     rate = len(failed) / len(recent)
     if rate <= r.max_failure_rate:

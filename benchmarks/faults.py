@@ -131,7 +131,7 @@ def run_matrix(oracles: list[str], work: Path) -> list[Report]:
                 with b.mock_case(work / "mock" / "ref") as mock:
                     ref_mock = work / "mock" / "ref" / "state"
                     if ref_mock.exists():
-                        equal = outcome(ref_mock, mock).designs == expected
+                        equal = outcome(ref_mock, mock).observations == expected
                         print(f"ray: same observations as the mock without Ray: {equal}", flush=True)
             for n, point in enumerate(MATRIX[oracle]):
                 with _case(oracle, root / f"k{n}", point, cluster) as case:

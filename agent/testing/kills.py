@@ -4,8 +4,10 @@
 on the same state folder, and reports what a user would want to be sure of: every result
 the oracle gave is in the ledger exactly once, no design reached the oracle twice, every
 committed checkpoint verifies, the campaign reached its goal (its iteration budget), and
--- where the oracle is deterministic -- the ledger holds the same observations, in the
-same order, as an uninterrupted run (`reference`).
+-- where the oracle is deterministic -- the ledger holds the same observations as an
+uninterrupted run (`reference`), in `agent.state.canonical_order` (by iteration, design,
+arrival): the order the campaign learns in, which a scheduler finishing jobs in another
+order does not change.
 
 Counting happens at the oracle, never in our own bookkeeping: the mock's job files, the
 lab server's job files and ``/v1/stats``, the scheduler's log of accepted ``sbatch``
@@ -35,6 +37,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from agent.state import canonical_order
 from agent.store import CampaignStore
 from oracles.base import Result, design_digest
 
@@ -149,6 +152,7 @@ def run_campaign_process(config: Path, state: Path, point: str, env: dict[str, s
 @dataclass
 class Outcome:
     designs: list[str]  # digests of the ledger's designs, in ledger order
+    observations: list[str]  # the same in `agent.state.canonical_order`: what the campaign learns from
     ids: list[str]  # the ledger's results as ids at the oracle
     last: int
     problems: list[str]
@@ -158,12 +162,12 @@ def outcome(state: Path, case: Case) -> Outcome:
     """Read the ledger (checksums, exactly-once job ids) and verify every committed iteration."""
     store = CampaignStore(state, NAME)
     if not store.exists():
-        return Outcome([], [], -1, [])
+        return Outcome([], [], [], -1, [])
     problems = []
     try:
         records = store.ledger.records()
     except Exception as exc:
-        return Outcome([], [], -1, [f"ledger: {exc}"])
+        return Outcome([], [], [], -1, [f"ledger: {exc}"])
     last = store.last_completed()
     for i in range(last + 1):
         try:
@@ -171,7 +175,8 @@ def outcome(state: Path, case: Case) -> Outcome:
         except Exception as exc:
             problems.append(f"checkpoint {i}: {exc}")
     designs = [design_digest(r.result.handle.design) for r in records]
-    return Outcome(designs, [case.ledger_id(r.result) for r in records], last, problems)
+    observations = [design_digest(r.result.handle.design) for r in canonical_order(records)]
+    return Outcome(designs, observations, [case.ledger_id(r.result) for r in records], last, problems)
 
 
 def reference(case: Case, config: Path, state: Path, iterations: int) -> list[str]:
@@ -182,7 +187,7 @@ def reference(case: Case, config: Path, state: Path, iterations: int) -> list[st
     assert not out.problems and out.last == iterations - 1, (out.problems, out.last)
     accepted = case.accepted()
     assert sorted(d for _, d in accepted) == sorted(out.designs), "the reference run's oracle disagrees"
-    return out.designs
+    return out.observations
 
 
 def kill_and_resume(
@@ -194,7 +199,7 @@ def kill_and_resume(
     iterations: int,
     expected: list[str] | None,
 ) -> Report:
-    """Kill at ``point``, resume, and check; ``expected``: the reference designs (None: not deterministic)."""
+    """Kill at ``point``, resume, and check; ``expected``: the reference observations (None: not deterministic)."""
     rep = Report(oracle, point)
     t0 = time.perf_counter()
     killed = run_campaign_process(config, state, point, case.env)
@@ -227,7 +232,7 @@ def kill_and_resume(
     if case.stats is not None and case.stats() != len(accepted):
         rep.problems.append(f"the oracle counts {case.stats()} jobs, its job files {len(accepted)}")
     if expected is not None:
-        rep.same = after.designs == expected
+        rep.same = after.observations == expected
         if not rep.same:
             rep.problems.append("the resumed campaign measured other designs than an uninterrupted one")
     if resumed.leftovers:

@@ -3,8 +3,8 @@
 
 Counted at the oracle (its job files): every job it ever accepted has exactly one result
 in the ledger, no design was accepted twice, every checkpoint verifies, the campaign
-reaches its iteration budget, and it ends with the same observations, in the same order,
-as a run that was never interrupted. The points and the checks are `agent.testing`'s
+reaches its iteration budget, and it ends with the same observations (in the order the
+campaign learns them) as a run that was never interrupted. The points and the checks are `agent.testing`'s
 (`python -m benchmarks.faults` runs the whole matrix and prints it as a table).
 """
 
