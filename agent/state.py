@@ -71,12 +71,15 @@ def canonical_order(records: Iterable[LedgerRecord]) -> tuple[LedgerRecord, ...]
     return tuple(sorted(records, key=lambda r: (r.iteration, design_digest(r.result.handle.design), r.seq)))
 
 
-def ledger_arrays(state: CampaignState) -> tuple[np.ndarray, np.ndarray]:
-    """Every oracle call in `canonical_order`: unit-box ``U (n, d)``, ``y (n,)`` (NaN: no value came back)."""
+def ledger_arrays(state: CampaignState, *, arrival: bool = False) -> tuple[np.ndarray, np.ndarray]:
+    """Every oracle call, unit-box ``U (n, d)`` and ``y (n,)`` (NaN: no value came back), in
+    `canonical_order`, or with ``arrival`` in the order the results came in (benchmarks that
+    compare with methods measured in submission order)."""
     space, name = state.space, state.target_name
-    X = np.asarray([[r.result.handle.design[n] for n in space.names] for r in state.records], dtype=np.float64)
+    records = sorted(state.records, key=lambda r: r.seq) if arrival else state.records
+    X = np.asarray([[r.result.handle.design[n] for n in space.names] for r in records], dtype=np.float64)
     y = np.array(
-        [(r.result.values or {}).get(name, np.nan) if r.result.ok else np.nan for r in state.records], dtype=np.float64
+        [(r.result.values or {}).get(name, np.nan) if r.result.ok else np.nan for r in records], dtype=np.float64
     )
     return space.to_unit(X.reshape(-1, space.dim)), y
 

@@ -193,7 +193,7 @@ def run_innloop(
     )
     cfg = config_from_dict(innloop_config(problem, target, seed, max_calls, designs, exploration))
     run = run_campaign(cfg, workdir / "state", oracle=problem.oracle)
-    U, y = ledger_arrays(run.state)
+    U, y = ledger_arrays(run.state, arrival=True)  # the baselines count their calls in submission order too
     seconds = [sum(v for k, v in m["seconds"].items() if k != "measure") for m in run.state.history[1:]]
     return {"calls": calls_to(U, y, target), "measured": len(y), "curve": _curve(U, y, target), "overhead_s": seconds}
 
