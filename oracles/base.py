@@ -24,8 +24,8 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-from collections.abc import Sequence
-from dataclasses import asdict, dataclass, field
+from collections.abc import Iterable, Sequence
+from dataclasses import asdict, dataclass, field, replace
 from enum import StrEnum
 from typing import Any, Protocol, runtime_checkable
 
@@ -239,6 +239,24 @@ def canonical_design(design: dict[str, float]) -> dict[str, float]:
 def design_digest(design: dict[str, float]) -> str:
     """Hex SHA-256 of the canonical design: a stable name for "this design" across processes."""
     return hashlib.sha256(json.dumps(canonical_design(design)).encode()).hexdigest()
+
+
+def newest_per_design(rows: Sequence[dict[str, float]], found: Iterable[Handle]) -> list[Handle | None]:
+    """For `adopt`: per row, the newest of ``found`` with its design (``None``: none left).
+
+    Each handle is given out once, so a design that appears twice in a batch gets its two
+    jobs; the handle carries the row as submitted (the same design, canonical numbers).
+    """
+    by_design: dict[str, list[Handle]] = {}
+    for h in found:
+        by_design.setdefault(design_digest(h.design), []).append(h)
+    for jobs in by_design.values():
+        jobs.sort(key=lambda h: h.submitted_at)
+    out: list[Handle | None] = []
+    for row in rows:
+        jobs = by_design.get(design_digest(row), [])
+        out.append(replace(jobs.pop(), design=row) if jobs else None)
+    return out
 
 
 def check_own(name: str, handles: Sequence[Handle]) -> None:

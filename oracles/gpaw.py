@@ -36,7 +36,6 @@ import sys
 import time
 import uuid
 from collections.abc import Sequence
-from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -50,8 +49,8 @@ from oracles.base import (
     OracleError,
     Result,
     check_own,
-    design_digest,
     designs_to_rows,
+    newest_per_design,
     site_setting,
 )
 from oracles.calibration import GapCalibration, load_calibration
@@ -119,21 +118,15 @@ class GpawOracle:
     def adopt(self, designs: Any, since: float) -> list[Handle | None]:
         """Per design, the newest queued or started job created at or after ``since`` (else ``None``)."""
         rows = designs_to_rows(self.space, designs)
-        found: dict[str, list[Handle]] = {}
-        for inp in sorted(self.workdir.glob("*/input.json")):
+        found: list[Handle] = []
+        for inp in self.workdir.glob("*/input.json"):
             with contextlib.suppress(OSError, ValueError, TypeError, KeyError):
                 at = int(inp.parent.name.split("-")[0], 16) / 1e9  # job ids start with time_ns in hex
                 if at < since:
                     continue
                 design = {str(k): float(v) for k, v in json.loads(inp.read_text())["design"].items()}
-                h = Handle(self.name, inp.parent.name, design, workdir=str(inp.parent), submitted_at=at)
-                found.setdefault(design_digest(design), []).append(h)
-        out: list[Handle | None] = []
-        for row in rows:
-            mine = found.get(design_digest(row), [])  # oldest first: pop the newest
-            got = mine.pop() if mine else None
-            out.append(None if got is None else replace(got, design=row))
-        return out
+                found.append(Handle(self.name, inp.parent.name, design, workdir=str(inp.parent), submitted_at=at))
+        return newest_per_design(rows, found)
 
     def _start_queued(self) -> None:
         """Launch queued jobs of this work folder, oldest first, up to ``max_parallel`` running.

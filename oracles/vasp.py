@@ -52,7 +52,6 @@ import shutil
 import time
 import uuid
 from collections.abc import Sequence
-from dataclasses import replace
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
@@ -68,8 +67,8 @@ from oracles.base import (
     OracleError,
     Result,
     check_own,
-    design_digest,
     designs_to_rows,
+    newest_per_design,
     site_setting,
     site_text,
 )
@@ -248,7 +247,7 @@ class VaspOracle:
         """Per design, the newest job whose ``job.json`` has a native id and was submitted at or
         after ``since`` (``None``: it never reached the scheduler; see "Job folders" above)."""
         rows = designs_to_rows(self.space, designs)
-        found: dict[str, list[Handle]] = {}
+        found: list[Handle] = []
         for meta_path in self.workdir.glob("*/job.json"):
             with contextlib.suppress(OSError, ValueError, TypeError, KeyError):
                 meta = json.loads(meta_path.read_text())
@@ -259,15 +258,8 @@ class VaspOracle:
                     continue
                 design = {str(k): float(v) for k, v in meta["design"].items()}
                 folder = meta_path.parent
-                h = Handle(self.name, folder.name, design, str(meta["native_id"]), str(folder), at)
-                found.setdefault(design_digest(design), []).append(h)
-        out: list[Handle | None] = []
-        for row in rows:
-            mine = found.get(design_digest(row), [])
-            mine.sort(key=lambda j: j.submitted_at)
-            got = mine.pop() if mine else None  # popped: a design twice in a batch gets two jobs
-            out.append(None if got is None else replace(got, design=row))
-        return out
+                found.append(Handle(self.name, folder.name, design, str(meta["native_id"]), str(folder), at))
+        return newest_per_design(rows, found)
 
     def _undo(self, jobs: list[Any], folders: list[Path]) -> None:
         for job in jobs:

@@ -14,7 +14,6 @@ nor the flow run it starts listens beyond loopback: serving is outbound polling 
 from __future__ import annotations
 
 import os
-import shutil
 import signal
 import socket
 import subprocess
@@ -26,6 +25,8 @@ from collections.abc import Iterable, Iterator
 from pathlib import Path
 
 import pytest
+
+from tests.chromium import FLAGS, chromium
 
 CONFIG = """
 name = "served"
@@ -51,18 +52,6 @@ enabled = false
 [retry]
 poll_interval_s = 0.01
 """
-
-CHROMIUM_FLAGS = [
-    "--headless=new",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-quic",
-    "--no-first-run",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-    "--hide-scrollbars",
-]
 
 
 def _free_port() -> int:
@@ -234,14 +223,13 @@ def test_serve_deployment_runs_and_ui_shows_progress(prefect_server: dict[str, s
     assert "data:image/png;base64," in progress and "| oracle calls |" in progress
     assert "oracle calls" in arts["served-hits"][1]
 
-    chromium = shutil.which("chromium") or shutil.which("chromium-browser")
-    assert chromium, "Chromium is missing: scripts/install_chromium.sh installs it (CI runs it)"
+    browser = chromium()
     shot = tmp_path / "artifact.png"
     ui = api.removesuffix("/api")
     subprocess.run(
         [
-            chromium,
-            *CHROMIUM_FLAGS,
+            browser,
+            *FLAGS,
             f"--user-data-dir={tmp_path / 'chromium-profile'}",
             "--window-size=1400,2000",
             "--virtual-time-budget=20000",

@@ -8,7 +8,6 @@ gives the DOM after that script ran. A broken image decodes to 0x0.
 from __future__ import annotations
 
 import re
-import shutil
 import subprocess
 from pathlib import Path
 from typing import Any
@@ -16,29 +15,17 @@ from typing import Any
 import pytest
 
 from agent.report import SIZES
+from tests.chromium import FLAGS, chromium
 
 pytestmark = pytest.mark.slow
 
-CHROMIUM_FLAGS = [
-    "--headless=new",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-quic",
-    "--no-first-run",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-    "--hide-scrollbars",
-]
-
 
 def _decoded(html: Path, profile: Path) -> dict[str, tuple[int, int]]:
-    chromium = shutil.which("chromium") or shutil.which("chromium-browser")
-    assert chromium, "Chromium is missing: scripts/install_chromium.sh installs it (CI runs it)"
+    browser = chromium()
     done = subprocess.run(
         [
-            chromium,
-            *CHROMIUM_FLAGS,
+            browser,
+            *FLAGS,
             f"--user-data-dir={profile}",
             "--virtual-time-budget=10000",
             "--dump-dom",
