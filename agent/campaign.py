@@ -29,7 +29,7 @@ from agent.store import CampaignStore
 from oracles import make_oracle, oracle_class
 from oracles.base import Oracle
 
-__all__ = ["CampaignRun", "campaign_status", "make_campaign_oracle", "open_campaign", "run_campaign"]
+__all__ = ["CampaignRun", "campaign_status", "last_models", "make_campaign_oracle", "open_campaign", "run_campaign"]
 
 
 @dataclass
@@ -150,7 +150,7 @@ def _run_locked(
     )
     if run_stage is not None:
         ctx.run_stage = run_stage
-    ctx.models = _last_models(store, state)
+    ctx.models, _ = last_models(store, state)
     if state.iteration:
         log(f"resuming {config.name} after iteration {state.iteration - 1}: {state.calls} results in the ledger")
     while (reason := stop_reason(state, run_started=started)) is None:
@@ -166,13 +166,14 @@ def _run_locked(
     return CampaignRun(replace(state, stopped=reason), store, reason)
 
 
-def _last_models(store: CampaignStore, state: CampaignState) -> Models | None:
+def last_models(store: CampaignStore, state: CampaignState) -> tuple[Models | None, int | None]:
+    """The newest committed iteration's models (verified against its manifest) and its number."""
     for i in range(state.iteration - 1, -1, -1):
         folder = store.iteration_dir(i)
         if (folder / "surrogate.pt").exists():
             store.iteration_file(i, "surrogate.pt")  # verified against the manifest first
-            return load_models(folder, state.config.models.generator)
-    return None
+            return load_models(folder, state.config.models.generator), i
+    return None, None
 
 
 def campaign_status(state_dir: str | Path, name: str) -> dict[str, Any]:

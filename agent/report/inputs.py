@@ -16,13 +16,13 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from agent.campaign import open_campaign
+from agent.campaign import last_models, open_campaign
 from agent.config import CampaignConfig, config_from_dict
 from agent.data import Observations
 from agent.design import DesignConfig, generate_candidates
 from agent.errors import InnloopError, StateError
 from agent.localize import LocalizeConfig
-from agent.loop import Models, load_models
+from agent.loop import Models
 from agent.materials import Material, get_material
 from agent.pipeline import training_data
 from agent.state import CampaignState
@@ -68,13 +68,7 @@ def load_inputs(state_dir: str | Path, name: str) -> ReportInputs:
     config = config_from_dict(raw, source=str(store.root / "config.json"))
     store, state = open_campaign(config, state_dir)
     material = get_material(config.material)
-    models, at = None, None
-    for i in range(state.iteration - 1, -1, -1):
-        folder = store.iteration_dir(i)
-        if (folder / "surrogate.pt").exists():
-            store.iteration_file(i, "surrogate.pt")  # verified against the manifest first
-            models, at = load_models(folder, config.models.generator), i
-            break
+    models, at = last_models(store, state)
     pool = callable(getattr(oracle_class(config.oracle.name), "pool", None))
     data = training_data(material) if material.dataset is not None else None
     return ReportInputs(store, state, config, material, models, at, pool, data)
