@@ -92,8 +92,12 @@ def run_campaign(
     log: Callable[[str], None] = lambda _m: None,
     run_stage: Callable[[str, Callable[[], Any]], Any] | None = None,
     on_iteration: Callable[[CampaignState, CampaignStore], None] | None = None,
+    max_iterations: int | None = None,
 ) -> CampaignRun:
     """Step the campaign until it has its hits or a budget runs out; safe to call again.
+
+    ``max_iterations`` ends this run (not the campaign) after that many iterations: the
+    same call later carries on where it stopped.
 
     Torch runs with ``$INNLOOP_TORCH_THREADS`` threads (default 1): the models are small,
     and on a shared or small machine more threads than free cores slow training by
@@ -106,7 +110,17 @@ def run_campaign(
     with lock.running():
         try:
             return _run_locked(
-                config, state_dir, fresh, source_text, oracle, sampler, progress, log, run_stage, on_iteration
+                config,
+                state_dir,
+                fresh,
+                source_text,
+                oracle,
+                sampler,
+                progress,
+                log,
+                run_stage,
+                on_iteration,
+                max_iterations,
             )
         finally:
             if fresh and not lock.exists():  # it never began: leave no empty campaign folder behind
@@ -126,6 +140,7 @@ def _run_locked(
     log: Callable[[str], None],
     run_stage: Callable[[str, Callable[[], Any]], Any] | None,
     on_iteration: Callable[[CampaignState, CampaignStore], None] | None,
+    max_iterations: int | None,
 ) -> CampaignRun:
     """`run_campaign` with the campaign's run lock held."""
     store, state = open_campaign(config, state_dir, source_text)
@@ -153,7 +168,11 @@ def _run_locked(
     ctx.models, _ = last_models(store, state)
     if state.iteration:
         log(f"resuming {config.name} after iteration {state.iteration - 1}: {state.calls} results in the ledger")
+    first = state.iteration
     while (reason := stop_reason(state, run_started=started)) is None:
+        if max_iterations is not None and state.iteration - first >= max_iterations:
+            reason = f"paused after {max_iterations} iteration(s) of this run (--iterations); run again to go on"
+            break
         try:
             state = step(state, ctx)
         except TimeoutError as exc:  # the wall-time budget ran out with jobs at the oracle

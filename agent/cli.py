@@ -120,6 +120,8 @@ def _run(args: argparse.Namespace) -> int:
     from agent.models import default_state_dir
     from agent.state import FAILURE_STOP
 
+    if args.iterations is not None and args.iterations < 1:
+        raise InnloopError(f"--iterations must be at least 1, got {args.iterations}")
     cfg = load_config(args.config)  # validate before anything starts (Prefect, Ray)
     state_dir = args.state or str(default_state_dir())
     use_ray = not args.no_ray
@@ -135,7 +137,13 @@ def _run(args: argparse.Namespace) -> int:
         text = Path(args.config).read_text() if args.config else None
         try:
             run = run_campaign(
-                cfg, state_dir, source_text=text, sampler=sampler, progress=not args.quiet, log=_log(args)
+                cfg,
+                state_dir,
+                source_text=text,
+                sampler=sampler,
+                progress=not args.quiet,
+                log=_log(args),
+                max_iterations=args.iterations,
             )
         finally:
             getattr(sampler, "close", lambda: None)()
@@ -152,6 +160,7 @@ def _run(args: argparse.Namespace) -> int:
                 ray_address=args.ray_address,
                 use_ray=use_ray,
                 progress=not args.quiet,
+                max_iterations=args.iterations,
             )
             reason = out["reason"]
         except CampaignStopped as exc:
@@ -279,6 +288,9 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--ray-address", help="join this Ray cluster instead of starting a local Ray")
     r.add_argument("--no-ray", action="store_true", help="sample in this process, without Ray")
     r.add_argument("--no-prefect", action="store_true", help="run the loop without a Prefect flow")
+    r.add_argument(
+        "--iterations", type=int, help="stop this run after N iterations (the campaign goes on at the next run)"
+    )
     r.add_argument("-q", "--quiet", action="store_true", help="no progress bars or log lines")
     r.set_defaults(func=_run)
 

@@ -128,6 +128,7 @@ def campaign_flow(
     use_ray: bool = True,
     progress: bool = False,
     report: bool = True,
+    max_iterations: int | None = None,
 ) -> dict[str, Any]:
     """Start or resume the campaign in ``config`` (TOML path; ``None``: the shipped default).
 
@@ -148,6 +149,7 @@ def campaign_flow(
             log=logger.info,
             run_stage=_run_stage,
             on_iteration=_publish,
+            max_iterations=max_iterations,
         )
     finally:
         close = getattr(sampler, "close", None)
