@@ -15,6 +15,13 @@ log-probability that the oracle value lands in ``[target - w, target + w]``); th
 exploration share ranks by `PosteriorStandardDeviation` among candidates that still have
 a fair chance of a hit, so an exploration slot teaches the model where it matters.
 Targets share a batch in proportion to the hits each still lacks.
+
+An optional ``hit_ok`` mask (the loop's ``[loop] max_sigma``: the surrogate's σ at most
+the cap) bars rows from the slots that bet on a hit (``exploit``), never from
+exploration: a design the model is unsure of is exactly what exploration should measure.
+Slots that no allowed row can fill as a hit go to exploration instead, so a strict cap
+turns the batch towards learning rather than shrinking it (an empty batch would stall the
+campaign: no new data, the same models, the same refusals).
 """
 
 from __future__ import annotations
@@ -132,13 +139,17 @@ def choose_batch(
     pending: np.ndarray | None = None,
     hits: Sequence[np.ndarray] | None = None,
     measured: np.ndarray | None = None,
+    hit_ok: np.ndarray | None = None,
 ) -> BatchChoice:
     """Pick up to ``batch_size`` rows of ``U (n, d)``.
 
     ``log_pf (T, n)``: log window probability per target; ``sigma (n,)``: posterior std;
     ``missing (T,)``: hits each target still lacks; ``pending (p, d)`` designs at the
     oracle; ``hits[t] (h_t, d)`` diverse hits of target ``t``; ``measured (m, d)`` designs
-    already measured (never proposed again).
+    already measured (never proposed again); ``hit_ok (n,)`` bool, the rows that may be
+    chosen as hits (``exploit``; ``None``: every row). With ``hit_ok`` given, slots left
+    after the hits and the exploration share go to exploration of the targets still
+    lacking hits (ranked by ``sigma``, as the exploration share is).
     """
     U = np.asarray(U, dtype=np.float64)
     n, dim = U.shape
@@ -148,6 +159,7 @@ def choose_batch(
     pending = empty if pending is None else np.asarray(pending, dtype=np.float64).reshape(-1, dim)
     hit_sets = [empty] * T if hits is None else [np.asarray(h, dtype=np.float64).reshape(-1, dim) for h in hits]
     usable = np.ones(n, dtype=bool)
+    may_hit = np.ones(n, dtype=bool) if hit_ok is None else np.asarray(hit_ok, dtype=bool).reshape(n)
     if measured is not None and len(measured):
         d, _ = cKDTree(np.asarray(measured, dtype=np.float64).reshape(-1, dim)).query(U)
         usable &= d > 1e-9
@@ -169,6 +181,8 @@ def choose_batch(
             i = int(i)
             if i in taken or not usable[i] or not batch.clear(U[i]) or not near_hit[t].clear(U[i]):
                 continue
+            if reason == "exploit" and not may_hit[i]:
+                continue
             taken.add(i)
             batch.add(U[i])
             idx.append(i)
@@ -180,13 +194,16 @@ def choose_batch(
     orders = [np.argsort(-log_pf[t], kind="stable") for t in range(T)]
     for t in range(T):
         fill(orders[t], t, quota_exploit[t], "exploit")
+
+    def explore_order(t: int) -> np.ndarray:
+        floor = log_pf[t].max() + np.log(config.explore_floor)
+        eligible = np.flatnonzero(log_pf[t] >= floor)
+        return eligible[np.argsort(-np.asarray(sigma)[eligible], kind="stable")]
+
     for t in range(T):
         if quota_explore[t] == 0:
             continue
-        floor = log_pf[t].max() + np.log(config.explore_floor)
-        eligible = np.flatnonzero(log_pf[t] >= floor)
-        order = eligible[np.argsort(-np.asarray(sigma)[eligible], kind="stable")]
-        fill(order, t, quota_explore[t], "explore")
+        fill(explore_order(t), t, quota_explore[t], "explore")
     # slots nobody could fill (too few spaced candidates) go to the best remaining rows of
     # targets that still lack hits
     short = config.batch_size - len(idx)
@@ -201,6 +218,14 @@ def choose_batch(
             before = len(idx)
             fill(np.array([i]), int(best[i]), 1, "exploit")
             short -= len(idx) - before
+    # with a cap on hits, what no allowed row could fill goes to exploration (only then:
+    # without a cap the batch is exactly what it always was)
+    if hit_ok is not None and needy.any():
+        for t, k in enumerate(allocate(config.batch_size - len(idx), missing)):
+            if k:
+                fill(explore_order(t), t, k, "explore")
+        for tn in np.flatnonzero(needy):  # a target short of spaced rows leaves its share to the others
+            fill(explore_order(int(tn)), int(tn), config.batch_size - len(idx), "explore")
     index = np.asarray(idx, dtype=int)
     target = np.asarray(tgt, dtype=int)
     score = log_pf[target, index] if len(index) else np.zeros(0)

@@ -23,13 +23,17 @@ from agent.data import read_observations
 from agent.errors import ConfigError, InnloopError
 from agent.loop import Context, Models, load_models, step
 from agent.materials import get_material
+from agent.monitor import Monitor
+from agent.monitor import current as current_monitor
 from agent.sampling import LocalSampler, Sampler
 from agent.state import CampaignState, hit_table, missing_hits, stop_reason
 from agent.store import CampaignStore
 from oracles import make_oracle, oracle_class
 from oracles.base import Oracle
 
-__all__ = ["CampaignRun", "campaign_status", "last_models", "make_campaign_oracle", "open_campaign", "run_campaign"]
+PAUSED = "paused after"  # the reason of a run that stopped at its own iteration limit
+
+__all__ = ["PAUSED", "CampaignRun", "campaign_status", "last_models", "make_campaign_oracle", "open_campaign", "run_campaign"]
 
 
 @dataclass
@@ -39,6 +43,11 @@ class CampaignRun:
     state: CampaignState
     store: CampaignStore
     reason: str
+
+    @property
+    def paused(self) -> bool:
+        """This run stopped at its ``max_iterations``; the campaign itself goes on."""
+        return self.reason.startswith(PAUSED)
 
 
 def open_campaign(
@@ -88,7 +97,7 @@ def run_campaign(
     source_text: str | None = None,
     oracle: Oracle | None = None,
     sampler: Sampler | None = None,
-    progress: bool = False,
+    monitor: Monitor | None = None,
     log: Callable[[str], None] = lambda _m: None,
     run_stage: Callable[[str, Callable[[], Any]], Any] | None = None,
     on_iteration: Callable[[CampaignState, CampaignStore], None] | None = None,
@@ -97,7 +106,9 @@ def run_campaign(
     """Step the campaign until it has its hits or a budget runs out; safe to call again.
 
     ``max_iterations`` ends this run (not the campaign) after that many iterations: the
-    same call later carries on where it stopped.
+    same call later carries on where it stopped. Progress goes to ``monitor`` (default:
+    the one installed by `agent.monitor.watching`); ``log`` hears every message as well as
+    one line per iteration.
 
     Torch runs with ``$INNLOOP_TORCH_THREADS`` threads (default 1): the models are small,
     and on a shared or small machine more threads than free cores slow training by
@@ -116,7 +127,7 @@ def run_campaign(
                 source_text,
                 oracle,
                 sampler,
-                progress,
+                monitor or current_monitor(),
                 log,
                 run_stage,
                 on_iteration,
@@ -136,7 +147,7 @@ def _run_locked(
     source_text: str | None,
     oracle: Oracle | None,
     sampler: Sampler | None,
-    progress: bool,
+    monitor: Monitor,
     log: Callable[[str], None],
     run_stage: Callable[[str, Callable[[], Any]], Any] | None,
     on_iteration: Callable[[CampaignState, CampaignStore], None] | None,
@@ -154,24 +165,30 @@ def _run_locked(
         raise
     started = time.time()
     wall = config.budget.wall_time_s
+
+    def say(msg: str) -> None:
+        log(msg)
+        monitor.message(msg)
+
     ctx = Context(
         oracle=oracle,
         store=store,
         sampler=sampler or LocalSampler(),
         run_started=started,
         deadline=None if wall is None else started + max(0.0, wall - state.elapsed_s),
-        progress=progress,
-        log=log,
+        monitor=monitor,
+        log=say,
     )
     if run_stage is not None:
         ctx.run_stage = run_stage
     ctx.models, _ = last_models(store, state)
+    monitor.started(state)
     if state.iteration:
-        log(f"resuming {config.name} after iteration {state.iteration - 1}: {state.calls} results in the ledger")
+        say(f"resuming {config.name} after iteration {state.iteration - 1}: {state.calls} results in the ledger")
     first = state.iteration
     while (reason := stop_reason(state, run_started=started)) is None:
         if max_iterations is not None and state.iteration - first >= max_iterations:
-            reason = f"paused after {max_iterations} iteration(s) of this run (--iterations); run again to go on"
+            reason = f"{PAUSED} {max_iterations} iteration(s) of this run (--iterations); run again to go on"
             break
         try:
             state = step(state, ctx)
@@ -180,6 +197,7 @@ def _run_locked(
             break
         m = state.history[-1]
         log(f"iteration {m['iteration']}: {m['oracle_calls']} oracle calls, hits {m['hits']}")
+        monitor.iteration(state)
         if on_iteration is not None:
             on_iteration(state, store)
     return CampaignRun(replace(state, stopped=reason), store, reason)

@@ -34,8 +34,6 @@ from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-from tqdm.auto import tqdm
-
 from agent.config import RetrySpec
 from agent.errors import StateError
 from agent.ledger import LedgerRecord
@@ -54,6 +52,7 @@ from oracles.base import (
 __all__ = ["Job", "collect"]
 
 Log = Callable[[str], None]
+Progress = Callable[[int, int, int], None]  # (results recorded, jobs in flight, failed results)
 
 
 @dataclass
@@ -177,7 +176,7 @@ def collect(
     *,
     deadline: float | None = None,
     since: float | None = None,
-    progress: bool = False,
+    progress: Progress = lambda _done, _out, _failed: None,
     log: Log = lambda _m: None,
     sleep: Callable[[float], None] = time.sleep,
 ) -> tuple[list[LedgerRecord], list[Job]]:
@@ -187,60 +186,66 @@ def collect(
     in ``inflight.json`` for the next run) when ``deadline`` (``time.time()``) passes.
     ``since``: when the last run began submitting the handle-less jobs (from its
     ``inflight.json``); ``None`` for a fresh batch. Raises `OracleUnavailable` once every
-    call to the oracle has failed for ``retry.outage_s``.
+    call to the oracle has failed for ``retry.outage_s``. ``progress`` hears the counts
+    after every submit and every poll round that recorded results.
     """
     where = str(store.root / "inflight.json")
     flight = _Flight(iteration, list(jobs), unsure=since, recorded=store.ledger.job_ids())
     outage = _Outage()
-    bar = tqdm(total=len(flight.jobs), desc="oracle", unit="job", disable=not progress, leave=False)
-    try:
-        while flight.jobs:
-            now = time.time()
-            try:
-                _submit_due(oracle, flight, store, where, now, log)
-                done, stuck = _finished(oracle, [j for j in flight.jobs if j.handle], retry, now)
-                results = oracle.results([j.handle for j in done + stuck if j.handle]) if done or stuck else []
-            except OracleRefused:
-                raise  # waiting cannot fix it; the jobs stay in inflight.json for the next run
-            except OracleError as exc:
-                wait = outage.wait(oracle, retry, exc, len(flight.jobs), where)
-                log(f"{oracle.name} unreachable ({exc}); {len(flight.jobs)} jobs stay in flight, retry in {wait:.3g} s")
-                if deadline is not None and time.time() + wait >= deadline:
-                    break
-                sleep(wait)
-                continue
-            outage = _Outage()
-            by_id = {r.handle.job_id: r for r in results}
-            cancelled = {id(j) for j in stuck}
-            finished: list[tuple[Job, Result]] = []
-            for job in done + stuck:
-                assert job.handle is not None
-                result = by_id.get(job.handle.job_id)
-                if result is None or (id(job) in cancelled and not result.ok):  # completed as it was cancelled: kept
-                    result = _missing(job.handle, id(job) in cancelled, retry)
-                finished.append((job, result))
-            if finished:
-                bar.total += flight.settle(finished, store, retry, log)
-                bar.update(len(finished))
-                flight.save(store)
-            if not flight.jobs or (deadline is not None and time.time() >= deadline):
+
+    def report() -> None:
+        progress(len(flight.new), len(flight.jobs), sum(not r.result.ok for r in flight.new))
+
+    report()
+    while flight.jobs:
+        now = time.time()
+        try:
+            if _submit_due(oracle, flight, store, where, now, log):
+                report()
+            done, stuck = _finished(oracle, [j for j in flight.jobs if j.handle], retry, now)
+            results = oracle.results([j.handle for j in done + stuck if j.handle]) if done or stuck else []
+        except OracleRefused:
+            raise  # waiting cannot fix it; the jobs stay in inflight.json for the next run
+        except OracleError as exc:
+            wait = outage.wait(oracle, retry, exc, len(flight.jobs), where)
+            log(f"{oracle.name} unreachable ({exc}); {len(flight.jobs)} jobs stay in flight, retry in {wait:.3g} s")
+            if deadline is not None and time.time() + wait >= deadline:
                 break
-            sleep(retry.poll_interval_s)
-    finally:
-        bar.close()
+            sleep(wait)
+            continue
+        outage = _Outage()
+        by_id = {r.handle.job_id: r for r in results}
+        cancelled = {id(j) for j in stuck}
+        finished: list[tuple[Job, Result]] = []
+        for job in done + stuck:
+            assert job.handle is not None
+            result = by_id.get(job.handle.job_id)
+            if result is None or (id(job) in cancelled and not result.ok):  # completed as it was cancelled: kept
+                result = _missing(job.handle, id(job) in cancelled, retry)
+            finished.append((job, result))
+        if finished:
+            flight.settle(finished, store, retry, log)
+            flight.save(store)
+            report()
+        if not flight.jobs or (deadline is not None and time.time() >= deadline):
+            break
+        sleep(retry.poll_interval_s)
     if flight.jobs:
         log(f"time is up with {len(flight.jobs)} jobs in flight; they are re-attached on the next run")
     return flight.new, flight.jobs
 
 
-def _submit_due(oracle: Oracle, flight: _Flight, store: CampaignStore, where: str, now: float, log: Log) -> None:
-    """Adopt what an unsure submit may have started, then submit the jobs due (handles saved at once)."""
+def _submit_due(oracle: Oracle, flight: _Flight, store: CampaignStore, where: str, now: float, log: Log) -> bool:
+    """Adopt what an unsure submit may have started, then submit the jobs due (handles saved at once).
+
+    Returns whether anything was submitted.
+    """
     if flight.unsure is not None:
         _recover(oracle, flight.jobs, where, flight.unsure)
         flight.unsure = None
     due = [j for j in flight.jobs if j.handle is None and j.not_before <= now]
     if not due:
-        return
+        return False
     flight.unsure = time.time()
     flight.save(store)
     try:
@@ -255,6 +260,7 @@ def _submit_due(oracle: Oracle, flight: _Flight, store: CampaignStore, where: st
     flight.unsure = None
     flight.save(store)
     log(f"submitted {len(due)} designs to {oracle.name}")
+    return True
 
 
 def _finished(oracle: Oracle, live: list[Job], retry: RetrySpec, now: float) -> tuple[list[Job], list[Job]]:

@@ -36,6 +36,7 @@ from agent.ledger import LedgerRecord
 from agent.localize import LocalizeConfig, localize
 from agent.materials import get_material
 from agent.metrics import mean_nn_distance
+from agent.monitor import Monitor
 from agent.sampling import LocalSampler, Sampler
 from agent.state import CampaignState, hit_designs, measured_unit, missing_hits, nearest_distance, observed
 from agent.store import CampaignStore
@@ -58,7 +59,7 @@ class Context:
     sampler: Sampler = field(default_factory=LocalSampler)
     run_started: float = field(default_factory=time.time)
     deadline: float | None = None
-    progress: bool = False
+    monitor: Monitor = field(default_factory=Monitor)  # the one voice on the console: no bars here
     log: Callable[[str], None] = lambda _m: None
     models: Models | None = None  # the last iteration's models, for warm starts
     # runs one named stage; a Prefect flow swaps in one that makes each stage a task
@@ -99,7 +100,6 @@ def retrain(state: CampaignState, ctx: Context) -> Models | None:
             epochs=m.surrogate_epochs,
             warm_epochs=m.surrogate_warm_epochs,
             seed=state.config.seed,
-            progress=ctx.progress,
         )
         surrogate = SurrogateEnsemble(U.shape[1], cfg)
     summary = surrogate.fit(U, y, warm_start=True)
@@ -113,7 +113,6 @@ def retrain(state: CampaignState, ctx: Context) -> Models | None:
             epochs=m.generator_epochs,
             warm_epochs=m.generator_warm_epochs,
             seed=state.config.seed,
-            progress=ctx.progress,
         )
         generator.fit(U, y, config=tcfg, warm_start=True)  # type: ignore[arg-type]
     fit = {
@@ -173,7 +172,7 @@ def refine(state: CampaignState, models: Models | None, samples: list[np.ndarray
         if models is None or len(U) == 0:
             continue
         U = np.clip(U, 0.0, 1.0)
-        loc = localize(models.surrogate, U, t.value, LocalizeConfig(max_steps=15, progress=ctx.progress))
+        loc = localize(models.surrogate, U, t.value, LocalizeConfig(max_steps=15))
         parts.append(loc.U)
         sources.append(np.full(len(loc.U), i))
     uniform = _rng(state, 3).random((n, space.dim))
@@ -188,7 +187,18 @@ def refine(state: CampaignState, models: Models | None, samples: list[np.ndarray
 
 # -- 4. choose --------------------------------------------------------------------------------
 def choose(state: CampaignState, models: Models | None, cands: Candidates, pending: np.ndarray, ctx: Context) -> Batch:
-    """The batch: random while there is too little data, else the batch-aware acquisition."""
+    """The batch: random while there is too little data, else the batch-aware acquisition.
+
+    ``[loop] max_sigma`` caps the uncertainty of a candidate *hit*, as ``--max-sigma`` does
+    for ``innloop design``: a candidate whose calibrated deep-ensemble σ (`Models.surrogate`,
+    whatever model the acquisition scores with) is above the cap is never chosen to serve a
+    target as a likely hit (reason ``exploit``). It stays a candidate for exploration, which
+    is there to measure what the models are unsure of, and slots no capped hit can fill go
+    to exploration (`choose_batch`), so the cap turns a batch towards learning rather than
+    shrinking it. How many fresh candidates the cap barred from hits is recorded in
+    ``cands.counts["over_max_sigma"]`` (the iteration's metrics). No cap (``None``, the
+    default): the batch is what it would be without this rule.
+    """
     cfg = state.config
     room = cfg.budget.oracle_calls - state.calls - len(pending) if cfg.budget.oracle_calls is not None else 10**9
     first = state.iteration == 0 and not state.records
@@ -206,7 +216,13 @@ def choose(state: CampaignState, models: Models | None, cands: Candidates, pendi
     lpf = np.stack([log_window_probability(scorer, U, t.value - t.window, t.value + t.window) for t in cfg.targets])
     sigma = posterior_std(scorer, U)
     sel = SelectionConfig(size, cfg.loop.exploration, cfg.loop.min_distance)
-    choice = choose_batch(lpf, sigma, U, missing_hits(state), sel, pending=pending, hits=hit_designs(state))
+    hit_ok = None
+    if cfg.loop.max_sigma is not None:
+        hit_ok = models.surrogate.predict(U)[1] <= cfg.loop.max_sigma
+        cands.counts["over_max_sigma"] = int((~hit_ok).sum())
+    choice = choose_batch(
+        lpf, sigma, U, missing_hits(state), sel, pending=pending, hits=hit_designs(state), hit_ok=hit_ok
+    )
     mean, std = _predict(scorer, U[choice.index])
     return Batch(U[choice.index], choice.target, choice.reason, mean, std, choice.score)
 
@@ -257,7 +273,7 @@ def measure(state: CampaignState, jobs: list[Job], ctx: Context, since: float | 
         state.config.retry,
         deadline=ctx.deadline,
         since=since,
-        progress=ctx.progress,
+        progress=ctx.monitor.jobs,
         log=ctx.log,
     )
     if left:
@@ -348,6 +364,7 @@ def step(state: CampaignState, ctx: Context) -> CampaignState:
     folder = ctx.store.iteration_dir(state.iteration)
 
     def timed(name: str, fn: Callable[[], Any]) -> Any:
+        ctx.monitor.stage(state, name)
         t0 = time.perf_counter()
         out = ctx.run_stage(name, fn)
         seconds[name] = time.perf_counter() - t0

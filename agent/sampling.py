@@ -26,6 +26,9 @@ class Sampler(Protocol):
 
     def sample(self, generator: Generator, jobs: Sequence[SampleJob]) -> list[np.ndarray]: ...
 
+    def close(self) -> None:
+        """Release workers (Ray actors, a Ray started for them); sampling ends."""
+
 
 def sample_job(generator: Generator, job: SampleJob) -> np.ndarray:
     """One job: ``n`` samples for ``target``; empty when the target lies outside what it learned."""
@@ -45,6 +48,9 @@ class LocalSampler:
 
     def sample(self, generator: Generator, jobs: Sequence[SampleJob]) -> list[np.ndarray]:
         return [sample_job(generator, job) for job in jobs]
+
+    def close(self) -> None:
+        """Nothing to release: sampling ran in this process."""
 
 
 def generator_bytes(generator: Generator) -> bytes:

@@ -12,6 +12,7 @@ where sampling runs (Ray actors, or in process). ``innloop serve`` exposes it as
 from __future__ import annotations
 
 import re
+import time
 from pathlib import Path
 from typing import Any
 
@@ -24,6 +25,7 @@ from agent.campaign import run_campaign
 from agent.config import load_config
 from agent.errors import CampaignStopped
 from agent.models import default_state_dir
+from agent.monitor import current as current_monitor
 from agent.sampling import LocalSampler, Sampler
 from agent.state import FAILURE_STOP, CampaignState, hit_table
 from agent.store import CampaignStore
@@ -115,7 +117,7 @@ def publish_report(name: str, state_dir: str, logger: Any) -> Path | None:
 def _sampler(config_ray: Any, ray_address: str | None, use_ray: bool) -> Sampler:
     if not use_ray or not config_ray.enabled:
         return LocalSampler()
-    from flows.ray_sampler import RaySampler
+    from flows.ray_sampler import RaySampler  # Ray only when asked for
 
     return RaySampler(ray_address or config_ray.address, config_ray.actors, config_ray.cpus_per_actor)
 
@@ -126,7 +128,6 @@ def campaign_flow(
     state_dir: str | None = None,
     ray_address: str | None = None,
     use_ray: bool = True,
-    progress: bool = False,
     report: bool = True,
     max_iterations: int | None = None,
 ) -> dict[str, Any]:
@@ -134,34 +135,39 @@ def campaign_flow(
 
     With ``report`` the campaign's report (`agent.report`) is written at the end and
     published as artifacts; a report that fails is logged and never fails the run.
+    ``max_iterations`` pauses the run after that many iterations (no report then).
     """
     cfg = load_config(config)
     text = Path(config).read_text() if config else None
     logger = get_run_logger()
+    t0 = time.perf_counter()
     sampler = _sampler(cfg.ray, ray_address, use_ray)
+    seconds = {"ray": time.perf_counter() - t0} if use_ray and cfg.ray.enabled else {}
+    t0 = time.perf_counter()
     try:
         run = run_campaign(
             cfg,
             state_dir or default_state_dir(),
             source_text=text,
             sampler=sampler,
-            progress=progress,
             log=logger.info,
             run_stage=_run_stage,
             on_iteration=_publish,
             max_iterations=max_iterations,
         )
     finally:
-        close = getattr(sampler, "close", None)
-        if callable(close):
-            close()
+        sampler.close()
+    seconds["campaign"] = time.perf_counter() - t0
     hits = hit_table(run.state)
     lines = [f"# {cfg.name}: {run.reason}", "", f"{run.state.calls} oracle calls, {run.state.iteration} iterations", ""]
     for t, h in zip(cfg.targets, hits):
         lines.append(f"- target {t.value:g} ± {t.window:g}: {len(h)} diverse hits (wanted {t.hits})")
     create_markdown_artifact("\n".join(lines), key=artifact_key(cfg.name, "hits"), description="campaign outcome")
-    if report:
+    if report and not run.paused:  # a paused run's campaign is not over: its report waits for the end
+        current_monitor().stage(run.state, "report")
+        t0 = time.perf_counter()
         publish_report(cfg.name, state_dir or str(default_state_dir()), logger)
+        seconds["report"] = time.perf_counter() - t0
     if run.reason.startswith(FAILURE_STOP):
         raise CampaignStopped(f"{cfg.name}: {run.reason}")  # the flow run shows as Failed, with the report
     return {
@@ -171,6 +177,7 @@ def campaign_flow(
         "oracle_calls": run.state.calls,
         "hits": [len(h) for h in hits],
         "state": str(run.store.root),
+        "seconds": seconds,
     }
 
 

@@ -9,6 +9,8 @@ the weight file (loaded with ``weights_only=True``) and re-sent only when they c
 from __future__ import annotations
 
 import hashlib
+import signal
+import threading
 from collections.abc import Sequence
 from typing import Any
 
@@ -57,12 +59,18 @@ class RaySampler:
     def __init__(self, address: str | None = None, actors: int = 2, cpus_per_actor: float = 0.25) -> None:
         self.started_ray = False
         if not ray.is_initialized():
-            kwargs: dict[str, Any] = {"include_dashboard": False, "log_to_driver": False}
+            # Ray's start-up INFO lines and token notice would print over the console's one view
+            kwargs: dict[str, Any] = {"include_dashboard": False, "log_to_driver": False, "logging_level": "ERROR"}
+            # ray.init replaces SIGTERM's handler with a bare exit; the caller's (the CLI's clean
+            # stop, Prefect's crash report) is put back
+            term = signal.getsignal(signal.SIGTERM) if threading.current_thread() is threading.main_thread() else None
             if address:
                 ray.init(address=address, **kwargs)
             else:
                 ray.init(**kwargs)
                 self.started_ray = True
+            if term is not None:
+                signal.signal(signal.SIGTERM, term)
         remote = ray.remote(SamplerActor).options(num_cpus=cpus_per_actor)
         self.actors: list[Any] = [remote.remote() for _ in range(actors)]
         self._digest: str | None = None

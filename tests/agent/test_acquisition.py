@@ -319,3 +319,38 @@ def test_short_fill_uses_spare_candidates_of_another_target() -> None:
     assert len(t0) == 1 and np.allclose(U[t0[0]], [0.5, 0.5])
     assert choice.target.tolist() == [0, 1, 1]
     assert choice.reason == ["exploit"] * 3
+
+
+def test_hit_ok_bars_rows_from_hits_not_from_exploration() -> None:
+    # the same ten rows as the ranking test; rows 0 and 2 may not be hits (the loop's max_sigma)
+    U = np.array([[i / 10.0, 0.0] for i in range(10)])
+    log_pf = np.log(np.array([0.9, 0.8, 0.5, 0.3, 0.2, 0.1, 0.05, 0.04, 0.01, 0.001]))[None]
+    sigma = np.array([9.0, 0.2, 0.3, 0.9, 0.4, 0.8, 0.7, 0.2, 5.0, 9.5])
+    hit_ok = np.ones(10, dtype=bool)
+    hit_ok[[0, 2]] = False
+    cfg = SelectionConfig(batch_size=5, exploration=0.4, min_distance=0.05, explore_floor=0.05)
+    free = choose_batch(log_pf, sigma, U, [5], cfg)
+    assert free.index[:3].tolist() == [0, 1, 2] and free.reason[:3] == ["exploit"] * 3
+    capped = choose_batch(log_pf, sigma, U, [5], cfg, hit_ok=hit_ok)
+    assert capped.index[:3].tolist() == [1, 3, 4], "the next best allowed rows serve as hits"
+    # exploration is not capped: row 0 (largest sigma of the eligible rows) is explored
+    assert capped.index[3:].tolist() == [0, 5] and capped.reason == ["exploit"] * 3 + ["explore"] * 2
+    # every row allowed: the batch of no cap, exactly
+    same = choose_batch(log_pf, sigma, U, [5], cfg, hit_ok=np.ones(10, dtype=bool))
+    assert same.index.tolist() == free.index.tolist() and same.reason == free.reason
+
+
+def test_slots_no_allowed_hit_can_fill_go_to_exploration() -> None:
+    U = _grid(0.1)
+    log_pf = np.stack([_smooth_scores(U, (0.2, 0.2)), _smooth_scores(U, (0.8, 0.8))])
+    sigma = np.random.default_rng(1).random(len(U))
+    cfg = SelectionConfig(batch_size=6, exploration=0.0, min_distance=0.1, explore_floor=1e-12)
+    none_ok = np.zeros(len(U), dtype=bool)
+    choice = choose_batch(log_pf, sigma, U, [3, 1], cfg, hit_ok=none_ok)
+    assert len(choice.index) == 6, "the cap moves slots to exploration, it does not shrink the batch"
+    assert choice.reason == ["explore"] * 6
+    assert choice.target.tolist().count(0) >= 4, "shared by the hits each target lacks"
+    assert _min_pairwise(U[choice.index]) >= 0.1 - 1e-9
+    # a complete target gets no exploration either
+    done = choose_batch(log_pf, sigma, U, [3, 0], cfg, hit_ok=none_ok)
+    assert done.target.tolist() == [0] * 6

@@ -1,4 +1,7 @@
-"""``innloop run`` / ``innloop status`` as a user runs them: real processes, real files."""
+"""``innloop run`` / ``innloop status`` as a user runs them: real processes, real files.
+
+The README's own ``innloop run`` in a fresh home is in ``test_cli_run.py``.
+"""
 
 from __future__ import annotations
 
@@ -17,46 +20,6 @@ def _innloop(*args: str, env: dict[str, str], timeout: int = 600) -> subprocess.
     return subprocess.run(
         [sys.executable, "-m", "agent.cli", *args], capture_output=True, text=True, timeout=timeout, env=env, cwd=ROOT
     )
-
-
-@pytest.mark.slow
-def test_default_campaign_runs_through_prefect_and_ray_and_prints_hits(tmp_path: Path) -> None:
-    env = os.environ | {
-        "INNLOOP_STATE_DIR": str(tmp_path / "state"),
-        "PREFECT_HOME": str(tmp_path / "prefect"),
-        "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
-    }
-    env.pop("PREFECT_API_URL", None)
-    done = _innloop("run", "-q", env=env)
-    assert done.returncode == 0, done.stderr[-3000:]
-    out = done.stdout
-    assert "mos2-default: every target has its diverse hits" in out
-    assert "target 0.5 ± 0.1: " in out and "target 1 ± 0.1: " in out
-    assert out.count("gap=") >= 20  # the hits, one design per line
-
-    status = _innloop("status", "mos2-default", "--json", env=env)
-    assert status.returncode == 0, status.stderr
-    s = json.loads(status.stdout)
-    assert s["done"] and s["in_flight"] == 0 and s["oracle"] == "mock"
-    assert s["oracle_calls"] == sum(s["results"].values()) <= 150
-    assert [t["hits"] >= t["wanted"] for t in s["targets"]] == [True, True]
-    for t in s["targets"]:
-        assert all(abs(d["gap"] - t["value"]) <= t["window"] for d in t["designs"])
-
-    # the flow ends with the campaign report: every figure of the shipped default campaign
-    from PIL import Image
-
-    from agent.report import SIZES
-
-    report = tmp_path / "state" / "mos2-default" / "report"
-    assert (report / "report.html").stat().st_size > 100_000  # the figures are embedded
-    for name, size in SIZES.items():
-        with Image.open(report / f"{name}.png") as img:
-            assert img.size == size, name
-
-    again = _innloop("run", "-q", "--no-prefect", "--no-ray", env=env)  # finished: nothing is redone
-    assert again.returncode == 0 and f"{s['oracle_calls']} oracle calls" in again.stdout
-    assert json.loads(_innloop("status", "mos2-default", "--json", env=env).stdout)["oracle_calls"] == s["oracle_calls"]
 
 
 def test_bad_config_is_one_clear_error_with_every_mistake(tmp_path: Path) -> None:
