@@ -33,7 +33,15 @@ from oracles.base import Oracle
 
 PAUSED = "paused after"  # the reason of a run that stopped at its own iteration limit
 
-__all__ = ["PAUSED", "CampaignRun", "campaign_status", "last_models", "make_campaign_oracle", "open_campaign", "run_campaign"]
+__all__ = [
+    "PAUSED",
+    "CampaignRun",
+    "campaign_status",
+    "last_models",
+    "make_campaign_oracle",
+    "open_campaign",
+    "run_campaign",
+]
 
 
 @dataclass

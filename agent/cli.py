@@ -13,7 +13,6 @@ import json
 import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any
 
 from agent.errors import InnloopError
 
@@ -24,6 +23,7 @@ def _design(args: argparse.Namespace) -> int:
     from agent.design import DesignConfig, check_target, generate_candidates
     from agent.localize import LocalizeConfig
     from agent.materials import get_material
+    from agent.models import resolve_state_dir
     from agent.pipeline import DesignSetup, load_models, training_data
     from agent.structures import write_structures
     from agent.surrogate import EnsembleConfig
@@ -41,7 +41,7 @@ def _design(args: argparse.Namespace) -> int:
     setup = DesignSetup(
         material=material.name,
         generator=args.generator,
-        state_dir=Path(args.state) if args.state else None,
+        state_dir=resolve_state_dir(args.state),
         retrain=args.retrain,
         seed=args.seed,
         progress=not args.quiet,
@@ -113,76 +113,16 @@ def _bench(args: argparse.Namespace) -> int:
 
 
 def _run(args: argparse.Namespace) -> int:
-    import os
+    from agent.cli_run import run_command
 
-    from agent.campaign import campaign_status
-    from agent.config import load_config
-    from agent.models import default_state_dir
-    from agent.state import FAILURE_STOP
-
-    if args.iterations is not None and args.iterations < 1:
-        raise InnloopError(f"--iterations must be at least 1, got {args.iterations}")
-    cfg = load_config(args.config)  # validate before anything starts (Prefect, Ray)
-    state_dir = args.state or str(default_state_dir())
-    use_ray = not args.no_ray
-    if args.no_prefect:
-        from agent.campaign import run_campaign
-        from agent.sampling import LocalSampler
-
-        sampler: Any = LocalSampler()
-        if use_ray and cfg.ray.enabled:
-            from flows.ray_sampler import RaySampler
-
-            sampler = RaySampler(args.ray_address or cfg.ray.address, cfg.ray.actors, cfg.ray.cpus_per_actor)
-        text = Path(args.config).read_text() if args.config else None
-        try:
-            run = run_campaign(
-                cfg,
-                state_dir,
-                source_text=text,
-                sampler=sampler,
-                progress=not args.quiet,
-                log=_log(args),
-                max_iterations=args.iterations,
-            )
-        finally:
-            getattr(sampler, "close", lambda: None)()
-        reason = run.reason
-    else:
-        os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
-        from agent.errors import CampaignStopped
-        from flows.campaign import campaign_flow
-
-        try:
-            out = campaign_flow(
-                config=args.config,
-                state_dir=state_dir,
-                ray_address=args.ray_address,
-                use_ray=use_ray,
-                progress=not args.quiet,
-                max_iterations=args.iterations,
-            )
-            reason = out["reason"]
-        except CampaignStopped as exc:
-            reason = str(exc).removeprefix(f"{cfg.name}: ")
-    status = campaign_status(state_dir, cfg.name)
-    print(f"{cfg.name}: {reason}; {status['oracle_calls']} oracle calls in {status['iterations']} iterations")
-    _print_hits(status)
-    return 3 if reason.startswith(FAILURE_STOP) else 0
-
-
-def _print_hits(status: dict[str, Any]) -> None:
-    for t in status["targets"]:
-        print(f"target {t['value']:g} ± {t['window']:g}: {t['hits']} diverse hits (wanted {t['wanted']})")
-        for row in t["designs"]:
-            print("  " + ", ".join(f"{k}={v:.4g}" for k, v in row.items()))
+    return run_command(args)
 
 
 def _status(args: argparse.Namespace) -> int:
     from agent.campaign import campaign_status
-    from agent.models import default_state_dir
+    from agent.models import resolve_state_dir
 
-    status = campaign_status(args.state or str(default_state_dir()), args.campaign)
+    status = campaign_status(str(resolve_state_dir(args.state)), args.campaign)
     if args.json:
         print(json.dumps(status, indent=2))
         return 0
@@ -202,7 +142,7 @@ def _report(args: argparse.Namespace) -> int:
 
     import pandas as pd
 
-    from agent.models import default_state_dir
+    from agent.models import resolve_state_dir
     from agent.report import ReportOptions, build_report
 
     os.environ.setdefault("NUMBA_NUM_THREADS", os.environ.get("INNLOOP_TORCH_THREADS", "1"))
@@ -214,9 +154,9 @@ def _report(args: argparse.Namespace) -> int:
             raise InnloopError(f"--switch must be two values 'T0,T1' in eV, e.g. 0,1.0; got {args.switch!r}") from None
         switch = (a, b)
     opts = ReportOptions(
-        out=Path(args.out) if args.out else None, switch=switch, confirm=args.confirm, samples=args.samples
+        out=Path(args.out).resolve() if args.out else None, switch=switch, confirm=args.confirm, samples=args.samples
     )
-    result = build_report(args.state or str(default_state_dir()), args.campaign, opts, log=_log(args))
+    result = build_report(str(resolve_state_dir(args.state)), args.campaign, opts, log=_log(args))
     s = result.summary
     print(f"report: {result.html}")
     print(
@@ -233,12 +173,19 @@ def _report(args: argparse.Namespace) -> int:
 
 def _serve(args: argparse.Namespace) -> int:
     from agent.config import load_config
+    from agent.models import resolve_state_dir
 
     load_config(args.config)
     from flows.campaign import serve
 
-    serve(args.name, args.config, args.state)
+    serve(args.name, args.config, str(resolve_state_dir(args.state)) if args.state else None)
     return 0
+
+
+def _doctor(args: argparse.Namespace) -> int:
+    from agent.doctor import main as doctor
+
+    return doctor(as_json=args.json, deep=args.deep)
 
 
 def _log(args: argparse.Namespace) -> Callable[[str], None]:
@@ -251,6 +198,9 @@ def _log(args: argparse.Namespace) -> Callable[[str], None]:
 
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="innloop", description="Closed-loop inverse design of materials.")
+    from agent.doctor import innloop_version
+
+    p.add_argument("--version", action="version", version=f"innloop {innloop_version()}")
     sub = p.add_subparsers(dest="command", required=True)
 
     d = sub.add_parser("design", help="generate, down-select and localize designs for a target")
@@ -291,7 +241,8 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument(
         "--iterations", type=int, help="stop this run after N iterations (the campaign goes on at the next run)"
     )
-    r.add_argument("-q", "--quiet", action="store_true", help="no progress bars or log lines")
+    r.add_argument("-q", "--quiet", action="store_true", help="print only the final table")
+    r.add_argument("-v", "--verbose", action="store_true", help="plain lines plus Prefect's log records on the console")
     r.set_defaults(func=_run)
 
     st = sub.add_parser("status", help="where a campaign stands (from state/ only)")
@@ -322,16 +273,25 @@ def build_parser() -> argparse.ArgumentParser:
     b.add_argument("name", help="benchmark name: table1")
     b.add_argument("rest", nargs=argparse.REMAINDER, help="arguments passed to the benchmark")
     b.set_defaults(func=_bench)
+
+    dr = sub.add_parser("doctor", help="check what works on this machine and how to install what is missing")
+    dr.add_argument("--json", action="store_true", help="machine-readable output")
+    dr.add_argument("--deep", action="store_true", help="also start a temporary Prefect server and a local Ray")
+    dr.set_defaults(func=_doctor)
     return p
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    args.argv = list(sys.argv[1:] if argv is None else argv)  # to say which command resumes a stopped run
     try:
         return int(args.func(args))
     except InnloopError as exc:
         print(f"innloop: {'error' if exc.exit_code == 2 else 'stopped'}: {exc}", file=sys.stderr)
         return exc.exit_code
+    except KeyboardInterrupt:  # `run` says what it kept itself; the other commands write only finished files
+        print(f"innloop: {args.command} stopped by Ctrl-C", file=sys.stderr)
+        return 130
 
 
 if __name__ == "__main__":

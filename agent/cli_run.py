@@ -117,13 +117,13 @@ def run_command(args: argparse.Namespace) -> int:
     from agent.config import load_config
     from agent.console import hits_table, open_view
     from agent.materials import get_material
-    from agent.models import default_state_dir
+    from agent.models import resolve_state_dir
     from agent.monitor import watching
 
     if args.iterations is not None and args.iterations < 1:
         raise InnloopError(f"--iterations must be at least 1, got {args.iterations}")
     cfg = load_config(args.config)  # validate before anything starts (Prefect, Ray)
-    state_dir = str(Path(args.state or default_state_dir()).absolute())
+    state_dir = str(resolve_state_dir(args.state))  # resolved once, here: jobs get absolute paths
     material = get_material(cfg.material)
     _quiet_frameworks(args.verbose)
     try:

@@ -90,7 +90,8 @@ class TargetSpec(_Spec):
 
 
 class OracleSpec(_Spec):
-    """The oracle by name; ``settings`` go to its constructor as they are (it checks them)."""
+    """The oracle by name; ``settings`` go to its constructor as they are (it checks them),
+    except that relative paths among them are made absolute against the config file's folder."""
 
     name: str = "mock"
     settings: dict[str, Any] = Field(default_factory=dict)
@@ -101,6 +102,22 @@ class OracleSpec(_Spec):
         from oracles import available_oracles  # lazy: keeps `import agent.config` light
 
         return _known_name(name, available_oracles(), "oracle")
+
+    @field_validator("settings")
+    @classmethod
+    def _absolute_paths(cls, settings: dict[str, Any], info: ValidationInfo) -> dict[str, Any]:
+        """Path settings (``workdir``, ``token_file``, a table's ``path`` …: the oracle class's
+        ``resolve_paths``) relative to the config file's folder, like ``initial.data``, and
+        absolute from then on: the stored config, a resumed run and the oracle's job processes
+        (which start in their own folders) must all mean the same files."""
+        from oracles import oracle_class
+
+        name = info.data.get("name")  # absent while the name is itself a mistake
+        resolve = getattr(oracle_class(name), "resolve_paths", None) if isinstance(name, str) else None
+        if resolve is None:
+            return settings
+        base = Path((info.context or {}).get("base_dir") or Path.cwd())
+        return dict(resolve(settings, base))
 
     @model_validator(mode="after")
     def _known_settings(self) -> OracleSpec:
@@ -155,7 +172,9 @@ class LoopSpec(_Spec):
     exploration: float = Field(default=0.1, ge=0, le=1)  # share of a batch chosen for information, not hits
     min_distance: float = Field(default=0.1, ge=0)  # unit-box distance below which designs are near-duplicates
     samples_per_target: int = Field(default=2000, ge=1)  # generator samples per target per iteration
-    max_sigma: float | None = Field(default=None, gt=0)  # optional cap on the surrogate's uncertainty
+    # optional cap on the deep ensemble's calibrated σ of a candidate chosen as a hit (exploration
+    # is not capped); None: no cap. See `agent.loop.choose`.
+    max_sigma: float | None = Field(default=None, gt=0)
 
 
 class BudgetSpec(_Spec):
@@ -338,8 +357,9 @@ class CampaignConfig(_Spec):
 def config_from_dict(
     data: dict[str, Any], source: str = "<dict>", *, base_dir: str | os.PathLike[str] | None = None
 ) -> CampaignConfig:
-    """Validate parsed data; relative ``initial.data`` paths resolve against ``base_dir`` (default:
-    the working folder). Raises one `ConfigError` naming ``source`` and listing every mistake."""
+    """Validate parsed data; relative paths (``initial.data``/``designs``, the oracle's path
+    settings) resolve against ``base_dir`` (default: the working folder). Raises one
+    `ConfigError` naming ``source`` and listing every mistake."""
     base = Path(base_dir) if base_dir is not None else Path.cwd()
     try:
         config = CampaignConfig.model_validate(data, context={"base_dir": base})

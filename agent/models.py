@@ -21,12 +21,22 @@ from agent.atomic import write_json
 from agent.surrogate import EnsembleConfig, SurrogateEnsemble
 from generators import Generator, load_generator, make_generator
 
-__all__ = ["ModelStore", "default_state_dir", "fingerprint"]
+__all__ = ["ModelStore", "default_state_dir", "fingerprint", "resolve_state_dir"]
 
 
 def default_state_dir() -> Path:
-    """``$INNLOOP_STATE_DIR`` if set, else ``./state`` (campaigns and model caches live there)."""
-    return Path(os.environ.get("INNLOOP_STATE_DIR", "state"))
+    """``$INNLOOP_STATE_DIR`` if set, else ``./state`` (campaigns and model caches live there),
+    as an absolute path: a relative one is taken against the current folder now, once, so
+    that job processes started in other folders are handed the same place."""
+    return resolve_state_dir(os.environ.get("INNLOOP_STATE_DIR") or "state")
+
+
+def resolve_state_dir(given: str | os.PathLike[str] | None = None) -> Path:
+    """The state folder a user gave (``--state``), absolute against the current folder, else
+    `default_state_dir`: what every command resolves once, where the user's value enters."""
+    if given is None or not str(given):
+        return default_state_dir()
+    return Path(os.path.abspath(Path(given).expanduser()))
 
 
 def fingerprint(*arrays: np.ndarray, extra: Any = None) -> str:

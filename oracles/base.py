@@ -24,9 +24,10 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field, replace
 from enum import StrEnum
+from pathlib import Path
 from typing import Any, Protocol, runtime_checkable
 
 import numpy as np
@@ -44,7 +45,10 @@ __all__ = [
     "OracleRefused",
     "OracleUnavailable",
     "Result",
+    "absolute_command",
+    "absolute_path",
     "designs_to_rows",
+    "resolve_path_settings",
 ]
 
 
@@ -222,6 +226,45 @@ def site_setting(value: float | None, env: str, default: float) -> float:
         return default if raw is None else float(raw)
     except ValueError:
         raise OracleError(f"environment variable {env}={raw!r} is not a number") from None
+
+
+def absolute_path(path: str | os.PathLike[str], base: str | os.PathLike[str] | None = None) -> Path:
+    """``path`` made absolute once, where the user gave it: ``~`` expanded, a relative path taken
+    against ``base`` (default: the current folder), ``..`` folded; symbolic links are kept, not
+    followed (a venv's ``bin/python`` is a link, and only by that name does it find its venv).
+
+    Job processes start in their own folders (a GPAW job in its job folder, a scheduler job
+    wherever the scheduler puts it), so a relative path handed on to them would name
+    another file there; oracles keep and pass on absolute paths only.
+    """
+    p = Path(path).expanduser()
+    if not p.is_absolute():
+        p = Path(base if base is not None else Path.cwd()) / p
+    return Path(os.path.abspath(p))
+
+
+def absolute_command(command: Sequence[str], base: str | os.PathLike[str] | None = None) -> list[str]:
+    """An argv whose program, when given by a path (``./run.sh``, ``bin/vasp``, ``~/vasp``), is
+    absolute (against ``base``, default the current folder); a bare name stays a name for
+    ``PATH`` to find. The arguments are the program's own business and stay as they are."""
+    argv = [str(a) for a in command]
+    if argv and (os.sep in argv[0] or argv[0].startswith("~")):
+        argv[0] = str(absolute_path(argv[0], base))
+    return argv
+
+
+def resolve_path_settings(
+    settings: Mapping[str, Any], keys: Iterable[str], base: str | os.PathLike[str] | None = None
+) -> dict[str, Any]:
+    """``settings`` with the text values of ``keys`` made absolute against ``base`` (`absolute_path`):
+    the oracles' ``resolve_paths`` hooks, which a campaign file's settings go through
+    (``agent.config``: relative to the file's folder)."""
+    out = dict(settings)
+    for key in keys:
+        value = out.get(key)
+        if isinstance(value, str | os.PathLike) and str(value):
+            out[key] = str(absolute_path(value, base))
+    return out
 
 
 def site_text(value: str | None, env: str, default: str | None = None) -> str | None:

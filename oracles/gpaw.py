@@ -35,7 +35,7 @@ import subprocess
 import sys
 import time
 import uuid
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -48,12 +48,15 @@ from oracles.base import (
     JobStatus,
     OracleError,
     Result,
+    absolute_command,
+    absolute_path,
     check_own,
     designs_to_rows,
     newest_per_design,
+    resolve_path_settings,
     site_setting,
 )
-from oracles.calibration import GapCalibration, load_calibration
+from oracles.calibration import BUNDLED, GapCalibration, load_calibration
 
 __all__ = ["GpawOracle"]
 
@@ -96,9 +99,26 @@ class GpawOracle:
         self.max_parallel = int(site_setting(max_parallel, "INNLOOP_GPAW_MAX_PARALLEL", 1))
         if self.walltime_s <= 0 or self.memory_gb <= 0 or self.max_parallel < 1:
             raise OracleError("gpaw oracle: walltime_s, memory_gb and max_parallel must be positive")
-        self.command = list(command) if command else [sys.executable, "-m", "oracles.gpaw_job"]
-        self.workdir = Path(workdir) if workdir is not None else default_state_dir() / "oracles" / "gpaw"
+        # Absolute from here on: each job runs in its own folder, so a relative work folder
+        # or program would be looked up again there and name something else.
+        self.command = absolute_command(command) if command else [sys.executable, "-m", "oracles.gpaw_job"]
+        self.workdir = absolute_path(workdir) if workdir is not None else default_state_dir() / "oracles" / "gpaw"
         self.workdir.mkdir(parents=True, exist_ok=True)
+
+    @staticmethod
+    def resolve_paths(settings: Mapping[str, Any], base: Path) -> dict[str, Any]:
+        """Settings with their paths absolute against ``base`` (a campaign file's folder):
+        ``workdir``, a ``calibration`` file (not a bundled name, not ``"none"``) and a
+        ``command`` whose program is given by a path."""
+        keys = ["workdir"]
+        calibration = settings.get("calibration")
+        if isinstance(calibration, str) and calibration not in BUNDLED and calibration != "none":
+            keys.append("calibration")
+        out = resolve_path_settings(settings, keys, base)
+        command = out.get("command")
+        if isinstance(command, list) and command and all(isinstance(a, str) for a in command):
+            out["command"] = absolute_command(command, base)
+        return out
 
     def submit(self, designs: Any) -> list[Handle]:
         """Queue the designs (one folder each) and start as many as free slots allow."""
@@ -167,6 +187,8 @@ class GpawOracle:
             resource.setrlimit(resource.RLIMIT_AS, (limit, limit))
 
         env = os.environ | {"OMP_NUM_THREADS": "1", "OPENBLAS_NUM_THREADS": "1"}
+        if env.get("PYTHONPATH"):  # e.g. a source checkout run as `PYTHONPATH=. innloop …`
+            env["PYTHONPATH"] = _absolute_pythonpath(env["PYTHONPATH"])
         with open(folder / "stdout.txt", "wb") as log:
             proc = subprocess.Popen(
                 [*self.command, str(folder / "input.json"), str(folder / "output.json")],
@@ -273,6 +295,12 @@ def _parse_output(h: Handle, out: Path, prov: dict[str, Any], log: str, cal: Gap
     err = data.get("error") or {}
     cls = ErrorClass.PHYSICS if err.get("class") == "physics" else ErrorClass.INFRASTRUCTURE
     return Result.failure(h, cls, str(err.get("message")), provenance=prov, log=log)
+
+
+def _absolute_pythonpath(value: str) -> str:
+    """``PYTHONPATH`` with every entry absolute (an empty one means the current folder): the job
+    process starts in its own folder and must import the same code as this one."""
+    return os.pathsep.join(str(absolute_path(p or ".")) for p in value.split(os.pathsep))
 
 
 def _job_meta(folder: Path) -> dict[str, Any] | None:

@@ -47,7 +47,7 @@ import math
 import os
 import ssl
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 from urllib.parse import quote
@@ -63,8 +63,10 @@ from oracles.base import (
     OracleError,
     OracleRefused,
     Result,
+    absolute_path,
     check_own,
     designs_to_rows,
+    resolve_path_settings,
     site_setting,
     site_text,
 )
@@ -106,12 +108,22 @@ class HttpOracle:
         if self.timeout_s <= 0 or self.retries < 0 or self.backoff_s < 0:
             raise OracleError("http oracle: timeout_s must be > 0, retries and backoff_s >= 0")
         self.space = get_material(material).space
-        self.workdir = Path(workdir) if workdir is not None else default_state_dir() / "oracles" / "http"
+        self.workdir = absolute_path(workdir) if workdir is not None else default_state_dir() / "oracles" / "http"
         self.workdir.mkdir(parents=True, exist_ok=True)
         self.keys = KeyJournal(self.workdir)
         self.journal = self.keys.path
         self._client = httpx.Client(timeout=self.timeout_s, verify=_tls(verify))
         self._batch_reads = True  # until the server shows it has no batch route
+
+    @staticmethod
+    def resolve_paths(settings: Mapping[str, Any], base: Path) -> dict[str, Any]:
+        """Settings with ``workdir``, ``token_file`` and a CA bundle given as ``verify`` absolute
+        against ``base`` (a campaign file's folder)."""
+        keys = ["workdir", "token_file"]
+        verify = settings.get("verify")
+        if isinstance(verify, str) and verify.lower() not in _BOOL_WORDS:
+            keys.append("verify")
+        return resolve_path_settings(settings, keys, base)
 
     def __repr__(self) -> str:
         return f"HttpOracle(url={self.url!r}, workdir={str(self.workdir)!r}, token=<hidden>)"
@@ -356,12 +368,15 @@ def _read_token(token: str | None, token_file: str | Path | None) -> str:
     return token
 
 
+_BOOL_WORDS = {"true": True, "1": True, "false": False, "0": False}  # `verify` spelled as text
+
+
 def _tls(verify: bool | str | None) -> bool | ssl.SSLContext:
     """``verify``: True (system CAs), False (no checking: testing only) or a CA bundle path."""
     if verify is None:
         verify = os.environ.get("INNLOOP_HTTP_VERIFY", "true")
     if isinstance(verify, str):  # config files and the environment spell booleans as text
-        verify = {"true": True, "1": True, "false": False, "0": False}.get(verify.lower(), verify)
+        verify = _BOOL_WORDS.get(verify.lower(), verify)
     if isinstance(verify, bool):
         return verify
     if not Path(verify).is_file():

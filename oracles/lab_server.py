@@ -44,7 +44,7 @@ from pydantic import BaseModel, Field
 from agent.atomic import write_json
 from agent.errors import InnloopError
 from agent.models import default_state_dir
-from oracles.base import Handle, Oracle, designs_to_rows
+from oracles.base import Handle, Oracle, absolute_path, designs_to_rows
 
 __all__ = ["MAX_QUERY", "Faults", "create_app", "main"]
 
@@ -96,7 +96,7 @@ def create_app(
         raise InnloopError("lab server: refusing to run without a token")
     if latency_s < 0:
         raise InnloopError(f"lab server: latency_s must be >= 0, got {latency_s}")
-    state = Path(state_dir) if state_dir is not None else default_state_dir() / "lab"
+    state = absolute_path(state_dir) if state_dir is not None else default_state_dir() / "lab"
     jobs = state / "jobs"
     jobs.mkdir(parents=True, exist_ok=True)
     if oracle is None:
@@ -268,7 +268,7 @@ def main(argv: list[str] | None = None) -> int:
     if not token:
         print("lab server: no token; set INNLOOP_LAB_TOKEN or give --token-file", file=sys.stderr)
         return 2
-    state = Path(args.state_dir) if args.state_dir else default_state_dir() / "lab"
+    state = absolute_path(args.state_dir) if args.state_dir else default_state_dir() / "lab"
     try:
         settings = json.loads(args.oracle_settings)
         if not isinstance(settings, dict):

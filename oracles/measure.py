@@ -18,7 +18,7 @@ from typing import Any
 import pandas as pd
 
 from agent.atomic import write_text
-from oracles.base import Handle, Oracle, OracleError, designs_to_rows
+from oracles.base import Handle, Oracle, OracleError, absolute_path, designs_to_rows
 
 __all__ = ["handles_path", "measure"]
 
@@ -36,8 +36,9 @@ def measure(
     timeout_s: float | None = None,
     log: Callable[[str], None] = lambda _m: None,
 ) -> pd.DataFrame:
-    """Measure ``designs`` (the oracle space's columns) and write one row per design to ``out``."""
-    out = Path(out)
+    """Measure ``designs`` (the oracle space's columns) and write one row per design to ``out``
+    (a relative ``out`` is taken against the current folder, once)."""
+    out = absolute_path(out)
     rows = designs_to_rows(oracle.space, designs)
     key = hashlib.sha256(json.dumps(rows).encode()).hexdigest()[:16]
     saved = handles_path(out)

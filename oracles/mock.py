@@ -16,7 +16,7 @@ import json
 import os
 import time
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from importlib import resources
 from pathlib import Path
 from typing import Any
@@ -35,9 +35,11 @@ from oracles.base import (
     OracleError,
     OracleRefused,
     Result,
+    absolute_path,
     check_own,
     design_digest,
     designs_to_rows,
+    resolve_path_settings,
     site_setting,
 )
 
@@ -67,7 +69,7 @@ class MockOracle:
             raise OracleError(f"the mock oracle emulates MoS2 only, not {material!r}")
         self.seed = int(seed)
         self.space = get_material(material).space
-        self.workdir = Path(workdir) if workdir is not None else default_state_dir() / "oracles" / "mock"
+        self.workdir = absolute_path(workdir) if workdir is not None else default_state_dir() / "oracles" / "mock"
         self.jobs = self.workdir / "jobs"
         self.jobs.mkdir(parents=True, exist_ok=True)
         with resources.as_file(resources.files("oracles") / "data" / "mock_mos2.pt") as path:
@@ -76,6 +78,11 @@ class MockOracle:
             self._model = SurrogateEnsemble.load(path).double()
         self.claims = self.workdir / "attempts"  # one empty file per (design, attempt) ever claimed
         self._attempts: Counter[str] | None = None  # next attempt per design key, as far as this process knows
+
+    @staticmethod
+    def resolve_paths(settings: Mapping[str, Any], base: Path) -> dict[str, Any]:
+        """Settings with ``workdir`` absolute against ``base`` (a campaign file's folder)."""
+        return resolve_path_settings(settings, ("workdir",), base)
 
     # -- the protocol ------------------------------------------------------------------
     def submit(self, designs: Any) -> list[Handle]:

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import time
 import uuid
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -21,7 +21,17 @@ from scipy.spatial import cKDTree
 from agent.data import Observations, read_observations
 from agent.errors import DesignError
 from agent.materials import get_material
-from oracles.base import Handle, JobStatus, OracleError, OracleRefused, Result, check_own, designs_to_rows
+from oracles.base import (
+    Handle,
+    JobStatus,
+    OracleError,
+    OracleRefused,
+    Result,
+    absolute_path,
+    check_own,
+    designs_to_rows,
+    resolve_path_settings,
+)
 
 __all__ = ["TableOracle"]
 
@@ -44,6 +54,7 @@ class TableOracle:
             obs: Observations = mat.dataset()
             self.source = f"bundled:{material}"
         else:
+            path = absolute_path(path)
             obs = read_observations(path, mat)
             self.source = str(path)
         self._obs = obs.deduplicate("exact")
@@ -51,6 +62,11 @@ class TableOracle:
         self._y = self._obs.y
         self._tree = cKDTree(self._U)
         self.target = self._obs.target
+
+    @staticmethod
+    def resolve_paths(settings: Mapping[str, Any], base: Path) -> dict[str, Any]:
+        """Settings with ``path`` absolute against ``base`` (a campaign file's folder)."""
+        return resolve_path_settings(settings, ("path",), base)
 
     def pool(self) -> pd.DataFrame:
         """The table's designs without their labels: what pool-based active learning picks from."""

@@ -51,7 +51,7 @@ import shlex
 import shutil
 import time
 import uuid
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
@@ -66,9 +66,12 @@ from oracles.base import (
     JobStatus,
     OracleError,
     Result,
+    absolute_command,
+    absolute_path,
     check_own,
     designs_to_rows,
     newest_per_design,
+    resolve_path_settings,
     site_setting,
     site_text,
 )
@@ -105,7 +108,8 @@ class VaspOracle:
     ) -> None:
         self.space = get_material(material).space
         raw = command if command is not None else os.environ.get("INNLOOP_VASP_COMMAND")
-        self.command = shlex.split(raw) if isinstance(raw, str) else list(raw or [])
+        # a program given by a path is made absolute here: the scheduler runs the job in its folder
+        self.command = absolute_command(shlex.split(raw) if isinstance(raw, str) else list(raw or []))
         if not self.command:
             raise OracleError(
                 "vasp oracle: no VASP command; pass command=... (e.g. 'vasp_std') or set INNLOOP_VASP_COMMAND"
@@ -122,11 +126,25 @@ class VaspOracle:
             raise OracleError("vasp oracle: walltime_s, nodes, ppn and poll_interval_s must be positive")
         self.convention = convention
         self.incar = dict(incar or {})
-        self.workdir = Path(workdir) if workdir is not None else default_state_dir() / "oracles" / "vasp"
+        self.workdir = absolute_path(workdir) if workdir is not None else default_state_dir() / "oracles" / "vasp"
         self.workdir.mkdir(parents=True, exist_ok=True)
         self._executor: Any = None
         self._jobs: dict[str, Any] = {}  # our job id -> psij Job (submitted or attached here)
         self._last: dict[str, JobStatus] = {}  # our job id -> last non-final status seen
+
+    @staticmethod
+    def resolve_paths(settings: Mapping[str, Any], base: Path) -> dict[str, Any]:
+        """Settings with ``workdir`` and a ``command`` program given by a path absolute against
+        ``base`` (a campaign file's folder)."""
+        out = resolve_path_settings(settings, ("workdir",), base)
+        command = out.get("command")
+        if isinstance(command, str) and command.strip():
+            argv = shlex.split(command)
+            resolved = absolute_command(argv, base)
+            out["command"] = command if resolved == argv else shlex.join(resolved)
+        elif isinstance(command, list) and command and all(isinstance(a, str) for a in command):
+            out["command"] = absolute_command(command, base)
+        return out
 
     # -- psij ---------------------------------------------------------------------------
     @property

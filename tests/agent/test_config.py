@@ -88,6 +88,8 @@ CASES = [
     ("nan target", with_("targets.0.value", float("nan")), "targets.0.value: must be a finite number"),
     ("zero batch size", with_("loop.batch_size", 0), "loop.batch_size: must be >= 1 (got 0)"),
     ("exploration above 1", with_("loop.exploration", 1.5), "loop.exploration: must be <= 1 (got 1.5)"),
+    ("zero max sigma", with_("loop.max_sigma", 0.0), "loop.max_sigma: must be > 0 (got 0.0)"),
+    ("misspelt max sigma", with_("loop.max_sigmaa", 0.1), "loop.max_sigmaa: unknown key (did you mean 'max_sigma'?)"),
     ("empty targets", with_("targets", []), "targets: must not be empty"),
     ("missing targets", with_("targets", DELETE), "targets: required key is missing"),
     ("duplicate targets", with_("targets", [{"value": 1.0}, {"value": 1.0}]), "targets.1.value: same value as"),
