@@ -168,11 +168,17 @@ class LineView(_Tally):
             f"{c['failed']} failed), hits {hits}; {c['elapsed']:.0f} s elapsed"
             + (f", {' and '.join(left)} left" if left else "")
         )
-        print(line, file=self.out, flush=True)
+        self._write(self.out, line)
 
     def message(self, text: str) -> None:
         super().message(text)
-        print(text, file=self.err, flush=True)
+        self._write(self.err, text)
+
+    @staticmethod
+    def _write(stream: TextIO, line: str) -> None:
+        # not print(): inside a Prefect flow with log_prints, print() to stdout becomes a log record
+        stream.write(line + "\n")
+        stream.flush()
 
 
 @contextmanager

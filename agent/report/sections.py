@@ -164,7 +164,12 @@ def sections(
         "4. Metal–insulator transitions",
         _switch_text(pair, summary, stats, cfg.oracle.name),
         [
-            fig("switching_umap", "Both candidate sets on the shared UMAP; black lines join the listed pairs."),
+            fig(
+                "switching_umap",
+                "Both candidate sets on the UMAP of section 1, each design placed as UMAP places new points "
+                "(UMAP.transform: near its 15 nearest data designs, the data fixed); black lines join the "
+                "listed pairs.",
+            ),
             Table("switching_pairs", "Ranked switching pairs (full table with both designs in the CSV).", shown, 20),
             Table("umap_switching", "Embedded designs of the switching map.", t["umap_switching"], 5),
         ],

@@ -30,7 +30,8 @@ import torch
 from agent.insight import SwitchingReport, switching_report
 from agent.insight.switching import Predictor
 from agent.loop import with_acquisition_model
-from agent.report.embed import embed, subsample
+from agent.report.cache import ArrayCache
+from agent.report.embed import base_embedding, embed, place, subsample
 from agent.report.inputs import ReportInputs, Target
 from agent.report.recorded import RecordedOracle
 from agent.state import ledger_arrays
@@ -167,6 +168,8 @@ class Embedding:
     pair_lines: pd.DataFrame
     points: int = 0
     basis: str = ""
+    fitted: int = 0  # rows the UMAP was fitted on (the data sample); the rest are placed on it
+    cached: bool = False  # the data sample's UMAP came from the report cache
     notes: list[str] = field(default_factory=list)
 
 
@@ -178,12 +181,15 @@ def embedding_tables(
     *,
     max_points: int,
     seed: int,
+    cache: ArrayCache | None = None,
 ) -> Embedding:
-    """Fit one UMAP on a data sample, both switching sets and every listed pair's ends.
+    """The data sample's UMAP (read from ``cache`` when there), with both switching sets and
+    every listed pair's ends placed on it (`agent.report.embed`).
 
     Pair ends are taken from the pair table itself (a measured end need not be a
     candidate row); they are coloured by their measured value where there is one, else
-    by the verifying model's mean.
+    by the verifying model's mean. Without any data row the candidates are embedded
+    themselves.
     """
     space, name = inputs.material.space, inputs.material.target
     if inputs.data is not None:
@@ -207,7 +213,13 @@ def embedding_tables(
             ends.append(sum(len(b[1]) for b in blocks))
             blocks.append((f"{t.label} candidates", X_end, np.where(np.isfinite(value), value, pred)))
     X = np.vstack([b[1] for b in blocks])
-    xy = embed(space.to_unit(X), seed=seed) if len(X) else np.zeros((0, 2))
+    U, n0 = space.to_unit(X) if len(X) else np.zeros((0, space.dim)), len(blocks[0][1])
+    cached = False
+    if n0:
+        xy0, cached = base_embedding(U[:n0], seed=seed, cache=cache)
+        xy = np.vstack([xy0, place(U[n0:], U[:n0], xy0, seed=seed)])
+    else:
+        xy = embed(U, seed=seed)
     labels = np.concatenate([[b[0]] * len(b[1]) for b in blocks])
     values = np.concatenate([b[2] for b in blocks])
     full = space.to_frame(X)
@@ -218,7 +230,7 @@ def embedding_tables(
     data = full[full["set"] == "data"].drop(columns="set").reset_index(drop=True)
     switching = full.reset_index(drop=True)
     lines = _pair_lines(full, pairs, ends)
-    return Embedding(data, switching, lines, len(X), basis)
+    return Embedding(data, switching, lines, len(X), basis, fitted=n0 or len(X), cached=cached)
 
 
 def _pair_lines(full: pd.DataFrame, pairs: pd.DataFrame, ends: list[int]) -> pd.DataFrame:

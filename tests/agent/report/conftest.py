@@ -1,7 +1,8 @@
 """Two small campaigns (mock oracle with a generator, table oracle with a pool) and their reports.
 
 Built once per test session: a campaign of four short iterations takes a few seconds, a
-report about 20 s (most of it umap-learn's first, compiling fit).
+report a few more (the first one in a session also fits a UMAP of a data sample that no
+shipped cache entry holds: umap-learn's import and numba's compilation, about 10 s).
 """
 
 from __future__ import annotations
@@ -11,6 +12,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+
+# before anything imports numba: its thread count cannot change once its threads have started
+os.environ.setdefault("NUMBA_NUM_THREADS", "1")
 
 COMMON = """
 seed = 1
@@ -66,7 +70,6 @@ def _campaign(root: Path, text: str) -> str:
 def _build(root: Path, text: str) -> Built:
     from agent.report import ReportOptions, build_report
 
-    os.environ.setdefault("NUMBA_NUM_THREADS", "1")
     name = _campaign(root, text)
     result = build_report(root / "state", name, ReportOptions(samples=300, umap_points=600))
     return Built(root / "state", name, result)
