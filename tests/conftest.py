@@ -44,6 +44,13 @@ def small_ensemble(synthetic_data: tuple[np.ndarray, np.ndarray]) -> SurrogateEn
     return model
 
 
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Tests that use the session's SLURM run on one worker (``--dist loadgroup``): one cluster."""
+    for item in items:
+        if "slurm_cluster" in getattr(item, "fixturenames", ()):
+            item.add_marker(pytest.mark.xdist_group("slurm"))
+
+
 @pytest.fixture(scope="session")
 def slurm_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalSlurm]:
     """munged + slurmctld + slurmd on localhost for the session; ``SLURM_CONF`` points at it.
