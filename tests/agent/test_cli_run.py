@@ -222,8 +222,11 @@ def test_a_signal_stops_cleanly_and_the_same_command_resumes(
         assert in_flight > 0 and f"`innloop run {config}" in last, last
         before = outcome(state, case)
 
-        resumed = run_campaign_process(config, state, "none", case.env)
+        resumed = run_campaign_process(config, state, "none", case.env)  # innloop run … --no-prefect -q
         assert resumed.returncode == 0, resumed.stderr[-3000:]
+        # -q on a resumed campaign that trains: the final table only, no bars, no messages
+        assert resumed.stdout.startswith(f"{NAME}: iteration budget reached"), resumed.stdout[:500]
+        assert "%|" not in resumed.stderr + resumed.stdout and "resuming" not in resumed.stderr + resumed.stdout
         after = outcome(state, case)
         accepted = case.accepted()
         assert not after.problems and after.last == MOCK_ITERATIONS - 1
