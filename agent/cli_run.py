@@ -21,6 +21,7 @@ import os
 import shlex
 import signal
 import sys
+import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -51,8 +52,7 @@ def _console_handlers() -> list[logging.Handler]:
     seen: dict[int, logging.Handler] = {}
     for lg in loggers:
         for h in lg.handlers:
-            stream = getattr(h, "stream", None)  # a StreamHandler's stream; other handlers have none
-            if isinstance(h, logging.StreamHandler) and stream in (sys.stderr, sys.stdout, sys.__stderr__):
+            if isinstance(h, logging.StreamHandler) and h.stream in (sys.stderr, sys.stdout, sys.__stderr__):
                 seen[id(h)] = h
     return list(seen.values())
 
@@ -65,7 +65,7 @@ def _signals() -> Iterator[None]:
     shutdown) log their own tracebacks of the interruption; the person asked to stop and
     gets one line instead. Handlers and levels are restored when the block ends.
     """
-    if sys.modules["threading"].current_thread() is not sys.modules["threading"].main_thread():
+    if threading.current_thread() is not threading.main_thread():
         yield
         return
     levels: dict[int, tuple[logging.Handler, int]] = {}
@@ -115,7 +115,7 @@ def run_command(args: argparse.Namespace) -> int:
     """Run ``args`` (the ``run`` subcommand's namespace); return the exit status."""
     t0 = time.perf_counter()
     from agent.config import load_config
-    from agent.console import hits_table, open_view
+    from agent.console import open_view
     from agent.materials import get_material
     from agent.models import resolve_state_dir
     from agent.monitor import watching
@@ -134,7 +134,7 @@ def run_command(args: argparse.Namespace) -> int:
         print(_kept(state_dir, cfg.name, signum, args), file=sys.stderr, flush=True)
         return EXIT_SIGNAL[signal.Signals(signum)]
     seconds["total"] = time.perf_counter() - t0
-    return _finish(args, state_dir, cfg.name, reason, seconds, material, hits_table)
+    return _finish(state_dir, cfg.name, reason, seconds, material)
 
 
 def _campaign(args: argparse.Namespace, cfg: Any, state_dir: str, view: Any) -> tuple[str, dict[str, float]]:
@@ -179,19 +179,12 @@ def _campaign(args: argparse.Namespace, cfg: Any, state_dir: str, view: Any) -> 
         return str(exc).removeprefix(f"{cfg.name}: "), seconds
 
 
-def _finish(
-    args: argparse.Namespace,
-    state_dir: str,
-    name: str,
-    reason: str,
-    seconds: dict[str, float],
-    material: Any,
-    hits_table: Any,
-) -> int:
+def _finish(state_dir: str, name: str, reason: str, seconds: dict[str, float], material: Any) -> int:
     """The final table: why it stopped, oracle calls, hits per target with units, time per phase."""
     from rich.console import Console
 
     from agent.campaign import campaign_status
+    from agent.console import hits_table
     from agent.state import FAILURE_STOP
 
     status = campaign_status(state_dir, name)

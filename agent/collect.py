@@ -98,11 +98,8 @@ class _Flight:
         payload = {"iteration": self.iteration, "phase": phase, "time": when}
         store.write_inflight(payload | {"jobs": [j.to_json() for j in self.jobs]})
 
-    def settle(self, finished: list[tuple[Job, Result]], store: CampaignStore, retry: RetrySpec, log: Log) -> int:
-        """Ledger first (one fsync for the round), then drop the jobs; queue retries after a backoff.
-
-        Returns the jobs added.
-        """
+    def settle(self, finished: list[tuple[Job, Result]], store: CampaignStore, retry: RetrySpec, log: Log) -> None:
+        """Ledger first (one fsync for the round), then drop the jobs; queue retries after a backoff."""
         for job, result in finished:
             job_id = result.handle.job_id
             if job_id in self.recorded:
@@ -113,15 +110,12 @@ class _Flight:
         store.ledger.sync()
         gone = {id(job) for job, _ in finished}
         self.jobs = [j for j in self.jobs if id(j) not in gone]
-        added = 0
         for job, result in finished:
             if not _retryable(result) or job.attempt >= retry.max_attempts:
                 continue
             wait = _backoff(retry, job.attempt)
             self.jobs.append(Job(job.design, job.tag, job.attempt + 1, None, time.time() + wait))
             log(f"{result.status.value} ({result.message}); re-submitting in {wait:g} s")
-            added += 1
-        return added
 
 
 @dataclass

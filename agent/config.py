@@ -111,13 +111,14 @@ class OracleSpec(_Spec):
         absolute from then on: the stored config, a resumed run and the oracle's job processes
         (which start in their own folders) must all mean the same files."""
         from oracles import oracle_class
+        from oracles.base import ResolvesPaths
 
         name = info.data.get("name")  # absent while the name is itself a mistake
-        resolve = getattr(oracle_class(name), "resolve_paths", None) if isinstance(name, str) else None
-        if resolve is None:
+        oracle = oracle_class(name) if isinstance(name, str) else None
+        if not isinstance(oracle, ResolvesPaths):  # the capability is declared, or the oracle has no paths
             return settings
         base = Path((info.context or {}).get("base_dir") or Path.cwd())
-        return dict(resolve(settings, base))
+        return dict(oracle.resolve_paths(settings, base))
 
     @model_validator(mode="after")
     def _known_settings(self) -> OracleSpec:

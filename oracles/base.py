@@ -44,6 +44,7 @@ __all__ = [
     "OracleError",
     "OracleRefused",
     "OracleUnavailable",
+    "ResolvesPaths",
     "Result",
     "absolute_command",
     "absolute_path",
@@ -226,6 +227,16 @@ def site_setting(value: float | None, env: str, default: float) -> float:
         return default if raw is None else float(raw)
     except ValueError:
         raise OracleError(f"environment variable {env}={raw!r} is not a number") from None
+
+
+@runtime_checkable
+class ResolvesPaths(Protocol):
+    """An oracle class whose settings include paths (a work folder, a table, a token file, a
+    program): it says which, and makes them absolute against ``base`` (a campaign file's
+    folder, `agent.config`). A class without it has no path settings."""
+
+    @staticmethod
+    def resolve_paths(settings: Mapping[str, Any], base: Path) -> dict[str, Any]: ...
 
 
 def absolute_path(path: str | os.PathLike[str], base: str | os.PathLike[str] | None = None) -> Path:
