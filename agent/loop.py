@@ -96,10 +96,7 @@ def retrain(state: CampaignState, ctx: Context) -> Models | None:
     surrogate = previous.surrogate if previous else None
     if surrogate is None:
         cfg = EnsembleConfig(
-            members=m.members,
-            epochs=m.surrogate_epochs,
-            warm_epochs=m.surrogate_warm_epochs,
-            seed=state.config.seed,
+            members=m.members, epochs=m.surrogate_epochs, warm_epochs=m.surrogate_warm_epochs, seed=state.config.seed
         )
         surrogate = SurrogateEnsemble(U.shape[1], cfg)
     summary = surrogate.fit(U, y, warm_start=True)
@@ -109,11 +106,7 @@ def retrain(state: CampaignState, ctx: Context) -> Models | None:
     if not uses_pool(ctx):
         if generator is None:
             generator = make_generator(m.generator, U.shape[1])
-        tcfg = TrainConfig(
-            epochs=m.generator_epochs,
-            warm_epochs=m.generator_warm_epochs,
-            seed=state.config.seed,
-        )
+        tcfg = TrainConfig(epochs=m.generator_epochs, warm_epochs=m.generator_warm_epochs, seed=state.config.seed)
         generator.fit(U, y, config=tcfg, warm_start=True)  # type: ignore[arg-type]
     fit = {
         "n_train": len(y),
@@ -189,15 +182,10 @@ def refine(state: CampaignState, models: Models | None, samples: list[np.ndarray
 def choose(state: CampaignState, models: Models | None, cands: Candidates, pending: np.ndarray, ctx: Context) -> Batch:
     """The batch: random while there is too little data, else the batch-aware acquisition.
 
-    ``[loop] max_sigma`` caps the uncertainty of a candidate *hit*, as ``--max-sigma`` does
-    for ``innloop design``: a candidate whose calibrated deep-ensemble σ (`Models.surrogate`,
-    whatever model the acquisition scores with) is above the cap is never chosen to serve a
-    target as a likely hit (reason ``exploit``). It stays a candidate for exploration, which
-    is there to measure what the models are unsure of, and slots no capped hit can fill go
-    to exploration (`choose_batch`), so the cap turns a batch towards learning rather than
-    shrinking it. How many fresh candidates the cap barred from hits is recorded in
-    ``cands.counts["over_max_sigma"]`` (the iteration's metrics). No cap (``None``, the
-    default): the batch is what it would be without this rule.
+    ``[loop] max_sigma`` (as ``innloop design --max-sigma``): a candidate whose deep-ensemble
+    σ is above it never serves a target as a likely hit (``exploit``); it may still be
+    explored, and hit slots it leaves go to exploration (`choose_batch`). The count it
+    barred goes to ``cands.counts["over_max_sigma"]``. ``None`` (default): no cap.
     """
     cfg = state.config
     room = cfg.budget.oracle_calls - state.calls - len(pending) if cfg.budget.oracle_calls is not None else 10**9
