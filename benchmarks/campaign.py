@@ -7,7 +7,7 @@ Protocol (every method, same seeds, side by side in one run):
 - 50 random seed designs per seed (random table rows, or uniform valid designs), the same
   for every method, then batches of 10;
 - a *hit* is an oracle value within ±0.1 eV of the target; hits count when every two are
-  at least 0.1 apart in the unit box (`agent.state.diverse_hits`, arrival order);
+  at least 0.1 apart in the unit box (`agent.campaign.state.diverse_hits`, arrival order);
 - the score is the number of oracle calls, seeds included, when the 50th diverse hit
   arrives (``>N`` when ``--max-calls N`` ran out first).
 
@@ -15,9 +15,9 @@ Methods: ``random`` screening; ``gp`` (BoTorch SingleTaskGP, Matern-5/2 with one
 scale per parameter, refitted every batch, log probability of the window); ``trees``
 (scikit-learn ExtraTrees, 100 trees, spread of the trees as σ, same window probability);
 ``ensemble`` (innloop's deep ensemble, no generator); ``innloop`` (the campaign itself,
-`agent.campaign.run_campaign`, with its default settings except an exploration share of 0,
+`agent.campaign.runner.run_campaign`, with its default settings except an exploration share of 0,
 ``--exploration``: the benchmark rewards hits only). The model baselines pick
-batches with the same greedy, hit-aware, spacing rules as innloop (`agent.acquisition`),
+batches with the same greedy, hit-aware, spacing rules as innloop (`agent.design.acquisition`),
 so what differs is the model and, for innloop, the generator and the exploration share.
 Candidates of the baselines on the mock are 5,000 fresh uniform valid designs per batch.
 
@@ -39,13 +39,14 @@ import numpy as np
 import pandas as pd
 import torch
 
-from agent.acquisition import SelectionConfig, choose_batch, log_window_probability
-from agent.campaign import run_campaign
-from agent.config import config_from_dict
-from agent.materials import get_material
-from agent.state import diverse_hits, ledger_arrays
-from agent.surrogate import EnsembleConfig, SurrogateEnsemble
+from agent.campaign.config import config_from_dict
+from agent.campaign.runner import run_campaign
+from agent.campaign.state import diverse_hits, ledger_arrays
+from agent.core.materials import get_material
+from agent.design.acquisition import SelectionConfig, choose_batch, log_window_probability
+from agent.models.surrogate import EnsembleConfig, SurrogateEnsemble
 from oracles import make_oracle
+from oracles.base import MeasuresPool
 
 __all__ = ["main", "run_baseline", "run_innloop"]
 
@@ -66,7 +67,8 @@ class Problem:
             settings = {"workdir": str(workdir / "mock"), "latency_s": 0.0, "noise_eV": 0.0, "failure_rate": 0.0}
         self.settings = settings
         self.oracle = make_oracle(oracle, **settings)
-        self.pool = self.space.to_unit(self.space.from_frame(self.oracle.pool())) if oracle == "table" else None  # type: ignore[attr-defined]
+        found = self.oracle
+        self.pool = self.space.to_unit(self.space.from_frame(found.pool())) if isinstance(found, MeasuresPool) else None
 
     def measure(self, U: np.ndarray) -> np.ndarray:
         handles = self.oracle.submit(self.space.from_unit(U))
@@ -84,7 +86,7 @@ class Problem:
     def candidates(self, seed: int, it: int, measured: np.ndarray) -> np.ndarray:
         if self.pool is None:
             return self.uniform(np.random.default_rng([seed, it, 777]), 5000)
-        from agent.state import nearest_distance
+        from agent.campaign.state import nearest_distance
 
         return self.pool[nearest_distance(self.pool, measured) > 1e-9]
 

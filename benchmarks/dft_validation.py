@@ -30,8 +30,8 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from agent.design import DesignConfig, generate_candidates
-from agent.pipeline import DesignSetup, load_models
+from agent.design.funnel import DesignConfig, generate_candidates
+from agent.design.trained import DesignSetup, load_models
 from oracles import make_oracle
 from oracles.calibration import METAL_TOL
 from oracles.measure import measure

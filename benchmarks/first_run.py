@@ -97,7 +97,7 @@ def _innloop(*args: str) -> list[str]:
 
 
 def _campaign_name(config: str | None) -> str:
-    from agent.config import load_config
+    from agent.campaign.config import load_config
 
     return load_config(config).name
 

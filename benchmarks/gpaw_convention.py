@@ -1,7 +1,7 @@
 """Which atomic-position convention reproduces the bundled VASP gaps? Ask GPAW.
 
 A design point fixes only the cell; where the S atoms sit is a convention
-(`agent.materials.mos2.build_structure`). The statistical argument for "fractional" is
+(`agent.core.materials.mos2.build_structure`). The statistical argument for "fractional" is
 indirect (the gap depends on ``c``); this benchmark checks it directly: it recomputes a
 seeded mix of bundled rows with GPAW under both conventions and compares with the VASP
 gaps -- correlation, MAE, mean signed offset on gapped rows, metals right/wrong, and
@@ -29,7 +29,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from agent.data.observations import load_dataset
+from agent.core.materials import load_dataset
 from oracles.calibration import METAL_TOL, agreement
 from oracles.gpaw_job import DESIGN_KEYS
 

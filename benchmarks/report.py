@@ -64,8 +64,8 @@ def build_campaign(root: Path, oracle: str, iterations: int) -> tuple[str, float
     """Run the campaign in this process; return its name and seconds."""
     import torch
 
-    from agent.campaign import run_campaign
-    from agent.config import load_config
+    from agent.campaign.config import load_config
+    from agent.campaign.runner import run_campaign
 
     torch.set_num_threads(1)
     path = root / f"{oracle}.toml"

@@ -2,7 +2,7 @@
 
 One run: the reference lab server (`oracles.lab_server`, the mock inside with a latency
 and a failure rate: half physics, half infrastructure failures, the latter retried) as
-a separate process on 127.0.0.1; a real campaign (`agent.campaign.run_campaign`, no
+a separate process on 127.0.0.1; a real campaign (`agent.campaign.runner.run_campaign`, no
 Prefect, no Ray) with the http oracle whose ``[initial] random = N`` puts all N designs
 in flight at once, for one iteration. Then the books are checked against the lab's own:
 
@@ -38,8 +38,8 @@ from collections import Counter
 from pathlib import Path
 from typing import Any
 
-from agent.campaign import run_campaign
-from agent.config import config_from_dict
+from agent.campaign.config import config_from_dict
+from agent.campaign.runner import run_campaign
 from oracles.base import ErrorClass, design_digest
 from oracles.testing.lab import lab_jobs, start_lab, stop_lab
 

@@ -18,7 +18,7 @@ Protocol (chosen so that no figure grades a model against itself):
   candidates that survive down-selection and localization (``kept`` of ``n``).
 - ``diversity``: mean nearest-neighbour distance of candidates over that of training
   rows with a gap within ±0.1 eV of the target, at equal counts (see
-  `agent.metrics.diversity_ratio`). ``seconds``: sampling + down-selection +
+  `agent.design.metrics.diversity_ratio`). ``seconds``: sampling + down-selection +
   localization for ``n`` samples, models already trained.
 """
 
@@ -35,12 +35,12 @@ from typing import Any
 import numpy as np
 import torch
 
-from agent.design import DesignConfig, generate_candidates
-from agent.materials import get_material
-from agent.metrics import diversity_ratio, mae_against
-from agent.models import ModelStore, default_state_dir
-from agent.pipeline import training_data
-from agent.surrogate import EnsembleConfig, SurrogateEnsemble, calibration_report
+from agent.core.materials import get_material
+from agent.core.paths import default_state_dir
+from agent.design.funnel import DesignConfig, generate_candidates
+from agent.design.metrics import diversity_ratio, mae_against
+from agent.design.trained import ModelStore, training_data
+from agent.models.surrogate import EnsembleConfig, SurrogateEnsemble, calibration_report
 
 PAPER: dict[str, tuple[float, float, float, str]] = {
     "MDN": (0.184, 0.421, 0.840, "~5 s"),

@@ -1,6 +1,6 @@
 """The campaign as a Prefect 3 flow: one flow run per campaign, one task run per stage.
 
-The science stays in `agent.loop.step`; this layer only makes each stage a Prefect task
+The science stays in `agent.campaign.loop.step`; this layer only makes each stage a Prefect task
 (retries only for the stages that are safe to repeat), publishes artifacts after every
 iteration (a markdown summary with the progress plot, under the keys
 ``<campaign>-progress`` and ``<campaign>-hits``), publishes the campaign report
@@ -21,14 +21,14 @@ from prefect import flow, get_run_logger, task
 from prefect.artifacts import create_link_artifact, create_markdown_artifact
 from prefect.cache_policies import NO_CACHE
 
-from agent.campaign import run_campaign
-from agent.config import load_config
-from agent.errors import CampaignStopped
-from agent.models import default_state_dir
-from agent.monitor import current as current_monitor
-from agent.sampling import LocalSampler, Sampler
-from agent.state import FAILURE_STOP, CampaignState, hit_table
-from agent.store import CampaignStore
+from agent.campaign.config import load_config
+from agent.campaign.monitor import current as current_monitor
+from agent.campaign.runner import run_campaign
+from agent.campaign.state import FAILURE_STOP, CampaignState, hit_table
+from agent.campaign.store import CampaignStore
+from agent.core.errors import CampaignStopped
+from agent.core.paths import default_state_dir
+from agent.design.sampling import LocalSampler, Sampler
 from flows.report import progress_markdown, progress_png
 
 __all__ = ["artifact_key", "campaign_flow", "serve"]

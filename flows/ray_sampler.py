@@ -17,7 +17,7 @@ from typing import Any
 import numpy as np
 import ray
 
-from agent.sampling import SampleJob, generator_bytes
+from agent.design.sampling import SampleJob, generator_bytes
 from generators import Generator
 
 __all__ = ["RaySampler", "SamplerActor"]
@@ -34,14 +34,14 @@ class SamplerActor:
         self.digest: str | None = None
 
     def load(self, blob: bytes, kind: str, digest: str) -> str:
-        from agent.sampling import generator_from_bytes
+        from agent.design.sampling import generator_from_bytes
 
         self._generator = generator_from_bytes(blob, kind=kind)
         self.digest = digest
         return digest
 
     def sample(self, job: SampleJob) -> np.ndarray:
-        from agent.sampling import sample_job
+        from agent.design.sampling import sample_job
 
         if self._generator is None:
             raise RuntimeError("sampler actor has no generator loaded")

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import numpy as np
 
-from agent.state import CampaignState, diverse_hits, hit_table, ledger_arrays
+from agent.campaign.state import CampaignState, diverse_hits, hit_table, ledger_arrays
 
 __all__ = ["hits_curve", "progress_markdown", "progress_png"]
 
@@ -44,7 +44,7 @@ def progress_png(state: CampaignState, path: Path) -> Path:
     buf = io.BytesIO()
     fig.savefig(buf, format="png")
     plt.close(fig)
-    from agent.atomic import write_bytes
+    from agent.core.atomic import write_bytes
 
     return write_bytes(path, buf.getvalue())
 

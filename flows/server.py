@@ -15,7 +15,7 @@ import os
 
 import httpx
 
-from agent.errors import InnloopError
+from agent.core.errors import InnloopError
 
 __all__ = ["STARTUP_TIMEOUT_S", "PrefectUnavailable", "ensure_api"]
 

@@ -2,7 +2,7 @@
 
 Names map to classes so configuration files and the CLI can pick a model by string;
 ``load_generator`` is the single place where weight files are trusted, so every way a
-file can be bad ends in one :class:`~agent.errors.WeightsError` naming the file.
+file can be bad ends in one :class:`~agent.core.errors.WeightsError` naming the file.
 """
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ from typing import Any
 
 import torch
 
-from agent.errors import InnloopError, UnknownNameError, WeightsError
+from agent.core.errors import InnloopError, UnknownNameError, WeightsError
 from generators.base import WEIGHTS_FORMAT, FitReport, Generator, NotFittedError, TorchGenerator, TrainConfig
 from generators.cinn import CINN, CINNArch
 from generators.cvae import CVAE, CVAEArch

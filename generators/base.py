@@ -22,8 +22,8 @@ import torch
 from torch import Tensor, nn
 from tqdm.auto import tqdm
 
-from agent.atomic import write_bytes
-from agent.errors import ConfigError, InnloopError, TargetError
+from agent.core.atomic import write_bytes
+from agent.core.errors import ConfigError, InnloopError, TargetError
 
 __all__ = [
     "WEIGHTS_FORMAT",

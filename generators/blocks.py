@@ -13,7 +13,7 @@ from collections.abc import Callable, Sequence
 import torch
 from torch import Tensor, nn
 
-from agent.errors import ConfigError
+from agent.core.errors import ConfigError
 
 __all__ = [
     "ActNorm",

@@ -14,7 +14,7 @@ from typing import ClassVar
 import torch
 from torch import Tensor, nn
 
-from agent.errors import ConfigError
+from agent.core.errors import ConfigError
 from generators.base import TorchGenerator, TrainConfig
 from generators.blocks import ActNorm, AffineCoupling, InvertibleSequence, PermuteRandom, mlp_subnet
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 import importlib
 from typing import Any
 
-from agent.errors import UnknownNameError
+from agent.core.errors import UnknownNameError
 from oracles.base import ErrorClass, Handle, JobStatus, Oracle, OracleError, Result
 
 __all__ = [

@@ -13,10 +13,14 @@ so the protocol is built around never losing or repeating one:
 - A back end that cannot be reached raises `OracleError` from any call. From `submit`
   that must mean one of: nothing of the batch stays at the back end (undo what was
   started, as `vasp` does), or re-sending the same designs finds the jobs that did start
-  (``idempotent_submit = True``, as `table` does: its answers are free), or
-  ``adopt(designs, since)`` finds them (as `mock`, `http` and `vasp` do; it also finds
-  the jobs of a process killed between submit and saving the handles). `agent.collect`
-  relies on it to retry a failed submit without paying twice.
+  (`IdempotentSubmit`, as `table` is: its answers are free), or `Adopts`: ``adopt(designs,
+  since)`` finds them (as `mock`, `http`, `gpaw` and `vasp` do; it also finds the jobs of
+  a process killed between submit and saving the handles). The job driver relies on it to
+  retry a failed submit without paying twice.
+
+What an oracle can do beyond the four calls is declared, never probed: it implements a
+capability protocol (`Adopts`, `IdempotentSubmit`, `MeasuresPool`, `ResolvesPaths`) and
+callers check it with ``isinstance`` (``issubclass`` for a class).
 """
 
 from __future__ import annotations
@@ -28,18 +32,21 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field, replace
 from enum import StrEnum
 from pathlib import Path
-from typing import Any, Protocol, runtime_checkable
+from typing import Any, Literal, Protocol, runtime_checkable
 
 import numpy as np
 import pandas as pd
 
-from agent.errors import InnloopError
-from agent.space import DesignSpace
+from agent.core.errors import InnloopError
+from agent.core.space import DesignSpace
 
 __all__ = [
+    "Adopts",
     "ErrorClass",
     "Handle",
+    "IdempotentSubmit",
     "JobStatus",
+    "MeasuresPool",
     "Oracle",
     "OracleError",
     "OracleRefused",
@@ -202,6 +209,36 @@ class Oracle(Protocol):
     def cancel(self, handles: Sequence[Handle]) -> None: ...
 
 
+# -- optional capabilities: declared by implementing them, checked with isinstance --------------
+@runtime_checkable
+class Adopts(Protocol):
+    """An oracle that finds the jobs a submit started, so a submit whose reply was lost (or a
+    process killed between submit and saving its handles) is re-attached, never paid twice.
+
+    ``adopt(designs, since)`` returns, per design, the newest job of this oracle for that
+    design submitted at or after ``since`` (`time.time()`), or ``None`` (`newest_per_design`).
+    """
+
+    def adopt(self, designs: Any, since: float) -> list[Handle | None]: ...
+
+
+@runtime_checkable
+class IdempotentSubmit(Protocol):
+    """An oracle whose `submit`, sent the same designs again after it raised, hands back the
+    jobs it already has (its answers are free, as a table's are): re-sending costs nothing."""
+
+    idempotent_submit: Literal[True]
+
+
+@runtime_checkable
+class MeasuresPool(Protocol):
+    """An oracle that can measure only the designs it lists (a table of past results): the
+    loop chooses among ``pool()`` (one row per design, the space's columns) and trains no
+    generator, since generated designs could not be measured."""
+
+    def pool(self) -> pd.DataFrame: ...
+
+
 def designs_to_rows(space: DesignSpace, designs: Any) -> list[dict[str, float]]:
     """Validate designs (a table or list of dicts with the space's columns, or an ``(n, d)``
     array) into dicts.
@@ -233,7 +270,7 @@ def site_setting(value: float | None, env: str, default: float) -> float:
 class ResolvesPaths(Protocol):
     """An oracle class whose settings include paths (a work folder, a table, a token file, a
     program): it says which, and makes them absolute against ``base`` (a campaign file's
-    folder, `agent.config`). A class without it has no path settings."""
+    folder, `agent.campaign.config`). A class without it has no path settings."""
 
     @staticmethod
     def resolve_paths(settings: Mapping[str, Any], base: Path) -> dict[str, Any]: ...
@@ -269,7 +306,7 @@ def resolve_path_settings(
 ) -> dict[str, Any]:
     """``settings`` with the text values of ``keys`` made absolute against ``base`` (`absolute_path`):
     the oracles' ``resolve_paths`` hooks, which a campaign file's settings go through
-    (``agent.config``: relative to the file's folder)."""
+    (``agent.campaign.config``: relative to the file's folder)."""
     out = dict(settings)
     for key in keys:
         value = out.get(key)

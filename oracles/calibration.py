@@ -25,7 +25,7 @@ from typing import Any
 import numpy as np
 from scipy.optimize import minimize
 
-from agent.atomic import write_json
+from agent.core.atomic import write_json
 from oracles.base import OracleError
 
 __all__ = ["BUNDLED", "METAL_TOL", "GapCalibration", "agreement", "gap_from_smeared_dos", "load_calibration"]

@@ -39,9 +39,9 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from agent.atomic import write_json
-from agent.materials import get_material
-from agent.models import default_state_dir
+from agent.core.atomic import write_json
+from agent.core.materials import get_material
+from agent.core.paths import default_state_dir
 from oracles.base import (
     ErrorClass,
     Handle,

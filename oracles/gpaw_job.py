@@ -41,9 +41,9 @@ from typing import Any, Literal
 
 import numpy as np
 
-from agent.atomic import write_text
-from agent.errors import ConfigError, DesignError
-from agent.materials.mos2 import MIN_VACUUM, cell_is_valid, leaves_vacuum, vacuum_gap
+from agent.core.atomic import write_text
+from agent.core.errors import ConfigError, DesignError
+from agent.core.materials.mos2 import MIN_VACUUM, cell_is_valid, leaves_vacuum, vacuum_gap
 
 __all__ = [
     "DESIGN_KEYS",
@@ -209,7 +209,7 @@ def gap_from_eigenvalues(eigenvalues: Any, fermi_level: float | Sequence[float])
 
 # -- output ------------------------------------------------------------------------
 def write_result(path: str | os.PathLike[str], result: Mapping[str, Any]) -> Path:
-    """Write ``result`` as JSON to ``path`` atomically (`agent.atomic.write_text`).
+    """Write ``result`` as JSON to ``path`` atomically (`agent.core.atomic.write_text`).
 
     Serialised first, with NaN refused, so a bad result never replaces a good file.
     """
@@ -259,8 +259,8 @@ def run_job(job: JobInput, folder: str | os.PathLike[str]) -> tuple[float, str]:
         from gpaw.external import ConstantElectricField
     except ImportError as exc:
         raise JobFailed("infrastructure", f"GPAW is not importable ({exc}); run scripts/install_gpaw.sh") from exc
-    from agent.materials.mos2 import build_structure
-    from agent.structures import to_ase
+    from agent.core.materials.mos2 import build_structure
+    from agent.core.structures import to_ase
 
     s = job.settings
     atoms = to_ase(build_structure(job.design_array()[0], convention=job.convention))

@@ -54,8 +54,8 @@ from urllib.parse import quote
 
 import httpx
 
-from agent.materials import get_material
-from agent.models import default_state_dir
+from agent.core.materials import get_material
+from agent.core.paths import default_state_dir
 from oracles.base import (
     ErrorClass,
     Handle,

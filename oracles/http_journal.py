@@ -27,7 +27,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from agent.atomic import write_json
+from agent.core.atomic import write_json
 from oracles.base import OracleRefused, canonical_design, design_digest
 
 __all__ = ["KeyJournal", "idempotency_key"]

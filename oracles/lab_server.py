@@ -41,9 +41,9 @@ from typing import Annotated, Any
 from fastapi import Depends, FastAPI, Header, HTTPException, Response
 from pydantic import BaseModel, Field
 
-from agent.atomic import write_json
-from agent.errors import InnloopError
-from agent.models import default_state_dir
+from agent.core.atomic import write_json
+from agent.core.errors import InnloopError
+from agent.core.paths import default_state_dir
 from oracles.base import Handle, Oracle, absolute_path, designs_to_rows
 
 __all__ = ["MAX_QUERY", "Faults", "create_app", "main"]

@@ -17,7 +17,7 @@ from typing import Any
 
 import pandas as pd
 
-from agent.atomic import write_text
+from agent.core.atomic import write_text
 from oracles.base import Handle, Oracle, OracleError, absolute_path, designs_to_rows
 
 __all__ = ["handles_path", "measure"]

@@ -24,10 +24,10 @@ from typing import Any
 import numpy as np
 import torch
 
-from agent.atomic import write_json
-from agent.materials import get_material
-from agent.models import default_state_dir
-from agent.surrogate import SurrogateEnsemble
+from agent.core.atomic import write_json
+from agent.core.materials import get_material
+from agent.core.paths import default_state_dir
+from agent.models.surrogate import SurrogateEnsemble
 from oracles.base import (
     ErrorClass,
     Handle,

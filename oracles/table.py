@@ -18,9 +18,9 @@ import numpy as np
 import pandas as pd
 from scipy.spatial import cKDTree
 
-from agent.data import Observations, read_observations
-from agent.errors import DesignError
-from agent.materials import get_material
+from agent.core.errors import DesignError
+from agent.core.materials import get_material, read_observations
+from agent.core.observations import Observations
 from oracles.base import (
     Handle,
     JobStatus,

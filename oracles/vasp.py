@@ -56,10 +56,10 @@ from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
-from agent.atomic import write_json
-from agent.materials import get_material
-from agent.materials.mos2 import Convention
-from agent.models import default_state_dir
+from agent.core.atomic import write_json
+from agent.core.materials import get_material
+from agent.core.materials.mos2 import Convention
+from agent.core.paths import default_state_dir
 from oracles.base import (
     ErrorClass,
     Handle,

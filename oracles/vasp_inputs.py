@@ -33,7 +33,7 @@ from pymatgen.core import SETTINGS, Structure
 from pymatgen.io.vasp.inputs import Kpoints
 from pymatgen.io.vasp.sets import MPStaticSet
 
-from agent.materials.mos2 import Convention, build_structure
+from agent.core.materials.mos2 import Convention, build_structure
 from oracles.base import ErrorClass
 
 __all__ = [

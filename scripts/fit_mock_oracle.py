@@ -12,9 +12,9 @@ from pathlib import Path
 
 import torch
 
-from agent.materials import get_material
-from agent.pipeline import training_data
-from agent.surrogate import EnsembleConfig, SurrogateEnsemble
+from agent.core.materials import get_material
+from agent.design.trained import training_data
+from agent.models.surrogate import EnsembleConfig, SurrogateEnsemble
 
 DEFAULT_OUT = Path(__file__).resolve().parents[1] / "oracles" / "data" / "mock_mos2.pt"
 

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 import torch
 
-from agent.surrogate import SurrogateEnsemble
+from agent.models.surrogate import SurrogateEnsemble
 from oracles.testing.slurm import LocalSlurm, start_local_slurm
 
 os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
@@ -36,7 +36,7 @@ def synthetic_data() -> tuple[np.ndarray, np.ndarray]:
 
 @pytest.fixture(scope="session")
 def small_ensemble(synthetic_data: tuple[np.ndarray, np.ndarray]) -> SurrogateEnsemble:
-    from agent.surrogate import EnsembleConfig
+    from agent.models.surrogate import EnsembleConfig
 
     U, y = synthetic_data
     model = SurrogateEnsemble(3, EnsembleConfig(members=4, hidden=64, layers=2, epochs=40, batch_size=128, seed=0))

@@ -76,7 +76,12 @@ def env(tmp_path: Path) -> dict[str, str]:
 
 def _innloop(repo: Path, env: dict[str, str], *args: str, timeout: float = 900) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        [sys.executable, "-m", "agent.cli", *args], cwd=repo, env=env, capture_output=True, text=True, timeout=timeout
+        [sys.executable, "-m", "agent.cli", *args],
+        cwd=repo,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
     )
 
 
@@ -295,7 +300,7 @@ def test_shipped_config_runs_its_first_iteration(
 def test_the_state_folder_is_absolute_against_the_folder_at_start(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from agent.models import default_state_dir, resolve_state_dir
+    from agent.core.paths import default_state_dir, resolve_state_dir
 
     monkeypatch.chdir(tmp_path)
     monkeypatch.delenv("INNLOOP_STATE_DIR", raising=False)
@@ -333,7 +338,7 @@ def test_paths_in_a_campaign_file_are_relative_to_its_folder(tmp_path: Path, mon
     """As ``initial.data`` always was: the oracle's path settings resolve against the TOML's
     folder, whatever the current folder, and stay absolute in the stored config; names that
     are not paths (a bundled calibration, "none", a program on PATH, verify = "true") stay."""
-    from agent.config import config_from_dict, load_config
+    from agent.campaign.config import config_from_dict, load_config
 
     folder = tmp_path / "campaigns"
     folder.mkdir()

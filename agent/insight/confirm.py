@@ -24,8 +24,8 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from agent.core.space import DesignSpace
 from agent.insight.switching import end_designs, target_windows
-from agent.space import DesignSpace
 from oracles.base import Handle, Oracle
 
 __all__ = ["Measurement", "confirm_pairs", "known_ends", "measure_designs"]

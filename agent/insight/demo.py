@@ -21,10 +21,10 @@ from dataclasses import dataclass
 
 import torch
 
+from agent.core.materials import get_material
+from agent.design.trained import training_data
 from agent.insight.transitions import SwitchingReport, switching_report
-from agent.materials import get_material
-from agent.pipeline import training_data
-from agent.surrogate import EnsembleConfig, SurrogateEnsemble
+from agent.models.surrogate import EnsembleConfig, SurrogateEnsemble
 from oracles.table import TableOracle
 
 __all__ = ["DemoResult", "format_demo", "main", "run_demo"]

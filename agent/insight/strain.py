@@ -34,8 +34,8 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from agent.errors import DataError, UnknownNameError
-from agent.materials.mos2 import A0, C0
+from agent.core.errors import DataError, UnknownNameError
+from agent.core.materials.mos2 import A0, C0
 
 __all__ = [
     "FEATURES",

@@ -33,9 +33,9 @@ import pandas as pd
 from scipy.spatial import cKDTree
 from scipy.special import ndtr
 
-from agent.errors import DataError
+from agent.core.errors import DataError
+from agent.core.space import DesignSpace
 from agent.insight.strain import REFERENCES
-from agent.space import DesignSpace
 
 __all__ = [
     "CHANGE_MIN_SHARE",

@@ -16,6 +16,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from agent.core.space import DesignSpace
 from agent.insight.confirm import confirm_pairs, known_ends
 from agent.insight.switching import (
     Predictor,
@@ -27,7 +28,6 @@ from agent.insight.switching import (
     window_mask,
     with_measurements,
 )
-from agent.space import DesignSpace
 from oracles.base import Oracle
 
 __all__ = ["SwitchingReport", "switching_report"]

@@ -19,8 +19,9 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from agent.atomic import write_bytes, write_json, write_text
-from agent.errors import ConfigError, StateError
+from agent.campaign.state import diverse_hits, ledger_arrays
+from agent.core.atomic import write_bytes, write_json, write_text
+from agent.core.errors import ConfigError, StateError
 from agent.report import figures, tables
 from agent.report.cache import ArrayCache, cache_dir
 from agent.report.export import clear_scratch, export_structures, write_csv
@@ -28,7 +29,6 @@ from agent.report.html import render
 from agent.report.inputs import ReportInputs, Target, candidate_sets, load_inputs, report_targets
 from agent.report.sections import sections
 from agent.report.switch import ConfirmStats, embedding_tables, switching_pairs
-from agent.state import diverse_hits, ledger_arrays
 
 __all__ = ["ReportOptions", "ReportResult", "build_report", "default_confirm"]
 

@@ -13,7 +13,7 @@ also shipped, read-only, in ``agent/report/data/`` (`SHIPPED`, reproduced by
 umap-learn and numba's compilation; a shipped file is checked like any other.
 
 Safety: entries are ``.npz`` files of plain arrays, written atomically
-(`agent.atomic.write_bytes`) and read with ``allow_pickle=False``, so a cache file can
+(`agent.core.atomic.write_bytes`) and read with ``allow_pickle=False``, so a cache file can
 never run code. Each file is named by a content key (a hash of every input the entry
 depends on, library versions included) and also stores that key and a SHA-256 of its
 arrays: a file with another key, a bad checksum, a damaged zip or unexpected arrays is
@@ -34,7 +34,7 @@ from typing import Any
 
 import numpy as np
 
-from agent.atomic import write_bytes
+from agent.core.atomic import write_bytes
 
 __all__ = ["CACHE_ENV", "SHIPPED", "ArrayCache", "cache_dir", "content_key"]
 

@@ -1,6 +1,6 @@
 """Section 6 and file output: the best hits as CIF/POSCAR, and atomic writes into the report folder.
 
-Every file of a report is written through `agent.atomic`, so a reader (or the Prefect
+Every file of a report is written through `agent.core.atomic`, so a reader (or the Prefect
 UI following a link) sees a whole file or the previous one, never half of one.
 pymatgen writes structures to a path of its own choosing, so they are written into a
 scratch folder first and moved into place file by file.
@@ -16,10 +16,10 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from agent.atomic import write_bytes, write_text
-from agent.materials import Material
+from agent.core.atomic import write_bytes, write_text
+from agent.core.materials import Material
+from agent.core.structures import write_structures
 from agent.report.inputs import Target
-from agent.structures import write_structures
 
 __all__ = ["best_hits", "export_structures", "write_csv"]
 

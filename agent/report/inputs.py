@@ -1,10 +1,10 @@
 """What a report reads: the campaign from disk, its last models, and candidate designs per target.
 
-Everything comes from ``state/<campaign>/`` through `agent.campaign.open_campaign`, which
+Everything comes from ``state/<campaign>/`` through `agent.campaign.runner.open_campaign`, which
 re-hashes every committed iteration first, so a report never draws from damaged files.
 Candidates are what the campaign would propose now: the last committed generator's
 samples localized on the last committed surrogate (the MatDesINNe pass of
-`agent.design.generate_candidates`), or, for an oracle that measures a listed pool
+`agent.design.funnel.generate_candidates`), or, for an oracle that measures a listed pool
 only (``table``), the pool rows the surrogate puts in the target's window.
 """
 
@@ -16,18 +16,19 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from agent.campaign import last_models, open_campaign
-from agent.config import CampaignConfig, config_from_dict
-from agent.data import Observations
-from agent.design import DesignConfig, generate_candidates
-from agent.errors import InnloopError, StateError
-from agent.localize import LocalizeConfig
-from agent.loop import Models
-from agent.materials import Material, get_material
-from agent.pipeline import training_data
-from agent.state import CampaignState
-from agent.store import CampaignStore
+from agent.campaign.config import CampaignConfig, config_from_dict
+from agent.campaign.loop import Models
+from agent.campaign.runner import last_models, open_campaign
+from agent.campaign.state import CampaignState
+from agent.campaign.store import CampaignStore
+from agent.core.errors import InnloopError, StateError
+from agent.core.materials import Material, get_material
+from agent.core.observations import Observations
+from agent.design.funnel import DesignConfig, generate_candidates
+from agent.design.localize import LocalizeConfig
+from agent.design.trained import training_data
 from oracles import make_oracle, oracle_class
+from oracles.base import MeasuresPool
 
 __all__ = ["ReportInputs", "Target", "candidate_sets", "load_inputs", "report_targets"]
 
@@ -69,7 +70,7 @@ def load_inputs(state_dir: str | Path, name: str) -> ReportInputs:
     store, state = open_campaign(config, state_dir)
     material = get_material(config.material)
     models, at = last_models(store, state)
-    pool = callable(getattr(oracle_class(config.oracle.name), "pool", None))
+    pool = issubclass(oracle_class(config.oracle.name), MeasuresPool)
     data = training_data(material) if material.dataset is not None else None
     return ReportInputs(store, state, config, material, models, at, pool, data)
 
@@ -137,7 +138,9 @@ def _pool_sets(inputs: ReportInputs, models: Models, targets: list[Target]) -> l
     """Every pool row the surrogate puts in each window (pairing is cheap; figures subsample)."""
     space = inputs.material.space
     oracle = make_oracle(inputs.config.oracle.name, **dict(inputs.config.oracle.settings))
-    pool = oracle.pool()  # type: ignore[attr-defined]
+    if not isinstance(oracle, MeasuresPool):
+        raise StateError(f"oracle {oracle.name!r} lists no designs to choose from (no pool)")
+    pool = oracle.pool()
     X = space.from_frame(pool, source=f"{oracle.name} pool")
     mean, std = models.surrogate.predict(space.to_unit(X))
     out = []

@@ -5,7 +5,7 @@ wants it fresh: a measurement must never be lost or paid twice. `RecordedOracle`
 between `agent.insight.confirm` and the campaign's oracle:
 
 - a design already in the report's ledger (``<report>/confirm/ledger.jsonl``, an
-  `agent.ledger.Ledger`) is answered from it without asking the oracle;
+  `agent.campaign.ledger.Ledger`) is answered from it without asking the oracle;
 - a design submitted by a run that died before its result came back is re-attached
   through the handle saved in ``inflight.json`` (written atomically right after submit);
 - every new result goes to the ledger (fsynced) before anyone sees it.
@@ -21,9 +21,9 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from agent.atomic import write_json
-from agent.errors import StateError
-from agent.ledger import Ledger
+from agent.campaign.ledger import Ledger
+from agent.core.atomic import write_json
+from agent.core.errors import StateError
 from oracles.base import ErrorClass, Handle, JobStatus, Oracle, Result, design_digest, designs_to_rows
 
 __all__ = ["RecordedOracle"]

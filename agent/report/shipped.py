@@ -25,8 +25,8 @@ __all__ = ["main"]
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Fit the default report's data embedding (``--points``, ``--seed``) and write it to ``--out``."""
-    from agent.materials import get_material
-    from agent.pipeline import training_data
+    from agent.core.materials import get_material
+    from agent.design.trained import training_data
 
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
     p.add_argument("--material", default="mos2")

@@ -1,7 +1,7 @@
 """Section 4 and the shared embedding: switching pairs (with oracle confirmation) and UMAP tables.
 
 Verification (rule ``"probability"``, the default) uses the model the campaign trusts
-for acquisition (`agent.loop.with_acquisition_model`: the symmetry-invariant GP when the
+for acquisition (`agent.campaign.loop.with_acquisition_model`: the symmetry-invariant GP when the
 config asks for one, else the deep ensemble): a candidate counts for a target when that
 model gives its window a probability of at least `END_PROBABILITY` = √½, so a pair's two
 ends (taken as independent) hold together with at least even odds. On a 20-iteration
@@ -27,14 +27,14 @@ import numpy as np
 import pandas as pd
 import torch
 
+from agent.campaign.loop import with_acquisition_model
+from agent.campaign.state import ledger_arrays
 from agent.insight import SwitchingReport, switching_report
 from agent.insight.switching import Predictor
-from agent.loop import with_acquisition_model
 from agent.report.cache import ArrayCache
 from agent.report.embed import base_embedding, embed, place, subsample
 from agent.report.inputs import ReportInputs, Target
 from agent.report.recorded import RecordedOracle
-from agent.state import ledger_arrays
 from oracles import make_oracle, oracle_class
 
 __all__ = ["END_PROBABILITY", "ConfirmStats", "Embedding", "PosteriorPredictor", "embedding_tables", "switching_pairs"]

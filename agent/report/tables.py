@@ -14,11 +14,11 @@ import numpy as np
 import pandas as pd
 from scipy.stats import norm
 
+from agent.campaign.ledger import LedgerRecord
+from agent.campaign.state import diverse_hits
+from agent.core.space import DesignSpace
 from agent.insight import quantile_table, strain_features
-from agent.ledger import LedgerRecord
 from agent.report.inputs import Target
-from agent.space import DesignSpace
-from agent.state import diverse_hits
 from oracles.base import design_digest
 
 __all__ = [

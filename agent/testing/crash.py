@@ -128,7 +128,7 @@ class _KillingOracle:
 
 
 def _hook_ledger(run: _Run) -> None:
-    from agent import ledger
+    from agent.campaign import ledger
 
     append = ledger.Ledger.append
 
@@ -141,8 +141,8 @@ def _hook_ledger(run: _Run) -> None:
 
 
 def _hook_rename(run: _Run) -> None:
-    """Wrap ``os.replace`` as `agent.atomic` calls it: the temporary file is written and fsynced."""
-    from agent import atomic
+    """Wrap ``os.replace`` as `agent.core.atomic` calls it: the temporary file is written and fsynced."""
+    from agent.core import atomic
 
     target = FILES[run.point.what]
     replace = os.replace
@@ -185,7 +185,7 @@ def _hook_reply(run: _Run) -> None:
 
 def _hook_campaign(run: _Run, run_stage: Callable[[str, Callable[[], Any]], Any]) -> None:
     """Give `run_campaign` the stage hook and wrap the oracle it makes; the rest is the CLI's."""
-    from agent import campaign
+    from agent.campaign import runner as campaign
 
     run_campaign, make_oracle = campaign.run_campaign, campaign.make_campaign_oracle
 
@@ -200,9 +200,9 @@ def _hook_campaign(run: _Run, run_stage: Callable[[str, Callable[[], Any]], Any]
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    from agent import cli
-    from agent.config import load_config
-    from agent.store import CampaignStore
+    from agent.campaign.config import load_config
+    from agent.campaign.store import CampaignStore
+    from agent.cli import main as cli
 
     args = list(sys.argv[1:] if argv is None else argv)
     if len(args) != 3:

@@ -5,7 +5,7 @@ on the same state folder, and reports what a user would want to be sure of: ever
 the oracle gave is in the ledger exactly once, no design reached the oracle twice, every
 committed checkpoint verifies, the campaign reached its goal (its iteration budget), and
 -- where the oracle is deterministic -- the ledger holds the same observations as an
-uninterrupted run (`reference`), in `agent.state.canonical_order` (by iteration, design,
+uninterrupted run (`reference`), in `agent.campaign.state.canonical_order` (by iteration, design,
 arrival): the order the campaign learns in, which a scheduler finishing jobs in another
 order does not change.
 
@@ -37,8 +37,8 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from agent.state import canonical_order
-from agent.store import CampaignStore
+from agent.campaign.state import canonical_order
+from agent.campaign.store import CampaignStore
 from oracles.base import Result, design_digest
 
 __all__ = [
@@ -152,7 +152,7 @@ def run_campaign_process(config: Path, state: Path, point: str, env: dict[str, s
 @dataclass
 class Outcome:
     designs: list[str]  # digests of the ledger's designs, in ledger order
-    observations: list[str]  # the same in `agent.state.canonical_order`: what the campaign learns from
+    observations: list[str]  # the same in `agent.campaign.state.canonical_order`: what the campaign learns from
     ids: list[str]  # the ledger's results as ids at the oracle
     last: int
     problems: list[str]

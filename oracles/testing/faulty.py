@@ -30,7 +30,17 @@ from typing import Any
 
 import numpy as np
 
-from oracles.base import ErrorClass, Handle, JobStatus, Oracle, OracleError, Result, design_digest
+from oracles.base import (
+    Adopts,
+    ErrorClass,
+    Handle,
+    IdempotentSubmit,
+    JobStatus,
+    Oracle,
+    OracleError,
+    Result,
+    design_digest,
+)
 
 __all__ = ["Fault", "FaultyOracle"]
 
@@ -84,9 +94,9 @@ class FaultyOracle:
         self.calls: Counter[str] = Counter()  # protocol calls received, failed ones included
         self.attempts: Counter[str] = Counter()  # jobs started at the inner oracle, per design digest
         self.jobs: dict[str, _Job] = {}
-        if getattr(inner, "idempotent_submit", False):
+        if isinstance(inner, IdempotentSubmit):  # the capabilities of the inner oracle, no more
             self.idempotent_submit = True
-        if callable(getattr(inner, "adopt", None)):
+        if isinstance(inner, Adopts):
             self.adopt = self._adopt
 
     def __repr__(self) -> str:
@@ -106,8 +116,8 @@ class FaultyOracle:
 
     def _adopt(self, designs: Any, since: float) -> list[Handle | None]:
         self._call("adopt")
-        found: list[Handle | None] = self.inner.adopt(designs, since)  # type: ignore[attr-defined]
-        return found
+        assert isinstance(self.inner, Adopts)  # set only then, in __init__
+        return self.inner.adopt(designs, since)
 
     def poll(self, handles: Sequence[Handle]) -> list[JobStatus]:
         self._call("poll")

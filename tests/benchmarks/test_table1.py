@@ -5,7 +5,7 @@ from pathlib import Path
 
 import pytest
 
-from agent.cli import main as cli_main
+from agent.cli.main import main as cli_main
 from benchmarks.table1 import METHODS, TARGETS
 
 

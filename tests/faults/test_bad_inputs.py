@@ -32,8 +32,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from agent.cli import main
-from agent.ledger import seal
+from agent.campaign.ledger import seal
+from agent.cli.main import main
 
 TINY = """\
 name = "tiny"
@@ -317,7 +317,7 @@ def test_bad_data_file(case: DataCase, tmp_path: Path, capsys: pytest.CaptureFix
 
 def test_good_data_file_is_accepted(tmp_path: Path) -> None:
     """The corpus's baseline: the 20 rows every data case spoils are themselves fine."""
-    from agent.config import load_config
+    from agent.campaign.config import load_config
 
     pd.read_csv(DATA).head(20).to_csv(tmp_path / "prior.csv", index=False)
     pd.read_csv(DATA).head(5).drop(columns=["gap"]).to_csv(tmp_path / "designs.csv", index=False)

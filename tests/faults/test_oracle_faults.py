@@ -20,11 +20,12 @@ from typing import Any
 
 import pytest
 
-from agent.campaign import run_campaign
-from agent.collect import Job, collect
-from agent.config import RetrySpec, config_from_dict
-from agent.errors import InnloopError
-from agent.store import CampaignStore
+from agent.campaign.collect import Job, collect
+from agent.campaign.config import RetrySpec, config_from_dict
+from agent.campaign.runner import run_campaign
+from agent.campaign.store import CampaignStore
+from agent.core.errors import InnloopError
+from agent.core.materials import load_dataset
 from oracles.base import ErrorClass, JobStatus, OracleUnavailable, Result, design_digest
 from oracles.http import HttpOracle
 from oracles.lab_server import Faults, create_app
@@ -41,7 +42,6 @@ INFRA, PHYS = ErrorClass.INFRASTRUCTURE, ErrorClass.PHYSICS
 @pytest.fixture(scope="module")
 def rows() -> list[dict[str, float]]:
     """Six distinct valid MoS2 designs (the bundled data's first rows)."""
-    from agent.data import load_dataset
 
     data = load_dataset("mos2")
     out: dict[str, dict[str, float]] = {}

@@ -19,8 +19,8 @@ from pathlib import Path
 import pytest
 import torch
 
-from agent.config import config_from_dict
-from agent.errors import ConfigError
+from agent.campaign.config import config_from_dict
+from agent.core.errors import ConfigError
 from oracles.lab_server import create_app
 from oracles.mock import MockOracle
 from tests.oracles.lab import thread_server

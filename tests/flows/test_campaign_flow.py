@@ -92,7 +92,7 @@ def test_ray_actors_sample_what_the_local_sampler_samples(local_ray: None) -> No
     import ray
     import torch
 
-    from agent.sampling import LocalSampler
+    from agent.design.sampling import LocalSampler
     from flows.ray_sampler import RaySampler
     from generators import make_generator
     from generators.base import TrainConfig
@@ -155,7 +155,7 @@ def test_a_campaign_stopped_by_oracle_failures_is_a_failed_flow_run(prefect_api:
     from prefect.client.orchestration import get_client
     from prefect.client.schemas.filters import ArtifactFilter, ArtifactFilterKey
 
-    from agent.errors import CampaignStopped
+    from agent.core.errors import CampaignStopped
     from flows.campaign import artifact_key, campaign_flow
 
     config = tmp_path / "failing.toml"

@@ -8,7 +8,7 @@ import pytest
 import torch
 from torch import Tensor, nn
 
-from agent.errors import ConfigError
+from agent.core.errors import ConfigError
 from generators.blocks import ActNorm, AffineCoupling, InvertibleSequence, PermuteRandom, mlp_subnet
 
 

@@ -8,7 +8,7 @@ from typing import Any
 import pytest
 import torch
 
-from agent.errors import ConfigError, InnloopError, TargetError
+from agent.core.errors import ConfigError, InnloopError, TargetError
 from generators import FitReport, Generator, NotFittedError, TorchGenerator, TrainConfig
 
 

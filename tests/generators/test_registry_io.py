@@ -8,7 +8,7 @@ from typing import Any
 import pytest
 import torch
 
-from agent.errors import ConfigError, UnknownNameError, WeightsError
+from agent.core.errors import ConfigError, UnknownNameError, WeightsError
 from generators import GENERATORS, WEIGHTS_FORMAT, FitReport, TorchGenerator, load_generator, make_generator
 
 

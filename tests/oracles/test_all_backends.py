@@ -18,7 +18,7 @@ from typing import Any
 
 import pytest
 
-from agent.data.observations import load_dataset
+from agent.core.materials import load_dataset
 from oracles import Handle, JobStatus, Oracle, make_oracle
 from oracles.lab_server import create_app
 from oracles.testing.slurm import LocalSlurm

@@ -12,7 +12,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from agent.errors import ConfigError, DesignError
+from agent.core.errors import ConfigError, DesignError
 from oracles.gpaw_job import (
     JobSettings,
     gap_from_eigenvalues,

@@ -14,7 +14,7 @@ from typing import Any
 import httpx
 import pytest
 
-from agent.errors import DesignError
+from agent.core.errors import DesignError
 from oracles import make_oracle
 from oracles.base import ErrorClass, Handle, JobStatus, OracleError, Result
 from oracles.http import HttpOracle
@@ -285,9 +285,9 @@ def test_the_journal_keeps_only_what_a_later_adopt_can_need(lab: Callable[..., L
 
 
 def test_collect_adopts_instead_of_resubmitting_after_a_crash(lab: Callable[..., Lab], tmp_path: Path) -> None:
-    from agent.collect import Job, collect
-    from agent.config import RetrySpec
-    from agent.store import CampaignStore
+    from agent.campaign.collect import Job, collect
+    from agent.campaign.config import RetrySpec
+    from agent.campaign.store import CampaignStore
 
     server = lab()
     store = CampaignStore(tmp_path / "state", "c")

@@ -6,7 +6,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from agent.cli import main
+from agent.cli.main import main
 from oracles.measure import handles_path
 
 DESIGNS = "a,b,c,alpha,beta,gamma,efield\n3.16,3.16,12.3,90,90,120,0\n3.3,3.0,12.0,95,88,118,0.5\n"

@@ -8,10 +8,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from agent.data import Observations
-from agent.errors import DesignError
-from agent.materials import get_material
-from agent.pipeline import training_data
+from agent.core.errors import DesignError
+from agent.core.materials import get_material
+from agent.core.observations import Observations
+from agent.design.trained import training_data
 from oracles.base import ErrorClass, Handle, JobStatus, OracleError
 from oracles.mock import MockOracle
 from tests.oracles.helpers import submit_then_sigkill, wait_terminal

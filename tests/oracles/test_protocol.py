@@ -5,7 +5,7 @@ import re
 
 import pytest
 
-from agent.errors import UnknownNameError
+from agent.core.errors import UnknownNameError
 from oracles import available_oracles, make_oracle
 from oracles.base import ErrorClass, Handle, JobStatus, OracleError, Result
 

@@ -5,7 +5,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from agent.errors import DataError, DesignError
+from agent.core.errors import DataError, DesignError
 from oracles import make_oracle
 from oracles.base import JobStatus
 from oracles.table import TableOracle

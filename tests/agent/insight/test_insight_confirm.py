@@ -7,12 +7,12 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from agent.core.materials import get_material
 from agent.insight.confirm import confirm_pairs, measure_designs
 from agent.insight.demo import format_demo, run_demo
 from agent.insight.switching import pair_table
 from agent.insight.transitions import switching_report
-from agent.materials import get_material
-from agent.surrogate import EnsembleConfig
+from agent.models.surrogate import EnsembleConfig
 from oracles.base import ErrorClass, Handle, JobStatus, OracleError, Result
 from oracles.table import TableOracle
 

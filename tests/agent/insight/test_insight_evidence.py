@@ -8,11 +8,11 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from agent.core.materials import get_material
+from agent.core.materials.mos2 import A0, C0
 from agent.insight.confirm import confirm_pairs, known_ends
 from agent.insight.switching import pair_table, verify_pairs, window_mask, window_probability, with_measurements
 from agent.insight.transitions import switching_report
-from agent.materials import get_material
-from agent.materials.mos2 import A0, C0
 from oracles.base import Handle
 from oracles.table import TableOracle
 

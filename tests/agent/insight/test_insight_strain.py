@@ -6,7 +6,9 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from agent.errors import DataError, UnknownNameError
+from agent.core.errors import DataError, UnknownNameError
+from agent.core.materials import get_material
+from agent.core.materials.mos2 import A0, C0
 from agent.insight.strain import (
     FEATURES,
     REFERENCES,
@@ -15,8 +17,6 @@ from agent.insight.strain import (
     quantile_table,
     strain_features,
 )
-from agent.materials import get_material
-from agent.materials.mos2 import A0, C0
 
 REF = [A0, A0, C0, 90.0, 90.0, 120.0, 0.0]
 

@@ -6,7 +6,9 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from agent.errors import DataError
+from agent.core.errors import DataError
+from agent.core.materials import get_material
+from agent.core.materials.mos2 import A0, C0
 from agent.insight.switching import (
     describe_change,
     find_pairs,
@@ -15,8 +17,6 @@ from agent.insight.switching import (
     verify_pairs,
 )
 from agent.insight.transitions import switching_report
-from agent.materials import get_material
-from agent.materials.mos2 import A0, C0
 
 SPACE = get_material("mos2").space
 REF = np.array([A0, A0, C0, 90.0, 90.0, 120.0, 0.0])

@@ -57,8 +57,8 @@ class Built:
 
 
 def _campaign(root: Path, text: str) -> str:
-    from agent.campaign import run_campaign
-    from agent.config import load_config
+    from agent.campaign.config import load_config
+    from agent.campaign.runner import run_campaign
 
     path = root / "campaign.toml"
     path.write_text(text)

@@ -114,7 +114,7 @@ def test_table_report_confirms_pairs_and_reuses_them(table_report: Any) -> None:
 
 
 def test_cli_report(table_report: Any, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    from agent.cli import main
+    from agent.cli.main import main
 
     out = tmp_path / "cli"
     code = main(

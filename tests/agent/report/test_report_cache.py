@@ -107,8 +107,8 @@ def test_cache_folder_is_under_the_state_unless_the_environment_names_one(
 
 
 def test_the_shipped_embedding_is_the_default_reports_data_sample(tmp_path: Path) -> None:
-    from agent.materials import get_material
-    from agent.pipeline import training_data
+    from agent.core.materials import get_material
+    from agent.design.trained import training_data
 
     material = get_material("mos2")
     X = training_data(material).X

@@ -12,11 +12,11 @@ import pandas as pd
 import pytest
 from PIL import Image
 
+from agent.core.space import DesignSpace
 from agent.report import SIZES, figures, tables
 from agent.report.html import Figure, Section, Table, render
 from agent.report.inputs import Target
 from agent.report.recorded import RecordedOracle
-from agent.space import DesignSpace
 from oracles.base import ErrorClass, Handle, JobStatus, Result
 
 
@@ -122,8 +122,8 @@ class _CountingOracle:
 
 
 def test_recorded_oracle_never_pays_twice(tmp_path: Path) -> None:
+    from agent.core.materials import get_material
     from agent.insight import measure_designs
-    from agent.materials import get_material
 
     space = get_material("mos2").space
     X = space.from_unit(np.random.default_rng(0).random((3, space.dim)))
@@ -144,8 +144,8 @@ def test_recorded_oracle_never_pays_twice(tmp_path: Path) -> None:
 
 
 def test_recorded_oracle_retries_infrastructure_failures(tmp_path: Path) -> None:
+    from agent.core.materials import get_material
     from agent.insight import measure_designs
-    from agent.materials import get_material
 
     space = get_material("mos2").space
     X = space.from_unit(np.full((1, space.dim), 0.5))
@@ -159,7 +159,7 @@ def test_recorded_oracle_retries_infrastructure_failures(tmp_path: Path) -> None
 def test_posterior_predictor_matches_the_joint_posterior_of_a_gp() -> None:
     import torch
 
-    from agent.gp import fit_gp
+    from agent.models.gp import fit_gp
     from agent.report.switch import PosteriorPredictor
 
     rng = np.random.default_rng(0)

@@ -1,0 +1,64 @@
+"""What the loop passes between its stages: candidates, and the batch sent to the oracle.
+
+`Batch` round-trips through ``batch.csv`` with the physical designs kept bit for bit, so
+a resumed run submits exactly what the killed one chose.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from agent.campaign.state import CampaignState
+
+__all__ = ["Batch", "Candidates"]
+
+
+@dataclass
+class Candidates:
+    """Unit-box candidates ``U (n, d)`` and where each came from (target index, -1 pool/random)."""
+
+    U: np.ndarray
+    source: np.ndarray
+    counts: dict[str, int] = field(default_factory=dict)
+
+
+@dataclass
+class Batch:
+    """What goes to the oracle: ``U (k, d)``, the target each serves and the model's forecast."""
+
+    U: np.ndarray
+    target: np.ndarray
+    reason: list[str]
+    pred: np.ndarray
+    std: np.ndarray
+    log_pf: np.ndarray
+    X: np.ndarray | None = None  # physical designs exactly as submitted (read back from batch.csv)
+
+    def physical(self, state: CampaignState) -> np.ndarray:
+        return self.X if self.X is not None else state.space.from_unit(self.U)
+
+    def frame(self, state: CampaignState) -> pd.DataFrame:
+        df = state.space.to_frame(self.physical(state)) if len(self.U) else pd.DataFrame(columns=state.space.names)
+        df["target_index"] = self.target
+        df["target"] = [state.config.targets[t].value if t >= 0 else np.nan for t in self.target]
+        df["reason"] = self.reason
+        df["pred"], df["pred_std"], df["log_pf"] = self.pred, self.std, self.log_pf
+        return df
+
+    @classmethod
+    def read(cls, path: Path, state: CampaignState) -> Batch:
+        df = pd.read_csv(path)
+        X = df[state.space.names].to_numpy(dtype=float)
+        return cls(
+            state.space.to_unit(X),
+            df["target_index"].to_numpy(int),
+            [str(r) for r in df["reason"]],
+            df["pred"].to_numpy(float),
+            df["pred_std"].to_numpy(float),
+            df["log_pf"].to_numpy(float),
+            X,
+        )

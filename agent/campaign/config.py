@@ -1,0 +1,394 @@
+"""The campaign configuration: one TOML file, checked in full before anything runs.
+
+A campaign spends hours of oracle time, so every mistake in its file is found at load
+time and all of them are reported together as one `ConfigError`: one line per mistake
+with its dotted location, what is wrong and the value found.
+
+Checks that involve several fields run inside the field or section they concern, so
+they are reported alongside the other mistakes: distinct target values, and targets
+inside the material's data range (on ``targets``); at least one budget (on ``budget``).
+A check that needs another field is skipped while that field is itself wrong -- the
+target range needs a valid ``material`` -- and appears once that mistake is fixed.
+"""
+
+from __future__ import annotations
+
+import difflib
+import functools
+import hashlib
+import inspect
+import json
+import os
+import re
+import tomllib
+from collections.abc import Callable, Iterable, Sequence
+from importlib import resources
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    PrivateAttr,
+    ValidationError,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
+from pydantic_core import PydanticCustomError
+
+from agent.campaign.config_errors import NO_VALUE, error_lines
+from agent.core.errors import ConfigError, DataError
+from agent.core.materials import available_materials, get_material
+
+__all__ = [
+    "DEFAULT_CONFIG",
+    "BudgetSpec",
+    "CampaignConfig",
+    "InitialSpec",
+    "LoopSpec",
+    "ModelSpec",
+    "OracleSpec",
+    "RaySpec",
+    "RetrySpec",
+    "TargetSpec",
+    "config_from_dict",
+    "load_config",
+]
+
+DEFAULT_CONFIG = "default.toml"  # shipped in agent/configs/
+# The campaign name becomes a folder name: no separators, no leading dot, no spaces.
+NAME_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}")
+# Oracle settings that hold a secret. The config is copied into state/ and shown in logs
+# and Prefect artifacts, so secrets come from a file or the environment, never the file.
+SECRET_RE = re.compile(r"(?i)(.*_)?(token|password|passwd|secret|api_key|apikey|credentials?)")
+
+
+class _Spec(BaseModel):
+    """Shared rules: unknown keys are mistakes, values keep their TOML type (strict: ``"10"``
+    is not an integer, ``true`` is not 1), NaN/inf are refused and a loaded config is immutable."""
+
+    model_config = ConfigDict(extra="forbid", strict=True, allow_inf_nan=False, frozen=True)
+
+
+def _known_name(name: str, known: Sequence[str], kind: str) -> str:
+    """``name`` if registered, else a ValueError suggesting the closest registered name."""
+    if name in known:
+        return name
+    close = difflib.get_close_matches(name, known, n=1)
+    hint = f" (did you mean {close[0]!r}?)" if close else ""
+    raise ValueError(f"unknown {kind}{hint}; available: {', '.join(known) or 'none'}")
+
+
+class TargetSpec(_Spec):
+    """One design target; a measurement ``y`` is a hit when ``|y - value| <= window``."""
+
+    value: float
+    window: float = Field(default=0.1, gt=0)
+    hits: int = Field(default=50, ge=1)  # diverse hits wanted for this target
+
+
+class OracleSpec(_Spec):
+    """The oracle by name; ``settings`` go to its constructor as they are (it checks them),
+    except that relative paths among them are made absolute against the config file's folder."""
+
+    name: str = "mock"
+    settings: dict[str, Any] = Field(default_factory=dict)
+
+    @field_validator("name")
+    @classmethod
+    def _registered(cls, name: str) -> str:
+        from oracles import available_oracles  # lazy: keeps `import agent.campaign.config` light
+
+        return _known_name(name, available_oracles(), "oracle")
+
+    @field_validator("settings")
+    @classmethod
+    def _absolute_paths(cls, settings: dict[str, Any], info: ValidationInfo) -> dict[str, Any]:
+        """Path settings (``workdir``, ``token_file``, a table's ``path`` …: the oracle class's
+        ``resolve_paths``) relative to the config file's folder, like ``initial.data``, and
+        absolute from then on: the stored config, a resumed run and the oracle's job processes
+        (which start in their own folders) must all mean the same files."""
+        from oracles import oracle_class
+        from oracles.base import ResolvesPaths
+
+        name = info.data.get("name")  # absent while the name is itself a mistake
+        oracle = oracle_class(name) if isinstance(name, str) else None
+        if not isinstance(oracle, ResolvesPaths):  # the capability is declared, or the oracle has no paths
+            return settings
+        base = Path((info.context or {}).get("base_dir") or Path.cwd())
+        return dict(oracle.resolve_paths(settings, base))
+
+    @model_validator(mode="after")
+    def _known_settings(self) -> OracleSpec:
+        """Setting names the oracle's constructor takes; a typo must fail here, not as a TypeError mid-run."""
+        from oracles import oracle_class
+
+        params = inspect.signature(oracle_class(self.name)).parameters
+        if any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params.values()):
+            return self  # takes anything: only the oracle itself can tell
+        known = [n for n, p in params.items() if p.kind is not inspect.Parameter.VAR_POSITIONAL]
+        problems = []
+        for key in self.settings:
+            if SECRET_RE.fullmatch(key):
+                words = (
+                    "a secret must not be written in a campaign file (the file is copied into the campaign's "
+                    f"state folder); give `{key}_file` or the oracle's environment variable instead"
+                )
+                problems.append((("settings", key), words, NO_VALUE))  # the value itself is never echoed
+            elif key not in known:
+                close = difflib.get_close_matches(key, known, n=1)
+                hint = f" (did you mean {close[0]!r}?)" if close else ""
+                words = f"unknown setting of the {self.name} oracle{hint}; it takes: {', '.join(known) or 'none'}"
+                problems.append((("settings", key), words, NO_VALUE))
+        if problems:
+            raise PydanticCustomError("innloop_many", "unknown oracle settings", {"problems": problems})
+        return self
+
+
+class InitialSpec(_Spec):
+    """What is measured or known before the loop starts."""
+
+    random: int = Field(default=50, ge=0)  # random seed designs measured first
+    data: str | None = None  # CSV of prior observations; relative to the config file's folder
+    designs: str | None = None  # CSV of designs (no values) measured first, before the random ones
+
+    @field_validator("data", "designs")
+    @classmethod
+    def _exists(cls, data: str | None, info: ValidationInfo) -> str | None:
+        if data is None:
+            return None
+        base = Path((info.context or {}).get("base_dir") or Path.cwd())
+        path = (base / Path(data).expanduser()).resolve()
+        if not path.is_file():
+            raise ValueError(f"{'not a regular file' if path.exists() else 'no such file'}: {path}")
+        return str(path)  # absolute, so the stored config means the same from any folder
+
+
+class LoopSpec(_Spec):
+    """How each iteration proposes its batch."""
+
+    batch_size: int = Field(default=10, ge=1)
+    exploration: float = Field(default=0.1, ge=0, le=1)  # share of a batch chosen for information, not hits
+    min_distance: float = Field(default=0.1, ge=0)  # unit-box distance below which designs are near-duplicates
+    samples_per_target: int = Field(default=2000, ge=1)  # generator samples per target per iteration
+    # optional cap on the deep ensemble's calibrated σ of a candidate chosen as a hit (exploration
+    # is not capped); None: no cap. See `agent.campaign.loop.choose`.
+    max_sigma: float | None = Field(default=None, gt=0)
+
+
+class BudgetSpec(_Spec):
+    """When to stop besides collecting every target's hits; the first limit reached wins."""
+
+    oracle_calls: int | None = Field(default=200, ge=1)
+    iterations: int | None = Field(default=None, ge=1)
+    wall_time_s: float | None = Field(default=None, gt=0)
+
+    @model_validator(mode="after")
+    def _bounded(self) -> BudgetSpec:
+        if self.oracle_calls is None and self.iterations is None and self.wall_time_s is None:
+            raise ValueError("set at least one of oracle_calls, iterations, wall_time_s (targets may never be hit)")
+        return self
+
+
+class ModelSpec(_Spec):
+    """The generator and the surrogate ensemble; warm epochs are for refits on grown data."""
+
+    generator: str = "cinn"
+    members: int = Field(default=5, ge=2)  # an ensemble of one has no spread, so no uncertainty
+    surrogate_epochs: int = Field(default=300, ge=1)
+    surrogate_warm_epochs: int = Field(default=100, ge=1)
+    generator_epochs: int = Field(default=200, ge=1)
+    generator_warm_epochs: int = Field(default=60, ge=1)
+    # the model the acquisition scores with: "gp" (exact GP invariant under the material's
+    # symmetries, fitted on at most gp_max_points rows) or "ensemble" (the deep ensemble)
+    acquisition: Literal["gp", "ensemble"] = "gp"
+    gp_max_points: int = Field(default=500, ge=10)
+
+    @field_validator("generator")
+    @classmethod
+    def _registered(cls, name: str) -> str:
+        from generators import GENERATORS  # lazy: imports torch
+
+        return _known_name(name, sorted(GENERATORS), "generator")
+
+
+class RaySpec(_Spec):
+    """Where the oracle-facing actors run."""
+
+    address: str | None = None  # None: start a local Ray; else join that cluster
+    actors: int = Field(default=2, ge=1)
+    cpus_per_actor: float = Field(default=0.25, gt=0, le=1)  # actors wait on oracles; never reserve whole CPUs
+    enabled: bool = True
+
+
+class RetrySpec(_Spec):
+    """Resubmission after infrastructure failures (physics failures are results, not retried)."""
+
+    max_attempts: int = Field(default=3, ge=1)  # submissions of one design
+    backoff_s: float = Field(default=1.0, ge=0)  # first wait, doubled each retry
+    poll_interval_s: float = Field(default=0.5, gt=0)
+    job_timeout_s: float | None = Field(default=None, gt=0)  # still running after this: cancelled, TIMEOUT
+    max_backoff_s: float = Field(default=60.0, gt=0)  # cap on every backoff wait
+    # every oracle call failing (peer down) for this long stops the run; the jobs stay in flight
+    outage_s: float = Field(default=3600.0, gt=0)
+    # stop the campaign when more than this share of the last `failure_window` results
+    # (attempts, failures of every kind) failed: a broken cluster should not burn the budget
+    max_failure_rate: float | None = Field(default=0.5, gt=0, le=1)
+    failure_window: int = Field(default=40, ge=5)
+
+
+@functools.lru_cache(maxsize=16)
+def _target_range(material: str) -> tuple[float, float, str] | None:
+    """(min, max, words) of the material's bundled target column; None when it ships no data."""
+    mat = get_material(material)
+    if mat.dataset is None:
+        return None
+    y = mat.dataset().y
+    lo, hi = float(y.min()), float(y.max())
+    return lo, hi, f"the {material} data's {mat.target} range [{lo:g}, {hi:g}] {mat.target_unit}"
+
+
+class CampaignConfig(_Spec):
+    """One campaign. Field order matters: ``material`` is validated before ``targets``."""
+
+    name: str
+    material: str = "mos2"
+    seed: int = 0
+    targets: list[TargetSpec] = Field(min_length=1)
+    oracle: OracleSpec = Field(default_factory=OracleSpec)
+    initial: InitialSpec = Field(default_factory=InitialSpec)
+    loop: LoopSpec = Field(default_factory=LoopSpec)
+    budget: BudgetSpec = Field(default_factory=BudgetSpec)
+    models: ModelSpec = Field(default_factory=ModelSpec)
+    ray: RaySpec = Field(default_factory=RaySpec)
+    _source: str = PrivateAttr(default="<dict>")  # where it was read from, for error messages
+    retry: RetrySpec = Field(default_factory=RetrySpec)
+
+    @field_validator("name")
+    @classmethod
+    def _folder_safe(cls, name: str) -> str:
+        if not NAME_RE.fullmatch(name):
+            raise ValueError("must be 1-64 letters, digits, '.', '_' or '-', not starting with '.', '_' or '-'")
+        return name
+
+    @field_validator("material")
+    @classmethod
+    def _registered(cls, name: str) -> str:
+        return _known_name(name, available_materials(), "material")
+
+    @field_validator("targets")
+    @classmethod
+    def _targets_fit(cls, targets: list[TargetSpec], info: ValidationInfo) -> list[TargetSpec]:
+        """Distinct values inside the data range (`agent.campaign.config_errors`: one line a problem)."""
+        problems: list[tuple[tuple[int | str, ...], str, Any]] = []
+        first: dict[float, int] = {}
+        for i, t in enumerate(targets):
+            if t.value in first:
+                problems.append(((i, "value"), f"same value as targets.{first[t.value]}", t.value))
+            first.setdefault(t.value, i)
+        material = info.data.get("material")  # absent while the material is itself a mistake
+        span = _target_range(material) if isinstance(material, str) else None
+        if span is not None:
+            lo, hi, where = span
+            for i, t in enumerate(targets):
+                if not lo <= t.value <= hi:
+                    problems.append(((i, "value"), f"outside {where}", t.value))
+                if t.window >= hi - lo:
+                    problems.append(((i, "window"), f"must be smaller than {where}", t.window))
+        if problems:
+            problems.sort(key=lambda problem: problem[0])
+            raise PydanticCustomError("innloop_many", "several target problems", {"problems": problems})
+        return targets
+
+    @field_validator("initial")
+    @classmethod
+    def _initial_files_fit(cls, initial: InitialSpec, info: ValidationInfo) -> InitialSpec:
+        """Read the prior data and designs now: a bad file must fail before a campaign folder exists."""
+        from agent.core.materials import read_designs, read_observations  # lazy: pandas, the material's data
+
+        material = info.data.get("material")  # absent while the material is itself a mistake
+        if not isinstance(material, str):
+            return initial
+        problems: list[tuple[tuple[int | str, ...], str, Any]] = []
+        checks: dict[str, Callable[[str], object]] = {
+            # a prior design measured twice with different values: which one should the models learn?
+            "data": lambda path: read_observations(path, material).deduplicate("exact"),
+            "designs": lambda path: read_designs(path, material),
+        }
+        for key, check in checks.items():
+            path = getattr(initial, key)
+            if path is not None:
+                try:
+                    check(path)
+                except DataError as exc:
+                    problems.append(((key,), str(exc), NO_VALUE))
+        if problems:
+            raise PydanticCustomError("innloop_many", "bad initial files", {"problems": problems})
+        return initial
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain JSON-able data; `config_from_dict` reads it back to an equal config."""
+        return self.model_dump(mode="json")
+
+    def __eq__(self, other: object) -> bool:  # where a config was read from is not part of it
+        return isinstance(other, CampaignConfig) and self.to_dict() == other.to_dict()
+
+    def __hash__(self) -> int:
+        return hash(self.fingerprint(exclude=()))
+
+    @property
+    def source(self) -> str:
+        """The file (quoted) or ``<dict>`` this config was validated from."""
+        return self._source
+
+    def fingerprint(self, exclude: Iterable[str] = ("budget",)) -> str:
+        """Short sha256 of the canonical JSON without ``exclude``: a resumed campaign must match
+        the one that started it, except for the budget, which may be extended."""
+        data = self.to_dict()
+        skip = {exclude} if isinstance(exclude, str) else set(exclude)
+        if unknown := skip - set(data):
+            raise ValueError(f"cannot exclude unknown sections {sorted(unknown)}; sections: {sorted(data)}")
+        text = json.dumps({k: v for k, v in data.items() if k not in skip}, sort_keys=True, separators=(",", ":"))
+        return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
+# -- loading ---------------------------------------------------------------------------
+def config_from_dict(
+    data: dict[str, Any], source: str = "<dict>", *, base_dir: str | os.PathLike[str] | None = None
+) -> CampaignConfig:
+    """Validate parsed data; relative paths (``initial.data``/``designs``, the oracle's path
+    settings) resolve against ``base_dir`` (default: the working folder). Raises one
+    `ConfigError` naming ``source`` and listing every mistake."""
+    base = Path(base_dir) if base_dir is not None else Path.cwd()
+    try:
+        config = CampaignConfig.model_validate(data, context={"base_dir": base})
+    except ValidationError as exc:
+        lines = error_lines(exc, CampaignConfig)
+    else:
+        config._source = source
+        return config
+    count = f"{len(lines)} problem{'s' if len(lines) != 1 else ''}"
+    raise ConfigError(f"invalid configuration {source} ({count}):\n" + "\n".join(lines))
+
+
+def _load_file(path: Path) -> CampaignConfig:
+    try:
+        with path.open("rb") as fh:
+            data = tomllib.load(fh)
+    except OSError as exc:
+        raise ConfigError(f"cannot read config file {str(path)!r}: {exc.strerror or exc}") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"config file {str(path)!r} is not valid TOML: {exc}") from None
+    except UnicodeDecodeError:
+        raise ConfigError(f"config file {str(path)!r} is not UTF-8 text") from None
+    return config_from_dict(data, source=repr(str(path)), base_dir=path.parent)
+
+
+def load_config(path: str | os.PathLike[str] | None = None) -> CampaignConfig:
+    """Read and validate a TOML campaign file; ``None`` loads the shipped default."""
+    if path is None:
+        with resources.as_file(resources.files("agent") / "configs" / DEFAULT_CONFIG) as shipped:
+            return _load_file(Path(shipped))
+    return _load_file(Path(path))

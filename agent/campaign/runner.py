@@ -1,0 +1,256 @@
+"""Start, resume and inspect campaigns: the glue between a config, ``state/`` and `step`.
+
+`open_campaign` rebuilds the `CampaignState` from disk (verifying every committed
+iteration's checksums and the ledger's), `run_campaign` steps until a stop rule fires,
+and `campaign_status` answers "where does it stand" without touching the oracle.
+"""
+
+from __future__ import annotations
+
+import inspect
+import os
+import shutil
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from agent.campaign.config import CampaignConfig, config_from_dict
+from agent.campaign.loop import Context, Models, load_models, step
+from agent.campaign.monitor import Monitor
+from agent.campaign.monitor import current as current_monitor
+from agent.campaign.state import CampaignState, hit_table, missing_hits, stop_reason
+from agent.campaign.store import CampaignStore
+from agent.core.errors import ConfigError, InnloopError
+from agent.core.materials import get_material, read_observations
+from agent.design.sampling import LocalSampler, Sampler
+from oracles import make_oracle, oracle_class
+from oracles.base import Oracle
+
+PAUSED = "paused after"  # the reason of a run that stopped at its own iteration limit
+
+__all__ = [
+    "PAUSED",
+    "CampaignRun",
+    "campaign_status",
+    "last_models",
+    "make_campaign_oracle",
+    "open_campaign",
+    "run_campaign",
+]
+
+
+@dataclass
+class CampaignRun:
+    """What a finished (or paused) run hands back: the state, its store and why it stopped."""
+
+    state: CampaignState
+    store: CampaignStore
+    reason: str
+
+    @property
+    def paused(self) -> bool:
+        """This run stopped at its ``max_iterations``; the campaign itself goes on."""
+        return self.reason.startswith(PAUSED)
+
+
+def open_campaign(
+    config: CampaignConfig, state_dir: str | Path, source_text: str | None = None
+) -> tuple[CampaignStore, CampaignState]:
+    """Create ``state_dir/<name>`` or re-open it (refusing a folder started with another config)."""
+    store = CampaignStore(state_dir, config.name)
+    if not store.exists():
+        text = source_text if source_text is not None else f"# created from a validated config\n# {config.to_dict()}\n"
+        store.create(config.to_dict(), config.fingerprint(), text)
+    else:
+        store.check_fingerprint(config.fingerprint())
+    last = store.last_completed()
+    history = tuple(store.verify_iteration(i) for i in range(last + 1))
+    material = get_material(config.material)
+    prior_X = prior_y = None
+    if config.initial.data:
+        obs = read_observations(config.initial.data, material)
+        prior_X, prior_y = obs.X, obs.y
+    state = CampaignState(
+        config=config,
+        space=material.space,
+        target_name=material.target,
+        iteration=last + 1,
+        records=tuple(store.ledger.records()),
+        prior_X=prior_X,
+        prior_y=prior_y,
+        history=history,
+        elapsed_s=float(history[-1].get("elapsed_s", 0.0)) if history else 0.0,
+    )
+    return store, state
+
+
+def make_campaign_oracle(config: CampaignConfig, store: CampaignStore) -> Oracle:
+    """The configured oracle; one that keeps jobs on disk keeps them inside the campaign folder."""
+    settings = dict(config.oracle.settings)
+    params = inspect.signature(oracle_class(config.oracle.name)).parameters
+    if "workdir" in params and "workdir" not in settings:
+        settings["workdir"] = str(store.root / "oracle")
+    return make_oracle(config.oracle.name, **settings)
+
+
+def run_campaign(
+    config: CampaignConfig,
+    state_dir: str | Path,
+    *,
+    source_text: str | None = None,
+    oracle: Oracle | None = None,
+    sampler: Sampler | None = None,
+    monitor: Monitor | None = None,
+    log: Callable[[str], None] = lambda _m: None,
+    run_stage: Callable[[str, Callable[[], Any]], Any] | None = None,
+    on_iteration: Callable[[CampaignState, CampaignStore], None] | None = None,
+    max_iterations: int | None = None,
+) -> CampaignRun:
+    """Step the campaign until it has its hits or a budget runs out; safe to call again.
+
+    ``max_iterations`` ends this run (not the campaign) after that many iterations: the
+    same call later carries on where it stopped. Progress goes to ``monitor`` (default:
+    the one installed by `agent.campaign.monitor.watching`); ``log`` hears every message as well as
+    one line per iteration.
+
+    Torch runs with ``$INNLOOP_TORCH_THREADS`` threads (default 1): the models are small,
+    and on a shared or small machine more threads than free cores slow training by
+    orders of magnitude (spinning OpenMP workers), not the other way round.
+    """
+    torch.set_num_threads(max(1, int(os.environ.get("INNLOOP_TORCH_THREADS", "1"))))
+    fresh_dir = not Path(state_dir).exists()
+    lock = CampaignStore(state_dir, config.name)
+    fresh = not lock.exists()
+    with lock.running():
+        try:
+            return _run_locked(
+                config,
+                state_dir,
+                fresh,
+                source_text,
+                oracle,
+                sampler,
+                monitor or current_monitor(),
+                log,
+                run_stage,
+                on_iteration,
+                max_iterations,
+            )
+        finally:
+            if fresh and not lock.exists():  # it never began: leave no empty campaign folder behind
+                shutil.rmtree(lock.root, ignore_errors=True)
+                if fresh_dir:
+                    shutil.rmtree(state_dir, ignore_errors=True)
+
+
+def _run_locked(
+    config: CampaignConfig,
+    state_dir: str | Path,
+    fresh: bool,
+    source_text: str | None,
+    oracle: Oracle | None,
+    sampler: Sampler | None,
+    monitor: Monitor,
+    log: Callable[[str], None],
+    run_stage: Callable[[str, Callable[[], Any]], Any] | None,
+    on_iteration: Callable[[CampaignState, CampaignStore], None] | None,
+    max_iterations: int | None,
+) -> CampaignRun:
+    """`run_campaign` with the campaign's run lock held."""
+    store, state = open_campaign(config, state_dir, source_text)
+    try:
+        oracle = oracle or make_campaign_oracle(config, store)
+    except Exception as exc:
+        if fresh:  # a bad oracle setting: leave no half-made campaign that a fixed config cannot reopen
+            (store.root / "config.json").unlink(missing_ok=True)  # `run_campaign` then removes the folder
+        if isinstance(exc, InnloopError):
+            raise ConfigError(f"invalid configuration {config.source}: oracle.settings: {exc}") from None
+        raise
+    started = time.time()
+    wall = config.budget.wall_time_s
+
+    def say(msg: str) -> None:
+        log(msg)
+        monitor.message(msg)
+
+    ctx = Context(
+        oracle=oracle,
+        store=store,
+        sampler=sampler or LocalSampler(),
+        run_started=started,
+        deadline=None if wall is None else started + max(0.0, wall - state.elapsed_s),
+        monitor=monitor,
+        log=say,
+    )
+    if run_stage is not None:
+        ctx.run_stage = run_stage
+    ctx.models, _ = last_models(store, state)
+    monitor.started(state)
+    if state.iteration:
+        say(f"resuming {config.name} after iteration {state.iteration - 1}: {state.calls} results in the ledger")
+    first = state.iteration
+    while (reason := stop_reason(state, run_started=started)) is None:
+        if max_iterations is not None and state.iteration - first >= max_iterations:
+            reason = f"{PAUSED} {max_iterations} iteration(s) of this run (--iterations); run again to go on"
+            break
+        try:
+            state = step(state, ctx)
+        except TimeoutError as exc:  # the wall-time budget ran out with jobs at the oracle
+            reason = f"wall-time budget reached; {exc}"
+            break
+        m = state.history[-1]
+        log(f"iteration {m['iteration']}: {m['oracle_calls']} oracle calls, hits {m['hits']}")
+        monitor.iteration(state)
+        if on_iteration is not None:
+            on_iteration(state, store)
+    return CampaignRun(replace(state, stopped=reason), store, reason)
+
+
+def last_models(store: CampaignStore, state: CampaignState) -> tuple[Models | None, int | None]:
+    """The newest committed iteration's models (verified against its manifest) and its number."""
+    for i in range(state.iteration - 1, -1, -1):
+        folder = store.iteration_dir(i)
+        if (folder / "surrogate.pt").exists():
+            store.iteration_file(i, "surrogate.pt")  # verified against the manifest first
+            return load_models(folder, state.config.models.generator), i
+    return None, None
+
+
+def campaign_status(state_dir: str | Path, name: str) -> dict[str, Any]:
+    """Iterations, oracle calls, results, jobs in flight and hits per target, from disk only."""
+    store = CampaignStore(state_dir, name)
+    if not store.exists():
+        from agent.core.errors import StateError
+
+        raise StateError(f"no campaign {name!r} under {Path(state_dir)} (no {store.root / 'config.json'})")
+    raw, _ = store.load_config()
+    config = config_from_dict(raw, source=str(store.root / "config.json"))
+    material = get_material(config.material)
+    records = tuple(store.ledger.records())
+    last = store.last_completed()
+    history = [store.verify_iteration(last)] if last >= 0 else []
+    state = CampaignState(config, material.space, material.target, last + 1, records)
+    inflight = store.read_inflight()
+    hits = hit_table(state)
+    statuses: dict[str, int] = {}
+    for r in records:
+        statuses[r.result.status.value] = statuses.get(r.result.status.value, 0) + 1
+    return {
+        "campaign": name,
+        "state": str(store.root),
+        "iterations": last + 1,
+        "oracle": config.oracle.name,
+        "oracle_calls": len(records),
+        "results": statuses,
+        "in_flight": len(inflight.get("jobs", [])) if inflight else 0,
+        "targets": [
+            {"value": t.value, "window": t.window, "wanted": t.hits, "hits": len(h), "missing": m, "designs": h}
+            for t, h, m in zip(config.targets, hits, missing_hits(state))
+        ],
+        "elapsed_s": history[-1].get("elapsed_s") if history else 0.0,
+        "done": stop_reason(state) is not None and not (inflight and inflight.get("jobs")),
+    }

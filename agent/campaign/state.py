@@ -1,0 +1,212 @@
+"""What a campaign knows after each iteration, and what follows from it (hits, budget, stop).
+
+`CampaignState` is rebuilt from ``state/<campaign>/`` at any time: the config, the
+ledger's results, the prior data and the metrics of the committed iterations. Results
+are held in a canonical order -- by iteration, then by design, then by arrival -- not
+in arrival order: the jobs of one batch finish in whatever order a scheduler or a lab
+runs them, and models, hits and the next batch must not depend on that, or a resumed
+campaign would not repeat an uninterrupted one. Nothing here touches the disk or the oracle; the functions below
+are pure so the loop, the CLI's ``status`` and the benchmark agree on every count.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterable
+from dataclasses import dataclass, field, replace
+from typing import Any
+
+import numpy as np
+from scipy.spatial import cKDTree
+
+from agent.campaign.config import CampaignConfig
+from agent.campaign.ledger import LedgerRecord
+from agent.core.space import DesignSpace
+from oracles.base import design_digest
+
+__all__ = [
+    "FAILURE_STOP",
+    "CampaignState",
+    "canonical_order",
+    "diverse_hits",
+    "failure_report",
+    "hit_designs",
+    "ledger_arrays",
+    "missing_hits",
+    "observed",
+    "stop_reason",
+]
+
+
+@dataclass(frozen=True)
+class CampaignState:
+    """Everything ``step`` needs that is not a service (oracle, store, sampler)."""
+
+    config: CampaignConfig
+    space: DesignSpace
+    target_name: str
+    iteration: int = 0  # iterations committed so far; the next one to run has this number
+    records: tuple[LedgerRecord, ...] = ()
+    prior_X: np.ndarray | None = None  # physical (n, d) prior observations from initial.data
+    prior_y: np.ndarray | None = None
+    history: tuple[dict[str, Any], ...] = ()
+    elapsed_s: float = 0.0  # campaign wall time over all runs, up to the last commit
+    stopped: str | None = None
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "records", canonical_order(self.records))
+
+    def with_records(self, new: list[LedgerRecord]) -> CampaignState:
+        return replace(self, records=self.records + tuple(new))
+
+    @property
+    def calls(self) -> int:
+        """Oracle calls so far: one per result in the ledger, failures included."""
+        return len(self.records)
+
+
+def canonical_order(records: Iterable[LedgerRecord]) -> tuple[LedgerRecord, ...]:
+    """``records`` by (iteration, design digest, ledger sequence): independent of arrival order."""
+    return tuple(sorted(records, key=lambda r: (r.iteration, design_digest(r.result.handle.design), r.seq)))
+
+
+def ledger_arrays(state: CampaignState, *, arrival: bool = False) -> tuple[np.ndarray, np.ndarray]:
+    """Every oracle call, unit-box ``U (n, d)`` and ``y (n,)`` (NaN: no value came back), in
+    `canonical_order`, or with ``arrival`` in the order the results came in (benchmarks that
+    compare with methods measured in submission order)."""
+    space, name = state.space, state.target_name
+    records = sorted(state.records, key=lambda r: r.seq) if arrival else state.records
+    X = np.asarray([[r.result.handle.design[n] for n in space.names] for r in records], dtype=np.float64)
+    y = np.array(
+        [(r.result.values or {}).get(name, np.nan) if r.result.ok else np.nan for r in records], dtype=np.float64
+    )
+    return space.to_unit(X.reshape(-1, space.dim)), y
+
+
+def observed(state: CampaignState) -> tuple[np.ndarray, np.ndarray]:
+    """Unit-box ``U (n, d)`` and values ``y (n,)`` of every completed measurement plus the prior."""
+    U, y = ledger_arrays(state)
+    ok = np.isfinite(y)
+    U, y = U[ok], y[ok]
+    if state.prior_X is not None and state.prior_y is not None:
+        U = np.vstack([state.space.to_unit(state.prior_X), U])
+        y = np.concatenate([state.prior_y, y])
+    return U, y
+
+
+def measured_unit(state: CampaignState) -> np.ndarray:
+    """Unit-box designs ever sent to the oracle, failed ones included: never proposed again."""
+    return ledger_arrays(state)[0]
+
+
+def diverse_hits(U: np.ndarray, y: np.ndarray, target: float, window: float, min_distance: float) -> np.ndarray:
+    """Indices of the diverse hits among ``U (n, d)``, ``y (n,)`` taken in order.
+
+    A row is a hit when ``|y - target| <= window``; it counts when it lies at least
+    ``min_distance`` (unit box) from every hit counted before it. Taken in `canonical_order`,
+    iteration by iteration, the count is a property of the campaign's history that the
+    results of later iterations cannot lower.
+    """
+    idx = np.flatnonzero(np.abs(np.asarray(y) - target) <= window + 1e-12)
+    kept: list[int] = []
+    for i in idx:
+        if all(np.linalg.norm(U[i] - U[j]) >= min_distance for j in kept):
+            kept.append(int(i))
+    return np.asarray(kept, dtype=int)
+
+
+def _campaign_hits(state: CampaignState) -> tuple[np.ndarray, np.ndarray, list[np.ndarray]]:
+    """Oracle-measured rows only (prior data are not discoveries) and hit indices per target.
+
+    Rows without a value (failures) are never hits: ``|NaN - t| <= w`` is false.
+    """
+    U, y = ledger_arrays(state)
+    md = state.config.loop.min_distance
+    return U, y, [diverse_hits(U, y, t.value, t.window, md) for t in state.config.targets]
+
+
+def hit_designs(state: CampaignState) -> list[np.ndarray]:
+    """Per target, the unit-box designs of its diverse hits ``(h_t, d)``."""
+    U, _, idx = _campaign_hits(state)
+    return [U[i] for i in idx]
+
+
+def hit_table(state: CampaignState) -> list[list[dict[str, Any]]]:
+    """Per target, its diverse hits as physical designs with the measured value."""
+    U, y, idx = _campaign_hits(state)
+    out = []
+    for ids in idx:
+        X = state.space.from_unit(U[ids]) if len(ids) else np.zeros((0, state.space.dim))
+        out.append(
+            [dict(zip(state.space.names, map(float, x))) | {state.target_name: float(y[i])} for x, i in zip(X, ids)]
+        )
+    return out
+
+
+def missing_hits(state: CampaignState) -> list[int]:
+    """Hits each target still lacks."""
+    _, _, idx = _campaign_hits(state)
+    return [max(0, t.hits - len(i)) for t, i in zip(state.config.targets, idx)]
+
+
+FAILURE_STOP = "stopped: oracle failure rate"  # the prefix of the one reason that is not a success
+
+
+def failure_report(state: CampaignState) -> str | None:
+    """Why the oracle's recent failures should stop the campaign, or ``None``.
+
+    Looks at the last ``retry.failure_window`` results (every attempt counts), and only once
+    that many exist, so a few unlucky early jobs never end a campaign. The message says how
+    many failed, of which kinds, and the commonest message, so the user knows where to look.
+    """
+    r = state.config.retry
+    if r.max_failure_rate is None or len(state.records) < r.failure_window:
+        return None
+    arrived = sorted(state.records, key=lambda rec: rec.seq)  # recent in time, not in canonical order
+    recent = [rec.result for rec in arrived[-r.failure_window :]]
+    failed = [res for res in recent if not res.ok]
+    rate = len(failed) / len(recent)
+    if rate <= r.max_failure_rate:
+        return None
+    kinds: dict[str, int] = {}
+    messages: dict[str, int] = {}
+    for res in failed:
+        kind = f"{res.status.value} ({res.error_class.value if res.error_class else 'unclassified'})"
+        kinds[kind] = kinds.get(kind, 0) + 1
+        text = (res.message or "").strip()
+        msg = text.splitlines()[0][:160] if text else "(no message)"
+        messages[msg] = messages.get(msg, 0) + 1
+    common = max(messages.items(), key=lambda kv: kv[1])
+    return (
+        f"{FAILURE_STOP} {rate:.0%} over the last {len(recent)} results is above the limit "
+        f"{r.max_failure_rate:.0%} (retry.max_failure_rate): "
+        + ", ".join(f"{n} {k}" for k, n in sorted(kinds.items(), key=lambda kv: -kv[1]))
+        + f"; commonest message ({common[1]}x): {common[0]}; every result is in the ledger"
+    )
+
+
+def stop_reason(state: CampaignState, *, run_started: float | None = None, now: float | None = None) -> str | None:
+    """Why the campaign is over, or ``None`` while it should go on."""
+    b = state.config.budget
+    if not any(missing_hits(state)):
+        return "every target has its diverse hits"
+    if (failing := failure_report(state)) is not None:
+        return failing
+    if b.oracle_calls is not None and state.calls >= b.oracle_calls:
+        return f"oracle-call budget reached ({state.calls} of {b.oracle_calls})"
+    if b.iterations is not None and state.iteration >= b.iterations:
+        return f"iteration budget reached ({state.iteration} of {b.iterations})"
+    if b.wall_time_s is not None and run_started is not None:
+        spent = state.elapsed_s + ((now or time.time()) - run_started)
+        if spent >= b.wall_time_s:
+            return f"wall-time budget reached ({spent:.0f} s of {b.wall_time_s:g} s)"
+    return None
+
+
+def nearest_distance(U: np.ndarray, ref: np.ndarray) -> np.ndarray:
+    """Distance from each row of ``U`` to the nearest row of ``ref`` (inf when ``ref`` is empty)."""
+    if len(ref) == 0:
+        return np.full(len(U), np.inf)
+    d, _ = cKDTree(ref).query(U)
+    return np.asarray(d)

@@ -1,0 +1,298 @@
+"""The ``innloop`` command line.
+
+Every error innloop raises on purpose (`InnloopError`) ends as one line on stderr and
+its ``exit_code``: 2 for bad input (config, data, state, a refused request), 3 when a
+campaign stopped because its oracle kept failing or stayed unreachable (everything
+measured is saved; run it again later). Anything else is a bug and keeps its traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from collections.abc import Callable, Sequence
+from pathlib import Path
+
+from agent.core.errors import InnloopError
+
+__all__ = ["main"]
+
+
+def _design(args: argparse.Namespace) -> int:
+    from agent.core.materials import get_material
+    from agent.core.paths import resolve_state_dir
+    from agent.core.structures import write_structures
+    from agent.design.funnel import DesignConfig, check_target, generate_candidates
+    from agent.design.localize import LocalizeConfig
+    from agent.design.trained import DesignSetup, load_models, training_data
+    from agent.models.surrogate import EnsembleConfig
+
+    cfg = DesignConfig(
+        n_samples=args.n,
+        seed=args.seed,
+        refine=not args.no_refine,
+        max_sigma=None if args.max_sigma <= 0 else args.max_sigma,
+        localize=LocalizeConfig(tol=args.tol, progress=not args.quiet),
+    )
+    material = get_material(args.material)
+    data = training_data(material)
+    check_target(args.target, float(data.y.min()), float(data.y.max()), f"{material.name} data")
+    setup = DesignSetup(
+        material=material.name,
+        generator=args.generator,
+        state_dir=resolve_state_dir(args.state),
+        retrain=args.retrain,
+        seed=args.seed,
+        progress=not args.quiet,
+        surrogate=EnsembleConfig(
+            seed=args.seed, **({"epochs": args.surrogate_epochs} if args.surrogate_epochs else {})
+        ),
+        generator_train={"epochs": args.generator_epochs},
+    )
+    models = load_models(setup, data, log=_log(args))
+    result = generate_candidates(models.material.space, models.generator, models.surrogate, args.target, cfg)
+    frame = result.candidates
+    frame.insert(0, "target", args.target)
+    c, s = result.counts, result.seconds
+    _log(args)(
+        "funnel: "
+        + " -> ".join(f"{k} {v}" for k, v in c.items())
+        + "; seconds: "
+        + ", ".join(f"{k} {v:.2f}" for k, v in s.items())
+    )
+    if args.out:
+        Path(args.out).parent.mkdir(parents=True, exist_ok=True)
+        frame.to_csv(args.out, index=False, float_format="%.6g")
+        _log(args)(f"wrote {len(frame)} candidates to {args.out}")
+    else:
+        frame.to_csv(sys.stdout, index=False, float_format="%.6g")
+    if args.cif:
+        space = models.material.space
+        best = frame.assign(err=(frame["pred"] - args.target).abs()).nsmallest(args.cif_max, "err")
+        structures = [models.material.build(x) for x in space.from_frame(best)]
+        paths = write_structures(structures, args.cif)
+        _log(args)(f"wrote {len(paths)} structure files for the {len(best)} best candidates to {args.cif}")
+    return 0
+
+
+def _measure(args: argparse.Namespace) -> int:
+    import json
+
+    import pandas as pd
+
+    from agent.core.errors import DataError
+    from oracles import make_oracle
+    from oracles.measure import measure
+
+    try:
+        settings = json.loads(args.settings) if args.settings else {}
+    except json.JSONDecodeError as exc:
+        raise InnloopError(f"--settings is not valid JSON: {exc}") from None
+    if not isinstance(settings, dict):
+        raise InnloopError("--settings must be a JSON object, e.g. '{\"latency_s\": 2}'")
+    path = Path(args.designs)
+    if not path.is_file():
+        raise DataError(f"designs file {path} does not exist")
+    try:
+        designs = pd.read_csv(path)
+    except (OSError, ValueError) as exc:
+        raise DataError(f"{path}: not a readable CSV ({exc})") from None
+    oracle = make_oracle(args.oracle, **settings)
+    table = measure(oracle, designs, args.out, poll_interval=args.poll, timeout_s=args.timeout, log=_log(args))
+    return 0 if (table["status"] == "completed").all() else 1
+
+
+def _bench(args: argparse.Namespace) -> int:
+    from benchmarks import table1
+
+    argv = list(args.rest)
+    if args.name != "table1":
+        raise InnloopError(f"unknown benchmark {args.name!r}; available: table1")
+    return table1.main(argv)
+
+
+def _run(args: argparse.Namespace) -> int:
+    from agent.cli.run import run_command
+
+    return run_command(args)
+
+
+def _status(args: argparse.Namespace) -> int:
+    from agent.campaign.runner import campaign_status
+    from agent.core.paths import resolve_state_dir
+
+    status = campaign_status(str(resolve_state_dir(args.state)), args.campaign)
+    if args.json:
+        print(json.dumps(status, indent=2))
+        return 0
+    print(
+        f"{status['campaign']} ({status['state']}): {status['iterations']} iterations, "
+        f"{status['oracle_calls']} oracle calls, {status['in_flight']} jobs in flight"
+        + (", done" if status["done"] else "")
+    )
+    print("results: " + ", ".join(f"{k} {v}" for k, v in sorted(status["results"].items())))
+    for t in status["targets"]:
+        print(f"target {t['value']:g} ± {t['window']:g}: {t['hits']} of {t['wanted']} diverse hits")
+    return 0
+
+
+def _report(args: argparse.Namespace) -> int:
+    import os
+
+    import pandas as pd
+
+    from agent.core.paths import resolve_state_dir
+    from agent.report import ReportOptions, build_report
+
+    os.environ.setdefault("NUMBA_NUM_THREADS", os.environ.get("INNLOOP_TORCH_THREADS", "1"))
+    switch = None
+    if args.switch:
+        try:
+            a, b = (float(v) for v in args.switch.split(","))
+        except ValueError:
+            raise InnloopError(f"--switch must be two values 'T0,T1' in eV, e.g. 0,1.0; got {args.switch!r}") from None
+        switch = (a, b)
+    opts = ReportOptions(
+        out=Path(args.out).resolve() if args.out else None, switch=switch, confirm=args.confirm, samples=args.samples
+    )
+    result = build_report(str(resolve_state_dir(args.state)), args.campaign, opts, log=_log(args))
+    s = result.summary
+    print(f"report: {result.html}")
+    print(
+        f"switching {s['targets'][0]:g} -> {s['targets'][1]:g} eV: {s['pairs']} pairs, {s['verified']} verified "
+        f"by {s.get('verifier', 'the model')}, {s['confirmed']} of {s['confirm_attempted']} confirmed by the oracle"
+    )
+    table = result.switching
+    for _, row in table.head(5).iterrows():
+        confirmed = row.get("confirmed")
+        mark = "" if confirmed is None or confirmed is pd.NA else ("  confirmed" if confirmed else "  not confirmed")
+        print(f"  {int(row['rank']):2d}. distance {float(row['distance']):.3f}: {row['change']}{mark}")
+    return 0
+
+
+def _serve(args: argparse.Namespace) -> int:
+    from agent.campaign.config import load_config
+    from agent.core.paths import resolve_state_dir
+
+    load_config(args.config)
+    from flows.campaign import serve
+
+    serve(args.name, args.config, str(resolve_state_dir(args.state)) if args.state else None)
+    return 0
+
+
+def _doctor(args: argparse.Namespace) -> int:
+    from agent.cli.doctor import main as doctor
+
+    return doctor(as_json=args.json, deep=args.deep)
+
+
+def _log(args: argparse.Namespace) -> Callable[[str], None]:
+    def log(msg: str) -> None:
+        if not getattr(args, "quiet", False):
+            print(msg, file=sys.stderr)
+
+    return log
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="innloop", description="Closed-loop inverse design of materials.")
+    from agent.cli.doctor import innloop_version
+
+    p.add_argument("--version", action="version", version=f"innloop {innloop_version()}")
+    sub = p.add_subparsers(dest="command", required=True)
+
+    d = sub.add_parser("design", help="generate, down-select and localize designs for a target")
+    d.add_argument("--target", type=float, required=True, help="target property value (eV for a gap)")
+    d.add_argument("-n", type=int, default=10_000, help="samples drawn from the generator (default 10000)")
+    d.add_argument("--out", help="write candidates to this CSV (default: stdout)")
+    d.add_argument("--cif", help="also write CIF and POSCAR files of the best candidates to this folder")
+    d.add_argument("--cif-max", type=int, default=20, help="how many structures --cif writes (default 20)")
+    d.add_argument("--material", default="mos2", help="material from the registry (default mos2)")
+    d.add_argument("--generator", default="cinn", help="cinn, inn, mdn or cvae (default cinn)")
+    d.add_argument("--seed", type=int, default=0)
+    d.add_argument("--tol", type=float, default=0.005, help="localization tolerance (default 0.005)")
+    d.add_argument("--max-sigma", type=float, default=0.05, help="drop candidates with σ above this; 0 keeps all")
+    d.add_argument("--no-refine", action="store_true", help="raw generator samples, no down-selection")
+    d.add_argument("--state", help="state folder for cached models (default $INNLOOP_STATE_DIR or ./state)")
+    d.add_argument("--retrain", action="store_true", help="train models again even if cached")
+    d.add_argument("--surrogate-epochs", type=int, help="training epochs of the surrogate (default 500)")
+    d.add_argument("--generator-epochs", type=int, help="training epochs of the generator (default: its own)")
+    d.add_argument("-q", "--quiet", action="store_true", help="no progress bars or log lines")
+    d.set_defaults(func=_design)
+
+    m = sub.add_parser("measure", help="measure a CSV of designs with an oracle (resumable)")
+    m.add_argument("designs", help="CSV with the material's design columns")
+    m.add_argument("--oracle", required=True, help="oracle name: mock, table, …")
+    m.add_argument("--out", required=True, help="results CSV; OUT.handles.json keeps the submitted jobs")
+    m.add_argument("--settings", help="oracle settings as JSON, e.g. '{\"latency_s\": 2}'")
+    m.add_argument("--poll", type=float, default=1.0, help="seconds between polls (default 1)")
+    m.add_argument("--timeout", type=float, help="stop waiting after this many seconds (jobs keep running)")
+    m.add_argument("-q", "--quiet", action="store_true")
+    m.set_defaults(func=_measure)
+
+    r = sub.add_parser("run", help="start or continue a campaign (default: MoS2, 0.5 and 1.0 eV, mock oracle)")
+    r.add_argument("config", nargs="?", help="campaign TOML (default: the shipped default campaign)")
+    r.add_argument("--state", help="state folder (default $INNLOOP_STATE_DIR or ./state)")
+    r.add_argument("--ray-address", help="join this Ray cluster instead of starting a local Ray")
+    r.add_argument("--no-ray", action="store_true", help="sample in this process, without Ray")
+    r.add_argument("--no-prefect", action="store_true", help="run the loop without a Prefect flow")
+    r.add_argument(
+        "--iterations", type=int, help="stop this run after N iterations (the campaign goes on at the next run)"
+    )
+    r.add_argument("-q", "--quiet", action="store_true", help="print only the final table")
+    r.add_argument("-v", "--verbose", action="store_true", help="plain lines plus Prefect's log records on the console")
+    r.set_defaults(func=_run)
+
+    st = sub.add_parser("status", help="where a campaign stands (from state/ only)")
+    st.add_argument("campaign", help="campaign name")
+    st.add_argument("--state", help="state folder (default $INNLOOP_STATE_DIR or ./state)")
+    st.add_argument("--json", action="store_true", help="machine-readable output")
+    st.set_defaults(func=_status)
+
+    rp = sub.add_parser("report", help="write a campaign's HTML report with figures, tables and structures")
+    rp.add_argument("campaign", help="campaign name")
+    rp.add_argument("--state", help="state folder (default $INNLOOP_STATE_DIR or ./state)")
+    rp.add_argument("--out", help="report folder (default STATE/CAMPAIGN/report)")
+    rp.add_argument("--switch", help="switching targets T0,T1 in eV (default 0,1.0 when the data span them)")
+    rp.add_argument(
+        "--confirm", type=int, help="switching pairs to confirm with the oracle (default: 20 for table, else 0)"
+    )
+    rp.add_argument("--samples", type=int, default=1000, help="generator samples per target (default 1000)")
+    rp.add_argument("-q", "--quiet", action="store_true", help="no log lines")
+    rp.set_defaults(func=_report)
+
+    sv = sub.add_parser("serve", help="expose the campaign flow as a Prefect deployment")
+    sv.add_argument("config", nargs="?", help="campaign TOML the deployment runs by default")
+    sv.add_argument("--name", default="innloop-campaign", help="deployment name")
+    sv.add_argument("--state", help="state folder for the runs")
+    sv.set_defaults(func=_serve)
+
+    b = sub.add_parser("bench", help="run a benchmark and print its table")
+    b.add_argument("name", help="benchmark name: table1")
+    b.add_argument("rest", nargs=argparse.REMAINDER, help="arguments passed to the benchmark")
+    b.set_defaults(func=_bench)
+
+    dr = sub.add_parser("doctor", help="check what works on this machine and how to install what is missing")
+    dr.add_argument("--json", action="store_true", help="machine-readable output")
+    dr.add_argument("--deep", action="store_true", help="also start a temporary Prefect server and a local Ray")
+    dr.set_defaults(func=_doctor)
+    return p
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    args.argv = list(sys.argv[1:] if argv is None else argv)  # to say which command resumes a stopped run
+    try:
+        return int(args.func(args))
+    except InnloopError as exc:
+        print(f"innloop: {'error' if exc.exit_code == 2 else 'stopped'}: {exc}", file=sys.stderr)
+        return exc.exit_code
+    except KeyboardInterrupt:  # `run` says what it kept itself; the other commands write only finished files
+        print(f"innloop: {args.command} stopped by Ctrl-C", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

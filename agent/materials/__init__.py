@@ -1,9 +1,0 @@
-"""Materials: design spaces, targets and structure builders, looked up by name.
-
-Built-in materials (``mos2``) register themselves the first time a name is looked up,
-so importing this package does no work.
-"""
-
-from agent.materials.base import Material, Symmetry, available_materials, get_material, register_material
-
-__all__ = ["Material", "Symmetry", "available_materials", "get_material", "register_material"]
