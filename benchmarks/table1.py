@@ -1,6 +1,6 @@
 """Table 1 of MatDesINNe on the bundled MoS2 data: six methods x three targets.
 
-Run ``python benchmarks/table1.py`` or ``innloop bench table1`` (``--json PATH`` also
+Run ``python -m benchmarks.table1`` (``--json PATH`` also
 writes the figures, ``--quick`` shrinks everything for a smoke run).
 
 Protocol (chosen so that no figure grades a model against itself):
@@ -217,7 +217,7 @@ def render(result: dict[str, Any]) -> str:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    p = argparse.ArgumentParser(prog="innloop bench table1", description=__doc__.splitlines()[0])
+    p = argparse.ArgumentParser(prog="python -m benchmarks.table1", description=__doc__.splitlines()[0])
     p.add_argument("-n", type=int, default=10_000, help="samples per method and target")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--json", help="also write the figures as JSON to this path")

@@ -28,8 +28,8 @@ from agent.campaign.state import FAILURE_STOP, CampaignState, hit_table
 from agent.campaign.store import CampaignStore
 from agent.core.errors import CampaignStopped
 from agent.core.paths import default_state_dir
-from agent.design.sampling import LocalSampler, Sampler
 from flows.report import progress_markdown, progress_png
+from flows.samplers import make_sampler
 
 __all__ = ["artifact_key", "campaign_flow", "serve"]
 
@@ -114,14 +114,6 @@ def publish_report(name: str, state_dir: str, logger: Any) -> Path | None:
         return None
 
 
-def _sampler(config_ray: Any, ray_address: str | None, use_ray: bool) -> Sampler:
-    if not use_ray or not config_ray.enabled:
-        return LocalSampler()
-    from flows.ray_sampler import RaySampler  # Ray only when asked for
-
-    return RaySampler(ray_address or config_ray.address, config_ray.actors, config_ray.cpus_per_actor)
-
-
 @flow(name="innloop-campaign", log_prints=True, persist_result=False)
 def campaign_flow(
     config: str | None = None,
@@ -141,7 +133,7 @@ def campaign_flow(
     text = Path(config).read_text() if config else None
     logger = get_run_logger()
     t0 = time.perf_counter()
-    sampler = _sampler(cfg.ray, ray_address, use_ray)
+    sampler = make_sampler(cfg.ray, ray_address, use_ray=use_ray)
     seconds = {"ray": time.perf_counter() - t0} if use_ray and cfg.ray.enabled else {}
     t0 = time.perf_counter()
     try:

@@ -13,7 +13,7 @@ from typing import Any
 
 import torch
 
-from agent.core.errors import InnloopError, UnknownNameError, WeightsError
+from agent.core.errors import InnloopError, UnknownNameError, WeightsError, one_line
 from generators.base import WEIGHTS_FORMAT, FitReport, Generator, NotFittedError, TorchGenerator, TrainConfig
 from generators.cinn import CINN, CINNArch
 from generators.cvae import CVAE, CVAEArch
@@ -75,7 +75,7 @@ def load_generator(path: str | os.PathLike[str], kind: str | None = None) -> Tor
     try:
         payload = torch.load(where, weights_only=True, map_location="cpu")
     except Exception as exc:  # torch raises many types for bad bytes; all mean "unreadable"
-        raise fail(f"not a readable torch file ({type(exc).__name__}: {_short(exc)})") from exc
+        raise fail(f"not a readable torch file ({one_line(exc)})") from exc
     if not isinstance(payload, dict) or payload.get("format") != WEIGHTS_FORMAT:
         tag = payload.get("format") if isinstance(payload, dict) else type(payload).__name__
         raise fail(f"missing or wrong format tag (expected {WEIGHTS_FORMAT!r}, found {tag!r})")
@@ -90,15 +90,10 @@ def load_generator(path: str | os.PathLike[str], kind: str | None = None) -> Tor
     try:
         model = GENERATORS[found].from_arch_dict(dim, arch)
     except (InnloopError, TypeError, ValueError) as exc:
-        raise fail(f"unusable architecture {arch!r} ({_short(exc)})") from exc
+        raise fail(f"unusable architecture {arch!r} ({one_line(exc, kind=False)})") from exc
     try:
         model.load_state_dict(state, strict=True)
     except (RuntimeError, TypeError, ValueError, KeyError) as exc:
-        raise fail(f"weights do not match a {found!r} generator of dim {dim} ({_short(exc)})") from exc
+        raise fail(f"weights do not match a {found!r} generator of dim {dim} ({one_line(exc, kind=False)})") from exc
     model.eval()
     return model
-
-
-def _short(exc: BaseException, limit: int = 300) -> str:
-    text = " ".join(str(exc).split())
-    return text if len(text) <= limit else text[: limit - 3] + "..."

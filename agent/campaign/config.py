@@ -39,6 +39,7 @@ from pydantic import (
 from pydantic_core import PydanticCustomError
 
 from agent.campaign.config_errors import NO_VALUE, error_lines
+from agent.campaign.store import CAMPAIGN_NAME
 from agent.core.errors import ConfigError, DataError
 from agent.core.materials import available_materials, get_material
 
@@ -58,8 +59,6 @@ __all__ = [
 ]
 
 DEFAULT_CONFIG = "default.toml"  # shipped in agent/configs/
-# The campaign name becomes a folder name: no separators, no leading dot, no spaces.
-NAME_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}")
 # Oracle settings that hold a secret. The config is copied into state/ and shown in logs
 # and Prefect artifacts, so secrets come from a file or the environment, never the file.
 SECRET_RE = re.compile(r"(?i)(.*_)?(token|password|passwd|secret|api_key|apikey|credentials?)")
@@ -269,7 +268,7 @@ class CampaignConfig(_Spec):
     @field_validator("name")
     @classmethod
     def _folder_safe(cls, name: str) -> str:
-        if not NAME_RE.fullmatch(name):
+        if not CAMPAIGN_NAME.fullmatch(name):  # the store's rule: the name is a folder
             raise ValueError("must be 1-64 letters, digits, '.', '_' or '-', not starting with '.', '_' or '-'")
         return name
 

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Iterable
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, replace
 from typing import Any
 
 import numpy as np
@@ -52,7 +52,6 @@ class CampaignState:
     history: tuple[dict[str, Any], ...] = ()
     elapsed_s: float = 0.0  # campaign wall time over all runs, up to the last commit
     stopped: str | None = None
-    extra: dict[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "records", canonical_order(self.records))

@@ -4,8 +4,9 @@ The store never loses or corrupts an oracle result and lets a killed process res
 results go to the append-only `Ledger` as they arrive; jobs are recorded in
 ``inflight.json`` before and after submission, so a restart re-attaches instead of paying
 twice; an iteration counts as done only once its files are hashed into ``manifest.json``
-and ``campaign.json`` (written last, atomically) points at it. Anything newer is a
-leftover of a crash and is moved aside, never deleted.
+and ``campaign.json`` (written last, atomically) points at it. A folder newer than that is
+the iteration a killed run left half-done: the next run carries on in it (its saved
+models and ``batch.csv``, re-attaching to the jobs in flight), never starting it afresh.
 """
 
 from __future__ import annotations
@@ -275,20 +276,3 @@ class CampaignStore:
         if name not in self._verified[i]:
             raise StateError(f"{self._iteration_path(i)}: {name!r} is not in the committed manifest")
         return self._iteration_path(i) / name
-
-    def prune_uncommitted(self) -> list[int]:
-        """Move iteration folders newer than the checkpoint aside (a killed run's leftovers); never delete."""
-        last = self.last_completed()
-        parent = self.root / "iterations"
-        if not parent.is_dir():
-            return []
-        moved: list[int] = []
-        for path in sorted(parent.iterdir()):
-            if path.is_dir() and re.fullmatch(r"[0-9]+", path.name) and int(path.name) > last:
-                i = int(path.name)
-                path.rename(parent / f".aborted-{i:04d}-{time.time_ns()}")
-                self._verified.pop(i, None)
-                moved.append(i)
-        if moved:
-            fsync_dir(parent)
-        return moved

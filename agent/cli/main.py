@@ -103,15 +103,6 @@ def _measure(args: argparse.Namespace) -> int:
     return 0 if (table["status"] == "completed").all() else 1
 
 
-def _bench(args: argparse.Namespace) -> int:
-    from benchmarks import table1
-
-    argv = list(args.rest)
-    if args.name != "table1":
-        raise InnloopError(f"unknown benchmark {args.name!r}; available: table1")
-    return table1.main(argv)
-
-
 def _run(args: argparse.Namespace) -> int:
     from agent.cli.run import run_command
 
@@ -268,11 +259,6 @@ def build_parser() -> argparse.ArgumentParser:
     sv.add_argument("--name", default="innloop-campaign", help="deployment name")
     sv.add_argument("--state", help="state folder for the runs")
     sv.set_defaults(func=_serve)
-
-    b = sub.add_parser("bench", help="run a benchmark and print its table")
-    b.add_argument("name", help="benchmark name: table1")
-    b.add_argument("rest", nargs=argparse.REMAINDER, help="arguments passed to the benchmark")
-    b.set_defaults(func=_bench)
 
     dr = sub.add_parser("doctor", help="check what works on this machine and how to install what is missing")
     dr.add_argument("--json", action="store_true", help="machine-readable output")

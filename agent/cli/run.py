@@ -141,16 +141,13 @@ def _campaign(args: argparse.Namespace, cfg: Any, state_dir: str, view: Any) -> 
     """Run the campaign (through Prefect unless ``--no-prefect``); ``(why it stopped, seconds per phase)``."""
     from agent.campaign.runner import run_campaign
     from agent.core.errors import CampaignStopped
-    from agent.design.sampling import LocalSampler, Sampler
+    from flows.samplers import make_sampler
 
     use_ray = not args.no_ray and cfg.ray.enabled
     if args.no_prefect:
-        sampler: Sampler = LocalSampler()
         if use_ray:
-            from flows.ray_sampler import RaySampler  # Ray only when asked for
-
             view.set_phase("starting Ray")
-            sampler = RaySampler(args.ray_address or cfg.ray.address, cfg.ray.actors, cfg.ray.cpus_per_actor)
+        sampler = make_sampler(cfg.ray, args.ray_address, use_ray=use_ray)
         text = Path(args.config).read_text() if args.config else None
         t = time.perf_counter()
         try:

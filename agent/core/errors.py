@@ -47,3 +47,12 @@ class CampaignStopped(InnloopError):
     """
 
     exit_code = 3  # nothing wrong with the input: run again once the cause is fixed
+
+
+def one_line(exc: BaseException, limit: int = 300, *, kind: bool = True) -> str:
+    """An exception's text on one line of at most ``limit`` characters, for a message that
+    quotes it (torch's and pandas' span many lines); ``kind`` prefixes the class name."""
+    text = " ".join(str(exc).split())
+    if kind:
+        text = f"{type(exc).__name__}: {text}"
+    return text if len(text) <= limit else text[: limit - 3] + "..."

@@ -138,15 +138,14 @@ def choose_batch(
     *,
     pending: np.ndarray | None = None,
     hits: Sequence[np.ndarray] | None = None,
-    measured: np.ndarray | None = None,
     hit_ok: np.ndarray | None = None,
 ) -> BatchChoice:
     """Pick up to ``batch_size`` rows of ``U (n, d)``.
 
     ``log_pf (T, n)``: log window probability per target; ``sigma (n,)``: posterior std;
     ``missing (T,)``: hits each target still lacks; ``pending (p, d)`` designs at the
-    oracle; ``hits[t] (h_t, d)`` diverse hits of target ``t``; ``measured (m, d)`` designs
-    already measured (never proposed again); ``hit_ok (n,)`` bool, the rows that may be
+    oracle; ``hits[t] (h_t, d)`` diverse hits of target ``t`` (candidates already measured are
+    the caller's to drop: the loop does, before scoring); ``hit_ok (n,)`` bool, the rows that may be
     chosen as hits (``exploit``; ``None``: every row). With ``hit_ok`` given, slots left
     after the hits and the exploration share go to exploration of the targets still
     lacking hits (ranked by ``sigma``, as the exploration share is).
@@ -158,11 +157,9 @@ def choose_batch(
     empty = np.zeros((0, dim))
     pending = empty if pending is None else np.asarray(pending, dtype=np.float64).reshape(-1, dim)
     hit_sets = [empty] * T if hits is None else [np.asarray(h, dtype=np.float64).reshape(-1, dim) for h in hits]
-    usable = np.ones(n, dtype=bool)
+    if n == 0:  # nothing left to choose from (every candidate measured or pending)
+        return BatchChoice(np.zeros(0, dtype=int), np.zeros(0, dtype=int), [], np.zeros(0))
     may_hit = np.ones(n, dtype=bool) if hit_ok is None else np.asarray(hit_ok, dtype=bool).reshape(n)
-    if measured is not None and len(measured):
-        d, _ = cKDTree(np.asarray(measured, dtype=np.float64).reshape(-1, dim)).query(U)
-        usable &= d > 1e-9
     batch = _Spacing(pending, config.min_distance, dim)
     near_hit = [_Spacing(h, config.min_distance, dim) for h in hit_sets]
     n_explore = round(config.exploration * config.batch_size)
@@ -179,7 +176,7 @@ def choose_batch(
             if got == count:
                 break
             i = int(i)
-            if i in taken or not usable[i] or not batch.clear(U[i]) or not near_hit[t].clear(U[i]):
+            if i in taken or not batch.clear(U[i]) or not near_hit[t].clear(U[i]):
                 continue
             if reason == "exploit" and not may_hit[i]:
                 continue

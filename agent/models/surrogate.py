@@ -31,7 +31,7 @@ from torch import Tensor, nn
 from tqdm.auto import tqdm
 
 from agent.core.atomic import write_bytes
-from agent.core.errors import ConfigError, DataError, WeightsError
+from agent.core.errors import ConfigError, DataError, WeightsError, one_line
 
 __all__ = ["EnsembleConfig", "FitSummary", "SurrogateEnsemble", "calibration_report"]
 
@@ -267,14 +267,14 @@ class SurrogateEnsemble(EnsembleModel):
         except FileNotFoundError:
             raise WeightsError(f"surrogate weight file {path} does not exist") from None
         except Exception as exc:  # torch raises many types for bad bytes; all mean "unreadable"
-            raise WeightsError(f"surrogate weight file {path} is unreadable or corrupt: {_short(exc)}") from None
+            raise WeightsError(f"surrogate weight file {path} is unreadable or corrupt: {one_line(exc)}") from None
         if not isinstance(payload, dict) or payload.get("format") != _FORMAT:
             raise WeightsError(f"{path} is not an innloop surrogate weight file (format tag missing)")
         try:
             model = cls(int(payload["dim"]), EnsembleConfig(**payload["config"]))
             model.load_state_dict(payload["state_dict"])
         except Exception as exc:
-            raise WeightsError(f"{path}: weights do not match a surrogate ensemble: {_short(exc)}") from None
+            raise WeightsError(f"{path}: weights do not match a surrogate ensemble: {one_line(exc)}") from None
         model.eval()
         return model
 
@@ -291,12 +291,6 @@ def calibration_report(model: SurrogateEnsemble, U: np.ndarray, y: np.ndarray) -
         "coverage_2sigma": float((err <= 2 * std + 1e-9).mean()),
         "mean_sigma": float(std.mean()),
     }
-
-
-def _short(exc: BaseException, limit: int = 300) -> str:
-    """One line of an exception's text: torch's messages span many lines."""
-    text = f"{type(exc).__name__}: " + " ".join(str(exc).split())
-    return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
 def _check_xy(U: np.ndarray, y: np.ndarray, dim: int) -> tuple[np.ndarray, np.ndarray]:

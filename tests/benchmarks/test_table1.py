@@ -5,15 +5,14 @@ from pathlib import Path
 
 import pytest
 
-from agent.cli.main import main as cli_main
-from benchmarks.table1 import METHODS, TARGETS
+from benchmarks.table1 import METHODS, TARGETS, main
 
 
 @pytest.mark.slow
 def test_table1_quick_run_prints_and_writes_every_cell(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     out = tmp_path / "t1.json"
-    argv = ["bench", "table1", "--quick", "-n", "300", "--threads", "1", "--state", str(tmp_path), "--json", str(out)]
-    assert cli_main(argv) == 0
+    argv = ["--quick", "-n", "300", "--threads", "1", "--state", str(tmp_path), "--json", str(out)]
+    assert main(argv) == 0
     printed = capsys.readouterr().out
     result = json.loads(out.read_text())
     cells = {(r["method"], r["target"]) for r in result["rows"]}

@@ -218,22 +218,6 @@ def test_corrupt_checkpoint_is_reported(tmp_path: Path) -> None:
         store.last_completed()
 
 
-def test_prune_uncommitted_moves_aside(tmp_path: Path) -> None:
-    store = _store(tmp_path)
-    assert store.prune_uncommitted() == []
-    store.iteration_dir(0)
-    store.commit_iteration(0, {"n": 0})
-    (store.iteration_dir(1) / "candidates.csv").write_text("half-done")
-    assert store.prune_uncommitted() == [1]
-    assert not (store.root / "iterations" / "0001").exists()
-    (aside,) = (store.root / "iterations").glob(".aborted-0001-*")
-    assert (aside / "candidates.csv").read_text() == "half-done"
-    assert store.verify_iteration(0) == {"n": 0} and store.prune_uncommitted() == []
-    store.commit_iteration(1, {"n": 1})  # the next run redoes the iteration cleanly
-    assert store.last_completed() == 1
-    assert set(os.listdir(store.root / "iterations" / "0001")) == {"metrics.json", "manifest.json"}
-
-
 def test_tampered_manifest_is_reported(tmp_path: Path) -> None:
     store = _store(tmp_path)
     for i in (0, 1):

@@ -208,22 +208,6 @@ def test_hits_block_only_their_own_target() -> None:
     assert cdist(U[s1], hits[0]).min() >= 0.15 - 1e-9
 
 
-def test_measured_rows_are_never_chosen() -> None:
-    U = _grid(0.1)
-    log_pf = _smooth_scores(U, (0.5, 0.5))[None]
-    best = np.argsort(-log_pf[0], kind="stable")[:5]
-    measured = U[best]
-    cfg = SelectionConfig(batch_size=10, exploration=0.3, min_distance=0.0)
-    choice = choose_batch(log_pf, np.arange(len(U), dtype=float), U, [10], cfg, measured=measured)
-    assert len(choice.index) == 10
-    assert not set(choice.index.tolist()) & set(best.tolist())
-    assert cdist(U[choice.index], measured).min() > 1e-9
-    # measured excludes exact repeats only: a near neighbour of a measured row stays usable
-    near = np.array([[0.5, 0.5]]) + 1e-3
-    choice = choose_batch(log_pf, np.ones(len(U)), U, [1], SelectionConfig(1, 0.0, 0.0), measured=near)
-    assert np.allclose(U[choice.index[0]], [0.5, 0.5])
-
-
 def test_exploitation_and_exploration_ranking() -> None:
     # rows far apart so spacing never interferes
     U = np.array([[i / 10.0, 0.0] for i in range(10)])
@@ -301,8 +285,8 @@ def test_batch_is_short_rather_than_crowded() -> None:
     U2 = np.array([[0.0, 0.0], [1.0, 1.0]])
     choice = choose_batch(np.zeros((1, 2)), np.ones(2), U2, [5], SelectionConfig(5, 0.2, 0.1))
     assert sorted(choice.index.tolist()) == [0, 1]
-    # every candidate already measured: an empty batch
-    empty = choose_batch(np.zeros((1, 2)), np.ones(2), U2, [5], SelectionConfig(5, 0.2, 0.1), measured=U2)
+    # no candidates at all: an empty batch
+    empty = choose_batch(np.zeros((1, 0)), np.ones(0), U2[:0], [5], SelectionConfig(5, 0.2, 0.1))
     assert len(empty.index) == 0 and empty.score.shape == (0,) and empty.reason == []
 
 

@@ -1,0 +1,58 @@
+"""The layers hold: import-linter's contracts in ``pyproject.toml`` pass, and every one of
+them is checked.
+
+The contracts (``[tool.importlinter]``) say which way imports run between agent.core,
+the engines (agent.models, generators, oracles), agent.design, agent.campaign and the
+outer layers; that oracles never reach for the loop, the models or the generators; and
+that no two sibling modules or packages import each other. A new import that breaks one
+fails here with import-linter's own report, naming the import and its line.
+"""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import tomllib
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+LINT = "from importlinter.cli import lint_imports_command as lint; lint()"  # the `lint-imports` command
+
+
+def _contracts() -> list[dict[str, object]]:
+    with open(ROOT / "pyproject.toml", "rb") as fh:
+        found: list[dict[str, object]] = tomllib.load(fh)["tool"]["importlinter"]["contracts"]
+    return found
+
+
+def test_import_contracts_hold() -> None:
+    proc = subprocess.run(
+        [
+            sys.executable,
+            "-c",
+            "from importlinter.cli import lint_imports_command as m; m()",
+            "--no-cache",
+            "--no-logo",
+        ],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
+    report = (proc.stdout + proc.stderr).strip()
+    assert proc.returncode == 0, f"an import breaks the layers:\n{report}"
+    n = len(_contracts())
+    assert f"Contracts: {n} kept, 0 broken." in report, report
+
+
+def test_the_contracts_cover_every_layer_and_package() -> None:
+    contracts = {str(c["type"]): c for c in _contracts()}
+    assert {"layers", "forbidden", "acyclic_siblings"} <= set(contracts)
+    layers: list[str] = contracts["layers"]["layers"]  # type: ignore[assignment]
+    layered = {name.strip() for layer in layers for name in layer.split("|")}
+    packages = {f"agent.{p.name}" for p in (ROOT / "agent").iterdir() if (p / "__init__.py").is_file()}
+    packages |= {"generators", "oracles", "flows", "benchmarks"}
+    assert packages <= layered, f"not placed in any layer: {sorted(packages - layered)}"
+    modules = [p.stem for p in (ROOT / "agent").glob("*.py") if p.stem != "__init__"]
+    assert not modules, f"modules at the top of agent/ belong in a subpackage: {modules}"
