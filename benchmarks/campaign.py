@@ -41,7 +41,7 @@ import torch
 
 from agent.campaign.config import config_from_dict
 from agent.campaign.runner import run_campaign
-from agent.campaign.state import diverse_hits, ledger_arrays
+from agent.campaign.state import diverse_hits, ledger_arrays, nearest_distance
 from agent.core.materials import get_material
 from agent.design.acquisition import SelectionConfig, choose_batch, log_window_probability
 from agent.models.surrogate import EnsembleConfig, SurrogateEnsemble
@@ -86,8 +86,6 @@ class Problem:
     def candidates(self, seed: int, it: int, measured: np.ndarray) -> np.ndarray:
         if self.pool is None:
             return self.uniform(np.random.default_rng([seed, it, 777]), 5000)
-        from agent.campaign.state import nearest_distance
-
         return self.pool[nearest_distance(self.pool, measured) > 1e-9]
 
 
@@ -98,6 +96,7 @@ def calls_to(U: np.ndarray, y: np.ndarray, target: float, wanted: int = WANTED) 
 
 # -- baselines -----------------------------------------------------------------------------
 def _gp_scores(U: np.ndarray, y: np.ndarray, C: np.ndarray, target: float) -> np.ndarray:
+    # each baseline's library only when that baseline runs
     from botorch.fit import fit_gpytorch_mll
     from botorch.models import SingleTaskGP
     from botorch.models.transforms import Standardize
@@ -113,7 +112,7 @@ def _gp_scores(U: np.ndarray, y: np.ndarray, C: np.ndarray, target: float) -> np
 
 
 def _tree_scores(U: np.ndarray, y: np.ndarray, C: np.ndarray, target: float, seed: int) -> np.ndarray:
-    from scipy.stats import norm
+    from scipy.stats import norm  # as above: only for this baseline
     from sklearn.ensemble import ExtraTreesRegressor
 
     model = ExtraTreesRegressor(n_estimators=100, random_state=seed, n_jobs=1).fit(U, y)
@@ -223,10 +222,10 @@ def summarise(runs: list[dict[str, Any]], max_calls: int) -> str:
 
 
 def plot(runs: list[dict[str, Any]], path: Path) -> None:
-    import matplotlib
+    import matplotlib  # only with --plot
 
     matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    import matplotlib.pyplot as plt  # after choosing the Agg backend
 
     df = pd.DataFrame(runs)
     panels = list(df.groupby(["oracle", "target"], sort=False))

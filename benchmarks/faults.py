@@ -102,7 +102,7 @@ def _cluster(oracles: list[str], work: Path) -> Iterator[object]:
     if "vasp" not in oracles:
         yield None
         return
-    from oracles.testing.slurm import missing_binaries, start_local_slurm
+    from oracles.testing.slurm import missing_binaries, start_local_slurm  # psij and SLURM only for vasp
 
     if missing_binaries() or os.geteuid() != 0:
         print("vasp: skipped (SLURM needs root and scripts/install_slurm.sh)", flush=True)

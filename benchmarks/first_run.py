@@ -37,6 +37,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from agent.campaign.config import load_config
+
 __all__ = ["PHASES", "ROUNDS", "Machine", "format_table", "main", "measure", "timed"]
 
 PHASES = ("prefect", "ray", "campaign", "report", "report process", "total")
@@ -97,8 +99,6 @@ def _innloop(*args: str) -> list[str]:
 
 
 def _campaign_name(config: str | None) -> str:
-    from agent.campaign.config import load_config
-
     return load_config(config).name
 
 

@@ -24,6 +24,10 @@ import time
 from pathlib import Path
 
 import pandas as pd
+import torch
+
+from agent.campaign.config import load_config
+from agent.campaign.runner import run_campaign
 
 CONFIG = """
 name = "bench-report-{oracle}"
@@ -62,11 +66,6 @@ poll_interval_s = 0.01
 
 def build_campaign(root: Path, oracle: str, iterations: int) -> tuple[str, float]:
     """Run the campaign in this process; return its name and seconds."""
-    import torch
-
-    from agent.campaign.config import load_config
-    from agent.campaign.runner import run_campaign
-
     torch.set_num_threads(1)
     path = root / f"{oracle}.toml"
     text = CONFIG.format(oracle=oracle, iterations=iterations)

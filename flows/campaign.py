@@ -11,6 +11,7 @@ where sampling runs (Ray actors, or in process). ``innloop serve`` exposes it as
 
 from __future__ import annotations
 
+import base64
 import re
 import time
 from pathlib import Path
@@ -66,8 +67,6 @@ def _publish(state: CampaignState, store: CampaignStore) -> None:
 
 def report_markdown(result: Any) -> str:
     """Markdown artifact: the switching summary, the five smallest pairs and the key figures."""
-    import base64
-
     s = result.summary
     lines = [
         f"# {s['campaign']}: report",
@@ -96,7 +95,7 @@ def report_markdown(result: Any) -> str:
 def publish_report(name: str, state_dir: str, logger: Any) -> Path | None:
     """Build the report and publish it as artifacts; log, never raise: the campaign's results stand."""
     try:
-        from agent.report import build_report
+        from agent.report import build_report  # the report's stack (UMAP, matplotlib) only when it is wanted
 
         result = build_report(state_dir, name, log=logger.info)
         create_markdown_artifact(

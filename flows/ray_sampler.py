@@ -9,6 +9,7 @@ the weight file (loaded with ``weights_only=True``) and re-sent only when they c
 from __future__ import annotations
 
 import hashlib
+import os
 import signal
 import threading
 from collections.abc import Sequence
@@ -16,8 +17,9 @@ from typing import Any
 
 import numpy as np
 import ray
+import torch
 
-from agent.design.sampling import SampleJob, generator_bytes
+from agent.design.sampling import SampleJob, generator_bytes, generator_from_bytes, sample_job
 from generators import Generator
 
 __all__ = ["RaySampler", "SamplerActor"]
@@ -27,29 +29,21 @@ class SamplerActor:
     """Holds one generator; ``load`` swaps its weights, ``sample`` runs one job."""
 
     def __init__(self) -> None:
-        import torch
-
         torch.set_num_threads(1)
         self._generator: Generator | None = None
         self.digest: str | None = None
 
     def load(self, blob: bytes, kind: str, digest: str) -> str:
-        from agent.design.sampling import generator_from_bytes
-
         self._generator = generator_from_bytes(blob, kind=kind)
         self.digest = digest
         return digest
 
     def sample(self, job: SampleJob) -> np.ndarray:
-        from agent.design.sampling import sample_job
-
         if self._generator is None:
             raise RuntimeError("sampler actor has no generator loaded")
         return sample_job(self._generator, job)
 
     def pid(self) -> int:
-        import os
-
         return os.getpid()
 
 

@@ -9,6 +9,7 @@ from pathlib import Path
 import numpy as np
 
 from agent.campaign.state import CampaignState, diverse_hits, hit_table, ledger_arrays
+from agent.core.atomic import write_bytes
 
 __all__ = ["hits_curve", "progress_markdown", "progress_png"]
 
@@ -26,10 +27,10 @@ def hits_curve(state: CampaignState) -> tuple[np.ndarray, list[np.ndarray]]:
 
 def progress_png(state: CampaignState, path: Path) -> Path:
     """Diverse hits per target against oracle calls, written to ``path`` (PNG)."""
-    import matplotlib
+    import matplotlib  # matplotlib (a second) only when a figure is drawn
 
     matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    import matplotlib.pyplot as plt  # after choosing the Agg backend
 
     calls, curves = hits_curve(state)
     fig, ax = plt.subplots(figsize=(6, 3.6), dpi=100)
@@ -44,7 +45,6 @@ def progress_png(state: CampaignState, path: Path) -> Path:
     buf = io.BytesIO()
     fig.savefig(buf, format="png")
     plt.close(fig)
-    from agent.core.atomic import write_bytes
 
     return write_bytes(path, buf.getvalue())
 

@@ -42,6 +42,8 @@ from agent.campaign.config_errors import NO_VALUE, error_lines
 from agent.campaign.store import CAMPAIGN_NAME
 from agent.core.errors import ConfigError, DataError
 from agent.core.materials import available_materials, get_material
+from oracles import available_oracles, oracle_class
+from oracles.base import ResolvesPaths
 
 __all__ = [
     "DEFAULT_CONFIG",
@@ -98,8 +100,6 @@ class OracleSpec(_Spec):
     @field_validator("name")
     @classmethod
     def _registered(cls, name: str) -> str:
-        from oracles import available_oracles  # lazy: keeps `import agent.campaign.config` light
-
         return _known_name(name, available_oracles(), "oracle")
 
     @field_validator("settings")
@@ -109,9 +109,6 @@ class OracleSpec(_Spec):
         ``resolve_paths``) relative to the config file's folder, like ``initial.data``, and
         absolute from then on: the stored config, a resumed run and the oracle's job processes
         (which start in their own folders) must all mean the same files."""
-        from oracles import oracle_class
-        from oracles.base import ResolvesPaths
-
         name = info.data.get("name")  # absent while the name is itself a mistake
         oracle = oracle_class(name) if isinstance(name, str) else None
         if not isinstance(oracle, ResolvesPaths):  # the capability is declared, or the oracle has no paths
@@ -122,8 +119,6 @@ class OracleSpec(_Spec):
     @model_validator(mode="after")
     def _known_settings(self) -> OracleSpec:
         """Setting names the oracle's constructor takes; a typo must fail here, not as a TypeError mid-run."""
-        from oracles import oracle_class
-
         params = inspect.signature(oracle_class(self.name)).parameters
         if any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params.values()):
             return self  # takes anything: only the oracle itself can tell

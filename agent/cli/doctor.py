@@ -75,7 +75,7 @@ def _python(deep: bool) -> tuple[Status, str, str]:
 def _torch(deep: bool) -> tuple[Status, str, str]:
     hint = f'pip install "torch>=2.4,<2.14" --index-url https://download.pytorch.org/whl/cpu && {PIP_INSTALL}'
     try:
-        import torch
+        import torch  # the check is whether it imports: never at the top
     except Exception as exc:
         return "missing", f"not importable ({type(exc).__name__}: {exc})", hint
     if torch.cuda.is_available():
@@ -106,7 +106,7 @@ def _prefect_api_url() -> tuple[str | None, str]:
 
 
 def _prefect(deep: bool) -> tuple[Status, str, str]:
-    import httpx
+    import httpx  # Prefect's own client: present exactly when Prefect is
 
     version = _version("prefect")
     if version is None:
@@ -127,7 +127,7 @@ def _prefect(deep: bool) -> tuple[Status, str, str]:
     if not deep:
         return "ok", f"prefect {version}, no API set: a temporary server starts (PREFECT_HOME {home})", ""
     os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
-    from prefect.server.api.server import SubprocessASGIServer
+    from prefect.server.api.server import SubprocessASGIServer  # Prefect only for --deep
 
     server = SubprocessASGIServer()
     try:
@@ -147,7 +147,7 @@ def _prefect(deep: bool) -> tuple[Status, str, str]:
 def _ray(deep: bool) -> tuple[Status, str, str]:
     hint = f"{PIP_INSTALL} (or run campaigns with --no-ray)"
     try:
-        import ray
+        import ray  # the check is whether it imports
     except Exception as exc:
         return "missing", f"not importable ({type(exc).__name__}: {exc})", hint
     if not deep:
@@ -163,7 +163,7 @@ def _ray(deep: bool) -> tuple[Status, str, str]:
 def _gpaw(deep: bool) -> tuple[Status, str, str]:
     hint = "scripts/install_gpaw.sh .venv"
     try:
-        import gpaw
+        import gpaw  # optional (scripts/install_gpaw.sh): the check is whether it imports
     except Exception as exc:
         return "missing", f"not importable ({type(exc).__name__}: {exc})", hint
     paths = [Path(p) for p in getattr(gpaw, "setup_paths", [])]
@@ -185,7 +185,7 @@ def _tool_version(path: str) -> str:
 def _slurm(deep: bool) -> tuple[Status, str, str]:
     hint = "scripts/install_slurm.sh"
     try:
-        from psij import JobExecutor
+        from psij import JobExecutor  # the check is whether it imports
 
         executors = sorted(JobExecutor.get_executor_names())
         found = f"psij executors: {', '.join(executors)}"
@@ -236,7 +236,7 @@ def core_ok(rows: list[Check]) -> bool:
 
 def render(rows: list[Check]) -> None:
     """An aligned table on stdout (colours only on a terminal)."""
-    from rich.console import Console
+    from rich.console import Console  # only for the human-readable table, not --json
     from rich.table import Table
 
     colour = {"ok": "green", "warn": "yellow", "missing": "red"}

@@ -10,13 +10,20 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
+from agent.cli.doctor import innloop_version
+from agent.cli.doctor import main as doctor
 from agent.core.errors import InnloopError
+from agent.core.paths import resolve_state_dir
 
 __all__ = ["main"]
+
+# Each command imports what it needs inside its function: torch, pandas and Prefect take
+# seconds to load, and `innloop --help` (or a typo) must answer at once.
 
 
 def _design(args: argparse.Namespace) -> int:
@@ -104,14 +111,13 @@ def _measure(args: argparse.Namespace) -> int:
 
 
 def _run(args: argparse.Namespace) -> int:
-    from agent.cli.run import run_command
+    from agent.cli.run import run_command  # the campaign's stack: see the note at the top
 
     return run_command(args)
 
 
 def _status(args: argparse.Namespace) -> int:
-    from agent.campaign.runner import campaign_status
-    from agent.core.paths import resolve_state_dir
+    from agent.campaign.runner import campaign_status  # the campaign's stack: see the note at the top
 
     status = campaign_status(str(resolve_state_dir(args.state)), args.campaign)
     if args.json:
@@ -129,11 +135,8 @@ def _status(args: argparse.Namespace) -> int:
 
 
 def _report(args: argparse.Namespace) -> int:
-    import os
+    import pandas as pd  # the report's stack: see the note at the top
 
-    import pandas as pd
-
-    from agent.core.paths import resolve_state_dir
     from agent.report import ReportOptions, build_report
 
     os.environ.setdefault("NUMBA_NUM_THREADS", os.environ.get("INNLOOP_TORCH_THREADS", "1"))
@@ -163,19 +166,16 @@ def _report(args: argparse.Namespace) -> int:
 
 
 def _serve(args: argparse.Namespace) -> int:
-    from agent.campaign.config import load_config
-    from agent.core.paths import resolve_state_dir
+    from agent.campaign.config import load_config  # see the note at the top; Prefect only after the config is good
 
     load_config(args.config)
-    from flows.campaign import serve
+    from flows.campaign import serve  # Prefect: seconds to import
 
     serve(args.name, args.config, str(resolve_state_dir(args.state)) if args.state else None)
     return 0
 
 
 def _doctor(args: argparse.Namespace) -> int:
-    from agent.cli.doctor import main as doctor
-
     return doctor(as_json=args.json, deep=args.deep)
 
 
@@ -189,8 +189,6 @@ def _log(args: argparse.Namespace) -> Callable[[str], None]:
 
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="innloop", description="Closed-loop inverse design of materials.")
-    from agent.cli.doctor import innloop_version
-
     p.add_argument("--version", action="version", version=f"innloop {innloop_version()}")
     sub = p.add_subparsers(dest="command", required=True)
 

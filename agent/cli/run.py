@@ -29,7 +29,15 @@ from pathlib import Path
 from types import FrameType
 from typing import Any
 
-from agent.core.errors import InnloopError
+from rich.console import Console
+
+from agent.campaign.config import load_config
+from agent.campaign.monitor import watching
+from agent.campaign.state import FAILURE_STOP
+from agent.cli.console import hits_table, open_view
+from agent.core.errors import CampaignStopped, InnloopError
+from agent.core.materials import get_material
+from agent.core.paths import resolve_state_dir
 
 __all__ = ["Interrupted", "run_command"]
 
@@ -95,7 +103,7 @@ def _quiet_frameworks(verbose: bool) -> None:
     os.environ.setdefault("DO_NOT_TRACK", "1")  # no telemetry notice printed into the view
     os.environ["PREFECT_LOGGING_HANDLERS_CONSOLE_LEVEL"] = level  # read when Prefect configures logging
     if "prefect" in sys.modules:  # configured already (an earlier run in this process): set it directly
-        from prefect.logging.handlers import PrefectConsoleHandler
+        from prefect.logging.handlers import PrefectConsoleHandler  # loaded already, as the test above says
 
         for lg in [logging.getLogger(), *map(logging.getLogger, ("prefect", "uvicorn", "fastapi"))]:
             for h in lg.handlers:
@@ -114,12 +122,6 @@ def _view_mode(args: argparse.Namespace) -> str:
 def run_command(args: argparse.Namespace) -> int:
     """Run ``args`` (the ``run`` subcommand's namespace); return the exit status."""
     t0 = time.perf_counter()
-    from agent.campaign.config import load_config
-    from agent.campaign.monitor import watching
-    from agent.cli.console import open_view
-    from agent.core.materials import get_material
-    from agent.core.paths import resolve_state_dir
-
     if args.iterations is not None and args.iterations < 1:
         raise InnloopError(f"--iterations must be at least 1, got {args.iterations}")
     cfg = load_config(args.config)  # validate before anything starts (Prefect, Ray)
@@ -139,8 +141,8 @@ def run_command(args: argparse.Namespace) -> int:
 
 def _campaign(args: argparse.Namespace, cfg: Any, state_dir: str, view: Any) -> tuple[str, dict[str, float]]:
     """Run the campaign (through Prefect unless ``--no-prefect``); ``(why it stopped, seconds per phase)``."""
+    # the loop's stack (torch) loads here, inside the run's own clock
     from agent.campaign.runner import run_campaign
-    from agent.core.errors import CampaignStopped
     from flows.samplers import make_sampler
 
     use_ray = not args.no_ray and cfg.ray.enabled
@@ -161,7 +163,7 @@ def _campaign(args: argparse.Namespace, cfg: Any, state_dir: str, view: Any) -> 
     t = time.perf_counter()
     ensure_api()
     seconds = {"prefect": time.perf_counter() - t}
-    from flows.campaign import campaign_flow
+    from flows.campaign import campaign_flow  # Prefect only when the flow runs
 
     try:
         out = campaign_flow(
@@ -178,11 +180,7 @@ def _campaign(args: argparse.Namespace, cfg: Any, state_dir: str, view: Any) -> 
 
 def _finish(state_dir: str, name: str, reason: str, seconds: dict[str, float], material: Any) -> int:
     """The final table: why it stopped, oracle calls, hits per target with units, time per phase."""
-    from rich.console import Console
-
-    from agent.campaign.runner import campaign_status
-    from agent.campaign.state import FAILURE_STOP
-    from agent.cli.console import hits_table
+    from agent.campaign.runner import campaign_status  # loaded by the run already; a late import costs nothing
 
     status = campaign_status(state_dir, name)
     console = Console(soft_wrap=False) if sys.stdout.isatty() else Console(width=160, soft_wrap=False)
@@ -202,7 +200,7 @@ def _finish(state_dir: str, name: str, reason: str, seconds: dict[str, float], m
 
 def _kept(state_dir: str, name: str, signum: int, args: argparse.Namespace) -> str:
     """One line: what the stopped run kept, and the command that resumes it."""
-    from agent.campaign.runner import campaign_status
+    from agent.campaign.runner import campaign_status  # the loop's stack: as in `_campaign`
 
     what = "Ctrl-C" if signum == signal.SIGINT else signal.Signals(signum).name
     again = "innloop " + shlex.join(getattr(args, "argv", None) or sys.argv[1:])

@@ -114,7 +114,7 @@ def _torch_threads() -> Iterator[None]:
     Why: the models are small, and on a busy two-core machine torch's default (one thread
     per core) made the GP fit of the verifier 20 times slower (73 s instead of 3 s).
     """
-    import torch
+    import torch  # the report's models loaded it already; named here, not at the top, for this use only
 
     before = torch.get_num_threads()
     torch.set_num_threads(max(1, int(os.environ.get("INNLOOP_TORCH_THREADS", "1"))))

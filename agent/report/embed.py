@@ -71,7 +71,7 @@ def embed(U: np.ndarray, *, seed: int = 0, n_neighbors: int = N_NEIGHBORS, epoch
         return U[:, :2].copy() if U.shape[1] >= 2 else np.hstack([U, np.zeros((len(U), 1))])
     if "numba" not in sys.modules:  # random_state makes the fit serial; parallel helpers would only contend
         os.environ.setdefault("NUMBA_NUM_THREADS", "1")  # (once numba's threads run, this must not change)
-    import umap
+    import umap  # umap-learn (numba: seconds to import) only when a map is fitted, not read from the cache
 
     k = min(n_neighbors, len(U) - 1)
     with warnings.catch_warnings():
@@ -132,7 +132,7 @@ def _sigmas(dist: np.ndarray) -> np.ndarray:
 @functools.cache
 def _ab(min_dist: float, spread: float = 1.0) -> tuple[float, float]:
     """umap-learn's ``find_ab_params``: the curve ``1 / (1 + a d^(2b))`` that UMAP's layout optimises."""
-    from scipy.optimize import curve_fit
+    from scipy.optimize import curve_fit  # scipy.optimize only when a new map's curve is needed
 
     def curve(x: np.ndarray, a: float, b: float) -> np.ndarray:
         return np.asarray(1.0 / (1.0 + a * x ** (2 * b)))

@@ -40,17 +40,17 @@ _SETS = {
 
 
 def _figure(name: str, rows: int = 1, cols: int = 1) -> tuple[Any, Any]:
-    import matplotlib
+    import matplotlib  # matplotlib (a second to import) only when a figure is drawn
 
     matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    import matplotlib.pyplot as plt  # after choosing the Agg backend
 
     w, h = SIZES[name]
     return plt.subplots(rows, cols, figsize=(w / DPI, h / DPI), dpi=DPI, squeeze=False)
 
 
 def _png(fig: Any) -> bytes:
-    import matplotlib.pyplot as plt
+    import matplotlib.pyplot as plt  # loaded by `_figure` already; kept out of the module's import
 
     fig.tight_layout()
     buf = io.BytesIO()

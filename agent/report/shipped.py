@@ -25,7 +25,7 @@ __all__ = ["main"]
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Fit the default report's data embedding (``--points``, ``--seed``) and write it to ``--out``."""
-    from agent.core.materials import get_material
+    from agent.core.materials import get_material  # only when regenerating: keeps the report's import light
     from agent.design.trained import training_data
 
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)

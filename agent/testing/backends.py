@@ -127,7 +127,7 @@ def mock_case(root: Path, point: str = "none") -> Iterator[Case]:
 @contextlib.contextmanager
 def http_case(root: Path, latency_s: float = 0.3) -> Iterator[Case]:
     """A fresh lab server for this case; its jobs folder and ``/v1/stats`` are the count."""
-    from oracles.testing.lab import lab_jobs, start_lab, stop_lab
+    from oracles.testing.lab import lab_jobs, start_lab, stop_lab  # the lab server (uvicorn) only for this case
 
     token = secrets.token_hex(16)
     lab = root / "lab"
@@ -151,7 +151,7 @@ def vasp_settings(partition: str) -> str:
 @contextlib.contextmanager
 def vasp_case(root: Path, cluster: object) -> Iterator[Case]:
     """Jobs through ``cluster`` (a `oracles.testing.slurm.LocalSlurm`), counted in its slurmctld log."""
-    from oracles.testing.slurm import LocalSlurm
+    from oracles.testing.slurm import LocalSlurm  # psij and the SLURM helpers only for this case
 
     assert isinstance(cluster, LocalSlurm)
     before = len(cluster.submitted_job_ids())

@@ -37,6 +37,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from agent.campaign import ledger
+from agent.campaign import runner as campaign
+from agent.campaign.config import load_config
+from agent.campaign.store import CampaignStore
+from agent.cli import main as cli
+from agent.core import atomic
+
 __all__ = ["KINDS", "STAGES", "Point", "main", "parse_point"]
 
 STAGES = ("retrain", "sample", "refine", "choose", "measure", "update", "checkpoint")
@@ -128,8 +135,6 @@ class _KillingOracle:
 
 
 def _hook_ledger(run: _Run) -> None:
-    from agent.campaign import ledger
-
     append = ledger.Ledger.append
 
     def counted(self: Any, *args: Any, **kwargs: Any) -> Any:
@@ -142,8 +147,6 @@ def _hook_ledger(run: _Run) -> None:
 
 def _hook_rename(run: _Run) -> None:
     """Wrap ``os.replace`` as `agent.core.atomic` calls it: the temporary file is written and fsynced."""
-    from agent.core import atomic
-
     target = FILES[run.point.what]
     replace = os.replace
 
@@ -156,7 +159,7 @@ def _hook_rename(run: _Run) -> None:
 
 
 def _hook_ray(run: _Run) -> None:
-    import ray
+    import ray  # only for the kill points inside Ray
 
     get = ray.get
 
@@ -170,7 +173,7 @@ def _hook_ray(run: _Run) -> None:
 
 def _hook_reply(run: _Run) -> None:
     """Wrap the http client's requests: die once a job-creating POST has its answer."""
-    import httpx
+    import httpx  # only for the kill points of the http oracle
 
     request = httpx.Client.request
 
@@ -185,8 +188,6 @@ def _hook_reply(run: _Run) -> None:
 
 def _hook_campaign(run: _Run, run_stage: Callable[[str, Callable[[], Any]], Any]) -> None:
     """Give `run_campaign` the stage hook and wrap the oracle it makes; the rest is the CLI's."""
-    from agent.campaign import runner as campaign
-
     run_campaign, make_oracle = campaign.run_campaign, campaign.make_campaign_oracle
 
     def running(*args: Any, **kwargs: Any) -> Any:
@@ -200,10 +201,6 @@ def _hook_campaign(run: _Run, run_stage: Callable[[str, Callable[[], Any]], Any]
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    from agent.campaign.config import load_config
-    from agent.campaign.store import CampaignStore
-    from agent.cli import main as cli
-
     args = list(sys.argv[1:] if argv is None else argv)
     if len(args) != 3:
         print(__doc__.split("\n\n")[1], file=sys.stderr)
