@@ -33,7 +33,6 @@ import pandas as pd
 
 from benchmarks import gpaw_convention
 from oracles.calibration import METAL_TOL, GapCalibration, agreement
-from oracles.gpaw_job import DESIGN_KEYS
 
 __all__ = ["load_rows", "main", "split_rows"]
 
@@ -52,7 +51,7 @@ def load_rows(paths: Sequence[Path]) -> pd.DataFrame:
             if res.get("gap_eV") is None:
                 continue
             recs.append(
-                {"row": r["row"], "category": r["category"], **{k: r[k] for k in DESIGN_KEYS}}
+                {"row": r["row"], "category": r["category"], **{k: r[k] for k in gpaw_convention.DESIGN_KEYS}}
                 | {"vasp": r["vasp_gap"], "gpaw": res["gap_eV"], "wall_s": res.get("wall_s")}
             )
     if len(settings) > 1:

@@ -29,14 +29,14 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from agent.core.materials import load_dataset
+from agent.core.materials import get_material, load_dataset
 from oracles.calibration import METAL_TOL, agreement
-from oracles.gpaw_job import DESIGN_KEYS
 
 __all__ = ["UNSTRAINED", "main", "pick_rows", "run_one", "summarise"]
 
 UNSTRAINED = {"a": 3.16, "b": 3.16, "c": 12.30, "alpha": 90.0, "beta": 90.0, "gamma": 120.0, "efield": 0.0}
-CONVENTIONS = ("fractional", "cartesian")
+CONVENTIONS = tuple(get_material("mos2").conventions)  # fractional, cartesian
+DESIGN_KEYS = tuple(get_material("mos2").space.names)
 
 
 def pick_rows(frame: pd.DataFrame, n: int, seed: int) -> pd.DataFrame:
@@ -83,7 +83,7 @@ def run_one(
     """One job in its own process; a timeout or crash becomes an error record, not an exception."""
     folder.mkdir(parents=True, exist_ok=True)
     inp, out = folder / "input.json", folder / "output.json"
-    inp.write_text(json.dumps({"design": design, "convention": convention, "settings": settings}))
+    inp.write_text(json.dumps({"material": "mos2", "design": design, "convention": convention, "settings": settings}))
     env = {**os.environ, "OMP_NUM_THREADS": "1", "OPENBLAS_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
     start = time.perf_counter()
     try:

@@ -3,7 +3,9 @@
 One protocol (`oracles.base`: submit -> poll -> results, JSON handles) with back ends
 chosen by name through `make_oracle`; the loop talks to the protocol only. Back ends are
 imported when first asked for, so a missing optional dependency of one never breaks
-another.
+another. Oracles sit beside the models, not above them: no back end imports torch or
+`agent.models` (the mock's network is evaluated with numpy, `oracles.emulator`), so a
+process that only measures never pays for them; `tests/oracles/test_imports.py` checks.
 """
 
 from __future__ import annotations

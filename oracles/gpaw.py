@@ -64,10 +64,12 @@ LAUNCH_GRACE_S = 60.0  # a job locked for launch but unrecorded this long lost i
 
 
 class GpawOracle:
-    """Settings: ``convention``, ``settings`` (ecut_eV, kpts, smearing_eV, spin, xc, maxiter),
-    ``walltime_s``, ``memory_gb``, ``command`` (the job's argv prefix; default runs
-    ``python -m oracles.gpaw_job``) and ``calibration``. Defaults come from ``INNLOOP_GPAW_*``
-    where set.
+    """Settings: ``material`` (a registered name, handed to each job, which builds that
+    material's structure and field), ``convention`` (one of the material's atomic-position
+    conventions; default its first), ``settings`` (ecut_eV, kpts, smearing_eV, spin, xc,
+    maxiter), ``walltime_s``, ``memory_gb``, ``command`` (the job's argv prefix; default
+    runs ``python -m oracles.gpaw_job``) and ``calibration``. Defaults come from
+    ``INNLOOP_GPAW_*`` where set.
 
     Results carry ``gap`` on the scale of the bundled VASP data (through ``calibration``,
     by default the bundled fit ``mos2-gpaw-to-vasp``; see `oracles.calibration`) and
@@ -79,7 +81,7 @@ class GpawOracle:
     def __init__(
         self,
         workdir: str | Path | None = None,
-        convention: str = "fractional",
+        convention: str | None = None,
         settings: dict[str, Any] | None = None,
         walltime_s: float | None = None,
         memory_gb: float | None = None,
@@ -88,11 +90,12 @@ class GpawOracle:
         material: str = "mos2",
         calibration: str | Path | dict[str, Any] | GapCalibration | None = "mos2-gpaw-to-vasp",
     ) -> None:
-        self.space = get_material(material).space
+        self.material = get_material(material)
+        self.space = self.material.space
+        self.convention = self.material.convention(convention)  # one it names, else ConfigError now
         if calibration == "mos2-gpaw-to-vasp" and material != "mos2":
             calibration = None
         self.calibration = None if calibration in (None, "none") else load_calibration(calibration)
-        self.convention = convention
         self.settings = dict(settings or {})
         self.walltime_s = site_setting(walltime_s, "INNLOOP_GPAW_WALLTIME_S", 1800.0)
         self.memory_gb = site_setting(memory_gb, "INNLOOP_GPAW_MEMORY_GB", 4.0)
@@ -128,7 +131,12 @@ class GpawOracle:
             job_id = f"{time.time_ns():x}-{uuid.uuid4().hex[:8]}"  # sorts in submission order
             folder = self.workdir / job_id
             folder.mkdir(parents=True)
-            payload = {"design": row, "convention": self.convention, "settings": self.settings}
+            payload = {
+                "material": self.material.name,
+                "design": row,
+                "convention": self.convention,
+                "settings": self.settings,
+            }
             write_json(folder / "input.json", payload, indent=1)
             handles.append(Handle(self.name, job_id, row, workdir=str(folder), submitted_at=time.time()))
         with contextlib.suppress(OSError, OracleError):  # queued: the next poll starts them (or says why not)

@@ -1,17 +1,25 @@
-"""One GPAW band-gap calculation for one MoS2 design point, run as its own process.
+"""One GPAW band-gap calculation for one design point of a material, run as its own process.
 
 ``python -m oracles.gpaw_job INPUT.json OUTPUT.json``
 
 Why a subprocess entry point: a DFT job can take minutes, eat gigabytes or crash in C
 code; running each one in a fresh interpreter lets the caller put a timeout and a memory
 limit on it and keeps a crash from taking the driver down. Everything the job needs is
-in INPUT (design, atomic-position convention, numerical settings) and everything it
-learns goes to OUTPUT, written atomically (temp file + rename) so a reader never sees a
-half-written result. The GPAW text log stays next to OUTPUT as ``gpaw.txt``.
+in INPUT (material, design, atomic-position convention, numerical settings) and
+everything it learns goes to OUTPUT, written atomically (temp file + rename) so a reader
+never sees a half-written result. The GPAW text log stays next to OUTPUT as ``gpaw.txt``.
+
+The material is looked up by name (`get_material`): the job builds what its builder
+builds and applies the field its metadata carries, along the axis it declares. Being a
+fresh interpreter, the job knows the materials registered on import (the built-in ones);
+one registered only inside the caller is unknown here: an infrastructure error. Left
+out, ``material`` is ``mos2`` (inputs written before jobs named it were MoS2's) and
+``convention`` the material's default.
 
 INPUT::
 
-    {"design": {"a": 3.16, "b": 3.16, "c": 12.3, "alpha": 90, "beta": 90,
+    {"material": "mos2",
+     "design": {"a": 3.16, "b": 3.16, "c": 12.3, "alpha": 90, "beta": 90,
                 "gamma": 120, "efield": 0.0},
      "convention": "fractional",
      "settings": {"ecut_eV": 350, "kpts": [9, 9, 1], "smearing_eV": 0.01,
@@ -23,8 +31,8 @@ OUTPUT: ``{"gap_eV", "converged", "wall_s", "gpaw_version", "settings", "convent
 converge, the design is not a buildable cell); "infrastructure" means the machinery
 failed (GPAW missing, bad input file, out of memory) and a retry elsewhere may succeed.
 
-The pure helpers (`parse_input`, `gap_from_eigenvalues`, `write_result`) import no GPAW,
-so they can be tested and used on machines without it.
+The pure helpers (`parse_input`, `job_atoms`, `gap_from_eigenvalues`, `write_result`)
+import no GPAW, so they can be tested and used on machines without it.
 """
 
 from __future__ import annotations
@@ -37,32 +45,33 @@ import time
 from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
 
 from agent.core.atomic import write_text
-from agent.core.errors import ConfigError, DesignError
-from agent.core.materials.mos2 import MIN_VACUUM, cell_is_valid, leaves_vacuum, vacuum_gap
+from agent.core.errors import ConfigError, DesignError, UnknownNameError
+from agent.core.materials import Material, get_material
+
+if TYPE_CHECKING:
+    from ase import Atoms
 
 __all__ = [
-    "DESIGN_KEYS",
     "JobInput",
     "JobSettings",
     "gap_from_eigenvalues",
+    "job_atoms",
     "main",
     "parse_input",
     "run_job",
     "write_result",
 ]
 
-DESIGN_KEYS = ("a", "b", "c", "alpha", "beta", "gamma", "efield")
-CONVENTIONS = ("fractional", "cartesian")
 LOG_NAME = "gpaw.txt"
 SPECTRUM_NAME = "eigenvalues.json"  # (spins, k-points, bands) eigenvalues, k weights, Fermi level
-# Mo (14 valence e-) + 2 S (6 each) = 26 electrons -> 13 occupied bands per spin. 20 bands
-# leave room for the smearing; 16 are converged so the conduction-band minimum is too
-# (GPAW by default converges only the occupied bands, which would leave the CBM loose).
+# Sized for MoS2: Mo (14 valence e-) + 2 S (6 each) = 26 electrons -> 13 occupied bands per
+# spin. 20 bands leave room for the smearing; 16 are converged so the CBM is too (GPAW
+# converges only occupied bands by default). More valence electrons need more of both.
 N_BANDS = 20
 N_CONVERGED_BANDS = 16
 
@@ -83,15 +92,17 @@ class JobSettings:
 
 @dataclass(frozen=True)
 class JobInput:
-    """A validated job: the design (physical units, `DESIGN_KEYS` order) and how to run it."""
+    """A validated job: the material, its design (physical units, in the order of the
+    material's design space), the atomic-position convention and the numerical settings."""
 
+    material: str
     design: tuple[float, ...]
-    convention: Literal["fractional", "cartesian"] = "fractional"
+    convention: str | None = None
     settings: JobSettings = field(default_factory=JobSettings)
 
-    def design_array(self) -> np.ndarray:
-        """The design as the (1, 7) array the MoS2 builder and masks take."""
-        return np.asarray([self.design], dtype=np.float64)
+    def design_point(self) -> np.ndarray:
+        """The design as the ``(d,)`` array the material's builder takes."""
+        return np.asarray(self.design, dtype=np.float64)
 
 
 class JobFailed(Exception):
@@ -141,39 +152,64 @@ def _parse_settings(raw: Any) -> JobSettings:
 def parse_input(raw: Mapping[str, Any]) -> JobInput:
     """Validate an INPUT object; `ConfigError` for bad settings, `DesignError` for bad cells.
 
-    The cell checks run here, before any DFT code is touched, because a degenerate or
-    flattened cell does not fail fast in a plane-wave code: it can allocate huge grids
-    first (one such cell once took 12 GB). The vacuum check uses the requested
-    convention, which for "cartesian" is stricter than the design space's own.
+    The material's builder runs here, before any DFT code is touched: a degenerate or
+    flattened cell does not fail fast in a plane-wave code, it can allocate huge grids
+    first (one once took 12 GB). The builder applies the material's rules (MoS2: a real
+    cell, and vacuum between layers under the convention asked for).
     """
     if not isinstance(raw, Mapping):
         raise ConfigError(f"job input must be a JSON object, got {type(raw).__name__}")
+    material = _material(raw.get("material", "mos2"))
+    names = material.space.names
     design = raw.get("design")
     if not isinstance(design, Mapping):
-        raise ConfigError(f"job input needs a 'design' object with keys {list(DESIGN_KEYS)}")
-    missing = [k for k in DESIGN_KEYS if k not in design]
+        raise ConfigError(f"job input needs a 'design' object with keys {names}")
+    missing = [k for k in names if k not in design]
     if missing:
         raise DesignError(f"design is missing {missing}")
     try:
-        values = tuple(float(design[k]) for k in DESIGN_KEYS)
+        values = tuple(float(design[k]) for k in names)
     except (TypeError, ValueError) as exc:
         raise DesignError(f"design values must be numbers: {dict(design)}") from exc
     if not all(math.isfinite(v) for v in values):
-        raise DesignError(f"design has non-finite values: {dict(zip(DESIGN_KEYS, values))}")
-    convention = raw.get("convention", "fractional")
-    if convention not in CONVENTIONS:
-        raise ConfigError(f"unknown convention {convention!r}; use one of {list(CONVENTIONS)}")
-    X = np.asarray([values])
-    if min(values[:3]) <= 0 or not bool(cell_is_valid(X)[0]):
-        raise DesignError(f"degenerate cell, refused before launching DFT: {dict(zip(DESIGN_KEYS, values))}")
-    with np.errstate(invalid="ignore"):
-        ok = bool(leaves_vacuum(X)[0]) and float(vacuum_gap(X, convention)[0]) >= MIN_VACUUM
-    if not ok:
-        raise DesignError(
-            f"cell leaves less than {MIN_VACUUM:g} Å of vacuum between layers ({convention}), "
-            f"refused before launching DFT: {dict(zip(DESIGN_KEYS, values))}"
-        )
-    return JobInput(values, convention, _parse_settings(raw.get("settings")))
+        raise DesignError(f"design has non-finite values: {dict(zip(names, values))}")
+    convention = material.convention(raw.get("convention"))
+    try:
+        material.structure(np.asarray(values), convention)
+    except DesignError as exc:
+        raise DesignError(f"{exc}; refused before launching DFT: {dict(zip(names, values))}") from None
+    return JobInput(material.name, values, convention, _parse_settings(raw.get("settings")))
+
+
+def _material(name: Any) -> Material:
+    if not isinstance(name, str):
+        raise ConfigError(f"'material' must be a material's name, got {name!r}")
+    try:
+        return get_material(name)
+    except UnknownNameError as exc:
+        raise ConfigError(f"{exc} (a material must register itself when its module is imported)") from None
+
+
+def job_atoms(job: JobInput) -> tuple[Atoms, float, list[float]]:
+    """The atoms GPAW runs on, the field in V/Å and its Cartesian direction.
+
+    The structure is the material's (its builder, under the job's convention), the field
+    its metadata's; the direction is the unit normal of the lattice vectors other than
+    the field's axis (MoS2: exactly z), along which GPAW's sawtooth is periodic. Without
+    a declared field: 0 V/Å along z, which applies nothing.
+    """
+    from agent.core.structures import to_ase  # pymatgen -> ASE; loads ASE only for a job that runs
+
+    material = get_material(job.material)
+    x = job.design_point()
+    structure = material.structure(x, job.convention)
+    direction = [0.0, 0.0, 1.0]
+    if material.applied_field is not None:
+        axis = material.applied_field.axis
+        m = structure.lattice.matrix
+        normal = np.cross(m[(axis + 1) % 3], m[(axis + 2) % 3])
+        direction = [float(v) for v in normal / np.linalg.norm(normal)]
+    return to_ase(structure), material.field_strength(x), direction
 
 
 # -- band gap ----------------------------------------------------------------------
@@ -247,27 +283,25 @@ def result_dict(
 def run_job(job: JobInput, folder: str | os.PathLike[str]) -> tuple[float, str]:
     """Run GPAW on ``job`` in ``folder``; returns (gap in eV, GPAW version).
 
-    PW mode with periodic boundaries on all three axes (what the builder gives; PW needs
-    them). The out-of-plane field is GPAW's `ConstantElectricField` (V/Å, same unit as the
-    design): a sawtooth along z whose jump sits at the cell boundary, i.e. in the vacuum,
-    since the layer is centred at fractional z = 1/2. Raises `JobFailed("physics", ...)`
-    if the SCF does not converge.
+    PW mode, periodic on all three axes (what the builder gives; PW needs them). The
+    field (`job_atoms`) is GPAW's `ConstantElectricField` (V/Å, as in the design): a
+    sawtooth whose jump sits at the cell boundary, in the vacuum the material's builder
+    leaves there (MoS2: the layer is centred at fractional z = 1/2). Raises
+    `JobFailed("physics", ...)` if the SCF does not converge.
     """
     try:
+        # GPAW (optional, heavy) only here: the job's pure parts never load it
         import gpaw
         from gpaw import GPAW, PW, FermiDirac, KohnShamConvergenceError
         from gpaw.external import ConstantElectricField
     except ImportError as exc:
         raise JobFailed("infrastructure", f"GPAW is not importable ({exc}); run scripts/install_gpaw.sh") from exc
-    from agent.core.materials.mos2 import build_structure
-    from agent.core.structures import to_ase
 
     s = job.settings
-    atoms = to_ase(build_structure(job.design_array()[0], convention=job.convention))
+    atoms, efield, direction = job_atoms(job)
     if s.spin:
         # Start Mo with a moment so a magnetic solution can be found if there is one.
         atoms.set_initial_magnetic_moments([1.0 if sym == "Mo" else 0.0 for sym in atoms.get_chemical_symbols()])
-    efield = float(job.design[6])
     calc = GPAW(
         mode=PW(s.ecut_eV),
         xc=s.xc,
@@ -277,7 +311,7 @@ def run_job(job: JobInput, folder: str | os.PathLike[str]) -> tuple[float, str]:
         nbands=N_BANDS,
         convergence={"bands": N_CONVERGED_BANDS},
         maxiter=s.maxiter,
-        external=ConstantElectricField(efield, [0, 0, 1]) if efield != 0.0 else None,
+        external=ConstantElectricField(efield, direction) if efield != 0.0 else None,
         txt=str(Path(folder) / LOG_NAME),
     )
     atoms.calc = calc
@@ -356,7 +390,7 @@ def _failure(cls: ErrorClass, message: str, start: float, job: JobInput | None, 
 
 def _gpaw_version() -> str | None:
     try:
-        import gpaw
+        import gpaw  # optional: a failure report may come from a machine without GPAW
     except ImportError:
         return None
     return str(gpaw.__version__)

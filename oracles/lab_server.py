@@ -44,6 +44,7 @@ from pydantic import BaseModel, Field
 from agent.core.atomic import write_json
 from agent.core.errors import InnloopError
 from agent.core.paths import default_state_dir
+from oracles import make_oracle
 from oracles.base import Handle, Oracle, absolute_path, designs_to_rows
 
 __all__ = ["MAX_QUERY", "Faults", "create_app", "main"]
@@ -275,13 +276,11 @@ def main(argv: list[str] | None = None) -> int:
             raise ValueError("not a JSON object")
         if args.oracle in ("mock", "gpaw"):
             settings.setdefault("workdir", str(state / args.oracle))
-        from oracles import make_oracle
-
         app = create_app(make_oracle(args.oracle, **settings), token, args.latency_s, state)
     except (InnloopError, ValueError, TypeError) as exc:
         print(f"lab server: {exc}", file=sys.stderr)
         return 2
-    import uvicorn
+    import uvicorn  # the server itself: only `main` runs one, importers of the app never need it
 
     uvicorn.run(
         app,

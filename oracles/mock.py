@@ -1,13 +1,14 @@
 """A DFT emulator: the default oracle of demos and tests.
 
 The "physics" is a fixed smooth model fitted to the bundled MoS2 VASP data (weights in
-``oracles/data/mock_mos2.pt``, reproduced by ``scripts/fit_mock_oracle.py``, loaded with
-``weights_only=True``). Around it sit the parts of a real back end that a loop must
-survive: jobs live on disk (one JSON file each, so another process can re-attach), take
-``latency_s`` to finish, carry optional Gaussian noise and fail at ``failure_rate``:
-half of the failures are physics (the same design always fails, like an SCF that never
-converges), half infrastructure (a fresh attempt may succeed). Every outcome is a pure
-function of the seed, the design and the attempt number, so campaigns are reproducible.
+``oracles/data/mock_mos2.npz``, reproduced by ``scripts/fit_mock_oracle.py``, evaluated
+with numpy by `oracles.emulator`, so the mock needs no torch). Around it sit the parts
+of a real back end that a loop must survive: jobs live on disk (one JSON file each, so
+another process can re-attach), take ``latency_s`` to finish, carry optional Gaussian
+noise and fail at ``failure_rate``: half of the failures are physics (the same design
+always fails, like an SCF that never converges), half infrastructure (a fresh attempt
+may succeed). Every outcome is a pure function of the seed, the design and the attempt
+number, so campaigns are reproducible.
 """
 
 from __future__ import annotations
@@ -22,12 +23,10 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import torch
 
 from agent.core.atomic import write_json
 from agent.core.materials import get_material
 from agent.core.paths import default_state_dir
-from agent.models.surrogate import SurrogateEnsemble
 from oracles.base import (
     ErrorClass,
     Handle,
@@ -42,8 +41,11 @@ from oracles.base import (
     resolve_path_settings,
     site_setting,
 )
+from oracles.emulator import Emulator
 
 __all__ = ["MockOracle"]
+
+_WEIGHTS = "mock_mos2.npz"  # under oracles/data
 
 
 class MockOracle:
@@ -72,10 +74,8 @@ class MockOracle:
         self.workdir = absolute_path(workdir) if workdir is not None else default_state_dir() / "oracles" / "mock"
         self.jobs = self.workdir / "jobs"
         self.jobs.mkdir(parents=True, exist_ok=True)
-        with resources.as_file(resources.files("oracles") / "data" / "mock_mos2.pt") as path:
-            # float64, and values rounded to 1e-9 eV (`gap`): a design's value must not depend on
-            # which other jobs share the model pass (float32 batch sums differ in the last bit)
-            self._model = SurrogateEnsemble.load(path).double()
+        with resources.as_file(resources.files("oracles") / "data" / _WEIGHTS) as path:
+            self._model = Emulator.load(path)
         self.claims = self.workdir / "attempts"  # one empty file per (design, attempt) ever claimed
         self._attempts: Counter[str] | None = None  # next attempt per design key, as far as this process knows
 
@@ -158,9 +158,9 @@ class MockOracle:
         """The noiseless emulated gap (eV) of designs, ``(n,)``, the same whatever the batch."""
         rows = designs_to_rows(self.space, designs)
         X = np.array([[r[n] for n in self.space.names] for r in rows])
-        with torch.no_grad():
-            f = self._model.signed(torch.as_tensor(self.space.to_unit(X), dtype=torch.float64))
-        return np.round(torch.relu(f).mean(dim=0).numpy(), 9)
+        # float64, and values rounded to 1e-9 eV: a design's value must not depend on which
+        # other jobs share the model pass (sums over a batch can differ in the last bit)
+        return np.round(self._model.gap(self.space.to_unit(X)), 9)
 
     def _job(self, h: Handle) -> dict[str, Any] | None:
         path = self.jobs / f"{h.job_id}.json"
@@ -176,7 +176,7 @@ class MockOracle:
         check_own(self.name, handles)
         out: list[Result] = []
         now = time.time()
-        prov = {"oracle": self.name, "model": "mock_mos2.pt", "seed": self.seed}
+        prov = {"oracle": self.name, "model": _WEIGHTS, "seed": self.seed}
         completed: list[tuple[int, float]] = []  # (index, noise): values from one pass of the model, below
         for h in handles:
             job = self._job(h)

@@ -56,9 +56,12 @@ from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
+import psij
+from psij import JobState
+from psij.executors.batch.batch_scheduler_executor import BatchSchedulerExecutorConfig
+
 from agent.core.atomic import write_json
 from agent.core.materials import get_material
-from agent.core.materials.mos2 import Convention
 from agent.core.paths import default_state_dir
 from oracles.base import (
     ErrorClass,
@@ -86,7 +89,9 @@ _TIME_LIMIT = ("time limit", "TimeLimit", "TIMEOUT")
 
 
 class VaspOracle:
-    """Settings: see the module docstring. ``incar`` overrides single INCAR tags."""
+    """Settings: see the module docstring. ``incar`` overrides single INCAR tags; ``material``
+    (a registered name) builds the structures and carries the field (`oracles.vasp_inputs`),
+    ``convention`` picks one of its atomic-position conventions (default: its first)."""
 
     name = "vasp"
 
@@ -102,11 +107,13 @@ class VaspOracle:
         ppn: int | None = None,
         launcher: str | None = None,
         poll_interval_s: float | None = None,
-        convention: Convention = "fractional",
+        convention: str | None = None,
         incar: dict[str, Any] | None = None,
         material: str = "mos2",
     ) -> None:
-        self.space = get_material(material).space
+        self.material = get_material(material)
+        self.space = self.material.space
+        self.convention = self.material.convention(convention)  # one it names, else ConfigError now
         raw = command if command is not None else os.environ.get("INNLOOP_VASP_COMMAND")
         # a program given by a path is made absolute here: the scheduler runs the job in its folder
         self.command = absolute_command(shlex.split(raw) if isinstance(raw, str) else list(raw or []))
@@ -124,7 +131,6 @@ class VaspOracle:
         self.poll_interval_s = site_setting(poll_interval_s, "INNLOOP_VASP_POLL_S", 30.0)
         if self.walltime_s <= 0 or self.nodes < 1 or self.ppn < 1 or self.poll_interval_s <= 0:
             raise OracleError("vasp oracle: walltime_s, nodes, ppn and poll_interval_s must be positive")
-        self.convention = convention
         self.incar = dict(incar or {})
         self.workdir = absolute_path(workdir) if workdir is not None else default_state_dir() / "oracles" / "vasp"
         self.workdir.mkdir(parents=True, exist_ok=True)
@@ -151,9 +157,6 @@ class VaspOracle:
     def executor(self) -> Any:
         """The psij executor, made on first use (it starts psij's status thread)."""
         if self._executor is None:
-            import psij
-            from psij.executors.batch.batch_scheduler_executor import BatchSchedulerExecutorConfig
-
             # Submit scripts and exit-code files live next to the jobs and are kept, so a
             # process that re-attaches later can still read a job's exit code.
             psij_dir = self.workdir / ".psij"
@@ -177,8 +180,6 @@ class VaspOracle:
         return self._executor
 
     def _spec(self, folder: Path, job_id: str) -> Any:
-        import psij
-
         return psij.JobSpec(
             executable=self.command[0],
             arguments=self.command[1:],
@@ -197,8 +198,6 @@ class VaspOracle:
         """The psij Job for a handle: the one submitted here, or a new one attached to its native id."""
         job = self._jobs.get(h.job_id)
         if job is None:
-            import psij
-
             job = psij.Job()
             self.executor.attach(job, h.native_id)
             self._jobs[h.job_id] = job
@@ -218,12 +217,11 @@ class VaspOracle:
                 job_id = uuid.uuid4().hex[:16]
                 folders.append((job_id, self.workdir / job_id, row))
                 folders[-1][1].mkdir(parents=True)
-                incars.append(write_inputs(folders[-1][1], row, self.convention, self.incar))
+                incars.append(write_inputs(folders[-1][1], row, self.material, self.convention, self.incar))
         except BaseException:
             for _, folder, _ in folders:
                 shutil.rmtree(folder, ignore_errors=True)
             raise
-        import psij
 
         handles: list[Handle] = []
         jobs: list[Any] = []
@@ -296,8 +294,6 @@ class VaspOracle:
     def cancel(self, handles: Sequence[Handle]) -> None:
         """Cancel through psij; jobs already finished keep their outcome."""
         check_own(self.name, handles)
-        import psij
-
         for h in handles:
             folder = Path(h.workdir or "")
             if not folder.is_dir() or not h.native_id or (folder / "scheduler.json").exists():
@@ -347,8 +343,6 @@ class VaspOracle:
         record = folder / "scheduler.json"
         with contextlib.suppress(OSError, ValueError):
             return dict(json.loads(record.read_text()))
-        from psij import JobState
-
         status = self._job(h).status
         if status.state in (JobState.NEW, JobState.QUEUED):
             self._last.setdefault(h.job_id, JobStatus.PENDING)

@@ -1,16 +1,21 @@
 """VASP input writing and vasprun.xml parsing for the `vasp` oracle, with no scheduler in sight.
 
-Inputs follow the MatDesINNe paper's (Fung et al. 2021) PBE set-up for strained monolayer
-MoS2 under a perpendicular field: plane-wave cut-off 500 eV, spin polarised, a 9×9×1
-Monkhorst-Pack mesh, and the field applied through EFIELD with the dipole correction
-along the third lattice vector (the layer normal for the built cells). Everything else
-comes from pymatgen's `MPStaticSet` (PBE POTCARs, NSW = 0, LREAL = False, ...), so the
-remaining choices are the Materials Project's, not ours.
+The structure is the material's (`Material.structure`: its builder, in the atomic-position
+convention asked for) and so is the field: its value comes from the material's metadata
+and its direction from the material's `AppliedField`, so a second material is written as
+itself, never as MoS2. The numerical set-up follows the MatDesINNe paper's (Fung et al.
+2021) PBE set-up for strained monolayer MoS2 under a perpendicular field: plane-wave
+cut-off 500 eV, spin polarised, a 9×9×1 Monkhorst-Pack mesh, and the field applied
+through EFIELD with the dipole correction along the field's lattice vector (IDIPOL; for
+MoS2 the third, the layer normal). Everything else comes from pymatgen's `MPStaticSet`
+(PBE POTCARs, NSW = 0, LREAL = False, ...), so the remaining choices are the Materials
+Project's, not ours. A material without an applied field gets neither EFIELD nor the
+dipole correction.
 
 Field units and sign. VASP's EFIELD is an *electric force field* on a unit positive test
 charge, in eV/Å; for a charge of +e, 1 V/Å of field is 1 eV/Å of force, so the design's
-``efield`` in V/Å is written unchanged. VASP applies it along the IDIPOL direction (here
-the third lattice vector, which coincides with z only when alpha = beta = 90°). The sign
+field in V/Å is written unchanged. VASP applies it along the IDIPOL lattice vector (for
+MoS2 the third, which coincides with z only when alpha = beta = 90°). For MoS2 the sign
 cannot bias the target: the 2H monolayer is mirror-symmetric about its Mo plane (both
 atomic-position conventions keep the S planes symmetric), so gap(E) = gap(-E).
 
@@ -33,7 +38,7 @@ from pymatgen.core import SETTINGS, Structure
 from pymatgen.io.vasp.inputs import Kpoints
 from pymatgen.io.vasp.sets import MPStaticSet
 
-from agent.core.materials.mos2 import Convention, build_structure
+from agent.core.materials import Material
 from oracles.base import ErrorClass
 
 __all__ = [
@@ -41,6 +46,7 @@ __all__ = [
     "STATIC_INCAR",
     "RunOutcome",
     "dipole_centre",
+    "field_incar",
     "has_potcar_library",
     "parse_vasprun",
     "static_input_set",
@@ -58,28 +64,38 @@ STATIC_INCAR: dict[str, Any] = {
     "SIGMA": 0.05,
     "EDIFF": 1e-6,
     "NELM": 200,
-    "LDIPOL": True,
-    "IDIPOL": 3,
     "LCHARG": False,
     "LWAVE": False,
 }
 
 
-def dipole_centre(structure: Structure) -> list[float]:
-    """DIPOL (direct coordinates) at the slab centre: the layer's mean height along c.
+def dipole_centre(structure: Structure, axis: int) -> list[float]:
+    """DIPOL (direct coordinates) at the slab centre: the atoms' mean height along lattice vector ``axis``.
 
-    In-plane components do not matter for IDIPOL = 3; 0.5 keeps them tidy. The mean is
-    taken on fractional heights unwrapped around the first atom, so a layer straddling
-    the cell boundary still gets its real centre.
+    The other components do not matter for IDIPOL = ``axis + 1``; 0.5 keeps them tidy. The
+    mean is taken on fractional heights unwrapped around the first atom, so a layer
+    straddling the cell boundary still gets its real centre.
     """
-    z = np.asarray(structure.frac_coords[:, 2], dtype=np.float64)  # (n_sites,)
+    z = np.asarray(structure.frac_coords[:, axis], dtype=np.float64)  # (n_sites,)
     z = z[0] + (z - z[0] + 0.5) % 1.0 - 0.5
-    return [0.5, 0.5, float(np.round(np.mean(z), 12) % 1.0)]
+    centre = [0.5, 0.5, 0.5]
+    centre[axis] = float(np.round(np.mean(z), 12) % 1.0)
+    return centre
 
 
-def static_input_set(structure: Structure, efield_V_per_A: float, incar: dict[str, Any] | None = None) -> MPStaticSet:
-    """`MPStaticSet` with the paper's settings, the field and the dipole centre."""
-    settings = STATIC_INCAR | {"EFIELD": float(efield_V_per_A), "DIPOL": dipole_centre(structure)} | dict(incar or {})
+def field_incar(structure: Structure, efield_V_per_A: float, axis: int) -> dict[str, Any]:
+    """EFIELD along lattice vector ``axis`` with the dipole correction there (LDIPOL, IDIPOL, DIPOL)."""
+    return {
+        "LDIPOL": True,
+        "IDIPOL": axis + 1,
+        "EFIELD": float(efield_V_per_A),
+        "DIPOL": dipole_centre(structure, axis),
+    }
+
+
+def static_input_set(structure: Structure, field: dict[str, Any], incar: dict[str, Any] | None = None) -> MPStaticSet:
+    """`MPStaticSet` with the paper's settings, the field's tags (`field_incar`, or none) and ``incar`` on top."""
+    settings = STATIC_INCAR | field | dict(incar or {})
     return MPStaticSet(
         structure,
         user_incar_settings=settings,
@@ -94,15 +110,22 @@ def has_potcar_library() -> bool:
 
 
 def write_inputs(
-    folder: Path, design: dict[str, float], convention: Convention = "fractional", incar: dict[str, Any] | None = None
+    folder: Path,
+    design: dict[str, float],
+    material: Material,
+    convention: str | None = None,
+    incar: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
-    """Write INCAR, KPOINTS, POSCAR and POTCAR (or POTCAR.spec) for one design; return the INCAR.
+    """Write INCAR, KPOINTS, POSCAR and POTCAR (or POTCAR.spec) for one design of ``material``; return the INCAR.
 
-    Raises `DesignError` (from `build_structure`) for a design that is not a buildable cell.
+    ``convention``: one the material names (``None``: its default). Raises `DesignError`
+    (from the material's builder) for a design it cannot build.
     """
-    x = np.array([[design[k] for k in ("a", "b", "c", "alpha", "beta", "gamma", "efield")]])
-    structure = build_structure(x, convention=convention)
-    vis = static_input_set(structure, design["efield"], incar)
+    x = material.space.as_array([design[k] for k in material.space.names])[0]
+    structure = material.structure(x, convention)
+    applied = material.applied_field
+    field = {} if applied is None else field_incar(structure, material.field_strength(x), applied.axis)
+    vis = static_input_set(structure, field, incar)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # pymatgen warns that POTCAR.spec is no POTCAR
         vis.write_input(str(folder), potcar_spec=not has_potcar_library())

@@ -9,8 +9,6 @@ them with an oracle and `agent.insight.transitions` assembles the ranked table.
 from agent.insight.confirm import confirm_pairs, measure_designs
 from agent.insight.strain import (
     FEATURES,
-    REFERENCES,
-    CellReference,
     cell_reference,
     features_by_group,
     quantile_table,
@@ -27,8 +25,6 @@ from agent.insight.transitions import SwitchingReport, switching_report
 
 __all__ = [
     "FEATURES",
-    "REFERENCES",
-    "CellReference",
     "SwitchingReport",
     "cell_reference",
     "confirm_pairs",

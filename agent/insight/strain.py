@@ -2,8 +2,9 @@
 
 Designs are cells ``(a, b, c, alpha, beta, gamma)`` plus a field; what a reader wants to
 see (MatDesINNe Figs. 4 and 5) is strain: normal strain along each lattice vector,
-shear as the change of each cell angle, and averages of them. The unstrained cell of a
-material is a `CellReference`, looked up by material name in `REFERENCES`.
+shear as the change of each cell angle, and averages of them. The unstrained cell is
+the one the material declares (`Material.reference_cell`), looked up by name through the
+registry, so a new material brings its own reference cell with it.
 
 Definitions (every strain in %, every angle in degrees):
 
@@ -27,21 +28,17 @@ Definitions (every strain in %, every angle in degrees):
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
-from types import MappingProxyType
 from typing import Any
 
 import numpy as np
 import pandas as pd
 
 from agent.core.errors import DataError, UnknownNameError
-from agent.core.materials.mos2 import A0, C0
+from agent.core.materials import Material, ReferenceCell, get_material
 
 __all__ = [
     "FEATURES",
     "QUANTILES",
-    "REFERENCES",
-    "CellReference",
     "cell_reference",
     "features_by_group",
     "quantile_table",
@@ -50,34 +47,6 @@ __all__ = [
 
 LENGTHS = ("a", "b", "c")
 ANGLES = ("alpha", "beta", "gamma")
-
-
-@dataclass(frozen=True)
-class CellReference:
-    """The unstrained cell of a material: lengths ``(a0, b0, c0)`` in Å, angles in degrees."""
-
-    material: str
-    lengths: tuple[float, float, float]
-    angles: tuple[float, float, float]
-
-    def __post_init__(self) -> None:
-        if min(self.lengths) <= 0 or not all(0 < t < 180 for t in self.angles):
-            raise DataError(f"reference cell of {self.material!r} is not a cell: {self.lengths}, {self.angles}")
-
-    def value(self, name: str) -> float:
-        """The unstrained value of ``name`` (one of ``a, b, c, alpha, beta, gamma``)."""
-        if name in LENGTHS:
-            return self.lengths[LENGTHS.index(name)]
-        if name in ANGLES:
-            return self.angles[ANGLES.index(name)]
-        raise UnknownNameError(f"{name!r} is not a cell parameter; expected one of {LENGTHS + ANGLES}")
-
-
-# Unstrained cells by material name. This belongs on `Material` (a declared reference
-# cell beside the design space); it lives here until the material carries it.
-REFERENCES: Mapping[str, CellReference] = MappingProxyType(
-    {"mos2": CellReference("mos2", (A0, A0, C0), (90.0, 90.0, 120.0))}
-)
 
 FEATURES: tuple[str, ...] = (
     "strain_a",
@@ -101,14 +70,15 @@ FEATURES: tuple[str, ...] = (
 QUANTILES: tuple[float, ...] = (0.05, 0.25, 0.5, 0.75, 0.95)
 
 
-def cell_reference(material: Any) -> CellReference:
-    """The `CellReference` of ``material`` (a name or anything with a ``name``)."""
-    name = material if isinstance(material, str) else str(getattr(material, "name", material))
-    try:
-        return REFERENCES[name]
-    except KeyError:
-        known = ", ".join(sorted(REFERENCES)) or "none"
-        raise UnknownNameError(f"no reference cell for material {name!r}; known: {known}") from None
+def cell_reference(material: str | Material) -> ReferenceCell:
+    """The unstrained cell ``material`` (a registered name or a `Material`) declares.
+
+    `UnknownNameError` for a name nobody registered or a material without one.
+    """
+    found = get_material(material) if isinstance(material, str) else material
+    if found.reference_cell is None:
+        raise UnknownNameError(f"material {found.name!r} declares no reference (unstrained) cell")
+    return found.reference_cell
 
 
 def _cell_columns(designs: pd.DataFrame | np.ndarray) -> np.ndarray:
@@ -131,7 +101,7 @@ def _cell_columns(designs: pd.DataFrame | np.ndarray) -> np.ndarray:
     return arr
 
 
-def strain_features(designs: pd.DataFrame | np.ndarray, material: Any = "mos2") -> pd.DataFrame:
+def strain_features(designs: pd.DataFrame | np.ndarray, material: str | Material = "mos2") -> pd.DataFrame:
     """Per design, the strain features `FEATURES` relative to ``material``'s unstrained cell.
 
     ``designs``: a frame with columns ``a, b, c, alpha, beta, gamma`` (others ignored) or
@@ -161,7 +131,7 @@ def strain_features(designs: pd.DataFrame | np.ndarray, material: Any = "mos2") 
 
 
 def features_by_group(
-    sets: Mapping[str, pd.DataFrame | np.ndarray], material: Any = "mos2", *, group: str = "group"
+    sets: Mapping[str, pd.DataFrame | np.ndarray], material: str | Material = "mos2", *, group: str = "group"
 ) -> pd.DataFrame:
     """`strain_features` of several design sets stacked, with a ``group`` column naming the set.
 

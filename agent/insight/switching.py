@@ -33,9 +33,9 @@ import pandas as pd
 from scipy.spatial import cKDTree
 from scipy.special import ndtr
 
-from agent.core.errors import DataError
+from agent.core.errors import DataError, UnknownNameError
 from agent.core.space import DesignSpace
-from agent.insight.strain import REFERENCES
+from agent.insight.strain import cell_reference
 
 __all__ = [
     "CHANGE_MIN_SHARE",
@@ -159,7 +159,10 @@ def describe_change(
     ``max_terms``; "no change" when none is.
     """
     x0, x1 = space.as_array(x0)[0], space.as_array(x1)[0]
-    ref = REFERENCES.get(material or space.name)
+    try:
+        ref = cell_reference(material or space.name)
+    except UnknownNameError:
+        ref = None  # no unstrained cell known: lengths read in Å
     du = np.abs(space.to_unit(x1)[0] - space.to_unit(x0)[0]) * _weights(space, weights)
     if not len(du) or du.max() < CHANGE_MIN_UNIT:
         return "no change"

@@ -6,7 +6,7 @@ import and numba's compilation (about 35 s of CPU on a fresh install) for a resu
 no campaign changes. The file is an ordinary cache entry (`agent.report.cache`): named
 by the hash of the rows and the settings, checksummed, and ignored (the embedding is
 then fitted and cached under the state folder) when either differs. Like
-``oracles/data/mock_mos2.pt`` it is a fit, reproduced by this command; umap-learn's
+``oracles/data/mock_mos2.npz`` it is a fit, reproduced by this command; umap-learn's
 fit is deterministic for a seed on one machine, and may differ in the last digits on
 another.
 """

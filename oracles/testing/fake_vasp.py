@@ -35,7 +35,7 @@ MODES = ("normal", "sleep", "truncate", "unconverged", "crash")
 
 def real_vasprun_path() -> Path:
     """ASE's real VASP 6.3.0 vasprun.xml (ships with the ``ase`` package's test data)."""
-    import ase
+    import ase  # only to find its bundled test data; the fake VASP's run never needs it
 
     path = Path(ase.__file__).parent / "test" / "testdata" / "vasp" / "vasprun_pstress.xml"
     if not path.is_file():
@@ -88,6 +88,7 @@ def main() -> int:
     if log:
         with open(log, "a") as fh:
             fh.write(f"{folder} {os.environ.get('SLURM_JOB_ID', '-')} {time.time():.3f}\n")
+    # pymatgen after the invocation is logged: a job killed while it loads still counts as run
     from pymatgen.io.vasp.inputs import Incar, Poscar
 
     try:

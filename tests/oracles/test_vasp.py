@@ -21,6 +21,7 @@ import pytest
 from pymatgen.core import SETTINGS
 from pymatgen.io.vasp.inputs import Incar, Kpoints, Poscar
 
+from agent.core.materials import get_material
 from oracles import make_oracle
 from oracles.base import ErrorClass, Handle, JobStatus, OracleError
 from oracles.testing.fake_vasp import real_vasprun_path, unconverged_vasprun
@@ -31,6 +32,7 @@ from tests.oracles.helpers import submit_then_sigkill, wait_terminal
 
 FAKE = [sys.executable, "-m", "oracles.testing.fake_vasp"]
 REAL_GAP = 5.5504  # eV: eigenvalue gap of ASE's vasprun_pstress.xml (VASP 6.3.0)
+MOS2 = get_material("mos2")
 DESIGN = {"a": 3.2, "b": 3.1, "c": 12.5, "alpha": 90.0, "beta": 88.0, "gamma": 121.0, "efield": -0.3}
 
 
@@ -41,7 +43,7 @@ def _row(efield: float = 0.0, a: float = 3.16) -> list[float]:
 # -- inputs -----------------------------------------------------------------------------
 def test_inputs_carry_the_papers_settings_and_the_design(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setitem(SETTINGS, "PMG_VASP_PSP_DIR", None)
-    write_inputs(tmp_path, DESIGN)
+    write_inputs(tmp_path, DESIGN, MOS2)
     incar = Incar.from_file(tmp_path / "INCAR")
     expected = {"ENCUT": 500, "ISPIN": 2, "LDIPOL": True, "IDIPOL": 3, "EFIELD": -0.3, "NSW": 0}
     assert {k: incar[k] for k in expected} == expected
@@ -60,7 +62,7 @@ def test_dipole_centre_follows_a_layer_across_the_cell_boundary() -> None:
     from pymatgen.core import Lattice, Structure
 
     s = Structure(Lattice.hexagonal(3.16, 12.3), ["Mo", "S", "S"], [[0, 0, 0.0], [0, 0, 0.1], [0, 0, 0.9]])
-    assert dipole_centre(s) == pytest.approx([0.5, 0.5, 0.0])
+    assert dipole_centre(s, 2) == pytest.approx([0.5, 0.5, 0.0])
 
 
 # -- parsing real vasprun.xml files -------------------------------------------------------
@@ -139,7 +141,7 @@ def test_unreachable_scheduler_is_no_verdict(tmp_path: Path) -> None:
 def _job_folder(root: Path, name: str, design: dict[str, float] | None, at: float, native: str | None) -> Path:
     folder = root / name
     folder.mkdir(parents=True)
-    write_inputs(folder, design or DESIGN)
+    write_inputs(folder, design or DESIGN, MOS2)
     if design is not None:
         meta = {"native_id": native, "design": design, "submitted_at": at}
         (folder / "job.json").write_text(json.dumps(meta))

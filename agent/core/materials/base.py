@@ -4,19 +4,23 @@ A `Material` bundles everything that differs between applications: the design sp
 the property being designed (its column name, unit and physical floor), a builder that
 turns a design point into a crystal structure for the oracles, and the bundled data.
 Models never see a `Material`; they see unit-box arrays. Keeping the per-material facts
-here is what lets a second material plug in by registering one object.
+here is what lets a second material plug in by registering one object: the DFT oracles
+build what its builder builds (in any atomic-position convention it names), apply the
+field its metadata carries along the axis it declares, and the strain features measure
+against the unstrained cell it declares. No oracle or report module knows a material
+by its module.
 """
 
 from __future__ import annotations
 
 import importlib
-from collections.abc import Callable
-from dataclasses import dataclass
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from agent.core.errors import ConfigError, UnknownNameError
+from agent.core.errors import ConfigError, DesignError, UnknownNameError
 from agent.core.space import DesignSpace
 
 if TYPE_CHECKING:
@@ -24,7 +28,15 @@ if TYPE_CHECKING:
 
     from agent.core.observations import Observations
 
-__all__ = ["Material", "Symmetry", "available_materials", "get_material", "register_material"]
+__all__ = [
+    "AppliedField",
+    "Material",
+    "ReferenceCell",
+    "Symmetry",
+    "available_materials",
+    "get_material",
+    "register_material",
+]
 
 # Modules that register built-in materials when imported. Importing them only when a
 # name is first looked up keeps `import agent.core.materials` free of work.
@@ -58,17 +70,67 @@ class Symmetry:
 
 
 @dataclass(frozen=True)
+class AppliedField:
+    """An electric field that is part of a design, as the DFT oracles need to apply it.
+
+    ``key``: the `Material.metadata` entry holding the field in V/Å. ``axis``: the lattice
+    vector (0, 1 or 2) it runs along. VASP applies EFIELD along IDIPOL = ``axis + 1``,
+    with the dipole correction centred on the atoms' mean height along that vector; GPAW
+    applies a sawtooth along the normal of the other two vectors, whose jump sits at the
+    cell boundary, so the builder must leave vacuum there (a layer: its normal, with the
+    layer in the middle of the cell).
+    """
+
+    key: str
+    axis: int = 2
+
+    def __post_init__(self) -> None:
+        if not self.key or self.axis not in (0, 1, 2):
+            raise ConfigError(f"applied field {self.key!r}: needs a metadata key and an axis of 0, 1 or 2")
+
+
+@dataclass(frozen=True)
+class ReferenceCell:
+    """The unstrained cell of a material: lengths ``(a0, b0, c0)`` in Å, angles in degrees.
+
+    What strain is measured against (`agent.insight.strain`) for a design of cells.
+    """
+
+    lengths: tuple[float, float, float]
+    angles: tuple[float, float, float]
+
+    def __post_init__(self) -> None:
+        if min(self.lengths) <= 0 or not all(0 < t < 180 for t in self.angles):
+            raise ConfigError(f"reference cell is not a cell: {self.lengths}, {self.angles}")
+
+    def value(self, name: str) -> float:
+        """The unstrained value of ``name`` (one of ``a, b, c, alpha, beta, gamma``)."""
+        names = ("a", "b", "c", "alpha", "beta", "gamma")
+        if name not in names:
+            raise UnknownNameError(f"{name!r} is not a cell parameter; expected one of {names}")
+        return (*self.lengths, *self.angles)[names.index(name)]
+
+
+@dataclass(frozen=True)
 class Material:
     """One design application: a space, a target property and the glue to real structures.
 
-    ``build`` maps one physical design point ``(d,)`` to a pymatgen ``Structure``;
+    ``build`` maps one physical design point ``(d,)`` to a pymatgen ``Structure``, and
+    raises `DesignError` for a point it cannot build (for MoS2: a degenerate cell, or
+    layers closer than its vacuum rule allows); DFT oracles rely on it to refuse a cell
+    before launching a calculation. ``conventions`` names the builders a DFT oracle may
+    ask for instead (other placements of the atoms in the same cell, the ``convention``
+    setting); the first one must be ``build`` itself, and is the default.
     ``metadata`` returns what is part of the design but not of the geometry (e.g. an
     applied field) so writers and oracles can carry it alongside the structure;
+    ``applied_field`` says which metadata entry is an electric field and where it points.
     ``dataset`` loads the bundled observations, or is ``None`` when there are none.
     ``target_lower_bound`` is the physical floor of the target (0 for a band gap), used
     to reject impossible data and clip predictions; ``None`` means unbounded.
     ``symmetries`` generate the group of unit-box maps under which the target is
     invariant (exact physics, e.g. relabelling lattice vectors), used by models.
+    ``reference_cell`` is the unstrained cell strain features measure against (``None``:
+    the design is not a strained cell).
     """
 
     name: str
@@ -81,6 +143,9 @@ class Material:
     metadata: Callable[[np.ndarray], dict[str, Any]] = _no_metadata
     dataset: Callable[[], Observations] | None = None
     symmetries: tuple[Symmetry, ...] = ()
+    conventions: Mapping[str, Callable[[np.ndarray], Structure]] = field(default_factory=dict, hash=False)
+    applied_field: AppliedField | None = None
+    reference_cell: ReferenceCell | None = None
 
     def __post_init__(self) -> None:
         if not self.name or not self.name.isidentifier():
@@ -91,6 +156,33 @@ class Material:
             raise ConfigError(f"material {self.name!r}: target {self.target!r} clashes with a design parameter")
         if self.target_lower_bound is not None and not np.isfinite(self.target_lower_bound):
             raise ConfigError(f"material {self.name!r}: target_lower_bound must be finite or None")
+        if self.conventions and next(iter(self.conventions.values())) is not self.build:
+            raise ConfigError(f"material {self.name!r}: the first of its conventions must be its `build`")
+
+    def convention(self, name: str | None = None) -> str | None:
+        """The atomic-position convention called ``name`` (``None``: the default, itself
+        ``None`` when the material names none); `ConfigError` for one it does not have."""
+        if name is None:
+            return next(iter(self.conventions), None)
+        if name not in self.conventions:
+            known = ", ".join(repr(c) for c in self.conventions) or "none (it has one builder)"
+            raise ConfigError(f"material {self.name!r} has no atomic-position convention {name!r}; it has {known}")
+        return name
+
+    def structure(self, x: np.ndarray, convention: str | None = None) -> Structure:
+        """One physical design point ``(d,)`` built under ``convention`` (``None``: `build`)."""
+        name = self.convention(convention)
+        return self.build(x) if name is None else self.conventions[name](x)
+
+    def field_strength(self, x: np.ndarray) -> float:
+        """The applied field of one design point in V/Å, from `metadata` (0 without an `applied_field`)."""
+        if self.applied_field is None:
+            return 0.0
+        key = self.applied_field.key
+        meta = self.metadata(x)
+        if key not in meta:
+            raise DesignError(f"material {self.name!r}: its metadata carries no field {key!r}")
+        return float(meta[key])
 
 
 def _load_builtins() -> None:

@@ -14,8 +14,11 @@ fractional coordinates of the unstrained cell, Mo at (1/3, 2/3, 1/2) and S at
 the layer normal, ``c`` changes only the vacuum) is kept for checks against fresh DFT.
 
 Orientation: the cell is built with ``a`` along x and ``b`` in the xy plane, so the
-layer lies in the xy plane and the out-of-plane field points along z. The field is not
-geometry: it travels as ``structure.properties["efield_V_per_A"]``.
+layer lies in the xy plane, centred at fractional height 1/2, and the out-of-plane field
+runs along the third lattice vector (declared as the material's `AppliedField`, axis 2;
+its normal is z). The field is not geometry: it travels as ``metadata`` and as
+``structure.properties["efield_V_per_A"]``. The DFT oracles learn all of this from the
+registered `MOS2`, never from this module.
 """
 
 from __future__ import annotations
@@ -26,7 +29,7 @@ import numpy as np
 from pymatgen.core import Lattice, Structure
 
 from agent.core.errors import ConfigError, DesignError
-from agent.core.materials.base import Material, Symmetry, register_material
+from agent.core.materials.base import AppliedField, Material, ReferenceCell, Symmetry, register_material
 from agent.core.materials.datasets import load_dataset
 from agent.core.observations import Observations
 from agent.core.space import Constraint, DesignSpace, Parameter
@@ -191,8 +194,8 @@ def build_structure(x: np.ndarray, *, convention: Convention = _DEFAULT_CONVENTI
     gap = float(vacuum_gap(point, convention)[0])
     if gap < MIN_VACUUM:
         raise DesignError(
-            f"MoS2 cell too flat for a monolayer: {gap:.3g} Å between the S planes of "
-            f"neighbouring layers ({convention} convention) is below {MIN_VACUUM:g} Å"
+            f"MoS2 cell too flat for a monolayer: it leaves {gap:.3g} Å of vacuum between the S planes "
+            f"of neighbouring layers ({convention} convention), below {MIN_VACUUM:g} Å"
         )
     lattice = Lattice.from_parameters(a, b, c, alpha, beta, gamma, vesta=True)
     species = ["Mo", "S", "S"]
@@ -208,6 +211,10 @@ def build_structure(x: np.ndarray, *, convention: Convention = _DEFAULT_CONVENTI
     s_mid = lattice.get_cartesian_coords([2 / 3, 1 / 3, 0.5])
     cart = [mo, s_mid + D_S * normal, s_mid - D_S * normal]
     return Structure(lattice, species, cart, coords_are_cartesian=True, properties=props)
+
+
+def _build_cartesian(x: np.ndarray) -> Structure:
+    return build_structure(x, convention="cartesian")
 
 
 def _dataset() -> Observations:
@@ -240,5 +247,8 @@ MOS2 = register_material(
         metadata=metadata,
         dataset=_dataset,
         symmetries=_SYMMETRIES,
+        conventions={"fractional": build_structure, "cartesian": _build_cartesian},
+        applied_field=AppliedField(EFIELD_KEY, axis=2),
+        reference_cell=ReferenceCell((A0, A0, C0), (90.0, 90.0, 120.0)),
     )
 )

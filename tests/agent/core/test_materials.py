@@ -7,8 +7,17 @@ import dataclasses
 import numpy as np
 import pytest
 
-from agent.core.errors import ConfigError, UnknownNameError
-from agent.core.materials import Material, available_materials, base, get_material, load_dataset, register_material
+from agent.core.errors import ConfigError, DesignError, UnknownNameError
+from agent.core.materials import (
+    AppliedField,
+    Material,
+    ReferenceCell,
+    available_materials,
+    base,
+    get_material,
+    load_dataset,
+    register_material,
+)
 from agent.core.materials.mos2 import (
     MIN_VACUUM,
     cell_gram_determinant,
@@ -104,3 +113,41 @@ def test_spacing_of_unstrained_cell() -> None:
     assert vacuum_gap(UNSTRAINED[None])[0] > MIN_VACUUM
     with pytest.raises(ConfigError):
         vacuum_gap(UNSTRAINED[None], "polar")  # type: ignore[arg-type]
+
+
+# -- what the DFT oracles and the strain features ask of a material -------------------------
+def test_mos2_declares_its_conventions_field_and_reference_cell() -> None:
+    m = get_material("mos2")
+    assert list(m.conventions) == ["fractional", "cartesian"] and m.convention() == "fractional"
+    frac, cart = m.structure(UNSTRAINED), m.structure(UNSTRAINED, "cartesian")
+    assert frac.frac_coords[1, 2] == pytest.approx(0.5 + 1.564 / 12.30)
+    assert cart.cart_coords[1, 2] - cart.cart_coords[0, 2] == pytest.approx(1.564)
+    assert m.applied_field == AppliedField("efield_V_per_A", axis=2)
+    assert m.field_strength(np.array([3.16, 3.16, 12.30, 90.0, 90.0, 120.0, -0.7])) == -0.7
+    assert m.reference_cell == ReferenceCell((3.16, 3.16, 12.30), (90.0, 90.0, 120.0))
+    assert m.reference_cell.value("c") == 12.30 and m.reference_cell.value("gamma") == 120.0
+    with pytest.raises(ConfigError, match="no atomic-position convention 'polar'"):
+        m.structure(UNSTRAINED, "polar")
+
+
+def test_a_material_without_conventions_or_field() -> None:
+    plain = dataclasses.replace(get_material("mos2"), name="plain", conventions={}, applied_field=None)
+    assert plain.convention() is None and plain.field_strength(UNSTRAINED) == 0.0
+    assert sorted(s.symbol for s in plain.structure(UNSTRAINED).species) == ["Mo", "S", "S"]
+    with pytest.raises(ConfigError, match="it has none"):
+        plain.convention("fractional")
+    unlabelled = dataclasses.replace(plain, name="unlabelled", applied_field=AppliedField("missing"))
+    with pytest.raises(DesignError, match="no field 'missing'"):
+        unlabelled.field_strength(UNSTRAINED)
+
+
+def test_declarations_are_checked() -> None:
+    mos2 = get_material("mos2")
+    with pytest.raises(ConfigError, match="first of its conventions"):
+        dataclasses.replace(mos2, name="odd", conventions={"cartesian": mos2.conventions["cartesian"]})
+    with pytest.raises(ConfigError, match="axis"):
+        AppliedField("efield", axis=3)
+    with pytest.raises(ConfigError, match="not a cell"):
+        ReferenceCell((3.16, 0.0, 12.3), (90.0, 90.0, 120.0))
+    with pytest.raises(UnknownNameError, match="cell parameter"):
+        ReferenceCell((3.16, 3.16, 12.3), (90.0, 90.0, 120.0)).value("efield")

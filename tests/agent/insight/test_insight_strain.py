@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import dataclasses
 import math
 
 import numpy as np
@@ -7,11 +8,10 @@ import pandas as pd
 import pytest
 
 from agent.core.errors import DataError, UnknownNameError
-from agent.core.materials import get_material
+from agent.core.materials import ReferenceCell, base, get_material, register_material
 from agent.core.materials.mos2 import A0, C0
 from agent.insight.strain import (
     FEATURES,
-    REFERENCES,
     cell_reference,
     features_by_group,
     quantile_table,
@@ -29,11 +29,22 @@ def test_reference_cell_has_zero_strain() -> None:
 
 def test_reference_matches_the_material_and_sits_mid_box() -> None:
     ref = cell_reference(get_material("mos2"))
-    assert ref is REFERENCES["mos2"]
+    assert ref is cell_reference("mos2") is get_material("mos2").reference_cell
     assert ref.lengths == (A0, A0, C0) and ref.angles == (90.0, 90.0, 120.0)
     space = get_material("mos2").space
     mid = (space.lower + space.upper)[:6] / 2
     np.testing.assert_allclose(mid, ref.lengths + ref.angles, rtol=2e-3)
+
+
+def test_the_reference_is_the_one_the_material_declares(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(base, "_REGISTRY", dict(base._REGISTRY))
+    wider = ReferenceCell((3.32, 3.32, 13.0), (90.0, 90.0, 120.0))
+    register_material(dataclasses.replace(get_material("mos2"), name="wse2_like", reference_cell=wider))
+    f = strain_features(np.array([[3.32 * 1.05, 3.32, 13.0, 90.0, 90.0, 120.0, 0.0]]), "wse2_like")
+    assert f.loc[0, "strain_a"] == pytest.approx(5.0) and f.loc[0, "strain_c"] == pytest.approx(0.0)
+    register_material(dataclasses.replace(get_material("mos2"), name="no_cell", reference_cell=None))
+    with pytest.raises(UnknownNameError, match="no reference"):
+        strain_features(np.array([REF]), "no_cell")
 
 
 def test_known_strains() -> None:
