@@ -3,7 +3,7 @@
 For each target gap, the production design pass (cINN -> down-selection -> localization
 on the surrogate ensemble trained on the bundled data) proposes candidates; a seeded
 random subset of them (``--per-target``, default 30) is measured with an oracle -- GPAW
-on this machine by default -- through the oracle protocol (`oracles.measure`, so an
+on this machine by default -- through the job driver (`agent.campaign.measure`, so an
 interrupted run re-attaches to its jobs when started again with the same ``--workdir``).
 
 Reported per target: how many were measured and completed, the MAE of the oracle's gap
@@ -24,17 +24,19 @@ import json
 import sys
 import time
 from collections.abc import Sequence
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pandas as pd
 
-from agent.design.funnel import DesignConfig, generate_candidates
-from agent.design.trained import DesignSetup, load_models
+from agent.campaign.measure import measure
+from agent.core.materials import get_material
+from agent.design.funnel import DESIGN, design
+from agent.design.trained import DesignSetup, cached_models
 from oracles import make_oracle
 from oracles.calibration import METAL_TOL
-from oracles.measure import measure
 
 __all__ = ["main", "pick_candidates", "summarise"]
 
@@ -84,15 +86,16 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = p.parse_args(argv)
 
     t0 = time.perf_counter()
-    models = load_models(DesignSetup(state_dir=args.state, seed=args.seed, progress=False), log=print)
-    space = models.material.space
+    setup = DesignSetup(state_dir=args.state, seed=args.seed, progress=False)
+    models = cached_models(setup, log=print)
+    assert models.generator is not None  # `cached_models` always trains or loads one
+    space = get_material(setup.material).space
+    funnel = replace(DESIGN, samples=args.n_samples)
     picked = []
     for target in args.targets:
-        res = generate_candidates(
-            space, models.generator, models.surrogate, target, DesignConfig(n_samples=args.n_samples, seed=args.seed)
-        )
-        sub = pick_candidates(res.candidates, args.per_target, args.seed).assign(target=target)
-        print(f"target {target:g} eV: {len(res.candidates)} candidates, measuring {len(sub)}", flush=True)
+        found = design(space, models.generator, models.surrogate, target, funnel, seed=args.seed).frame(space)
+        sub = pick_candidates(found, args.per_target, args.seed).assign(target=target)
+        print(f"target {target:g} eV: {len(found)} candidates, measuring {len(sub)}", flush=True)
         picked.append(sub)
     designs = pd.concat(picked, ignore_index=True)
     design_s = time.perf_counter() - t0

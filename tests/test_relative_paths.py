@@ -89,6 +89,12 @@ def _ledger(path: Path) -> list[dict[str, Any]]:
     return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
 
 
+def _first_result(journal: Path) -> dict[str, Any]:
+    """The first result ``innloop measure`` recorded in its journal (``OUT.journal/ledger.jsonl``)."""
+    result: dict[str, Any] = json.loads((journal / "ledger.jsonl").read_text().splitlines()[0])["result"]
+    return result
+
+
 # -- a) the reported defect: innloop measure with real GPAW and the default state ---------------
 @pytest.mark.slow
 def test_measure_with_gpaw_from_the_default_relative_state(repo: Path, env: dict[str, str]) -> None:
@@ -111,8 +117,7 @@ def test_measure_with_gpaw_from_the_default_relative_state(repo: Path, env: dict
     assert list(table["status"]) == ["completed"], table.to_dict("records")
     gap = float(table["gap"].iloc[0])
     assert math.isfinite(gap) and 0.5 < gap < 2.5, gap  # calibrated to the VASP scale: ~1.25 eV at this size
-    saved = json.loads((repo / "out.csv.handles.json").read_text())["handles"]
-    folder = Path(saved[0]["workdir"])
+    folder = Path(_first_result(repo / "out.csv.journal")["handle"]["workdir"])
     assert folder.is_absolute() and folder.parent == (repo / "state" / "oracles" / "gpaw").resolve()
     assert (folder / "output.json").is_file() and (folder / "gpaw.txt").is_file()
     print(f"gpaw measure: {time.monotonic() - t0:.1f} s, gap {gap:.3f} eV")
@@ -149,7 +154,7 @@ def test_a_gpaw_job_is_handed_absolute_paths(repo: Path, env: dict[str, str], st
         "--poll", "0.1", "--timeout", "120",
     )  # fmt: skip
     assert done.returncode == 0, done.stderr[-3000:]
-    folder = Path(json.loads((repo / "out" / "m.csv.handles.json").read_text())["handles"][0]["workdir"])
+    folder = Path(_first_result(repo / "out" / "m.csv.journal")["handle"]["workdir"])
     assert folder.parent == expected
     handed = json.loads((folder / "output.json").read_text())["settings"]
     assert handed["argv"] == [str(folder / "input.json"), str(folder / "output.json")]

@@ -1,165 +1,24 @@
-"""Submit a batch and collect its results without ever losing or repeating one.
+"""A campaign's batch through the job driver: `collect` is `agent.campaign.driver.drive` on
+the campaign's folder (``ledger.jsonl`` and ``inflight.json`` of its `CampaignStore`).
 
-The order of writes is the whole point:
-
-1. ``inflight.json`` gets the designs (phase ``submitting``) *before* ``oracle.submit``;
-2. right after submit returns, the handles (phase ``submitted``);
-3. each terminal result goes to the ledger the moment it is read (the results of one
-   poll round appended together, then one fsync), and only then is its job dropped from
-   ``inflight.json``.
-
-A process killed anywhere leaves either designs that may or may not have reached the
-oracle (re-attached by the oracle's ``adopt`` when it has one, or re-sent when submitting
-is idempotent there), handles to re-attach, or results already safe in the ledger.
-Infrastructure failures are re-submitted after an exponential backoff, up to
-``max_attempts`` per design; physics failures are recorded and never retried. A job that
-runs past ``job_timeout_s`` is cancelled and recorded as TIMEOUT, unless its result read
-right after the cancel says it completed. A job id's ledger record is final: a result
-that turns up later for a recorded job is logged, never recorded twice.
-
-An oracle that cannot be reached (a call raises `OracleError`) changes nothing: the jobs
-stay in flight and the calls are tried again after a backoff (``backoff_s`` doubled, at
-most ``max_backoff_s``) until ``deadline``, or `OracleUnavailable` after ``outage_s``.
-A submit that raised is retried as the protocol (`oracles.base`) makes safe: designs for
-an oracle with ``adopt`` (mock, http) stay ``submitting`` and are adopted first, an
-``idempotent_submit`` oracle (table) hands back the jobs it already has, and any other
-(vasp, gpaw) promises that a submit that raised left nothing behind. Each poll round
-costs O(jobs in flight): thousands of jobs may be in flight at once.
+Every rule (write order, backoff, outage, time limits, adopt and idempotent recovery, a
+job id recorded once) lives in `agent.campaign.driver`; this module only says where the
+campaign keeps its jobs and which command re-attaches to them (the next ``innloop run``).
 """
 
 from __future__ import annotations
 
 import time
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, field
-from typing import Any
 
 from agent.campaign.config import RetrySpec
+from agent.campaign.driver import Log, Progress, drive
+from agent.campaign.journal import Job
 from agent.campaign.ledger import LedgerRecord
 from agent.campaign.store import CampaignStore
-from agent.core.errors import StateError
-from oracles.base import (
-    Adopts,
-    ErrorClass,
-    Handle,
-    IdempotentSubmit,
-    JobStatus,
-    Oracle,
-    OracleError,
-    OracleRefused,
-    OracleUnavailable,
-    Result,
-)
+from oracles.base import Oracle
 
 __all__ = ["Job", "collect"]
-
-Log = Callable[[str], None]
-Progress = Callable[[int, int, int], None]  # (results recorded, jobs in flight, failed results)
-
-
-@dataclass
-class Job:
-    """One design of a batch on its way through the oracle (JSON round trip via `to_json`)."""
-
-    design: dict[str, float]
-    tag: str
-    attempt: int = 1
-    handle: Handle | None = None
-    not_before: float = 0.0  # earliest re-submission time after a failure
-
-    def to_json(self) -> dict[str, Any]:
-        return asdict(self)  # the handle too: `Handle.to_json` is its asdict
-
-    @classmethod
-    def from_json(cls, data: dict[str, Any]) -> Job:
-        h = data.get("handle")
-        return cls(
-            design={str(k): float(v) for k, v in data["design"].items()},
-            tag=str(data["tag"]),
-            attempt=int(data.get("attempt", 1)),
-            handle=None if h is None else Handle.from_json(h),
-            not_before=float(data.get("not_before", 0.0)),
-        )
-
-
-@dataclass
-class _Flight:
-    """The jobs at the oracle; ``unsure``: when a submit whose outcome is unknown began."""
-
-    iteration: int
-    jobs: list[Job] = field(default_factory=list)
-    unsure: float | None = None
-    recorded: set[str] = field(default_factory=set)  # job ids in the ledger
-    new: list[LedgerRecord] = field(default_factory=list)
-
-    def save(self, store: CampaignStore) -> None:
-        if not self.jobs:
-            store.clear_inflight()
-            return
-        phase, when = ("submitted", time.time()) if self.unsure is None else ("submitting", self.unsure)
-        payload = {"iteration": self.iteration, "phase": phase, "time": when}
-        store.write_inflight(payload | {"jobs": [j.to_json() for j in self.jobs]})
-
-    def settle(self, finished: list[tuple[Job, Result]], store: CampaignStore, retry: RetrySpec, log: Log) -> None:
-        """Ledger first (one fsync for the round), then drop the jobs; queue retries after a backoff."""
-        for job, result in finished:
-            job_id = result.handle.job_id
-            if job_id in self.recorded:
-                log(f"job {job_id} is in the ledger already; its {result.status.value} now is not recorded again")
-            else:
-                self.new.append(store.ledger.append(result, iteration=self.iteration, tag=job.tag, sync=False))
-                self.recorded.add(job_id)
-        store.ledger.sync()
-        gone = {id(job) for job, _ in finished}
-        self.jobs = [j for j in self.jobs if id(j) not in gone]
-        for job, result in finished:
-            if not _retryable(result) or job.attempt >= retry.max_attempts:
-                continue
-            wait = _backoff(retry, job.attempt)
-            self.jobs.append(Job(job.design, job.tag, job.attempt + 1, None, time.time() + wait))
-            log(f"{result.status.value} ({result.message}); re-submitting in {wait:g} s")
-
-
-@dataclass
-class _Outage:
-    """Consecutive rounds in which the oracle raised: how long to wait, and when to give up."""
-
-    since: float | None = None
-    tries: int = 0
-
-    def wait(self, oracle: Oracle, retry: RetrySpec, exc: OracleError, jobs: int, where: str) -> float:
-        now = time.time()
-        self.since = now if self.since is None else self.since
-        self.tries += 1
-        down = now - self.since
-        if down >= retry.outage_s:
-            raise OracleUnavailable(
-                f"oracle {oracle.name!r} unreachable for {down:.1f} s (retry.outage_s = {retry.outage_s:g}); "
-                f"last error: {exc}. The {jobs} jobs in flight are kept in {where} and re-attached by the next "
-                "`innloop run`"
-            )
-        backoff = _backoff(retry, self.tries, floor=retry.poll_interval_s)  # never hammer a peer that is down
-        return max(0.0, min(backoff, self.since + retry.outage_s - now))
-
-
-def _recover(oracle: Oracle, jobs: list[Job], where: str, since: float | None) -> None:
-    """Give handles to jobs whose submit began at ``since`` and whose outcome is unknown (a crash).
-
-    An `Adopts` oracle gives per design the job started since, or ``None``.
-    """
-    lost = [j for j in jobs if j.handle is None]
-    if not lost or since is None:
-        return
-    if isinstance(oracle, Adopts):
-        found = oracle.adopt([j.design for j in lost], since)
-        for job, handle in zip(lost, found, strict=True):
-            job.handle = handle
-        return
-    if not isinstance(oracle, IdempotentSubmit):
-        raise StateError(
-            f"{where}: {len(lost)} designs were being submitted to {oracle.name!r} when the last run stopped, "
-            f"and that oracle cannot tell whether they arrived; check its queue, then remove {where} to go on"
-        )
 
 
 def collect(
@@ -181,109 +40,21 @@ def collect(
     in ``inflight.json`` for the next run) when ``deadline`` (``time.time()``) passes.
     ``since``: when the last run began submitting the handle-less jobs (from its
     ``inflight.json``); ``None`` for a fresh batch. Raises `OracleUnavailable` once every
-    call to the oracle has failed for ``retry.outage_s``. ``progress`` hears the counts
-    after every submit and every poll round that recorded results.
+    call to the oracle has failed for ``retry.outage_s``, and `OracleRefused` (jobs kept)
+    at once. ``progress`` hears the counts after every submit and every poll round that
+    recorded results.
     """
-    where = str(store.root / "inflight.json")
-    flight = _Flight(iteration, list(jobs), unsure=since, recorded=store.ledger.job_ids())
-    outage = _Outage()
-
-    def report() -> None:
-        progress(len(flight.new), len(flight.jobs), sum(not r.result.ok for r in flight.new))
-
-    report()
-    while flight.jobs:
-        now = time.time()
-        try:
-            if _submit_due(oracle, flight, store, where, now, log):
-                report()
-            done, stuck = _finished(oracle, [j for j in flight.jobs if j.handle], retry, now)
-            results = oracle.results([j.handle for j in done + stuck if j.handle]) if done or stuck else []
-        except OracleRefused:
-            raise  # waiting cannot fix it; the jobs stay in inflight.json for the next run
-        except OracleError as exc:
-            wait = outage.wait(oracle, retry, exc, len(flight.jobs), where)
-            log(f"{oracle.name} unreachable ({exc}); {len(flight.jobs)} jobs stay in flight, retry in {wait:.3g} s")
-            if deadline is not None and time.time() + wait >= deadline:
-                break
-            sleep(wait)
-            continue
-        outage = _Outage()
-        by_id = {r.handle.job_id: r for r in results}
-        cancelled = {id(j) for j in stuck}
-        finished: list[tuple[Job, Result]] = []
-        for job in done + stuck:
-            assert job.handle is not None
-            result = by_id.get(job.handle.job_id)
-            if result is None or (id(job) in cancelled and not result.ok):  # completed as it was cancelled: kept
-                result = _missing(job.handle, id(job) in cancelled, retry)
-            finished.append((job, result))
-        if finished:
-            flight.settle(finished, store, retry, log)
-            flight.save(store)
-            report()
-        if not flight.jobs or (deadline is not None and time.time() >= deadline):
-            break
-        sleep(retry.poll_interval_s)
-    if flight.jobs:
-        log(f"time is up with {len(flight.jobs)} jobs in flight; they are re-attached on the next run")
-    return flight.new, flight.jobs
-
-
-def _submit_due(oracle: Oracle, flight: _Flight, store: CampaignStore, where: str, now: float, log: Log) -> bool:
-    """Adopt what an unsure submit may have started, then submit the jobs due (handles saved at once).
-
-    Returns whether anything was submitted.
-    """
-    if flight.unsure is not None:
-        _recover(oracle, flight.jobs, where, flight.unsure)
-        flight.unsure = None
-    due = [j for j in flight.jobs if j.handle is None and j.not_before <= now]
-    if not due:
-        return False
-    flight.unsure = time.time()
-    flight.save(store)
-    try:
-        handles = oracle.submit([j.design for j in due])
-    except OracleError:
-        if not isinstance(oracle, Adopts):  # nothing stayed behind, or re-sending finds it
-            flight.unsure = None
-            flight.save(store)
-        raise
-    for job, h in zip(due, handles, strict=True):
-        job.handle = h
-    flight.unsure = None
-    flight.save(store)
-    log(f"submitted {len(due)} designs to {oracle.name}")
-    return True
-
-
-def _finished(oracle: Oracle, live: list[Job], retry: RetrySpec, now: float) -> tuple[list[Job], list[Job]]:
-    """``(jobs that reached a terminal state, jobs past their time limit)``; the latter are cancelled."""
-    if not live:
-        return [], []
-    statuses = oracle.poll([j.handle for j in live if j.handle is not None])
-    done = [j for j, s in zip(live, statuses, strict=True) if s.terminal]
-    running = [j for j, s in zip(live, statuses, strict=True) if not s.terminal]
-    limit = retry.job_timeout_s
-    stuck = [] if limit is None else [j for j in running if j.handle and now - j.handle.submitted_at > limit]
-    if stuck:
-        oracle.cancel([j.handle for j in stuck if j.handle is not None])
-    return done, stuck
-
-
-def _missing(h: Handle, stuck: bool, retry: RetrySpec) -> Result:
-    if stuck:
-        why = f"no result after {retry.job_timeout_s:g} s: cancelled"
-        return Result.failure(h, ErrorClass.INFRASTRUCTURE, why, status=JobStatus.TIMEOUT)
-    why = "the oracle reported the job finished but returned no result"
-    return Result.failure(h, ErrorClass.INFRASTRUCTURE, why, status=JobStatus.ABANDONED)
-
-
-def _backoff(retry: RetrySpec, n: int, floor: float = 0.0) -> float:
-    """The ``n``-th wait: ``backoff_s`` (at least ``floor``) doubled ``n - 1`` times, at most ``max_backoff_s``."""
-    return min(max(retry.backoff_s, floor) * 2 ** (n - 1), retry.max_backoff_s)
-
-
-def _retryable(r: Result) -> bool:
-    return not r.ok and r.error_class is ErrorClass.INFRASTRUCTURE
+    return drive(
+        oracle,
+        store,
+        jobs,
+        retry,
+        iteration=iteration,
+        deadline=deadline,
+        since=since,
+        where=str(store.root / "inflight.json"),
+        again="the next `innloop run`",
+        progress=progress,
+        log=log,
+        sleep=sleep,
+    )

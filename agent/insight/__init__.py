@@ -3,7 +3,8 @@
 Pure functions over numpy/pandas (no plotting, no files): `agent.insight.strain` turns
 designs into strains relative to the unstrained cell, `agent.insight.switching` finds
 and describes the smallest metal–insulator switches, `agent.insight.confirm` measures
-them with an oracle and `agent.insight.transitions` assembles the ranked table.
+them with an oracle (through the campaign's job driver, on the journal it is given or a
+temporary one: its only files) and `agent.insight.transitions` assembles the ranked table.
 """
 
 from agent.insight.confirm import confirm_pairs, measure_designs

@@ -4,10 +4,16 @@ A report is written after the campaign, so a refused design, a failed job or an 
 that stops answering must not lose the rest of the table: every problem becomes a
 ``note`` on the pair it concerns and the pair counts as not confirmed.
 
-Designs are submitted one by one, because an oracle validates a batch as a whole (one
-design it refuses would refuse the batch); jobs then run side by side and are polled
-together. Identical ends are measured once. These measurements are outside any
-campaign's ledger: they are what the report shows, not data the campaign learns from.
+The measuring is the job driver's (`agent.campaign.measure.measure_rows`): outages are
+waited out up to ``retry.outage_s``, a job past ``retry.job_timeout_s`` is cancelled and
+recorded as timed out, infrastructure failures are retried. Designs are submitted one by
+one, because an oracle validates a batch as a whole (one design it refuses would refuse
+the batch); jobs then run side by side and are polled together. Identical ends are
+measured once. With a ``journal`` (a report's ``confirm/`` folder) a design already in its
+ledger is answered from it and jobs a killed run left are re-attached; without one the
+journal is a temporary folder and jobs still running when the oracle is given up on are
+cancelled, as no one would collect them. These measurements are outside any campaign's
+ledger: they are what the report shows, not data the campaign learns from.
 
 An end the campaign already measured (``evidence_<end>`` = ``"measured"``, its value in
 ``measured_<end>``) is evidence enough and is never sent again; a pair whose two ends
@@ -17,18 +23,24 @@ were both measured by the campaign is confirmed (or not) at any rank, at no cost
 from __future__ import annotations
 
 import contextlib
+import tempfile
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import numpy as np
 import pandas as pd
 
+from agent.campaign.config import RetrySpec
+from agent.campaign.journal import FileJournal, Job, Journal, in_flight
+from agent.campaign.measure import Tally, final, latest_results, measure_rows
 from agent.core.space import DesignSpace
 from agent.insight.switching import end_designs, target_windows
-from oracles.base import Handle, Oracle
+from oracles.base import Oracle, Result, design_digest
 
-__all__ = ["Measurement", "confirm_pairs", "known_ends", "measure_designs"]
+__all__ = ["CONFIRM_TAG", "Measurement", "confirm_pairs", "known_ends", "measure_designs"]
+
+CONFIRM_TAG = "confirm:"  # ledger tag of a confirmation: this prefix and the design's digest
 
 Measurement = tuple[float | None, str | None]
 """``(value, None)`` when a value came back, else ``(None, why not)``."""
@@ -39,82 +51,101 @@ def _first_line(exc: BaseException) -> str:
     return f"{type(exc).__name__}: {text[0][:200] if text else ''}"
 
 
+def _rules(retry: RetrySpec | None, poll_interval: float | None, timeout_s: float | None) -> RetrySpec:
+    """``retry`` (default `RetrySpec`'s) with the poll interval and the per-job time limit given here."""
+    update = {"poll_interval_s": poll_interval, "job_timeout_s": timeout_s}
+    return (retry or RetrySpec()).model_copy(update={k: v for k, v in update.items() if v is not None})
+
+
+@contextlib.contextmanager
+def _journal(journal: Journal | None) -> Iterator[tuple[Journal, bool]]:
+    """``(journal, kept)``: the one given, or one in a temporary folder (not kept)."""
+    if journal is not None:
+        yield journal, True
+        return
+    with tempfile.TemporaryDirectory(prefix="innloop-confirm-") as folder:
+        yield FileJournal(folder), False
+
+
 def measure_designs(
     oracle: Oracle,
     X: np.ndarray,
     *,
     target_name: str = "gap",
-    poll_interval: float = 0.5,
+    journal: Journal | None = None,
+    retry: RetrySpec | None = None,
+    poll_interval: float | None = None,
     timeout_s: float | None = None,
+    tally: Tally | None = None,
     sleep: Callable[[float], None] = time.sleep,
+    log: Callable[[str], None] = lambda _m: None,
 ) -> list[Measurement]:
     """Measure physical designs ``X (n, d)`` and return one `Measurement` per row, in order.
 
-    Never raises for a design, a job or the oracle: a refused submit, a failed job, a
-    value without ``target_name``, an error while polling and a timeout (``timeout_s``,
-    after which the jobs still running are cancelled, as no one would collect them) all
-    come back as reasons.
+    ``retry``: the driver's rules (default `RetrySpec`'s); ``poll_interval`` and
+    ``timeout_s`` (the per-job time limit) override its ``poll_interval_s`` and
+    ``job_timeout_s``. ``journal`` and ``tally`` (counts added to it): see the module.
+    Never raises for a design, a job or the oracle: a refused submit, a failed or timed
+    out job, a value without ``target_name`` and an oracle given up on (`OracleUnavailable`
+    after ``outage_s``, a refusal) all come back as reasons; what was measured before the
+    oracle was given up on is kept.
     """
     X = np.asarray(X, dtype=np.float64)
     if X.ndim == 1:
         X = X[None, :]
     if not len(X):
         return []
-    out: list[Measurement] = [(None, "not measured")] * len(X)
-    keys = [tuple(np.round(x, 10)) for x in X]
-    first: dict[tuple[float, ...], int] = {}
-    handles: dict[int, Handle] = {}
-    for i, key in enumerate(keys):
-        if key in first:
-            continue
-        first[key] = i
+    rows = [dict(zip(oracle.space.names, map(float, x))) for x in X]
+    refused: dict[str, Exception] = {}
+    failure: Exception | None = None
+
+    def refuse(job: Job, exc: Exception) -> None:
+        refused[job.tag.removeprefix(CONFIRM_TAG)] = exc
+
+    with _journal(journal) as (book, kept):
         try:
-            handles[i] = oracle.submit([dict(zip(oracle.space.names, map(float, X[i])))])[0]
-        except Exception as exc:  # one refused design must not stop the others
-            out[i] = (None, f"not submitted: {_first_line(exc)}")
-    pending = dict(handles)
-    start = time.monotonic()
-    while pending:
-        rows = list(pending)
-        try:
-            statuses = oracle.poll([pending[i] for i in rows])
-        except Exception as exc:
-            for i in rows:
-                out[i] = (None, f"poll failed: {_first_line(exc)}")
-            pending.clear()
-            break
-        done = [i for i, s in zip(rows, statuses) if s.terminal]
-        _collect(oracle, [(i, pending.pop(i)) for i in done], target_name, out)
-        if not pending:
-            break
-        if timeout_s is not None and time.monotonic() - start > timeout_s:
-            with contextlib.suppress(Exception):  # cancelling is a courtesy; the reason below stands
-                oracle.cancel(list(pending.values()))
-            for i in pending:
-                out[i] = (None, f"timed out after {timeout_s:g} s (job cancelled)")
-            break
-        sleep(poll_interval)
-    return [out[first[k]] for k in keys]
+            measure_rows(
+                oracle,
+                rows,
+                book,
+                _rules(retry, poll_interval, timeout_s),
+                tag=CONFIRM_TAG,
+                again="the next confirmation of these designs",
+                refuse=refuse,
+                tally=tally,
+                log=log,
+                sleep=sleep,
+            )
+        except Exception as exc:  # the oracle was given up on; every design still gets its reason
+            failure = exc
+            if not kept:
+                _cancel(oracle, book)
+        results = latest_results(book, CONFIRM_TAG, oracle.name)
+    return [_measurement(k, results.get(k), refused, failure, target_name) for k in map(design_digest, rows)]
 
 
-def _collect(oracle: Oracle, done: list[tuple[int, Handle]], target_name: str, out: list[Measurement]) -> None:
-    if not done:
-        return
-    try:
-        results = oracle.results([h for _, h in done])
-    except Exception as exc:
-        for i, _ in done:
-            out[i] = (None, f"results failed: {_first_line(exc)}")
-        return
-    for (i, _), r in zip(done, results):
-        value = (r.values or {}).get(target_name) if r.ok else None
-        if value is not None and np.isfinite(value):
-            out[i] = (float(value), None)
-        elif r.ok:
-            out[i] = (None, f"result has no finite {target_name!r}")
-        else:
-            kind = f", {r.error_class.value}" if r.error_class else ""
-            out[i] = (None, f"{r.status.value}{kind}: {(r.message or '').strip()[:200]}")
+def _cancel(oracle: Oracle, journal: Journal) -> None:
+    """Cancel the jobs left in a journal no one will read again (a courtesy: the reasons stand)."""
+    with contextlib.suppress(Exception):
+        handles = [j.handle for j in in_flight(journal)[0] if j.handle is not None]
+        if handles:
+            oracle.cancel(handles)
+
+
+def _measurement(
+    key: str, result: Result | None, refused: dict[str, Exception], failure: Exception | None, target_name: str
+) -> Measurement:
+    if key in refused:
+        return None, f"not submitted: {_first_line(refused[key])}"
+    if result is None or (failure is not None and not final(result)):
+        return None, "not measured" if failure is None else f"not measured: {_first_line(failure)}"
+    value = (result.values or {}).get(target_name) if result.ok else None
+    if value is not None and np.isfinite(value):
+        return float(value), None
+    if result.ok:
+        return None, f"result has no finite {target_name!r}"
+    kind = f", {result.error_class.value}" if result.error_class else ""
+    return None, f"{result.status.value}{kind}: {(result.message or '').strip()[:200]}"
 
 
 def known_ends(table: pd.DataFrame) -> np.ndarray:
@@ -136,8 +167,11 @@ def confirm_pairs(
     windows: float | tuple[float, float] = 0.1,
     target_name: str = "gap",
     top: int | None = None,
-    poll_interval: float = 0.5,
+    journal: Journal | None = None,
+    retry: RetrySpec | None = None,
+    poll_interval: float | None = None,
     timeout_s: float | None = None,
+    tally: Tally | None = None,
     sleep: Callable[[float], None] = time.sleep,
 ) -> pd.DataFrame:
     """``table`` (a `pair_table`) plus ``measured_0, measured_1, evidence_0, evidence_1, confirmed, note``.
@@ -149,7 +183,8 @@ def confirm_pairs(
     that a row with both ends measured by the campaign is always checked. ``evidence_<end>``
     is ``measured`` (the campaign's value), ``confirmed`` or ``refuted`` (measured now,
     inside or outside the window) or ``predicted`` (only the model's word). ``note`` keeps
-    what it held before, with this step's findings appended.
+    what it held before, with this step's findings appended. The other arguments go to
+    `measure_designs`.
     """
     out = table.copy()
     n = 0 if oracle is None else len(out) if top is None else max(0, min(int(top), len(out)))
@@ -164,7 +199,15 @@ def confirm_pairs(
     if ask and oracle is not None:
         X = np.vstack([end_designs(out.iloc[[r]], space, end) for r, end in ask])
         values = measure_designs(
-            oracle, X, target_name=target_name, poll_interval=poll_interval, timeout_s=timeout_s, sleep=sleep
+            oracle,
+            X,
+            target_name=target_name,
+            journal=journal,
+            retry=retry,
+            poll_interval=poll_interval,
+            timeout_s=timeout_s,
+            tally=tally,
+            sleep=sleep,
         )
         got = dict(zip(ask, values))
     evidence = np.where(known, "measured", "predicted").astype(object)

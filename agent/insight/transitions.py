@@ -9,6 +9,7 @@ model and no new oracle call.
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -16,6 +17,9 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from agent.campaign.config import RetrySpec
+from agent.campaign.journal import Journal
+from agent.campaign.measure import Tally
 from agent.core.space import DesignSpace
 from agent.insight.confirm import confirm_pairs, known_ends
 from agent.insight.switching import (
@@ -59,9 +63,12 @@ def switching_report(
     oracle: Oracle | None = None,
     confirm_top: int | None = None,
     target_name: str = "gap",
-    poll_interval: float = 0.5,
+    journal: Journal | None = None,
+    retry: RetrySpec | None = None,
+    poll_interval: float | None = None,
     timeout_s: float | None = None,
-    sleep: Callable[[float], None] | None = None,
+    tally: Tally | None = None,
+    sleep: Callable[[float], None] = time.sleep,
 ) -> SwitchingReport:
     """The ``top`` smallest switches from designs at ``targets[0]`` (``set0``) to ``targets[1]`` (``set1``).
 
@@ -73,9 +80,10 @@ def switching_report(
     its mean, or with ``min_probability`` by the window's probability, and under
     ``max_sigma``), so every listed pair is verified; otherwise all are paired and
     ``verified`` tells. With an ``oracle``, the first ``confirm_top`` pairs (default: all
-    listed) are checked at both ends; only ends the campaign did not measure are sent.
-    Candidates for a table oracle must be its own rows (see
-    `agent.insight.switching.in_window_candidates`).
+    listed) are checked at both ends; only ends the campaign did not measure are sent,
+    through the job driver (`agent.insight.confirm.measure_designs`: ``journal``,
+    ``retry``, ``poll_interval``, ``timeout_s``, ``tally``, ``sleep``). Candidates for a
+    table oracle must be its own rows (see `agent.insight.switching.in_window_candidates`).
 
     Table columns: ``rank`` (1 = smallest change), ``distance`` (weighted unit box, see
     `agent.insight.switching`), ``change`` (sentence), ``index_0``/``index_1`` (row
@@ -115,7 +123,6 @@ def switching_report(
     )
     table["note"] = ""
     attempted = 0 if oracle is None else len(table) if confirm_top is None else max(0, min(confirm_top, len(table)))
-    extra: dict[str, Any] = {} if sleep is None else {"sleep": sleep}
     sent = int((~known_ends(table)[:attempted]).sum())
     table = confirm_pairs(
         table,
@@ -125,9 +132,12 @@ def switching_report(
         windows=w,
         target_name=target_name,
         top=attempted,
+        journal=journal,
+        retry=retry,
         poll_interval=poll_interval,
         timeout_s=timeout_s,
-        **extra,
+        tally=tally,
+        sleep=sleep,
     )
     both_measured = (table["evidence_0"] == "measured") & (table["evidence_1"] == "measured")
     front = [c for c in table.columns if c not in ("evidence_0", "evidence_1", "confirmed", "note")]

@@ -45,7 +45,7 @@ class ReportOptions:
     top: int = 20  # switching pairs listed
     best: int = 5  # structures exported per target
     seed: int = 0
-    confirm_timeout_s: float | None = None
+    confirm_timeout_s: float | None = None  # per confirmation job; None: the campaign's retry.job_timeout_s
     cache: Path | None = None  # what does not change between campaigns; default: agent.report.cache.cache_dir
 
     def __post_init__(self) -> None:

@@ -10,10 +10,12 @@ behaviour) listed pairs of which 3 in 20 held; its σ near the metal boundary is
 small to veto them. The campaign's measurements join both candidate sets as evidence:
 an end measured in its window is confirmed without a new oracle call.
 
-Confirmation goes through `agent.report.recorded.RecordedOracle`, so what the oracle
-measured for a report is kept in ``<report>/confirm/`` and reused by the next run.
-The oracle is built like the campaign's, except that one keeping jobs on disk keeps
-them under the report's ``confirm/oracle/``, apart from the campaign's own jobs.
+Confirmation goes through the job driver on the report's own journal
+(`agent.report.recorded.confirm_journal`), with the campaign's ``[retry]`` rules (outages
+waited out, per-job time limits), so what the oracle measured for a report is kept in
+``<report>/confirm/`` and reused by the next run, and jobs a killed run left are
+re-attached. The oracle is built like the campaign's, except that one keeping jobs on
+disk keeps them under the report's ``confirm/oracle/``, apart from the campaign's own jobs.
 """
 
 from __future__ import annotations
@@ -27,15 +29,18 @@ import numpy as np
 import pandas as pd
 import torch
 
+from agent.campaign.journal import FileJournal
 from agent.campaign.loop import with_acquisition_model
+from agent.campaign.measure import Tally
 from agent.campaign.state import ledger_arrays
 from agent.insight import SwitchingReport, switching_report
 from agent.insight.switching import Predictor
 from agent.report.cache import ArrayCache
 from agent.report.embed import base_embedding, embed, place, subsample
 from agent.report.inputs import ReportInputs, Target
-from agent.report.recorded import RecordedOracle
+from agent.report.recorded import confirm_journal
 from oracles import make_oracle, oracle_class
+from oracles.base import Oracle
 
 __all__ = ["END_PROBABILITY", "ConfirmStats", "Embedding", "PosteriorPredictor", "embedding_tables", "switching_pairs"]
 
@@ -100,12 +105,13 @@ def _measurements(inputs: ReportInputs) -> tuple[np.ndarray, np.ndarray]:
     return inputs.material.space.from_unit(U), y
 
 
-def _confirm_oracle(inputs: ReportInputs, folder: Path) -> RecordedOracle:
+def _confirm_oracle(inputs: ReportInputs, folder: Path) -> tuple[Oracle, FileJournal]:
+    journal = confirm_journal(folder)
     settings = dict(inputs.config.oracle.settings)
     params = inspect.signature(oracle_class(inputs.config.oracle.name)).parameters
     if "workdir" in params:
         settings["workdir"] = str(folder / "oracle")
-    return RecordedOracle(make_oracle(inputs.config.oracle.name, **settings), folder)
+    return make_oracle(inputs.config.oracle.name, **settings), journal
 
 
 def switching_pairs(
@@ -121,18 +127,23 @@ def switching_pairs(
     measured: bool = True,
 ) -> tuple[SwitchingReport, ConfirmStats]:
     """The ranked switching table between ``sets`` (plus, with ``measured``, the campaign's in-window
-    measurements), verified by ``rule`` (see the module) and confirmed if asked."""
+    measurements), verified by ``rule`` (see the module) and confirmed if asked.
+
+    ``timeout_s``: the time limit of one confirmation job (default: the campaign's
+    ``retry.job_timeout_s``); a job past it is cancelled and its pair's note says so."""
     stats = ConfirmStats(requested=confirm)
     models = inputs.models
     space = inputs.material.space
     if models is None:
         empty = pd.DataFrame(columns=["rank", "distance", "change", "verified", "confirmed", "note"])
         return SwitchingReport(empty, {"pairs": 0, "verified": 0, "confirm_attempted": 0, "confirmed": 0}), stats
-    oracle: RecordedOracle | None = None
+    oracle: Oracle | None = None
+    journal: FileJournal | None = None
+    tally = Tally()
     if confirm > 0:
         try:
-            oracle = _confirm_oracle(inputs, folder)
-            stats.ledger = str(oracle.ledger.path)
+            oracle, journal = _confirm_oracle(inputs, folder)
+            stats.ledger = str(journal.ledger.path)
         except Exception as exc:  # a report without confirmation beats no report
             stats.error = f"oracle unavailable: {type(exc).__name__}: {str(exc).strip()[:200]}"
     checker, level, checker_name = _checker(inputs, rule)
@@ -150,12 +161,14 @@ def switching_pairs(
         oracle=oracle,
         confirm_top=confirm,
         target_name=inputs.material.target,
+        journal=journal,
+        retry=inputs.config.retry,
         poll_interval=min(0.5, inputs.config.retry.poll_interval_s),
         timeout_s=timeout_s,
+        tally=tally,
     )
     report.summary["verifier"] = checker_name
-    if oracle is not None:
-        stats.reused, stats.reattached, stats.submitted = oracle.reused, oracle.reattached, oracle.submitted
+    stats.reused, stats.reattached, stats.submitted = tally.reused, tally.reattached, tally.submitted
     return report, stats
 
 

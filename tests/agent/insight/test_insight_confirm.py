@@ -1,20 +1,24 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pandas as pd
 import pytest
 
+from agent.campaign.config import RetrySpec
 from agent.core.materials import get_material
 from agent.insight.confirm import confirm_pairs, measure_designs
 from agent.insight.demo import format_demo, run_demo
 from agent.insight.switching import pair_table
 from agent.insight.transitions import switching_report
 from agent.models.surrogate import EnsembleConfig
-from oracles.base import ErrorClass, Handle, JobStatus, OracleError, Result
+from oracles.base import ErrorClass, Handle, JobStatus, OracleError, Result, design_digest
+from oracles.mock import MockOracle
 from oracles.table import TableOracle
+from oracles.testing.faulty import Fault, FaultyOracle
 
 MAT = get_material("mos2")
 SPACE = MAT.space
@@ -95,18 +99,48 @@ class Scripted:
         self.cancelled.extend(handles)
 
 
+QUICK = RetrySpec(max_attempts=1, backoff_s=0.0, poll_interval_s=0.01, max_backoff_s=0.01, outage_s=0.05)
+
+
 def test_failures_become_reasons_never_exceptions(rows: dict[str, Any]) -> None:
     X = np.array([rows["metal"], rows["one"], rows["metal"]])
     failed = Scripted("fail")
     got = measure_designs(failed, X, poll_interval=0.0)
     assert failed.submitted == 2, "identical designs are measured once"
     assert got[0] == (None, "failed, physics: SCF did not converge") and got[2] == got[0]
-    assert measure_designs(Scripted("poll"), X)[1] == (None, "poll failed: OracleError: lab server down")
+    down = Scripted("poll")
+    got = measure_designs(down, X, retry=QUICK)
+    assert got[1][0] is None and str(got[1][1]).startswith("not measured: OracleUnavailable: oracle 'scripted'")
+    assert "lab server down" in str(got[1][1]) and len(down.cancelled) == 2, "no one would collect them"
     stuck = Scripted("stuck")
     naps: list[float] = []
-    got = measure_designs(stuck, X, poll_interval=0.01, timeout_s=0.0, sleep=naps.append)
-    assert all(r == (None, "timed out after 0 s (job cancelled)") for r in got)
+    got = measure_designs(stuck, X, retry=QUICK, timeout_s=1.0, sleep=naps.append)
+    assert all(r == (None, "timeout, infrastructure: no result after 1 s: cancelled") for r in got)
     assert len(stuck.cancelled) == 2
+
+
+def test_confirmation_waits_out_an_outage_and_pays_nothing_twice(tmp_path: Path, rows: dict[str, Any]) -> None:
+    inner = MockOracle(workdir=tmp_path / "mock", latency_s=0.0, noise_eV=0.0, failure_rate=0.0)
+    faulty = FaultyOracle(inner)
+    faulty.down = 5  # the first five calls (submits, adopts) fail: a lab server that is down
+    X = np.array([rows["metal"], rows["one"], rows["half"]])
+    naps: list[float] = []
+    retry = QUICK.model_copy(update={"outage_s": 60.0})
+    got = measure_designs(faulty, X, retry=retry, sleep=naps.append)
+    assert [v for v, _ in got] == pytest.approx(list(inner.gap(X))) and faulty.down == 0
+    assert inner.submissions() == 3, "a submit that raised was adopted, never paid twice"
+    assert len(naps) >= 5 and max(naps) <= 0.01
+
+
+def test_confirmation_cancels_a_job_past_its_time_limit(tmp_path: Path, rows: dict[str, Any]) -> None:
+    inner = MockOracle(workdir=tmp_path / "mock", latency_s=0.0, noise_eV=0.0, failure_rate=0.0)
+    X = np.array([rows["metal"], rows["one"]])
+    never = design_digest(dict(zip(SPACE.names, map(float, X[1]))))
+    faulty = FaultyOracle(inner, {never: [Fault.STUCK, Fault.STUCK]})
+    got = measure_designs(faulty, X, retry=QUICK.model_copy(update={"max_attempts": 2}), timeout_s=0.05)
+    assert got[0] == (pytest.approx(inner.gap(X[:1])[0]), None)
+    assert got[1] == (None, "timeout, infrastructure: no result after 0.05 s: cancelled")
+    assert faulty.calls["cancel"] == 2 and inner.submissions() == 3, "timed out, retried once, timed out again"
 
 
 def test_demo_reports_verified_and_confirmed_switches() -> None:

@@ -1,10 +1,8 @@
-"""Report pieces on their own: tables, HTML escaping, the confirmation ledger, figure sizes."""
+"""Report pieces on their own: tables, HTML escaping, figure sizes (the confirmation journal: test_report_confirm)."""
 
 from __future__ import annotations
 
 import io
-from collections.abc import Sequence
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -12,12 +10,9 @@ import pandas as pd
 import pytest
 from PIL import Image
 
-from agent.core.space import DesignSpace
 from agent.report import SIZES, figures, tables
 from agent.report.html import Figure, Section, Table, render
 from agent.report.inputs import Target
-from agent.report.recorded import RecordedOracle
-from oracles.base import ErrorClass, Handle, JobStatus, Result
 
 
 def test_hits_table_counts_diverse_hits_and_random_expectation() -> None:
@@ -92,68 +87,6 @@ def test_html_escapes_campaign_text_and_embeds_images() -> None:
     )
     assert "<script>alert" not in page and "&lt;script&gt;alert(1)&lt;/script&gt;" in page
     assert page.count("data:image/png;base64,") == 1 and 'id="image-check"' in page
-
-
-class _CountingOracle:
-    """A table-like oracle that counts submissions and can fail a design for infrastructure reasons."""
-
-    name = "counting"
-
-    def __init__(self, space: DesignSpace, infra_fail: bool = False) -> None:
-        self.space = space
-        self.submits = 0
-        self.infra_fail = infra_fail
-        self.prefix = "failing" if infra_fail else "job"
-
-    def submit(self, designs: Any) -> list[Handle]:
-        self.submits += len(designs)
-        return [Handle("counting", f"{self.prefix}-{self.submits}-{i}", d) for i, d in enumerate(designs)]
-
-    def poll(self, handles: Sequence[Handle]) -> list[JobStatus]:
-        return [JobStatus.COMPLETED for _ in handles]
-
-    def results(self, handles: Sequence[Handle]) -> list[Result]:
-        if self.infra_fail:
-            return [Result.failure(h, ErrorClass.INFRASTRUCTURE, "lost") for h in handles]
-        return [Result(h, JobStatus.COMPLETED, {"gap": h.design["a"]}) for h in handles]
-
-    def cancel(self, handles: Sequence[Handle]) -> None:
-        pass
-
-
-def test_recorded_oracle_never_pays_twice(tmp_path: Path) -> None:
-    from agent.core.materials import get_material
-    from agent.insight import measure_designs
-
-    space = get_material("mos2").space
-    X = space.from_unit(np.random.default_rng(0).random((3, space.dim)))
-    inner = _CountingOracle(space)
-    first = measure_designs(RecordedOracle(inner, tmp_path), X, poll_interval=0.0)
-    assert inner.submits == 3 and all(v is not None for v, _ in first)
-    again = RecordedOracle(inner, tmp_path)  # a later run: everything comes from the ledger
-    assert measure_designs(again, X, poll_interval=0.0) == first
-    assert inner.submits == 3 and again.reused == 3 and again.submitted == 0
-    assert len(again.ledger.records()) == 3 and (tmp_path / "inflight.json").read_text().strip() == "{}"
-
-    # a run killed after submitting: the next one re-attaches to the saved handle
-    rec = RecordedOracle(inner, tmp_path / "killed")
-    rec.submit([dict(zip(space.names, X[0]))])
-    resumed = RecordedOracle(inner, tmp_path / "killed")
-    assert measure_designs(resumed, X[:1], poll_interval=0.0)[0][0] == pytest.approx(X[0, 0])
-    assert inner.submits == 4 and resumed.reattached == 1
-
-
-def test_recorded_oracle_retries_infrastructure_failures(tmp_path: Path) -> None:
-    from agent.core.materials import get_material
-    from agent.insight import measure_designs
-
-    space = get_material("mos2").space
-    X = space.from_unit(np.full((1, space.dim), 0.5))
-    failing = _CountingOracle(space, infra_fail=True)
-    assert measure_designs(RecordedOracle(failing, tmp_path), X, poll_interval=0.0)[0][0] is None
-    working = _CountingOracle(space)
-    assert measure_designs(RecordedOracle(working, tmp_path), X, poll_interval=0.0)[0][0] == pytest.approx(X[0, 0])
-    assert working.submits == 1 and len(RecordedOracle(working, tmp_path).ledger.records()) == 2
 
 
 def test_posterior_predictor_matches_the_joint_posterior_of_a_gp() -> None:
