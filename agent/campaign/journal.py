@@ -21,7 +21,21 @@ from agent.core.atomic import write_json
 from agent.core.errors import StateError
 from oracles.base import Handle, OracleError
 
-__all__ = ["FileJournal", "Job", "Journal", "in_flight", "keep_in_flight"]
+__all__ = ["FileJournal", "Job", "Journal", "in_flight", "keep_in_flight", "read_state_json"]
+
+
+def read_state_json(path: Path, what: str) -> Any:
+    """Parse a state file, turning every failure into one `StateError` that names the file and ``what``."""
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise StateError(f"{path}: {what} is missing") from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise StateError(f"{path}: cannot read {what}: {exc}") from None
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise StateError(f"{path}: {what} is not valid JSON (truncated or damaged?): {exc}") from None
 
 
 @dataclass
@@ -66,29 +80,34 @@ class Journal(Protocol):
 
 
 class FileJournal:
-    """A `Journal` in ``folder``: ``ledger.jsonl`` and ``inflight.json`` (sealed, written atomically)."""
+    """A `Journal` in ``folder``: ``ledger.jsonl`` and ``inflight.json`` (sealed, written atomically).
 
-    def __init__(self, folder: str | Path) -> None:
+    ``create=False`` leaves the folder to be made by whoever owns it (a campaign's store
+    creates its folder with the config, not when it is merely looked at).
+    """
+
+    def __init__(self, folder: str | Path, *, create: bool = True) -> None:
         self.folder = Path(folder)
-        self.folder.mkdir(parents=True, exist_ok=True)
+        if create:
+            self.folder.mkdir(parents=True, exist_ok=True)
         self.ledger = Ledger(self.folder / "ledger.jsonl")
         self.inflight_path = self.folder / "inflight.json"
 
     def write_inflight(self, payload: dict[str, Any]) -> None:
+        """Record jobs at the oracle (before and after submit) so a restart can re-attach to them."""
+        if not isinstance(payload, dict):
+            raise StateError(f"in-flight payload must be a dict, got {type(payload).__name__}")
         write_json(self.inflight_path, seal(payload), indent=1)
 
     def read_inflight(self) -> dict[str, Any] | None:
         if not self.inflight_path.exists():
             return None
-        try:
-            data = json.loads(self.inflight_path.read_text(encoding="utf-8"))
-        except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
-            raise StateError(f"{self.inflight_path}: cannot read the jobs in flight: {exc}") from None
-        return unseal(data, str(self.inflight_path))
+        return unseal(read_state_json(self.inflight_path, "the in-flight job list"), str(self.inflight_path))
 
     def clear_inflight(self) -> None:
         self.inflight_path.unlink(missing_ok=True)
-        fsync_dir(self.folder)
+        if self.folder.is_dir():
+            fsync_dir(self.folder)
 
 
 def in_flight(journal: Journal) -> tuple[list[Job], float | None]:

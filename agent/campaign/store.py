@@ -14,7 +14,6 @@ from __future__ import annotations
 import contextlib
 import fcntl
 import hashlib
-import json
 import os
 import re
 import socket
@@ -23,6 +22,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+from agent.campaign.journal import FileJournal, read_state_json
 from agent.campaign.ledger import Ledger, LedgerRecord, fsync_dir, seal, unseal
 from agent.core.atomic import write_json, write_text
 from agent.core.errors import ConfigError, StateError
@@ -43,20 +43,6 @@ def check_campaign_name(name: str) -> str:
     return name
 
 
-def _read_json(path: Path, what: str) -> Any:
-    """Parse a state file, turning every failure into a StateError that names the file."""
-    try:
-        text = path.read_text(encoding="utf-8")
-    except FileNotFoundError:
-        raise StateError(f"{path}: {what} is missing") from None
-    except (OSError, UnicodeDecodeError) as exc:
-        raise StateError(f"{path}: cannot read {what}: {exc}") from None
-    try:
-        return json.loads(text)
-    except json.JSONDecodeError as exc:
-        raise StateError(f"{path}: {what} is not valid JSON (truncated or damaged?): {exc}") from None
-
-
 def _hash_file(path: Path, *, sync: bool = False) -> tuple[str, int]:
     """SHA-256 and size of a file; ``sync`` flushes it too: a commit must not point at cached data."""
     digest, size = hashlib.sha256(), 0
@@ -70,13 +56,14 @@ def _hash_file(path: Path, *, sync: bool = False) -> tuple[str, int]:
     return digest.hexdigest(), size
 
 
-class CampaignStore:
-    """One campaign's folder: config, ledger, in-flight jobs and committed iterations."""
+class CampaignStore(FileJournal):
+    """One campaign's folder: config, committed iterations, and (as the `FileJournal` it is)
+    the ledger and the jobs in flight."""
 
     def __init__(self, state_dir: Path | str, name: str) -> None:
         self.name = check_campaign_name(name)
         self.root = Path(state_dir) / self.name
-        self.ledger = Ledger(self.root / "ledger.jsonl")
+        super().__init__(self.root, create=False)
         self._verified: dict[int, dict[str, Any]] = {}  # iteration -> its manifest's files
 
     # -- one run at a time --------------------------------------------------------------
@@ -136,7 +123,7 @@ class CampaignStore:
         fsync_dir(self.root.parent)
 
     def load_config(self) -> tuple[dict[str, Any], str]:
-        data = _read_json(self._config_path, "the campaign configuration")
+        data = read_state_json(self._config_path, "the campaign configuration")
         if not isinstance(data, dict) or not isinstance(data.get("config"), dict):
             raise StateError(f"{self._config_path}: expected an object with a 'config' object")
         if not isinstance(data.get("fingerprint"), str):
@@ -151,28 +138,6 @@ class CampaignStore:
                 f"{self.root} was started with a different configuration (fingerprint {stored} != {fingerprint}); "
                 "use another campaign name or the original config"
             )
-
-    # -- jobs in flight --------------------------------------------------------------
-
-    @property
-    def _inflight_path(self) -> Path:
-        return self.root / "inflight.json"
-
-    def write_inflight(self, payload: dict[str, Any]) -> None:
-        """Record jobs at the oracle (before and after submit) so a restart can re-attach to them."""
-        if not isinstance(payload, dict):
-            raise StateError(f"in-flight payload must be a dict, got {type(payload).__name__}")
-        write_json(self._inflight_path, seal(payload), indent=1)
-
-    def read_inflight(self) -> dict[str, Any] | None:
-        if not self._inflight_path.exists():
-            return None
-        return unseal(_read_json(self._inflight_path, "the in-flight job list"), str(self._inflight_path))
-
-    def clear_inflight(self) -> None:
-        self._inflight_path.unlink(missing_ok=True)
-        if self.root.is_dir():
-            fsync_dir(self.root)
 
     # -- iterations ------------------------------------------------------------------
 
@@ -217,7 +182,7 @@ class CampaignStore:
     def _checkpoint(self) -> dict[str, Any] | None:
         if not self._campaign_path.exists():
             return None
-        data = _read_json(self._campaign_path, "the checkpoint")
+        data = read_state_json(self._campaign_path, "the checkpoint")
         it = data.get("iteration") if isinstance(data, dict) else None
         if not isinstance(it, int) or isinstance(it, bool) or it < 0:
             raise StateError(f"{self._campaign_path}: 'iteration' is missing or not a non-negative integer")
@@ -249,7 +214,7 @@ class CampaignStore:
                 raise StateError(f"{manifest_path}: cannot read the manifest: {exc}") from None
             if actual != checkpoint["manifest_sha256"]:
                 raise StateError(f"{manifest_path}: does not match the checksum in {self._campaign_path}")
-        manifest = unseal(_read_json(manifest_path, "the manifest"), str(manifest_path))
+        manifest = unseal(read_state_json(manifest_path, "the manifest"), str(manifest_path))
         files = manifest.get("files")
         if manifest.get("iteration") != i or not isinstance(files, dict) or "metrics.json" not in files:
             raise StateError(f"{manifest_path}: not the manifest of iteration {i}, or it lists no metrics.json")
@@ -263,7 +228,7 @@ class CampaignStore:
             digest, size = _hash_file(path)
             if (digest, size) != (entry.get("sha256"), entry.get("bytes")):
                 raise StateError(f"{path}: content differs from {manifest_path} (sha256 or size mismatch)")
-        metrics = _read_json(folder / "metrics.json", "the iteration's metrics")
+        metrics = read_state_json(folder / "metrics.json", "the iteration's metrics")
         if not isinstance(metrics, dict):
             raise StateError(f"{folder / 'metrics.json'}: expected a JSON object")
         self._verified[i] = files
