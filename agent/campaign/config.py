@@ -232,6 +232,17 @@ class RetrySpec(_Spec):
     max_failure_rate: float | None = Field(default=0.5, gt=0, le=1)
     failure_window: int = Field(default=40, ge=5)
 
+    def updated(self, **changes: float | int | None) -> RetrySpec:
+        """These rules with ``changes`` (``None`` values left out), checked as a file's values
+        are: a command-line flag or report option that would break a rule is one `ConfigError`."""
+        data = self.model_dump() | {k: v for k, v in changes.items() if v is not None}
+        try:
+            return RetrySpec.model_validate(data, strict=False)
+        except ValidationError as exc:
+            raise ConfigError(
+                "; ".join(line.strip().removeprefix("- ") for line in error_lines(exc, RetrySpec))
+            ) from None
+
 
 @functools.lru_cache(maxsize=16)
 def _target_range(material: str) -> tuple[float, float, str] | None:

@@ -29,7 +29,8 @@ most ``max_backoff_s``) until ``deadline``, or `OracleUnavailable` after ``outag
 A submit that raised is retried as the protocol (`oracles.base`) makes safe: designs for
 an `Adopts` oracle (mock, http) stay ``submitting`` and are adopted first, an
 `IdempotentSubmit` oracle (table) hands back the jobs it already has, and any other
-(vasp, gpaw) promises that a submit that raised left nothing behind. A `DesignError` or
+promises that a submit that raised left nothing behind (every shipped back end that
+starts paid work, vasp and gpaw included, is `Adopts`). A `DesignError` or
 `DataError` from submit means the oracle refused the designs before starting anything.
 Each poll round costs O(jobs in flight): thousands of jobs may be in flight at once.
 
@@ -257,7 +258,7 @@ def _submit_due(
     flight.unsure = time.time()
     flight.save()
     try:
-        refused = _submit(oracle, due, refuse)
+        refused = _submit(oracle, due, refuse, flight.save)
     except (DesignError, DataError):  # the designs were checked before anything started
         flight.unsure = None
         flight.save()
@@ -282,11 +283,15 @@ def _submit_due(
     return True
 
 
-def _submit(oracle: Oracle, due: list[Job], refuse: Refuse | None) -> list[tuple[Job, Exception]]:
+def _submit(
+    oracle: Oracle, due: list[Job], refuse: Refuse | None, save: Callable[[], None]
+) -> list[tuple[Job, Exception]]:
     """Give ``due`` their handles: in one call, or (with ``refuse``) one design at a time.
 
     Returns the jobs whose design the oracle refused (only with ``refuse``). A plain
     `OracleError` is an outage and stops the round, jobs submitted so far keeping their handles.
+    One at a time, each handle is saved (``save``) before the next submit: a process killed
+    between two submits re-attaches the jobs it started, as `Adopts` may only find the last.
     """
     if refuse is None:
         handles = oracle.submit([j.design for j in due])
@@ -303,6 +308,8 @@ def _submit(oracle: Oracle, due: list[Job], refuse: Refuse | None) -> list[tuple
             raise
         except Exception as exc:  # a design the oracle will not take must not stop the others
             refused.append((job, exc))
+        else:
+            save()  # this handle is safe before the next design is sent
     return refused
 
 

@@ -19,6 +19,7 @@ outages waited out (``outage_s``, then `OracleUnavailable`), time limits
 from __future__ import annotations
 
 import json
+import math
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -26,7 +27,6 @@ from pathlib import Path
 from typing import Any
 
 import pandas as pd
-from pydantic import ValidationError
 
 from agent.campaign.config import RetrySpec
 from agent.campaign.driver import Log, Progress, Refuse, drive
@@ -141,12 +141,11 @@ def measure_retry(
 ) -> RetrySpec:
     """The `RetrySpec` of ``innloop measure``'s flags, with one clear error for a bad value."""
     try:
-        return RetrySpec(
+        return RetrySpec().updated(
             poll_interval_s=poll_s, job_timeout_s=job_timeout_s, outage_s=outage_s, max_attempts=max_attempts
         )
-    except ValidationError as exc:
-        bad = "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors())
-        raise ConfigError(f"innloop measure: {bad}") from None
+    except ConfigError as exc:
+        raise ConfigError(f"innloop measure: {exc}") from None
 
 
 def journal_path(out: Path) -> Path:
@@ -174,13 +173,13 @@ def measure(
     """
     out = absolute_path(out)
     rows = designs_to_rows(oracle.space, designs)
-    rules = retry or RetrySpec()
-    if poll_interval is not None:
-        rules = rules.model_copy(update={"poll_interval_s": poll_interval})
+    rules = (retry or RetrySpec()).updated(poll_interval_s=poll_interval)
     out.parent.mkdir(parents=True, exist_ok=True)
     journal = FileJournal(journal_path(out))
     _upgrade_handles(out, journal)
     _check_oracle(journal, oracle.name)
+    if timeout_s is not None and not (math.isfinite(timeout_s) and timeout_s > 0):
+        raise ConfigError(f"innloop measure: --timeout must be a positive number of seconds, got {timeout_s}")
     deadline = None if timeout_s is None else time.time() + timeout_s
     left = measure_rows(
         oracle,

@@ -34,6 +34,7 @@ import pandas as pd
 from agent.campaign.config import RetrySpec
 from agent.campaign.journal import FileJournal, Job, Journal, in_flight
 from agent.campaign.measure import Tally, final, latest_results, measure_rows
+from agent.core.errors import ConfigError, one_line
 from agent.core.space import DesignSpace
 from agent.insight.switching import end_designs, target_windows
 from oracles.base import Oracle, Result, design_digest
@@ -46,15 +47,9 @@ Measurement = tuple[float | None, str | None]
 """``(value, None)`` when a value came back, else ``(None, why not)``."""
 
 
-def _first_line(exc: BaseException) -> str:
-    text = str(exc).strip().splitlines()
-    return f"{type(exc).__name__}: {text[0][:200] if text else ''}"
-
-
 def _rules(retry: RetrySpec | None, poll_interval: float | None, timeout_s: float | None) -> RetrySpec:
     """``retry`` (default `RetrySpec`'s) with the poll interval and the per-job time limit given here."""
-    update = {"poll_interval_s": poll_interval, "job_timeout_s": timeout_s}
-    return (retry or RetrySpec()).model_copy(update={k: v for k, v in update.items() if v is not None})
+    return (retry or RetrySpec()).updated(poll_interval_s=poll_interval, job_timeout_s=timeout_s)
 
 
 @contextlib.contextmanager
@@ -76,6 +71,7 @@ def measure_designs(
     retry: RetrySpec | None = None,
     poll_interval: float | None = None,
     timeout_s: float | None = None,
+    wait_s: float | None = None,
     tally: Tally | None = None,
     sleep: Callable[[float], None] = time.sleep,
     log: Callable[[str], None] = lambda _m: None,
@@ -84,7 +80,9 @@ def measure_designs(
 
     ``retry``: the driver's rules (default `RetrySpec`'s); ``poll_interval`` and
     ``timeout_s`` (the per-job time limit) override its ``poll_interval_s`` and
-    ``job_timeout_s``. ``journal`` and ``tally`` (counts added to it): see the module.
+    ``job_timeout_s``. ``wait_s``: the longest this call waits in all; designs still at
+    the oracle then are reported as such, their jobs kept in ``journal`` for the next call
+    (cancelled without one). ``journal`` and ``tally`` (counts added to it): see the module.
     Never raises for a design, a job or the oracle: a refused submit, a failed or timed
     out job, a value without ``target_name`` and an oracle given up on (`OracleUnavailable`
     after ``outage_s``, a refusal) all come back as reasons; what was measured before the
@@ -102,26 +100,37 @@ def measure_designs(
     def refuse(job: Job, exc: Exception) -> None:
         refused[job.tag.removeprefix(CONFIRM_TAG)] = exc
 
+    if wait_s is not None and not (np.isfinite(wait_s) and wait_s > 0):
+        raise ConfigError(f"the confirmation wait must be a positive number of seconds, got {wait_s}")
+    rules = _rules(retry, poll_interval, timeout_s)
+    left: list[Job] = []
     with _journal(journal) as (book, kept):
         try:
-            measure_rows(
+            left = measure_rows(
                 oracle,
                 rows,
                 book,
-                _rules(retry, poll_interval, timeout_s),
+                rules,
                 tag=CONFIRM_TAG,
                 again="the next confirmation of these designs",
                 refuse=refuse,
                 tally=tally,
+                deadline=None if wait_s is None else time.time() + wait_s,
                 log=log,
                 sleep=sleep,
             )
+            if left and not kept:
+                _cancel(oracle, book)
         except Exception as exc:  # the oracle was given up on; every design still gets its reason
             failure = exc
             if not kept:
                 _cancel(oracle, book)
         results = latest_results(book, CONFIRM_TAG, oracle.name)
-    return [_measurement(k, results.get(k), refused, failure, target_name) for k in map(design_digest, rows)]
+    waiting = {j.tag.removeprefix(CONFIRM_TAG) for j in left}
+    late = f"still at the oracle after {wait_s} s ({'kept for the next report' if kept else 'cancelled'})"
+    keys = [design_digest(row) for row in rows]
+    out = [_measurement(k, results.get(k), refused, failure, target_name) for k in keys]
+    return [(None, late) if v is None and k in waiting else (v, why) for k, (v, why) in zip(keys, out)]
 
 
 def _cancel(oracle: Oracle, journal: Journal) -> None:
@@ -136,9 +145,9 @@ def _measurement(
     key: str, result: Result | None, refused: dict[str, Exception], failure: Exception | None, target_name: str
 ) -> Measurement:
     if key in refused:
-        return None, f"not submitted: {_first_line(refused[key])}"
+        return None, f"not submitted: {one_line(refused[key])}"
     if result is None or (failure is not None and not final(result)):
-        return None, "not measured" if failure is None else f"not measured: {_first_line(failure)}"
+        return None, "not measured" if failure is None else f"not measured: {one_line(failure)}"
     value = (result.values or {}).get(target_name) if result.ok else None
     if value is not None and np.isfinite(value):
         return float(value), None
@@ -171,6 +180,7 @@ def confirm_pairs(
     retry: RetrySpec | None = None,
     poll_interval: float | None = None,
     timeout_s: float | None = None,
+    wait_s: float | None = None,
     tally: Tally | None = None,
     sleep: Callable[[float], None] = time.sleep,
 ) -> pd.DataFrame:
@@ -206,6 +216,7 @@ def confirm_pairs(
             retry=retry,
             poll_interval=poll_interval,
             timeout_s=timeout_s,
+            wait_s=wait_s,
             tally=tally,
             sleep=sleep,
         )

@@ -68,7 +68,7 @@ def run_demo(
         material=material.name,
         oracle=TableOracle(material=material.name),
         target_name=material.target,
-        poll_interval=0.0,
+        poll_interval=0.001,
     )
     return DemoResult(report, len(train), len(test), t1 - t0, time.perf_counter() - t1)
 

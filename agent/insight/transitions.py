@@ -67,6 +67,7 @@ def switching_report(
     retry: RetrySpec | None = None,
     poll_interval: float | None = None,
     timeout_s: float | None = None,
+    wait_s: float | None = None,
     tally: Tally | None = None,
     sleep: Callable[[float], None] = time.sleep,
 ) -> SwitchingReport:
@@ -82,7 +83,7 @@ def switching_report(
     ``verified`` tells. With an ``oracle``, the first ``confirm_top`` pairs (default: all
     listed) are checked at both ends; only ends the campaign did not measure are sent,
     through the job driver (`agent.insight.confirm.measure_designs`: ``journal``,
-    ``retry``, ``poll_interval``, ``timeout_s``, ``tally``, ``sleep``). Candidates for a
+    ``retry``, ``poll_interval``, ``timeout_s``, ``wait_s``, ``tally``, ``sleep``). Candidates for a
     table oracle must be its own rows (see `agent.insight.switching.in_window_candidates`).
 
     Table columns: ``rank`` (1 = smallest change), ``distance`` (weighted unit box, see
@@ -136,6 +137,7 @@ def switching_report(
         retry=retry,
         poll_interval=poll_interval,
         timeout_s=timeout_s,
+        wait_s=wait_s,
         tally=tally,
         sleep=sleep,
     )

@@ -9,6 +9,7 @@
 from __future__ import annotations
 
 import contextlib
+import math
 import os
 import time
 from collections.abc import Callable, Iterator
@@ -46,6 +47,7 @@ class ReportOptions:
     best: int = 5  # structures exported per target
     seed: int = 0
     confirm_timeout_s: float | None = None  # per confirmation job; None: the campaign's retry.job_timeout_s
+    confirm_wait_s: float | None = 900.0  # all confirmations together; jobs running then are kept for the next report
     cache: Path | None = None  # what does not change between campaigns; default: agent.report.cache.cache_dir
 
     def __post_init__(self) -> None:
@@ -54,6 +56,10 @@ class ReportOptions:
                 raise ConfigError(f"report option {key} must be >= 1, got {getattr(self, key)}")
         if self.confirm is not None and self.confirm < 0:
             raise ConfigError(f"report option confirm must be >= 0, got {self.confirm}")
+        for key in ("confirm_timeout_s", "confirm_wait_s"):
+            value = getattr(self, key)
+            if value is not None and not (math.isfinite(value) and value > 0):
+                raise ConfigError(f"report option {key} must be a positive number of seconds, got {value}")
 
 
 @dataclass
@@ -164,6 +170,7 @@ def _build(state_dir: str | Path, name: str, opt: ReportOptions, log: Callable[[
         confirm=confirm,
         folder=folder / "confirm",
         timeout_s=opt.confirm_timeout_s,
+        wait_s=opt.confirm_wait_s,
     )
     lap("switching")
 

@@ -123,6 +123,7 @@ def switching_pairs(
     confirm: int,
     folder: Path,
     timeout_s: float | None = None,
+    wait_s: float | None = None,
     rule: Rule = "probability",
     measured: bool = True,
 ) -> tuple[SwitchingReport, ConfirmStats]:
@@ -130,7 +131,9 @@ def switching_pairs(
     measurements), verified by ``rule`` (see the module) and confirmed if asked.
 
     ``timeout_s``: the time limit of one confirmation job (default: the campaign's
-    ``retry.job_timeout_s``); a job past it is cancelled and its pair's note says so."""
+    ``retry.job_timeout_s``); a job past it is cancelled and its pair's note says so.
+    ``wait_s``: how long the report waits for confirmations in all (``None``: until they
+    end); jobs still running then stay in the report's journal for the next report."""
     stats = ConfirmStats(requested=confirm)
     models = inputs.models
     space = inputs.material.space
@@ -165,6 +168,7 @@ def switching_pairs(
         retry=inputs.config.retry,
         poll_interval=min(0.5, inputs.config.retry.poll_interval_s),
         timeout_s=timeout_s,
+        wait_s=wait_s,
         tally=tally,
     )
     report.summary["verifier"] = checker_name

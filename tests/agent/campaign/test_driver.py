@@ -151,3 +151,50 @@ def test_waiting_out_a_backoff_sleeps_until_it_ends(tmp_path: Path, rows: list[d
     new, left = drive(oracle, FileJournal(tmp_path / "j"), [Job(rows[0], "t")], retry, sleep=nap)
     assert left == [] and [r.result.status for r in new] == [JobStatus.ABANDONED, JobStatus.COMPLETED]
     assert len(waits) <= 3 and max(waits) > 0.1, f"no polling every 0.01 s through the backoff: {waits}"
+
+
+class _ForgetfulOracle:
+    """A mock that dies on its ``die_on``-th submit and, like the http oracle, can adopt only
+    the jobs of its last submit (its key journal keeps the latest batch)."""
+
+    def __init__(self, inner: MockOracle, die_on: int) -> None:
+        self.inner, self.name, self.space = inner, inner.name, inner.space
+        self.die_on, self.submits, self.started = die_on, 0, 0
+        self.last: list[Handle] = []
+
+    def submit(self, designs: Any) -> list[Handle]:
+        self.submits += 1
+        if self.submits == self.die_on:
+            raise KeyboardInterrupt  # the process is killed between two submits
+        self.last = self.inner.submit(designs)
+        self.started += len(self.last)
+        return self.last
+
+    def adopt(self, designs: Any, since: float) -> list[Handle | None]:
+        known = {design_digest(h.design): h for h in self.last}
+        return [known.get(design_digest(d)) for d in designs]
+
+    def poll(self, handles: Any) -> list[JobStatus]:
+        return self.inner.poll(handles)
+
+    def results(self, handles: Any) -> list[Result]:
+        return self.inner.results(handles)
+
+    def cancel(self, handles: Any) -> None:
+        self.inner.cancel(handles)
+
+
+def test_one_at_a_time_each_handle_is_kept_before_the_next_submit(tmp_path: Path, rows: list[dict[str, float]]) -> None:
+    journal = FileJournal(tmp_path / "j")
+    jobs = [Job(r, f"t{i}") for i, r in enumerate(rows[:3])]
+    killed = _ForgetfulOracle(_mock(tmp_path), die_on=3)
+    with pytest.raises(KeyboardInterrupt):
+        drive(killed, journal, jobs, RETRY, refuse=lambda _job, _exc: None, sleep=_no_sleep)
+    kept, since = in_flight(journal)
+    assert since is not None and [j.handle is not None for j in kept] == [True, True, False]
+    again = _ForgetfulOracle(_mock(tmp_path), die_on=0)
+    new, left = drive(again, journal, kept, RETRY, since=since, refuse=lambda _job, _exc: None, sleep=_no_sleep)
+    assert not left and len(new) == 3 and again.started == 1, (
+        "the two jobs already started are re-attached, not re-sent"
+    )
+    assert killed.started + again.started == 3

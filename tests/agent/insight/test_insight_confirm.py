@@ -46,7 +46,7 @@ def test_table_oracle_confirms_a_real_switch_and_explains_misses(table: TableOra
     off_table = rows["one"] + np.r_[0.05, np.zeros(6)]
     t = pairs_of([(rows["metal"], rows["one"]), (rows["metal"], rows["half"]), (rows["metal"], off_table)])
     t.loc[:, "note"] = ["", "kept", ""]
-    got = confirm_pairs(t, table, SPACE, targets=(0.0, 1.0), windows=0.1, poll_interval=0.0)
+    got = confirm_pairs(t, table, SPACE, targets=(0.0, 1.0), windows=0.1, poll_interval=0.001)
     assert got["confirmed"].tolist() == [True, False, False]
     assert got["measured_0"].tolist() == [0.0, 0.0, 0.0]
     assert abs(got["measured_1"].iloc[0] - 1.0) <= 0.02 and abs(got["measured_1"].iloc[1] - 0.5) <= 0.02
@@ -58,7 +58,7 @@ def test_table_oracle_confirms_a_real_switch_and_explains_misses(table: TableOra
 
 def test_only_the_top_rows_are_measured(table: TableOracle, rows: dict[str, Any]) -> None:
     t = pairs_of([(rows["metal"], rows["one"])] * 3)
-    got = confirm_pairs(t, table, SPACE, targets=(0.0, 1.0), top=1, poll_interval=0.0)
+    got = confirm_pairs(t, table, SPACE, targets=(0.0, 1.0), top=1, poll_interval=0.001)
     assert got["confirmed"].iloc[0] and got["confirmed"].iloc[1:].isna().all()
     assert got["measured_1"].iloc[1:].isna().all()
     none = confirm_pairs(t.iloc[:0], table, SPACE, targets=(0.0, 1.0))
@@ -105,7 +105,7 @@ QUICK = RetrySpec(max_attempts=1, backoff_s=0.0, poll_interval_s=0.01, max_backo
 def test_failures_become_reasons_never_exceptions(rows: dict[str, Any]) -> None:
     X = np.array([rows["metal"], rows["one"], rows["metal"]])
     failed = Scripted("fail")
-    got = measure_designs(failed, X, poll_interval=0.0)
+    got = measure_designs(failed, X, poll_interval=0.001)
     assert failed.submitted == 2, "identical designs are measured once"
     assert got[0] == (None, "failed, physics: SCF did not converge") and got[2] == got[0]
     down = Scripted("poll")
@@ -171,7 +171,7 @@ def test_switching_report_with_the_table_oracle(table: TableOracle, rows: dict[s
         model=Truth(),
         targets=(0.0, 1.0),
         oracle=table,
-        poll_interval=0.0,
+        poll_interval=0.001,
     )
     assert rep.summary["in_window"] == [1, 1]
     assert rep.summary["pairs"] == 1 and rep.summary["confirmed"] == 1 and rep.summary["confirm_attempted"] == 1

@@ -111,7 +111,7 @@ def test_measured_ends_are_not_sent_and_pairs_of_measurements_cost_nothing() -> 
         measured=measured,
         oracle=oracle,
         confirm_top=1,
-        poll_interval=0.0,
+        poll_interval=0.001,
     )
     t = rep.table
     assert rep.summary["measured_candidates"] == [1, 3] and rep.summary["pairs"] == 3

@@ -17,6 +17,7 @@ import pytest
 from agent.campaign.config import RetrySpec
 from agent.campaign.journal import in_flight
 from agent.campaign.measure import Tally
+from agent.core.errors import ConfigError
 from agent.core.materials import get_material
 from agent.core.space import DesignSpace
 from agent.insight import measure_designs
@@ -70,10 +71,10 @@ def _mock(folder: Path, **kw: Any) -> MockOracle:
 def test_confirmations_are_never_paid_twice(tmp_path: Path) -> None:
     X = _designs(3)
     inner = _CountingOracle(SPACE)
-    first = measure_designs(inner, X, journal=confirm_journal(tmp_path), poll_interval=0.0)
+    first = measure_designs(inner, X, journal=confirm_journal(tmp_path), poll_interval=0.001)
     assert inner.submits == 3 and [v for v, _ in first] == pytest.approx(list(X[:, 0]))
     again, tally = confirm_journal(tmp_path), Tally()  # a later run: everything comes from the ledger
-    assert measure_designs(inner, X, journal=again, tally=tally, poll_interval=0.0) == first
+    assert measure_designs(inner, X, journal=again, tally=tally, poll_interval=0.001) == first
     assert inner.submits == 3 and (tally.reused, tally.reattached, tally.submitted) == (3, 0, 0)
     assert len(again.ledger.records()) == 3 and not (tmp_path / "inflight.json").exists()
 
@@ -82,20 +83,20 @@ def test_a_killed_confirmation_is_reattached(tmp_path: Path) -> None:
     X = _designs(1)
     dying = _CountingOracle(SPACE, killed=True)
     with pytest.raises(KeyboardInterrupt):
-        measure_designs(dying, X, journal=confirm_journal(tmp_path), poll_interval=0.0)
+        measure_designs(dying, X, journal=confirm_journal(tmp_path), poll_interval=0.001)
     assert [j.handle is not None for j in in_flight(confirm_journal(tmp_path))[0]] == [True]
     dying.killed, tally = False, Tally()
-    got = measure_designs(dying, X, journal=confirm_journal(tmp_path), tally=tally, poll_interval=0.0)
+    got = measure_designs(dying, X, journal=confirm_journal(tmp_path), tally=tally, poll_interval=0.001)
     assert got[0][0] == pytest.approx(X[0, 0]) and dying.submits == 1 and tally.reattached == 1
 
 
 def test_infrastructure_failures_are_tried_again_by_the_next_report(tmp_path: Path) -> None:
     X = _designs(1)
     failing = _CountingOracle(SPACE, infra_fail=True)
-    got = measure_designs(failing, X, journal=confirm_journal(tmp_path), retry=QUICK, poll_interval=0.0)
+    got = measure_designs(failing, X, journal=confirm_journal(tmp_path), retry=QUICK, poll_interval=0.001)
     assert got == [(None, "failed, infrastructure: lost")]
     working = _CountingOracle(SPACE)
-    got = measure_designs(working, X, journal=confirm_journal(tmp_path), retry=QUICK, poll_interval=0.0)
+    got = measure_designs(working, X, journal=confirm_journal(tmp_path), retry=QUICK, poll_interval=0.001)
     assert got[0][0] == pytest.approx(X[0, 0])
     assert working.submits == 1 and len(confirm_journal(tmp_path).ledger.records()) == 2
 
@@ -147,6 +148,22 @@ def test_a_confirmation_past_its_time_limit_is_cancelled(tmp_path: Path) -> None
     assert got[1][0] == pytest.approx(inner.gap(X[1:])[0]) and (tally.reused, tally.submitted) == (1, 1)
 
 
+def test_the_report_waits_at_most_its_wait_and_keeps_the_jobs(tmp_path: Path) -> None:
+    X = _designs(2)
+    slow = _mock(tmp_path / "mock", latency_s=60.0)  # jobs that outlast the report's wait
+    got = measure_designs(slow, X, journal=confirm_journal(tmp_path / "c"), retry=QUICK, wait_s=0.2)
+    assert got == [(None, "still at the oracle after 0.2 s (kept for the next report)")] * 2
+    kept, _ = in_flight(confirm_journal(tmp_path / "c"))
+    assert len(kept) == 2 and all(j.handle is not None for j in kept)
+    tally = Tally()  # the next report re-attaches to them: nothing is paid twice
+    measure_designs(slow, X, journal=confirm_journal(tmp_path / "c"), tally=tally, retry=QUICK, wait_s=0.1)
+    assert (tally.reattached, tally.submitted) == (2, 0)
+    with pytest.raises(ConfigError, match="positive number of seconds"):
+        measure_designs(slow, X, journal=confirm_journal(tmp_path / "c"), wait_s=float("nan"))
+    with pytest.raises(ConfigError, match="job_timeout_s: must be > 0"):
+        measure_designs(slow, X, journal=confirm_journal(tmp_path / "c"), timeout_s=-1.0)
+
+
 def test_an_older_reports_jobs_in_flight_are_upgraded(tmp_path: Path) -> None:
     (tmp_path / "empty").mkdir()
     (tmp_path / "empty" / "inflight.json").write_text("{}")
@@ -158,5 +175,5 @@ def test_an_older_reports_jobs_in_flight_are_upgraded(tmp_path: Path) -> None:
     legacy = {design_digest(handle.design): {"handle": handle.to_json()}}
     (tmp_path / "old" / "inflight.json").write_text(json.dumps(legacy))
     tally = Tally()
-    got = measure_designs(inner, X, journal=confirm_journal(tmp_path / "old"), tally=tally, poll_interval=0.0)
+    got = measure_designs(inner, X, journal=confirm_journal(tmp_path / "old"), tally=tally, poll_interval=0.001)
     assert got[0][0] == pytest.approx(X[0, 0]) and inner.submits == 1 and tally.reattached == 1
