@@ -87,7 +87,10 @@ class Emulator:
         """Read a file written by `save`; `WeightsError` if it is missing, corrupt or not one."""
         path = Path(path)
         try:
-            with np.load(path, allow_pickle=False) as npz:
+            loaded = np.load(path, allow_pickle=False)
+            if not isinstance(loaded, np.lib.npyio.NpzFile):  # an .npy: one bare array
+                raise WeightsError(f"emulator weight file {path} is one array, not an npz archive of the network")
+            with loaded as npz:
                 arrays = {name: npz[name] for name in npz.files}
         except FileNotFoundError:
             raise WeightsError(f"emulator weight file {path} does not exist") from None
@@ -105,6 +108,8 @@ class Emulator:
             )
         except KeyError as exc:
             raise WeightsError(f"{path} lacks the array {exc}") from None
+        except (IndexError, ValueError) as exc:  # arrays of the wrong rank
+            raise WeightsError(f"{path}: arrays of the wrong shape ({exc})") from None
 
 
 def _check_shapes(em: Emulator) -> None:

@@ -38,6 +38,7 @@ from pymatgen.core import SETTINGS, Structure
 from pymatgen.io.vasp.inputs import Kpoints
 from pymatgen.io.vasp.sets import MPStaticSet
 
+from agent.core.errors import DesignError
 from agent.core.materials import Material
 from oracles.base import ErrorClass
 
@@ -121,6 +122,9 @@ def write_inputs(
     ``convention``: one the material names (``None``: its default). Raises `DesignError`
     (from the material's builder) for a design it cannot build.
     """
+    missing = [k for k in material.space.names if k not in design]
+    if missing:
+        raise DesignError(f"design lacks {missing} of material {material.name!r} (it has {sorted(design)})")
     x = material.space.as_array([design[k] for k in material.space.names])[0]
     structure = material.structure(x, convention)
     applied = material.applied_field

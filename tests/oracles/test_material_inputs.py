@@ -102,7 +102,7 @@ def test_vasp_inputs_follow_the_materials_vacuum_rule(tmp_path: Path, wse2: Mate
     write_inputs(tmp_path / "mos2", MOS2_DESIGN | tight, get_material("mos2"))
     with pytest.raises(DesignError, match="below 6 Å"):
         write_inputs(tmp_path / "wse2", WSE2_DESIGN | tight, wse2)
-    with pytest.raises(KeyError):
+    with pytest.raises(DesignError, match="design lacks"):
         write_inputs(tmp_path / "keys", MOS2_DESIGN, wse2)  # MoS2's column names are not this design's
 
 

@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from agent.core.errors import ConfigError, DesignError, UnknownNameError
+from agent.core.errors import ConfigError, UnknownNameError
 from agent.core.space import DesignSpace
 
 if TYPE_CHECKING:
@@ -180,8 +180,8 @@ class Material:
             return 0.0
         key = self.applied_field.key
         meta = self.metadata(x)
-        if key not in meta:
-            raise DesignError(f"material {self.name!r}: its metadata carries no field {key!r}")
+        if key not in meta:  # the material's declaration is wrong, not the design: infrastructure, retried
+            raise ConfigError(f"material {self.name!r} declares the field {key!r}, but its metadata carries none")
         return float(meta[key])
 
 

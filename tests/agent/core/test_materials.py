@@ -7,7 +7,7 @@ import dataclasses
 import numpy as np
 import pytest
 
-from agent.core.errors import ConfigError, DesignError, UnknownNameError
+from agent.core.errors import ConfigError, UnknownNameError
 from agent.core.materials import (
     AppliedField,
     Material,
@@ -137,7 +137,7 @@ def test_a_material_without_conventions_or_field() -> None:
     with pytest.raises(ConfigError, match="it has none"):
         plain.convention("fractional")
     unlabelled = dataclasses.replace(plain, name="unlabelled", applied_field=AppliedField("missing"))
-    with pytest.raises(DesignError, match="no field 'missing'"):
+    with pytest.raises(ConfigError, match="declares the field 'missing', but its metadata carries none"):
         unlabelled.field_strength(UNSTRAINED)
 
 
