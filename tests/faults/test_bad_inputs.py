@@ -21,9 +21,6 @@ files are covered instead.
 
 from __future__ import annotations
 
-import hashlib
-import json
-import shutil
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -32,68 +29,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from agent.campaign.ledger import seal
-from agent.cli.main import main
-
-TINY = """\
-name = "tiny"
-seed = 1
-[[targets]]
-value = 1.0
-hits = 30
-[initial]
-random = 12
-[loop]
-batch_size = 4
-samples_per_target = 200
-[budget]
-iterations = 2
-[models]
-members = 2
-surrogate_epochs = 20
-surrogate_warm_epochs = 5
-generator_epochs = 10
-generator_warm_epochs = 5
-[ray]
-enabled = false
-[retry]
-poll_interval_s = 0.01
-"""
-RESUME = TINY.replace("iterations = 2", "iterations = 3")  # budgets may grow on resume
-DATA = Path(__file__).resolve().parents[2] / "agent" / "data" / "mos2" / "mos2_pbe_bandgaps.csv"
-
-
-def _run(capsys: pytest.CaptureFixture[str], config: Path, state: Path) -> tuple[int, str]:
-    capsys.readouterr()
-    code = main(["run", str(config), "--state", str(state), "--no-prefect", "--no-ray", "-q"])
-    return code, capsys.readouterr().err
-
-
-def _snapshot(root: Path) -> dict[str, str]:
-    """sha256 of every file and a marker for every folder below ``root``; the run lock, which
-    names the last process that ran the campaign, is not data and may change."""
-    out: dict[str, str] = {}
-    for path in sorted(root.rglob("*")):
-        rel = path.relative_to(root).as_posix()
-        if path.name == "run.lock":
-            out[rel] = "<lock>"
-            continue
-        out[rel] = hashlib.sha256(path.read_bytes()).hexdigest() if path.is_file() else "<dir>"
-    return out
-
-
-def _check_error(code: int, err: str, where: Path | str, fragments: tuple[str, ...]) -> None:
-    assert code == 2, f"exit code {code}, stderr:\n{err}"
-    assert err.splitlines() and err.splitlines()[0].startswith("innloop: error: "), err
-    assert "Traceback" not in err, err
-    assert str(where) in err, f"{where} not named in:\n{err}"
-    for fragment in fragments:
-        assert fragment in err, f"{fragment!r} not in:\n{err}"
-
-
-def _with(text: str, old: str, new: str) -> str:
-    assert old in text, old
-    return text.replace(old, new, 1)
+from tests.faults.corpus import DATA, TINY, check_error, run_tiny, snapshot, swap
 
 
 # -- configs ---------------------------------------------------------------------------------
@@ -105,11 +41,11 @@ class ConfigCase:
 
 
 def _toml(old: str, new: str) -> Callable[[Path], str]:
-    return lambda _folder: _with(TINY, old, new)
+    return lambda _folder: swap(TINY, old, new)
 
 
 def _data_toml(line: str) -> Callable[[Path], str]:
-    return lambda _folder: _with(TINY, "random = 12", f"random = 12\n{line}")
+    return lambda _folder: swap(TINY, "random = 12", f"random = 12\n{line}")
 
 
 CONFIG_CASES = [
@@ -126,7 +62,7 @@ CONFIG_CASES = [
     ConfigCase("string_for_bool", _toml("enabled = false", 'enabled = "no"'), ("ray.enabled: must be true or false",)),
     ConfigCase(
         "number_for_table",
-        lambda _f: _with(_with(TINY, "[budget]\niterations = 2\n", ""), "seed = 1", "seed = 1\nbudget = 2"),
+        lambda _f: swap(swap(TINY, "[budget]\niterations = 2\n", ""), "seed = 1", "seed = 1\nbudget = 2"),
         ("budget: must be a table",),
     ),
     ConfigCase("nan_target", _toml("value = 1.0", "value = nan"), ("targets.0.value: must be a finite number",)),
@@ -209,15 +145,15 @@ def test_bad_config(case: ConfigCase, tmp_path: Path, capsys: pytest.CaptureFixt
     config = tmp_path / "campaign.toml"
     content = case.make(tmp_path)
     config.write_bytes(content.encode() if isinstance(content, str) else content)
-    before = _snapshot(tmp_path)
-    code, err = _run(capsys, config, tmp_path / "state")
-    _check_error(code, err, config, case.expected)
-    assert _snapshot(tmp_path) == before, "a bad config wrote something"
+    before = snapshot(tmp_path)
+    code, err = run_tiny(capsys, config, tmp_path / "state")
+    check_error(code, err, config, case.expected)
+    assert snapshot(tmp_path) == before, "a bad config wrote something"
 
 
 def test_missing_config_file(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    code, err = _run(capsys, tmp_path / "nope.toml", tmp_path / "state")
-    _check_error(code, err, tmp_path / "nope.toml", ("cannot read config file",))
+    code, err = run_tiny(capsys, tmp_path / "nope.toml", tmp_path / "state")
+    check_error(code, err, tmp_path / "nope.toml", ("cannot read config file",))
     assert not (tmp_path / "state").exists()
 
 
@@ -308,11 +244,11 @@ def test_bad_data_file(case: DataCase, tmp_path: Path, capsys: pytest.CaptureFix
     csv = tmp_path / "prior.csv"
     case.make(pd.read_csv(DATA).head(20), csv)
     config = tmp_path / "campaign.toml"
-    config.write_text(_with(TINY, "random = 12", f'random = 12\n{case.key} = "prior.csv"'))
-    before = _snapshot(tmp_path)
-    code, err = _run(capsys, config, tmp_path / "state")
-    _check_error(code, err, csv, (f"initial.{case.key}", *case.expected))
-    assert _snapshot(tmp_path) == before, "a bad data file made the campaign write something"
+    config.write_text(swap(TINY, "random = 12", f'random = 12\n{case.key} = "prior.csv"'))
+    before = snapshot(tmp_path)
+    code, err = run_tiny(capsys, config, tmp_path / "state")
+    check_error(code, err, csv, (f"initial.{case.key}", *case.expected))
+    assert snapshot(tmp_path) == before, "a bad data file made the campaign write something"
 
 
 def test_good_data_file_is_accepted(tmp_path: Path) -> None:
@@ -322,250 +258,5 @@ def test_good_data_file_is_accepted(tmp_path: Path) -> None:
     pd.read_csv(DATA).head(20).to_csv(tmp_path / "prior.csv", index=False)
     pd.read_csv(DATA).head(5).drop(columns=["gap"]).to_csv(tmp_path / "designs.csv", index=False)
     config = tmp_path / "campaign.toml"
-    config.write_text(_with(TINY, "random = 12", 'random = 12\ndata = "prior.csv"\ndesigns = "designs.csv"'))
+    config.write_text(swap(TINY, "random = 12", 'random = 12\ndata = "prior.csv"\ndesigns = "designs.csv"'))
     assert load_config(config).initial.data == str(tmp_path / "prior.csv")
-
-
-# -- state -----------------------------------------------------------------------------------
-@pytest.fixture(scope="module")
-def campaign(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A finished two-iteration campaign (weights in iterations/0001); cases spoil copies of it."""
-    root = tmp_path_factory.mktemp("campaign")
-    (root / "tiny.toml").write_text(TINY)
-    assert main(["run", str(root / "tiny.toml"), "--state", str(root / "state"), "--no-prefect", "--no-ray", "-q"]) == 0
-    assert (root / "state" / "tiny" / "iterations" / "0001" / "surrogate.pt").is_file()
-    return root / "state"
-
-
-def _truncate(rel: str, keep: float = 0.5) -> Callable[[Path], Path]:
-    def spoil(c: Path) -> Path:
-        path = c / rel
-        data = path.read_bytes()
-        path.write_bytes(data[: int(len(data) * keep)])
-        return path
-
-    return spoil
-
-
-def _flip_byte(rel: str) -> Callable[[Path], Path]:
-    def spoil(c: Path) -> Path:
-        path = c / rel
-        data = bytearray(path.read_bytes())
-        data[len(data) // 2] ^= 0x40
-        path.write_bytes(bytes(data))
-        return path
-
-    return spoil
-
-
-def _ledger_lines(c: Path) -> list[dict[str, object]]:
-    return [json.loads(line) for line in (c / "ledger.jsonl").read_text().splitlines()]
-
-
-def _write_ledger(c: Path, lines: list[dict[str, object]]) -> Path:
-    path = c / "ledger.jsonl"
-    path.write_text("".join(json.dumps(line, separators=(",", ":")) + "\n" for line in lines))
-    return path
-
-
-def _edit_ledger_value(c: Path) -> Path:
-    lines = _ledger_lines(c)
-    result = lines[2]["result"]
-    assert isinstance(result, dict)
-    result["values"] = {"gap": 1.0}  # a convenient hit, checksum left as it was
-    return _write_ledger(c, lines)
-
-
-def _ledger_duplicate_job(c: Path) -> Path:
-    """A correctly sealed line that repeats an earlier job: only the job-id rule can notice."""
-    lines = _ledger_lines(c)
-    twin = {k: v for k, v in lines[0].items() if k != "sha256"}
-    twin["seq"] = len(lines)
-    return _write_ledger(c, [*lines, seal(twin)])
-
-
-def _ledger_torn_middle(c: Path) -> Path:
-    path = c / "ledger.jsonl"
-    lines = path.read_text().splitlines(keepends=True)
-    lines[3] = lines[3][: len(lines[3]) // 2] + "\n"
-    path.write_text("".join(lines))
-    return path
-
-
-def _ledger_garbage_line(c: Path) -> Path:
-    path = c / "ledger.jsonl"
-    lines = path.read_text().splitlines(keepends=True)
-    lines.insert(5, "\x00\x00 not json \x00\n")
-    path.write_text("".join(lines))
-    return path
-
-
-def _reseal(c: Path, name: str, content: bytes) -> Path:
-    """Replace ``iterations/0001/<name>`` and rewrite the manifest and checkpoint checksums to
-    match, as a careless copy between campaigns would: only the weight loader can notice."""
-    folder = c / "iterations" / "0001"
-    (folder / name).write_bytes(content)
-    manifest_path = folder / "manifest.json"
-    manifest = {k: v for k, v in json.loads(manifest_path.read_text()).items() if k != "sha256"}
-    manifest["files"][name] = {"sha256": hashlib.sha256(content).hexdigest(), "bytes": len(content)}
-    manifest_path.write_text(json.dumps(seal(manifest), indent=1))
-    checkpoint = json.loads((c / "campaign.json").read_text())
-    checkpoint["manifest_sha256"] = hashlib.sha256(manifest_path.read_bytes()).hexdigest()
-    (c / "campaign.json").write_text(json.dumps(checkpoint))
-    return folder / name
-
-
-def _swap_weights(name: str, other: str) -> Callable[[Path], Path]:
-    return lambda c: _reseal(c, name, (c / "iterations" / "0001" / other).read_bytes())
-
-
-def _garbage_weights(name: str) -> Callable[[Path], Path]:
-    return lambda c: _reseal(c, name, b"PK\x03\x04 definitely not a torch archive" * 10)
-
-
-def _torch_weights(name: str, payload: object) -> Callable[[Path], Path]:
-    def spoil(c: Path) -> Path:
-        import io
-
-        import torch
-
-        buf = io.BytesIO()
-        torch.save(payload, buf)
-        return _reseal(c, name, buf.getvalue())
-
-    return spoil
-
-
-def _json_edit(rel: str, edit: Callable[[dict[str, object]], None]) -> Callable[[Path], Path]:
-    def spoil(c: Path) -> Path:
-        path = c / rel
-        data = json.loads(path.read_text())
-        edit(data)
-        path.write_text(json.dumps(data))
-        return path
-
-    return spoil
-
-
-def _write(rel: str, content: bytes) -> Callable[[Path], Path]:
-    def spoil(c: Path) -> Path:
-        (c / rel).write_bytes(content)
-        return c / rel
-
-    return spoil
-
-
-def _edit_batch(c: Path) -> Path:
-    path = c / "iterations" / "0000" / "batch.csv"
-    path.write_text(path.read_text().replace("3", "4", 1))
-    return path
-
-
-def _delete(rel: str) -> Callable[[Path], Path]:
-    def spoil(c: Path) -> Path:
-        (c / rel).unlink()
-        return c / rel
-
-    return spoil
-
-
-def _sealed_inflight(c: Path) -> Path:
-    path = c / "inflight.json"
-    body = seal({"iteration": 2, "phase": "submitted", "jobs": []})
-    body["iteration"] = 1  # altered after sealing
-    path.write_text(json.dumps(body))
-    return path
-
-
-@dataclass(frozen=True)
-class StateCase:
-    id: str
-    spoil: Callable[[Path], Path]  # campaign folder -> the file it spoiled (the one to name)
-    expected: tuple[str, ...]
-    config: Callable[[str], str] = lambda text: text  # edits the resume config
-
-
-W1 = "iterations/0001"
-STATE_CASES = [
-    StateCase("truncated_campaign_json", _truncate("campaign.json"), ("not valid JSON (truncated or damaged?)",)),
-    StateCase(
-        "campaign_json_wrong_type",
-        _json_edit("campaign.json", lambda d: d.update(iteration="1")),
-        ("'iteration' is missing or not a non-negative integer",),
-    ),
-    StateCase(
-        "campaign_json_beyond_iterations",
-        _json_edit("campaign.json", lambda d: d.update(iteration=7)),
-        ("says iteration 7 is committed", "iterations/0002/manifest.json is missing"),
-    ),
-    StateCase(
-        "checkpoint_checksum_mismatch",
-        _json_edit("campaign.json", lambda d: d.update(manifest_sha256="0" * 64)),
-        ("does not match the checksum",),
-    ),
-    StateCase("truncated_config_json", _truncate("config.json"), ("not valid JSON",)),
-    StateCase("ledger_value_edited", _edit_ledger_value, ("line 3: checksum mismatch",)),
-    StateCase("ledger_torn_middle_line", _ledger_torn_middle, ("line 4: not valid JSON",)),
-    StateCase("ledger_garbage_line", _ledger_garbage_line, ("line 6: not valid JSON",)),
-    StateCase("ledger_duplicate_job", _ledger_duplicate_job, ("line 17: job", "is recorded twice")),
-    StateCase("truncated_manifest", _truncate(f"{W1}/manifest.json"), ("does not match the checksum",)),
-    StateCase("truncated_old_manifest", _truncate("iterations/0000/manifest.json"), ("not valid JSON",)),
-    StateCase("committed_batch_edited", _edit_batch, ("content differs from", "sha256 or size mismatch")),
-    StateCase("truncated_candidates_csv", _truncate(f"{W1}/candidates.csv"), ("content differs from",)),
-    StateCase("committed_file_deleted", _delete(f"{W1}/metrics.json"), ("but missing",)),
-    StateCase("surrogate_flipped_byte", _flip_byte(f"{W1}/surrogate.pt"), ("content differs from",)),
-    StateCase("surrogate_truncated", _truncate(f"{W1}/surrogate.pt"), ("content differs from",)),
-    StateCase("surrogate_garbage_resealed", _garbage_weights("surrogate.pt"), ("unreadable or corrupt",)),
-    StateCase(
-        "surrogate_is_generator_resealed",
-        _swap_weights("surrogate.pt", "generator.pt"),
-        ("is not an innloop surrogate weight file",),
-    ),
-    StateCase(
-        "generator_is_surrogate_resealed",
-        _swap_weights("generator.pt", "surrogate.pt"),
-        ("cannot load generator weights", "missing or wrong format tag"),
-    ),
-    StateCase("generator_garbage_resealed", _garbage_weights("generator.pt"), ("not a readable torch file",)),
-    StateCase(
-        "surrogate_plain_tensor_resealed",
-        _torch_weights("surrogate.pt", {"weights": [1.0, 2.0]}),
-        ("is not an innloop surrogate weight file",),
-    ),
-    StateCase("garbage_inflight", _write("inflight.json", b'{"jobs": [tru'), ("in-flight job list is not valid JSON",)),
-    StateCase("inflight_checksum_mismatch", _sealed_inflight, ("checksum mismatch",)),
-    StateCase(
-        "other_campaigns_state",
-        lambda c: c,  # the message names the campaign folder
-        ("was started with a different configuration", "fingerprint"),
-        config=lambda text: _with(text, "seed = 1", "seed = 2"),
-    ),
-    StateCase(
-        "other_campaigns_config_json",
-        lambda c: _json_edit("config.json", lambda d: d.update(fingerprint="0123456789abcdef"))(c).parent,
-        ("was started with a different configuration",),
-    ),
-]
-
-
-@pytest.mark.parametrize("case", STATE_CASES, ids=[c.id for c in STATE_CASES])
-def test_bad_state(case: StateCase, campaign: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    state = tmp_path / "state"
-    shutil.copytree(campaign, state)
-    spoiled = case.spoil(state / "tiny")
-    config = tmp_path / "tiny.toml"
-    config.write_text(case.config(RESUME))
-    before = _snapshot(state)
-    code, err = _run(capsys, config, state)
-    _check_error(code, err, spoiled, case.expected)
-    assert _snapshot(state) == before, "a bad state was changed"
-
-
-def test_resume_of_an_unspoiled_copy_works(campaign: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    """The corpus's baseline: a copied state resumes, so every failure above is the spoiling's."""
-    state = tmp_path / "state"
-    shutil.copytree(campaign, state)
-    (tmp_path / "tiny.toml").write_text(RESUME)
-    code, err = _run(capsys, tmp_path / "tiny.toml", state)
-    assert code == 0, err
-    assert (state / "tiny" / "iterations" / "0002" / "manifest.json").is_file()
