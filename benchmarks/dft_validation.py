@@ -90,7 +90,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     models = cached_models(setup, log=print)
     assert models.generator is not None  # `cached_models` always trains or loads one
     space = get_material(setup.material).space
-    funnel = replace(DESIGN, samples=args.n_samples)
+    funnel = replace(DESIGN, n_samples=args.n_samples)
     picked = []
     for target in args.targets:
         found = design(space, models.generator, models.surrogate, target, funnel, seed=args.seed).frame(space)

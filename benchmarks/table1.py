@@ -29,6 +29,7 @@ import json
 import sys
 import time
 from collections.abc import Sequence
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -37,9 +38,9 @@ import torch
 
 from agent.core.materials import get_material
 from agent.core.paths import default_state_dir
-from agent.design.funnel import DesignConfig, generate_candidates
+from agent.design.funnel import DESIGN, design
 from agent.design.metrics import diversity_ratio, mae_against
-from agent.design.trained import ModelStore, training_data
+from agent.design.trained import ModelCache, training_data
 from agent.models.surrogate import EnsembleConfig, SurrogateEnsemble, calibration_report
 
 PAPER: dict[str, tuple[float, float, float, str]] = {
@@ -76,7 +77,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     material = get_material("mos2")
     space = material.space
     obs = training_data(material)
-    store = ModelStore(Path(args.state) if args.state else default_state_dir(), retrain=args.retrain)
+    store = ModelCache(Path(args.state) if args.state else default_state_dir(), retrain=args.retrain)
     scfg = dict(progress=args.progress) | ({"epochs": 20, "warm_epochs": 5} if args.quick else {})
     gtrain = {"epochs": 3} if args.quick else {}
     timings: dict[str, float] = {}
@@ -111,9 +112,9 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         if gname not in generators:
             continue
         for t in TARGETS:
-            cfg = DesignConfig(n_samples=args.n, seed=args.seed, refine=refine)
+            cfg = replace(DESIGN, n_samples=args.n, raw=not refine)
             t0 = time.perf_counter()
-            res = generate_candidates(space, generators[gname], s_a, t, cfg)
+            res = design(space, generators[gname], s_a, t, cfg, seed=args.seed)
             seconds = time.perf_counter() - t0
             U = res.U
             in_box = float(space.valid_mask(space.from_unit(U)).mean()) if len(U) else float("nan")

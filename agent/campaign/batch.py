@@ -1,4 +1,4 @@
-"""What the loop passes between its stages: candidates, and the batch sent to the oracle.
+"""The batch a campaign iteration sends to the oracle, as chosen and as saved.
 
 `Batch` round-trips through ``batch.csv`` with the physical designs kept bit for bit, so
 a resumed run submits exactly what the killed one chose.
@@ -6,7 +6,7 @@ a resumed run submits exactly what the killed one chose.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -14,16 +14,7 @@ import pandas as pd
 
 from agent.campaign.state import CampaignState
 
-__all__ = ["Batch", "Candidates"]
-
-
-@dataclass
-class Candidates:
-    """Unit-box candidates ``U (n, d)`` and where each came from (target index, -1 pool/random)."""
-
-    U: np.ndarray
-    source: np.ndarray
-    counts: dict[str, int] = field(default_factory=dict)
+__all__ = ["Batch"]
 
 
 @dataclass

@@ -19,14 +19,15 @@ from typing import Any
 import torch
 
 from agent.campaign.config import CampaignConfig, config_from_dict
-from agent.campaign.loop import Context, Models, load_models, step
+from agent.campaign.loop import Context, step
 from agent.campaign.monitor import Monitor
 from agent.campaign.monitor import current as current_monitor
 from agent.campaign.state import CampaignState, hit_table, missing_hits, stop_reason
 from agent.campaign.store import CampaignStore
-from agent.core.errors import ConfigError, InnloopError
+from agent.core.errors import ConfigError, InnloopError, StateError
 from agent.core.materials import get_material, read_observations
 from agent.design.sampling import LocalSampler, Sampler
+from agent.design.trained import SURROGATE_FILE, TrainedModels
 from oracles import make_oracle, oracle_class
 from oracles.base import Oracle
 
@@ -39,6 +40,7 @@ __all__ = [
     "last_models",
     "make_campaign_oracle",
     "open_campaign",
+    "oracle_for",
     "run_campaign",
 ]
 
@@ -88,13 +90,22 @@ def open_campaign(
     return store, state
 
 
-def make_campaign_oracle(config: CampaignConfig, store: CampaignStore) -> Oracle:
-    """The configured oracle; one that keeps jobs on disk keeps them inside the campaign folder."""
+def oracle_for(config: CampaignConfig, workdir: Path | None = None, *, override: bool = False) -> Oracle:
+    """The configured oracle, measuring the campaign's material. An oracle that keeps jobs
+    on disk keeps them in ``workdir`` unless its settings name a folder (always, with
+    ``override``: a report's confirmations never share the campaign's job folder)."""
     settings = dict(config.oracle.settings)
     params = inspect.signature(oracle_class(config.oracle.name)).parameters
-    if "workdir" in params and "workdir" not in settings:
-        settings["workdir"] = str(store.root / "oracle")
+    if workdir is not None and "workdir" in params and (override or "workdir" not in settings):
+        settings["workdir"] = str(workdir)
+    if "material" in params and "material" not in settings:  # DFT builds the campaign's material
+        settings["material"] = config.material
     return make_oracle(config.oracle.name, **settings)
+
+
+def make_campaign_oracle(config: CampaignConfig, store: CampaignStore) -> Oracle:
+    """The campaign's oracle (`oracle_for`), its jobs inside the campaign folder."""
+    return oracle_for(config, store.root / "oracle")
 
 
 def run_campaign(
@@ -187,8 +198,8 @@ def _run_locked(
         log=say,
     )
     if run_stage is not None:
-        ctx.run_stage = run_stage
-    ctx.models, _ = last_models(store, state)
+        ctx = replace(ctx, run_stage=run_stage)
+    models, _ = last_models(store, state)
     monitor.started(state)
     if state.iteration:
         say(f"resuming {config.name} after iteration {state.iteration - 1}: {state.calls} results in the ledger")
@@ -198,7 +209,7 @@ def _run_locked(
             reason = f"{PAUSED} {max_iterations} iteration(s) of this run (--iterations); run again to go on"
             break
         try:
-            state = step(state, ctx)
+            state, models = step(state, ctx, models)
         except TimeoutError as exc:  # the wall-time budget ran out with jobs at the oracle
             reason = f"wall-time budget reached; {exc}"
             break
@@ -210,13 +221,13 @@ def _run_locked(
     return CampaignRun(replace(state, stopped=reason), store, reason)
 
 
-def last_models(store: CampaignStore, state: CampaignState) -> tuple[Models | None, int | None]:
+def last_models(store: CampaignStore, state: CampaignState) -> tuple[TrainedModels | None, int | None]:
     """The newest committed iteration's models (verified against its manifest) and its number."""
     for i in range(state.iteration - 1, -1, -1):
         folder = store.iteration_dir(i)
-        if (folder / "surrogate.pt").exists():
-            store.iteration_file(i, "surrogate.pt")  # verified against the manifest first
-            return load_models(folder, state.config.models.generator), i
+        if (folder / SURROGATE_FILE).exists():
+            store.iteration_file(i, SURROGATE_FILE)  # verified against the manifest first
+            return TrainedModels.load(folder, state.config.models.generator), i
     return None, None
 
 
@@ -224,8 +235,6 @@ def campaign_status(state_dir: str | Path, name: str) -> dict[str, Any]:
     """Iterations, oracle calls, results, jobs in flight and hits per target, from disk only."""
     store = CampaignStore(state_dir, name)
     if not store.exists():
-        from agent.core.errors import StateError
-
         raise StateError(f"no campaign {name!r} under {Path(state_dir)} (no {store.root / 'config.json'})")
     raw, _ = store.load_config()
     config = config_from_dict(raw, source=str(store.root / "config.json"))

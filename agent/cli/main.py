@@ -12,8 +12,11 @@ import argparse
 import json
 import os
 import sys
+import time
 from collections.abc import Callable, Sequence
+from dataclasses import replace
 from pathlib import Path
+from typing import Any
 
 from agent.cli.doctor import innloop_version
 from agent.cli.doctor import main as doctor
@@ -27,18 +30,18 @@ __all__ = ["main"]
 
 
 def _design(args: argparse.Namespace) -> int:
+    # torch, the models and the funnel load when a design is asked for, not at start-up
     from agent.core.materials import get_material
-    from agent.core.paths import resolve_state_dir
     from agent.core.structures import write_structures
-    from agent.design.funnel import DesignConfig, check_target, generate_candidates
+    from agent.design.funnel import DESIGN, check_target, design
     from agent.design.localize import LocalizeConfig
-    from agent.design.trained import DesignSetup, load_models, training_data
+    from agent.design.trained import DesignSetup, cached_models, training_data
     from agent.models.surrogate import EnsembleConfig
 
-    cfg = DesignConfig(
+    cfg = replace(
+        DESIGN,
         n_samples=args.n,
-        seed=args.seed,
-        refine=not args.no_refine,
+        raw=args.no_refine,
         max_sigma=None if args.max_sigma <= 0 else args.max_sigma,
         localize=LocalizeConfig(tol=args.tol, progress=not args.quiet),
     )
@@ -57,16 +60,26 @@ def _design(args: argparse.Namespace) -> int:
         ),
         generator_train={"epochs": args.generator_epochs},
     )
-    models = load_models(setup, data, log=_log(args))
-    result = generate_candidates(models.material.space, models.generator, models.surrogate, args.target, cfg)
-    frame = result.candidates
+    models = cached_models(setup, data, log=_log(args))
+    assert models.generator is not None  # `cached_models` always trains or loads one
+    seconds: dict[str, float] = {}
+
+    def timed(name: str, fn: Callable[[], Any]) -> Any:
+        t0 = time.perf_counter()
+        out = fn()
+        seconds[name] = time.perf_counter() - t0
+        return out
+
+    space = material.space
+    found = design(space, models.generator, models.surrogate, args.target, cfg, seed=args.seed, stage=timed)
+    frame = found.frame(space)
     frame.insert(0, "target", args.target)
-    c, s = result.counts, result.seconds
+    seconds["total"] = sum(seconds.values())
     _log(args)(
         "funnel: "
-        + " -> ".join(f"{k} {v}" for k, v in c.items())
+        + ", ".join(f"{k} {v}" for k, v in found.counts.items())
         + "; seconds: "
-        + ", ".join(f"{k} {v:.2f}" for k, v in s.items())
+        + ", ".join(f"{k} {v:.2f}" for k, v in seconds.items())
     )
     if args.out:
         Path(args.out).parent.mkdir(parents=True, exist_ok=True)
@@ -75,22 +88,20 @@ def _design(args: argparse.Namespace) -> int:
     else:
         frame.to_csv(sys.stdout, index=False, float_format="%.6g")
     if args.cif:
-        space = models.material.space
         best = frame.assign(err=(frame["pred"] - args.target).abs()).nsmallest(args.cif_max, "err")
-        structures = [models.material.build(x) for x in space.from_frame(best)]
+        structures = [material.build(x) for x in space.from_frame(best)]
         paths = write_structures(structures, args.cif)
         _log(args)(f"wrote {len(paths)} structure files for the {len(best)} best candidates to {args.cif}")
     return 0
 
 
 def _measure(args: argparse.Namespace) -> int:
-    import json
-
+    # pandas, the job driver and the oracles load when a measurement is asked for, not at start-up
     import pandas as pd
 
+    from agent.campaign.measure import measure, measure_retry
     from agent.core.errors import DataError
     from oracles import make_oracle
-    from oracles.measure import measure
 
     try:
         settings = json.loads(args.settings) if args.settings else {}
@@ -105,8 +116,11 @@ def _measure(args: argparse.Namespace) -> int:
         designs = pd.read_csv(path)
     except (OSError, ValueError) as exc:
         raise DataError(f"{path}: not a readable CSV ({exc})") from None
+    retry = measure_retry(
+        poll_s=args.poll, job_timeout_s=args.job_timeout, outage_s=args.outage, max_attempts=args.max_attempts
+    )
     oracle = make_oracle(args.oracle, **settings)
-    table = measure(oracle, designs, args.out, poll_interval=args.poll, timeout_s=args.timeout, log=_log(args))
+    table = measure(oracle, designs, args.out, retry=retry, timeout_s=args.timeout, log=_log(args))
     return 0 if (table["status"] == "completed").all() else 1
 
 
@@ -214,10 +228,36 @@ def build_parser() -> argparse.ArgumentParser:
     m = sub.add_parser("measure", help="measure a CSV of designs with an oracle (resumable)")
     m.add_argument("designs", help="CSV with the material's design columns")
     m.add_argument("--oracle", required=True, help="oracle name: mock, table, …")
-    m.add_argument("--out", required=True, help="results CSV; OUT.handles.json keeps the submitted jobs")
+    m.add_argument(
+        "--out", required=True, help="results CSV, written once all are measured; OUT.journal/ keeps results and jobs"
+    )
     m.add_argument("--settings", help="oracle settings as JSON, e.g. '{\"latency_s\": 2}'")
-    m.add_argument("--poll", type=float, default=1.0, help="seconds between polls (default 1)")
-    m.add_argument("--timeout", type=float, help="stop waiting after this many seconds (jobs keep running)")
+    m.add_argument("--poll", type=float, default=1.0, help="seconds between polls (retry.poll_interval_s; default 1)")
+    m.add_argument(
+        "--timeout",
+        type=float,
+        help="stop waiting after this many seconds in all (exit 2); the jobs keep running and the same command "
+        "re-attaches to them",
+    )
+    m.add_argument(
+        "--job-timeout",
+        type=float,
+        help="cancel a job still running after this many seconds and record it as timeout, an infrastructure "
+        "failure retried up to --max-attempts (retry.job_timeout_s; default: no limit)",
+    )
+    m.add_argument(
+        "--outage",
+        type=float,
+        default=3600.0,
+        help="stop (exit 3, jobs kept) once every call to the oracle has failed this many seconds (retry.outage_s; "
+        "default 3600)",
+    )
+    m.add_argument(
+        "--max-attempts",
+        type=int,
+        default=3,
+        help="submissions of a design that fails for infrastructure reasons (retry.max_attempts; default 3)",
+    )
     m.add_argument("-q", "--quiet", action="store_true")
     m.set_defaults(func=_measure)
 

@@ -128,16 +128,18 @@ def downselect(
     mean: np.ndarray,
     std: np.ndarray,
     target: float,
-    window: float,
+    window: float | None,
     max_sigma: float | None = None,
 ) -> np.ndarray:
-    """Boolean ``(n,)``: inside the design space (bounds and constraints), predicted within
-    ``±window`` of ``target`` and, if ``max_sigma`` is set, with ``σ <= max_sigma``."""
-    if window <= 0:
+    """Boolean ``(n,)`` over ``U (n, d)``, ``mean (n,)``, ``std (n,)``: inside the design space
+    (bounds and constraints), predicted within ``±window`` of ``target`` (``None``: any
+    prediction) and, if ``max_sigma`` is set, with ``σ <= max_sigma``."""
+    if window is not None and window <= 0:
         raise ConfigError(f"down-selection window must be > 0, got {window}")
     U = np.asarray(U, dtype=np.float64)
     keep = space.valid_mask(space.from_unit(U)) if len(U) else np.zeros(0, dtype=bool)
-    keep &= np.abs(np.asarray(mean) - target) <= window
+    if window is not None:
+        keep &= np.abs(np.asarray(mean) - target) <= window
     if max_sigma is not None:
         keep &= np.asarray(std) <= max_sigma
     return keep

@@ -3,31 +3,32 @@
 Everything comes from ``state/<campaign>/`` through `agent.campaign.runner.open_campaign`, which
 re-hashes every committed iteration first, so a report never draws from damaged files.
 Candidates are what the campaign would propose now: the last committed generator's
-samples localized on the last committed surrogate (the MatDesINNe pass of
-`agent.design.funnel.generate_candidates`), or, for an oracle that measures a listed pool
-only (``table``), the pool rows the surrogate puts in the target's window.
+samples through the loop's own candidate funnel (`agent.campaign.plan.loop_funnel`, run by
+`agent.design.funnel.design`) on the last committed surrogate, those predicted in the
+target's window; or, for an oracle that measures a listed pool only (``table``), the pool
+rows the surrogate puts in the window. The models come with the acquisition's model the
+campaign scores with (`agent.campaign.plan.with_acquisition_model`).
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
 from agent.campaign.config import CampaignConfig, config_from_dict
-from agent.campaign.loop import Models
-from agent.campaign.runner import last_models, open_campaign
+from agent.campaign.plan import loop_funnel, with_acquisition_model
+from agent.campaign.runner import last_models, open_campaign, oracle_for
 from agent.campaign.state import CampaignState
 from agent.campaign.store import CampaignStore
 from agent.core.errors import InnloopError, StateError
 from agent.core.materials import Material, get_material
 from agent.core.observations import Observations
-from agent.design.funnel import DesignConfig, generate_candidates
-from agent.design.localize import LocalizeConfig
-from agent.design.trained import training_data
-from oracles import make_oracle, oracle_class
+from agent.design.funnel import design
+from agent.design.trained import TrainedModels, training_data
+from oracles import oracle_class
 from oracles.base import MeasuresPool
 
 __all__ = ["ReportInputs", "Target", "candidate_sets", "load_inputs", "report_targets"]
@@ -47,13 +48,17 @@ class Target:
 
 @dataclass
 class ReportInputs:
-    """The campaign's state and store, its material, last models and the bundled data (if any)."""
+    """The campaign's state and store, its material, last models and the bundled data (if any).
+
+    ``models``: the last committed iteration's (``models_iteration``) with the acquisition's
+    model fitted on every observation when the campaign scores with one.
+    """
 
     store: CampaignStore
     state: CampaignState
     config: CampaignConfig
     material: Material
-    models: Models | None
+    models: TrainedModels | None
     models_iteration: int | None
     pool_oracle: bool
     data: Observations | None
@@ -70,9 +75,14 @@ def load_inputs(state_dir: str | Path, name: str) -> ReportInputs:
     store, state = open_campaign(config, state_dir)
     material = get_material(config.material)
     models, at = last_models(store, state)
+    notes: list[str] = []
+    try:
+        models = with_acquisition_model(state, models)
+    except Exception as exc:  # the ensemble's word beats no report
+        notes.append(f"the acquisition GP could not be fitted ({type(exc).__name__}); ensemble used instead")
     pool = issubclass(oracle_class(config.oracle.name), MeasuresPool)
     data = training_data(material) if material.dataset is not None else None
-    return ReportInputs(store, state, config, material, models, at, pool, data)
+    return ReportInputs(store, state, config, material, models, at, pool, data, notes)
 
 
 def report_targets(inputs: ReportInputs, switch: tuple[float, float] | None) -> tuple[list[Target], tuple[int, int]]:
@@ -117,15 +127,15 @@ def candidate_sets(inputs: ReportInputs, targets: list[Target], samples: int, se
         return _pool_sets(inputs, models, targets)
     out = []
     lo, hi = (float(v) for v in models.surrogate.y_range)
+    funnel = replace(loop_funnel(inputs.state), n_samples=samples, uniform=0)
     for i, t in enumerate(targets):
         gen = models.generator
         if gen is None or not (lo <= t.value <= hi) or not (gen.target_range[0] <= t.value <= gen.target_range[1]):
             inputs.notes.append(f"target {t.label}: outside what the models learned; no candidates")
             out.append(empty.assign(source=""))
             continue
-        cfg = DesignConfig(n_samples=samples, seed=seed + i, max_sigma=None, localize=LocalizeConfig(max_steps=15))
         try:
-            frame = generate_candidates(space, gen, models.surrogate, t.value, cfg).candidates
+            frame = design(space, gen, models.surrogate, t.value, funnel, seed=seed + i).frame(space)
         except InnloopError as exc:
             inputs.notes.append(f"target {t.label}: no candidates ({exc})")
             frame = empty
@@ -134,10 +144,10 @@ def candidate_sets(inputs: ReportInputs, targets: list[Target], samples: int, se
     return out
 
 
-def _pool_sets(inputs: ReportInputs, models: Models, targets: list[Target]) -> list[pd.DataFrame]:
+def _pool_sets(inputs: ReportInputs, models: TrainedModels, targets: list[Target]) -> list[pd.DataFrame]:
     """Every pool row the surrogate puts in each window (pairing is cheap; figures subsample)."""
     space = inputs.material.space
-    oracle = make_oracle(inputs.config.oracle.name, **dict(inputs.config.oracle.settings))
+    oracle = oracle_for(inputs.config)
     if not isinstance(oracle, MeasuresPool):
         raise StateError(f"oracle {oracle.name!r} lists no designs to choose from (no pool)")
     pool = oracle.pool()

@@ -1,14 +1,15 @@
 """Section 4 and the shared embedding: switching pairs (with oracle confirmation) and UMAP tables.
 
-Verification (rule ``"probability"``, the default) uses the model the campaign trusts
-for acquisition (`agent.campaign.loop.with_acquisition_model`: the symmetry-invariant GP when the
-config asks for one, else the deep ensemble): a candidate counts for a target when that
-model gives its window a probability of at least `END_PROBABILITY` = √½, so a pair's two
-ends (taken as independent) hold together with at least even odds. On a 20-iteration
-table campaign the ensemble's mean-in-window rule (rule ``"surrogate"``, the former
-behaviour) listed pairs of which 3 in 20 held; its σ near the metal boundary is far too
-small to veto them. The campaign's measurements join both candidate sets as evidence:
-an end measured in its window is confirmed without a new oracle call.
+Verification (rule ``"probability"``, the default) uses the model the campaign trusts for
+acquisition (`agent.campaign.plan.with_acquisition_model`, fitted by `agent.report.inputs`:
+the symmetry-invariant GP when the config asks for one, else the deep ensemble): a candidate
+counts for a target when that model gives its window a probability of at least
+`END_PROBABILITY` = √½, so a pair's two ends (taken as independent) hold together with at
+least even odds. On a 20-iteration table campaign the ensemble's mean-in-window rule (rule
+``"surrogate"``, the former behaviour) listed pairs of which 3 in 20 held; its σ near the
+metal boundary is far too small to veto them. The campaign's measurements join both
+candidate sets as evidence: an end measured in its window is confirmed without a new oracle
+call.
 
 Confirmation goes through the job driver on the report's own journal
 (`agent.report.recorded.confirm_journal`), with the campaign's ``[retry]`` rules (outages
@@ -20,7 +21,6 @@ disk keeps them under the report's ``confirm/oracle/``, apart from the campaign'
 
 from __future__ import annotations
 
-import inspect
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
@@ -30,8 +30,8 @@ import pandas as pd
 import torch
 
 from agent.campaign.journal import FileJournal
-from agent.campaign.loop import with_acquisition_model
 from agent.campaign.measure import Tally
+from agent.campaign.runner import oracle_for
 from agent.campaign.state import ledger_arrays
 from agent.insight import SwitchingReport, switching_report
 from agent.insight.switching import Predictor
@@ -39,7 +39,6 @@ from agent.report.cache import ArrayCache
 from agent.report.embed import base_embedding, embed, place, subsample
 from agent.report.inputs import ReportInputs, Target
 from agent.report.recorded import confirm_journal
-from oracles import make_oracle, oracle_class
 from oracles.base import Oracle
 
 __all__ = ["END_PROBABILITY", "ConfirmStats", "Embedding", "PosteriorPredictor", "embedding_tables", "switching_pairs"]
@@ -90,10 +89,6 @@ def _checker(inputs: ReportInputs, rule: Rule) -> tuple[Predictor, float | None,
     assert models is not None
     if rule == "surrogate":
         return models.surrogate, None, "the deep ensemble (mean inside the window)"
-    try:
-        with_acquisition_model(inputs.state, models)
-    except Exception as exc:  # the ensemble's word beats no table
-        inputs.notes.append(f"the acquisition GP could not be fitted ({type(exc).__name__}); ensemble used instead")
     if models.acquisition is not None:
         return PosteriorPredictor(models.acquisition), END_PROBABILITY, "the campaign's acquisition GP"
     return models.surrogate, END_PROBABILITY, "the deep ensemble (the campaign's acquisition model)"
@@ -107,11 +102,7 @@ def _measurements(inputs: ReportInputs) -> tuple[np.ndarray, np.ndarray]:
 
 def _confirm_oracle(inputs: ReportInputs, folder: Path) -> tuple[Oracle, FileJournal]:
     journal = confirm_journal(folder)
-    settings = dict(inputs.config.oracle.settings)
-    params = inspect.signature(oracle_class(inputs.config.oracle.name)).parameters
-    if "workdir" in params:
-        settings["workdir"] = str(folder / "oracle")
-    return make_oracle(inputs.config.oracle.name, **settings), journal
+    return oracle_for(inputs.config, folder / "oracle", override=True), journal
 
 
 def switching_pairs(

@@ -1,10 +1,8 @@
 """Every key of a campaign file changes what a campaign does.
 
 The schema (`agent.campaign.config`) refuses unknown keys, so a key it accepts must also be read
-somewhere. `AUDIT` maps each key to the test that fails when the key is ignored; most of
-those tests are here (tiny campaigns on the mock oracle, `LocalSampler`, a few epochs),
-the others elsewhere (named). `test_every_key_is_audited` fails when the schema gains a
-key that nobody has shown to matter.
+somewhere. Most of the tests that show it are here (tiny campaigns on the mock oracle,
+`LocalSampler`, a few epochs); `test_config_audit.py` maps every key to its test.
 """
 
 from __future__ import annotations
@@ -18,66 +16,18 @@ from typing import Any, ClassVar
 import numpy as np
 import pytest
 import torch
-from pydantic import BaseModel
 
 from agent.campaign.config import CampaignConfig, RaySpec, config_from_dict
-from agent.campaign.loop import Context, Models, choose, refine, retrain, sample, step, with_acquisition_model
+from agent.campaign.loop import Context, gather, step
+from agent.campaign.plan import PlanInputs, choose, refine, retrain, sample, with_acquisition_model
 from agent.campaign.runner import make_campaign_oracle, open_campaign, run_campaign
 from agent.campaign.state import CampaignState, missing_hits, observed
 from agent.campaign.store import CampaignStore
 from agent.core.materials import base as materials_base
 from agent.core.materials import get_material, load_dataset
+from agent.design.trained import TrainedModels
 from oracles.mock import MockOracle
 from oracles.table import TableOracle
-
-FAILURE_RATE = "tests/agent/campaign/test_state.py::test_failure_rate_stops_only_over_a_full_window_above_the_limit"
-# key -> the test proving it is read ("file::test"; this file's tests by name only)
-AUDIT: dict[str, str] = {
-    "name": "test_name_is_the_campaign_folder",
-    "material": "test_material_gives_the_space_and_property",
-    "seed": "test_seed_decides_the_random_batch",
-    "targets.value": "test_targets_decide_the_hits",
-    "targets.window": "test_targets_decide_the_hits",
-    "targets.hits": "test_targets_decide_the_hits",
-    "oracle.name": "test_oracle_name_and_settings_make_the_oracle",
-    "oracle.settings": "test_oracle_name_and_settings_make_the_oracle",
-    "initial.random": "test_initial_random_is_the_first_batch_size",
-    "initial.data": "test_initial_data_is_learned_from",
-    "initial.designs": "test_initial_designs_are_measured_first",
-    "loop.batch_size": "test_loop_batch_size",
-    "loop.exploration": "test_loop_exploration_share",
-    "loop.min_distance": "test_loop_min_distance_spaces_the_batch",
-    "loop.samples_per_target": "test_loop_samples_per_target",
-    "loop.max_sigma": "tests/agent/campaign/test_loop_max_sigma.py::test_the_cap_changes_the_batch_and_every_hit_is_under_it",  # noqa: E501
-    "budget.oracle_calls": "test_budget_oracle_calls_caps_the_batch (stop rule: tests/agent/campaign/test_state.py::"
-    "test_oracle_call_budget)",
-    "budget.iterations": "tests/agent/campaign/test_state.py::test_iteration_budget",
-    "budget.wall_time_s": "test_budget_wall_time_stops_a_run_waiting_on_the_oracle (stop rule: "
-    "tests/agent/campaign/test_state.py::test_wall_time_budget)",
-    "models.generator": "test_models_generator_kind",
-    "models.members": "test_models_members",
-    "models.surrogate_epochs": "test_models_epochs_cold_and_warm",
-    "models.surrogate_warm_epochs": "test_models_epochs_cold_and_warm",
-    "models.generator_epochs": "test_models_epochs_cold_and_warm",
-    "models.generator_warm_epochs": "test_models_epochs_cold_and_warm",
-    "models.acquisition": "test_models_acquisition_model",
-    "models.gp_max_points": "test_models_gp_max_points",
-    "ray.address": "test_ray_settings_make_the_sampler",
-    "ray.actors": "test_ray_settings_make_the_sampler",
-    "ray.cpus_per_actor": "test_ray_settings_make_the_sampler",
-    "ray.enabled": "test_ray_settings_make_the_sampler",
-    # the loop hands `config.retry` to collect(): test_retry_section_reaches_collect; what each
-    # field does there is tested on collect() itself
-    "retry.max_attempts": "tests/agent/campaign/test_collect.py::test_max_attempts_caps_resubmission",
-    "retry.backoff_s": "tests/agent/campaign/test_collect.py::test_backoff_between_attempts",
-    "retry.poll_interval_s": "test_retry_poll_interval_between_polls (backoff floor: tests/agent/campaign/test_collect.py::"  # noqa: E501
-    "test_oracle_errors_are_waited_out_and_nothing_is_lost)",
-    "retry.job_timeout_s": "tests/agent/campaign/test_collect.py::test_job_timeout_cancels_and_records_timeout",
-    "retry.max_backoff_s": "tests/agent/campaign/test_collect.py::test_max_backoff_caps_resubmission_waits",
-    "retry.outage_s": "tests/agent/campaign/test_collect.py::test_outage_limit_raises_oracle_unavailable_with_jobs_kept",  # noqa: E501
-    "retry.max_failure_rate": FAILURE_RATE,
-    "retry.failure_window": FAILURE_RATE,
-}
 
 BASE: dict[str, Any] = {
     "name": "keys",
@@ -113,27 +63,6 @@ def config(**update: Any) -> CampaignConfig:
     return config_from_dict(_merge(copy.deepcopy(BASE), update))
 
 
-def _schema_keys(model: type[BaseModel], prefix: str = "") -> list[str]:
-    keys = []
-    for name, field in model.model_fields.items():
-        kind = field.annotation
-        inner = getattr(kind, "__args__", (kind,))  # list[TargetSpec] -> TargetSpec
-        spec = next((k for k in inner if isinstance(k, type) and issubclass(k, BaseModel)), None)
-        if spec is not None:
-            keys += _schema_keys(spec, f"{prefix}{name}.")
-        else:
-            keys.append(prefix + name)
-    return keys
-
-
-def test_every_key_is_audited() -> None:
-    assert sorted(_schema_keys(CampaignConfig)) == sorted(AUDIT)
-    here = {n for n in globals() if n.startswith("test_")}
-    for key, proof in AUDIT.items():
-        first = proof.split(" ")[0]
-        assert "::" in first or first in here, f"{key}: no test {first!r} in this file"
-
-
 def _mock(folder: Path, **kw: Any) -> MockOracle:
     settings: dict[str, Any] = {"latency_s": 0.0, "noise_eV": 0.0, "failure_rate": 0.0, "seed": 0}
     return MockOracle(workdir=folder / "oracle", **(settings | kw))
@@ -146,8 +75,9 @@ def _fresh(cfg: CampaignConfig, folder: Path) -> tuple[CampaignState, Context]:
 
 def _first_batch(cfg: CampaignConfig, folder: Path) -> np.ndarray:
     state, ctx = _fresh(cfg, folder)
-    cands = refine(state, None, sample(state, None, ctx), ctx)
-    return choose(state, None, cands, np.zeros((0, state.space.dim)), ctx).physical(state)
+    given = gather(state, ctx)  # the loop's own reading of what planning needs (initial designs included)
+    cands = refine(state, None, sample(state, None, given), given)
+    return choose(state, None, cands, given)[0].physical(state)
 
 
 def _with(state: CampaignState, **update: Any) -> CampaignState:
@@ -157,21 +87,22 @@ def _with(state: CampaignState, **update: Any) -> CampaignState:
 
 
 @pytest.fixture(scope="module")
-def trained(tmp_path_factory: pytest.TempPathFactory) -> tuple[CampaignState, Models, Context]:
+def trained(tmp_path_factory: pytest.TempPathFactory) -> tuple[CampaignState, TrainedModels, Context]:
     """After the seed iteration: the state, the next iteration's models and the context."""
     torch.set_num_threads(1)  # as a campaign runs; module fixtures run before conftest's autouse one
     state, ctx = _fresh(config(), tmp_path_factory.mktemp("keys"))
-    state = step(state, ctx)
-    models = retrain(state, ctx)
+    state, _ = step(state, ctx, None)
+    models = retrain(state, gather(state, ctx))
     assert models is not None
     return state, models, ctx
 
 
-def _batch(trained: tuple[CampaignState, Models, Context], **update: Any) -> Any:
+def _batch(trained: tuple[CampaignState, TrainedModels, Context], **update: Any) -> Any:
     state, models, ctx = trained
     state = _with(state, **update)
-    cands = refine(state, models, sample(state, models, ctx), ctx)
-    return choose(state, models, cands, np.zeros((0, state.space.dim)), ctx)
+    given = gather(state, ctx)
+    cands = refine(state, models, sample(state, models, given), given)
+    return choose(state, models, cands, given)[0]
 
 
 # -- top level ---------------------------------------------------------------------------
@@ -257,11 +188,11 @@ def test_initial_designs_are_measured_first(tmp_path: Path) -> None:
 
 # -- loop --------------------------------------------------------------------------------
 @pytest.mark.parametrize("size", [3, 7])
-def test_loop_batch_size(trained: tuple[CampaignState, Models, Context], size: int) -> None:
+def test_loop_batch_size(trained: tuple[CampaignState, TrainedModels, Context], size: int) -> None:
     assert len(_batch(trained, loop={"batch_size": size}).U) == size
 
 
-def test_loop_exploration_share(trained: tuple[CampaignState, Models, Context]) -> None:
+def test_loop_exploration_share(trained: tuple[CampaignState, TrainedModels, Context]) -> None:
     assert _batch(trained, loop={"exploration": 0.0}).reason.count("explore") == 0
     assert _batch(trained, loop={"exploration": 0.5}).reason.count("explore") == 3
 
@@ -271,24 +202,25 @@ def _min_pairwise(U: np.ndarray) -> float:
     return float(d[np.triu_indices(len(U), 1)].min())
 
 
-def test_loop_min_distance_spaces_the_batch(trained: tuple[CampaignState, Models, Context]) -> None:
+def test_loop_min_distance_spaces_the_batch(trained: tuple[CampaignState, TrainedModels, Context]) -> None:
     close = _batch(trained, loop={"min_distance": 0.0})
     spaced = _batch(trained, loop={"min_distance": 0.9})
     assert _min_pairwise(close.U) < 0.9 <= _min_pairwise(spaced.U)
 
 
 @pytest.mark.parametrize("n", [13, 40])
-def test_loop_samples_per_target(trained: tuple[CampaignState, Models, Context], n: int) -> None:
+def test_loop_samples_per_target(trained: tuple[CampaignState, TrainedModels, Context], n: int) -> None:
     state, models, ctx = trained
     state = _with(state, loop={"samples_per_target": n})
-    samples = sample(state, models, ctx)
+    given = gather(state, ctx)
+    samples = sample(state, models, given)
     assert [len(s) for s in samples if len(s)] and all(len(s) in (0, n) for s in samples)
-    cands = refine(state, models, samples, ctx)
+    cands = refine(state, models, samples, given)
     assert cands.counts["candidates"] + cands.counts["invalid"] == sum(len(s) for s in samples) + n  # + n uniform
 
 
 # -- budget ------------------------------------------------------------------------------
-def test_budget_oracle_calls_caps_the_batch(trained: tuple[CampaignState, Models, Context]) -> None:
+def test_budget_oracle_calls_caps_the_batch(trained: tuple[CampaignState, TrainedModels, Context]) -> None:
     state = trained[0]
     assert len(_batch(trained, budget={"oracle_calls": state.calls + 2}).U) == 2
 
@@ -302,29 +234,28 @@ def test_budget_wall_time_stops_a_run_waiting_on_the_oracle(tmp_path: Path) -> N
 
 
 # -- models ------------------------------------------------------------------------------
-def test_models_generator_kind(trained: tuple[CampaignState, Models, Context]) -> None:
+def test_models_generator_kind(trained: tuple[CampaignState, TrainedModels, Context]) -> None:
     state, models, ctx = trained
     assert models.generator is not None and models.generator.name == "cinn"
-    ctx = dataclasses.replace(ctx, models=None)
-    other = retrain(_with(state, models={"generator": "mdn"}), ctx)
+    other = retrain(_with(state, models={"generator": "mdn"}), gather(state, ctx))
     assert other is not None and other.generator is not None and other.generator.name == "mdn"
 
 
 @pytest.mark.parametrize("members", [2, 3])
-def test_models_members(trained: tuple[CampaignState, Models, Context], members: int) -> None:
+def test_models_members(trained: tuple[CampaignState, TrainedModels, Context], members: int) -> None:
     state, _, ctx = trained
-    models = retrain(_with(state, models={"members": members}), dataclasses.replace(ctx, models=None))
+    models = retrain(_with(state, models={"members": members}), gather(state, ctx))
     assert models is not None
     assert models.surrogate.signed(torch.rand(4, state.space.dim)).shape == (members, 4)
 
 
 def test_models_epochs_cold_and_warm(
-    trained: tuple[CampaignState, Models, Context], monkeypatch: pytest.MonkeyPatch
+    trained: tuple[CampaignState, TrainedModels, Context], monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    import agent.campaign.loop
+    import agent.campaign.plan
     from agent.models.surrogate import SurrogateEnsemble
 
-    state, _, ctx = trained
+    state = trained[0]
     ran: dict[str, list[int]] = {"surrogate": [], "generator": []}
     fit_surrogate = SurrogateEnsemble.fit
 
@@ -333,7 +264,7 @@ def test_models_epochs_cold_and_warm(
         ran["surrogate"].append(summary.epochs)
         return summary
 
-    make = agent.campaign.loop.make_generator
+    make = agent.campaign.plan.make_generator
 
     def spy_make(*a: Any, **kw: Any) -> Any:
         gen = make(*a, **kw)
@@ -348,28 +279,28 @@ def test_models_epochs_cold_and_warm(
         return gen
 
     monkeypatch.setattr(SurrogateEnsemble, "fit", spy_surrogate)
-    monkeypatch.setattr(agent.campaign.loop, "make_generator", spy_make)
+    monkeypatch.setattr(agent.campaign.plan, "make_generator", spy_make)
     epochs = {"surrogate_epochs": 3, "surrogate_warm_epochs": 2, "generator_epochs": 4, "generator_warm_epochs": 1}
     state = _with(state, models=epochs)
-    cold = retrain(state, dataclasses.replace(ctx, models=None))
-    retrain(state, dataclasses.replace(ctx, models=cold))  # warm start from the cold models
+    cold = retrain(state, PlanInputs())
+    retrain(state, PlanInputs(previous=cold))  # warm start from the cold models
     assert ran == {"surrogate": [3, 2], "generator": [4, 1]}
 
 
-def test_models_acquisition_model(trained: tuple[CampaignState, Models, Context]) -> None:
+def test_models_acquisition_model(trained: tuple[CampaignState, TrainedModels, Context]) -> None:
     state, models, _ = trained
     assert models.acquisition is None and models.scorer is models.surrogate  # "ensemble"
-    gp = with_acquisition_model(_with(state, models={"acquisition": "gp"}), Models(models.surrogate, None))
+    gp = with_acquisition_model(_with(state, models={"acquisition": "gp"}), TrainedModels(models.surrogate, None))
     assert gp is not None and gp.acquisition is not None and gp.scorer is gp.acquisition
 
 
-def test_models_gp_max_points(trained: tuple[CampaignState, Models, Context]) -> None:
+def test_models_gp_max_points(trained: tuple[CampaignState, TrainedModels, Context]) -> None:
     state, models, _ = trained
     n = len(observed(state)[1])
 
     def rows(cap: int) -> int:
         gp = with_acquisition_model(
-            _with(state, models={"acquisition": "gp", "gp_max_points": cap}), Models(models.surrogate, None)
+            _with(state, models={"acquisition": "gp", "gp_max_points": cap}), TrainedModels(models.surrogate, None)
         )
         assert gp is not None and gp.acquisition is not None
         return int(gp.acquisition.train_inputs[0].shape[-2])  # type: ignore[index]
@@ -393,14 +324,14 @@ def test_ray_settings_make_the_sampler(tmp_path: Path, monkeypatch: pytest.Monke
     import flows.ray_sampler
     from agent.cli.main import main
     from agent.design.sampling import LocalSampler
-    from flows.campaign import _sampler
+    from flows.samplers import make_sampler
 
     monkeypatch.setattr(flows.ray_sampler, "RaySampler", _RecordingSampler)
     _RecordingSampler.made.clear()
     ray: dict[str, Any] = {"address": "ray://head:10001", "actors": 3, "cpus_per_actor": 0.5}
     # the Prefect flow's sampler
-    assert isinstance(_sampler(RaySpec(enabled=False, **ray), None, True), LocalSampler)
-    assert isinstance(_sampler(RaySpec(**ray), None, True), _RecordingSampler)
+    assert isinstance(make_sampler(RaySpec(enabled=False, **ray), None, use_ray=True), LocalSampler)
+    assert isinstance(make_sampler(RaySpec(**ray), None, use_ray=True), _RecordingSampler)
     assert _RecordingSampler.made == [("ray://head:10001", 3, 0.5)]
     # `innloop run --no-prefect`
     seen: list[Any] = []
@@ -426,7 +357,7 @@ def test_ray_settings_make_the_sampler(tmp_path: Path, monkeypatch: pytest.Monke
 
 # -- retry -------------------------------------------------------------------------------
 def test_retry_section_reaches_collect(
-    trained: tuple[CampaignState, Models, Context], monkeypatch: pytest.MonkeyPatch
+    trained: tuple[CampaignState, TrainedModels, Context], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     import agent.campaign.loop
     from agent.campaign.collect import Job

@@ -6,7 +6,6 @@ and candidates, and `choose` on that same state with and without a cap.
 
 from __future__ import annotations
 
-import copy
 from dataclasses import replace
 from typing import Any
 
@@ -14,11 +13,14 @@ import numpy as np
 import pytest
 import torch
 
-from agent.campaign.batch import Batch, Candidates
+from agent.campaign.batch import Batch
 from agent.campaign.config import CampaignConfig, config_from_dict
-from agent.campaign.loop import Context, Models, choose, load_models, refine, retrain, sample, step
+from agent.campaign.loop import Context, gather, step
+from agent.campaign.plan import choose, refine, retrain, sample
 from agent.campaign.runner import open_campaign
 from agent.campaign.state import CampaignState
+from agent.design.funnel import Candidates
+from agent.design.trained import TrainedModels
 from oracles.mock import MockOracle
 
 CONFIG: dict[str, Any] = {
@@ -45,7 +47,7 @@ def with_loop(config: CampaignConfig, **loop: Any) -> CampaignConfig:
 
 
 @pytest.fixture(scope="module")
-def ready(tmp_path_factory: pytest.TempPathFactory) -> tuple[CampaignState, Models, Candidates, Context]:
+def ready(tmp_path_factory: pytest.TempPathFactory) -> tuple[CampaignState, TrainedModels, Candidates, Context]:
     """The state after the seed iteration, with the next iteration's models and candidates."""
     torch.set_num_threads(1)  # as a campaign runs; module fixtures run before conftest's autouse one
     root = tmp_path_factory.mktemp("cap")
@@ -53,26 +55,29 @@ def ready(tmp_path_factory: pytest.TempPathFactory) -> tuple[CampaignState, Mode
     store, state = open_campaign(config, root / "state")
     oracle = MockOracle(workdir=root / "oracle", latency_s=0.0, noise_eV=0.0, failure_rate=0.0, seed=0)
     ctx = Context(oracle=oracle, store=store)
-    state = step(state, ctx)  # the random seed batch, measured
-    models = retrain(state, ctx)
+    state, _ = step(state, ctx, None)  # the random seed batch, measured
+    given = gather(state, ctx)
+    models = retrain(state, given)
     assert models is not None
-    cands = refine(state, models, sample(state, models, ctx), ctx)
+    cands = refine(state, models, sample(state, models, given), given)
     return state, models, cands, ctx
 
 
-def _choose(ready: tuple[CampaignState, Models, Candidates, Context], max_sigma: float | None) -> tuple[Batch, dict]:
+def _choose(
+    ready: tuple[CampaignState, TrainedModels, Candidates, Context], max_sigma: float | None
+) -> tuple[Batch, dict]:
     state, models, cands, ctx = ready
-    mine = Candidates(cands.U, cands.source, dict(cands.counts))
     capped = replace(state, config=with_loop(state.config, max_sigma=max_sigma))
-    return choose(capped, models, mine, np.zeros((0, state.space.dim)), ctx), mine.counts
+    batch, counted = choose(capped, models, cands, gather(capped, ctx))
+    return batch, counted.counts
 
 
-def _surrogate_sigma(models: Models, batch: Batch) -> np.ndarray:
+def _surrogate_sigma(models: TrainedModels, batch: Batch) -> np.ndarray:
     return models.surrogate.predict(batch.U)[1]
 
 
 def test_the_cap_changes_the_batch_and_every_hit_is_under_it(
-    ready: tuple[CampaignState, Models, Candidates, Context],
+    ready: tuple[CampaignState, TrainedModels, Candidates, Context],
 ) -> None:
     state, models, cands, _ = ready
     free, free_counts = _choose(ready, None)
@@ -99,7 +104,9 @@ def test_the_cap_changes_the_batch_and_every_hit_is_under_it(
     assert again.reason == capped.reason
 
 
-def test_a_tiny_cap_turns_the_batch_to_exploration(ready: tuple[CampaignState, Models, Candidates, Context]) -> None:
+def test_a_tiny_cap_turns_the_batch_to_exploration(
+    ready: tuple[CampaignState, TrainedModels, Candidates, Context],
+) -> None:
     state, models, cands, _ = ready
     # only a unanimous ensemble meets it (σ is 0 where every member predicts a metal)
     cap = 1e-6
@@ -116,19 +123,18 @@ def test_a_tiny_cap_turns_the_batch_to_exploration(ready: tuple[CampaignState, M
 
 
 def test_a_capped_step_records_the_count_and_measures_no_uncertain_hit(
-    ready: tuple[CampaignState, Models, Candidates, Context],
+    ready: tuple[CampaignState, TrainedModels, Candidates, Context],
 ) -> None:
     """Last in this file: it commits the next iteration into the fixture's campaign folder."""
     state, models, _, ctx = ready
     cap = 0.02
     capped = replace(state, config=with_loop(state.config, max_sigma=cap))
-    ctx = replace(ctx, models=copy.deepcopy(models))  # warm starts train in place: keep the fixture's
-    step(capped, ctx)
+    step(capped, ctx, models)
     i = state.iteration
     metrics = ctx.store.verify_iteration(i)
     assert metrics["candidates"]["over_max_sigma"] > 0
     batch = Batch.read(ctx.store.iteration_file(i, "batch.csv"), state)
-    surrogate = load_models(ctx.store.iteration_dir(i), state.config.models.generator)
+    surrogate = TrainedModels.load(ctx.store.iteration_dir(i), state.config.models.generator)
     assert surrogate is not None
     hits = np.array([r == "exploit" for r in batch.reason])
     assert hits.any() and (surrogate.surrogate.predict(batch.U)[1][hits] <= cap + 1e-6).all()

@@ -62,5 +62,8 @@ def test_downselect_filters_window_bounds_and_sigma() -> None:
     np.testing.assert_array_equal(
         downselect(space, U, mean, std, 1.0, 0.1, max_sigma=0.05), [True, False, False, False]
     )
+    # no window: only the design space (and a σ cap, when given) decide
+    np.testing.assert_array_equal(downselect(space, U, mean, std, 1.0, None), [True, True, False, True])
+    np.testing.assert_array_equal(downselect(space, U, mean, std, 1.0, None, 0.05), [True, True, False, False])
     with pytest.raises(ConfigError):
         downselect(space, U, mean, std, 1.0, 0.0)
