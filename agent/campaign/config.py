@@ -168,7 +168,7 @@ class LoopSpec(_Spec):
     min_distance: float = Field(default=0.1, ge=0)  # unit-box distance below which designs are near-duplicates
     samples_per_target: int = Field(default=2000, ge=1)  # generator samples per target per iteration
     # optional cap on the deep ensemble's calibrated σ of a candidate chosen as a hit (exploration
-    # is not capped); None: no cap. See `agent.campaign.loop.choose`.
+    # is not capped); None: no cap. See `agent.campaign.plan.choose`.
     max_sigma: float | None = Field(default=None, gt=0)
 
 
