@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import sys
 import tempfile
 import time
@@ -43,20 +44,31 @@ from agent.campaign.config import config_from_dict
 from agent.campaign.runner import run_campaign
 from agent.campaign.state import diverse_hits, ledger_arrays, nearest_distance
 from agent.core.materials import get_material
+from agent.core.targets import TargetRange
 from agent.design.acquisition import SelectionConfig, choose_batch, log_window_probability
+from agent.models.gp import fit_marginal_likelihood
 from agent.models.surrogate import EnsembleConfig, SurrogateEnsemble
 from oracles import make_oracle
 from oracles.base import MeasuresPool
 
-__all__ = ["main", "run_baseline", "run_innloop"]
+__all__ = ["Target", "main", "run_baseline", "run_innloop", "target_range"]
 
 METHODS = ("random", "gp", "trees", "ensemble", "innloop")
 WINDOW, SPACING, SEEDS_N, BATCH, WANTED = 0.1, 0.1, 50, 10, 50
+Target = float | TargetRange  # a band gap (± WINDOW) or any range (benchmarks.experiment: yield ≥ 0.9)
+
+
+def target_range(target: Target) -> TargetRange:
+    """``target ± WINDOW`` for a number, the range itself otherwise."""
+    return target if isinstance(target, TargetRange) else TargetRange.around(target, WINDOW)
 
 
 # -- the problem ---------------------------------------------------------------------------
 class Problem:
-    """One oracle and its candidate source, shared by every method."""
+    """One oracle and its candidate source, shared by every method (subclasses: other problems)."""
+
+    property = "gap"  # the oracle's value that is scored
+    n_seeds = SEEDS_N  # random seed designs per seed
 
     def __init__(self, oracle: str, table: str | None, workdir: Path) -> None:
         self.kind = oracle
@@ -72,7 +84,7 @@ class Problem:
 
     def measure(self, U: np.ndarray) -> np.ndarray:
         handles = self.oracle.submit(self.space.from_unit(U))
-        return np.array([(r.values or {}).get("gap", np.nan) for r in self.oracle.results(handles)])
+        return np.array([(r.values or {}).get(self.property, np.nan) for r in self.oracle.results(handles)])
 
     def uniform(self, rng: np.random.Generator, n: int) -> np.ndarray:
         return self.space.sample_unit(rng, n)
@@ -80,24 +92,27 @@ class Problem:
     def seeds(self, seed: int) -> np.ndarray:
         rng = np.random.default_rng([seed, 12345])
         if self.pool is not None:
-            return self.pool[rng.choice(len(self.pool), SEEDS_N, replace=False)]
-        return self.uniform(rng, SEEDS_N)
+            return self.pool[rng.choice(len(self.pool), self.n_seeds, replace=False)]
+        return self.uniform(rng, self.n_seeds)
 
     def candidates(self, seed: int, it: int, measured: np.ndarray) -> np.ndarray:
         if self.pool is None:
             return self.uniform(np.random.default_rng([seed, it, 777]), 5000)
         return self.pool[nearest_distance(self.pool, measured) > 1e-9]
 
+    def campaign_sections(self) -> dict[str, Any]:
+        """Sections of innloop's campaign config besides the benchmark's own (MoS2: none)."""
+        return {}
 
-def calls_to(U: np.ndarray, y: np.ndarray, target: float, wanted: int = WANTED) -> int | None:
-    hits = diverse_hits(U, y, target, WINDOW, SPACING)
+
+def calls_to(U: np.ndarray, y: np.ndarray, target: Target, wanted: int = WANTED) -> int | None:
+    hits = diverse_hits(U, y, target_range(target), SPACING)
     return int(hits[wanted - 1]) + 1 if len(hits) >= wanted else None
 
 
 # -- baselines -----------------------------------------------------------------------------
-def _gp_scores(U: np.ndarray, y: np.ndarray, C: np.ndarray, target: float) -> np.ndarray:
+def _gp_scores(U: np.ndarray, y: np.ndarray, C: np.ndarray, target: Target) -> np.ndarray:
     # each baseline's library only when that baseline runs
-    from botorch.fit import fit_gpytorch_mll
     from botorch.models import SingleTaskGP
     from botorch.models.transforms import Standardize
     from gpytorch.kernels import MaternKernel, ScaleKernel
@@ -107,30 +122,35 @@ def _gp_scores(U: np.ndarray, y: np.ndarray, C: np.ndarray, target: float) -> np
     Y = torch.as_tensor(y, dtype=torch.float64).unsqueeze(-1)
     kernel = ScaleKernel(MaternKernel(nu=2.5, ard_num_dims=U.shape[1]))
     gp = SingleTaskGP(X, Y, covar_module=kernel, outcome_transform=Standardize(1))
-    fit_gpytorch_mll(ExactMarginalLogLikelihood(gp.likelihood, gp))
-    return log_window_probability(gp, C, target - WINDOW, target + WINDOW)
+    fit_marginal_likelihood(ExactMarginalLogLikelihood(gp.likelihood, gp))
+    r = target_range(target)
+    return log_window_probability(gp, C, r.lo, r.hi)
 
 
-def _tree_scores(U: np.ndarray, y: np.ndarray, C: np.ndarray, target: float, seed: int) -> np.ndarray:
+def _tree_scores(U: np.ndarray, y: np.ndarray, C: np.ndarray, target: Target, seed: int) -> np.ndarray:
     from scipy.stats import norm  # as above: only for this baseline
     from sklearn.ensemble import ExtraTreesRegressor
 
     model = ExtraTreesRegressor(n_estimators=100, random_state=seed, n_jobs=1).fit(U, y)
     per_tree = np.stack([t.predict(C) for t in model.estimators_])
     mu, sd = per_tree.mean(0), np.maximum(per_tree.std(0), 1e-3)
-    p = norm.cdf((target + WINDOW - mu) / sd) - norm.cdf((target - WINDOW - mu) / sd)
+    r = target_range(target)
+    p = norm.cdf((r.hi - mu) / sd) - norm.cdf((r.lo - mu) / sd)
     return np.log(np.maximum(p, 1e-300))
 
 
-def run_baseline(method: str, problem: Problem, target: float, seed: int, max_calls: int) -> dict[str, Any]:
-    """One baseline run; returns the calls to 50 diverse hits and the per-iteration overhead."""
+def run_baseline(
+    method: str, problem: Problem, target: Target, seed: int, max_calls: int, wanted: int = WANTED
+) -> dict[str, Any]:
+    """One baseline run; returns the calls to ``wanted`` diverse hits and the per-iteration overhead."""
     U = problem.seeds(seed)
     y = problem.measure(U)
     rng = np.random.default_rng([seed, 99])
     ens: SurrogateEnsemble | None = None
     overhead: list[float] = []
     it = 0
-    while calls_to(U, y, target) is None and len(y) < max_calls:
+    r = target_range(target)
+    while calls_to(U, y, r, wanted) is None and len(y) < max_calls:
         it += 1
         t0 = time.perf_counter()
         C = problem.candidates(seed, it, U)
@@ -146,34 +166,41 @@ def run_baseline(method: str, problem: Problem, target: float, seed: int, max_ca
                 if ens is None:
                     ens = SurrogateEnsemble(U.shape[1], EnsembleConfig(epochs=300, warm_epochs=100, seed=seed))
                 ens.fit(U[ok], y[ok], warm_start=True)
-                scores = log_window_probability(ens, C, target - WINDOW, target + WINDOW)
-            hits = U[diverse_hits(U, np.nan_to_num(y, nan=-1), target, WINDOW, SPACING)]
+                scores = log_window_probability(ens, C, r.lo, r.hi)
+            hits = U[diverse_hits(U, np.nan_to_num(y, nan=-1), r, SPACING)]
             choice = choose_batch(
-                scores[None], np.zeros(len(C)), C, [WANTED], SelectionConfig(BATCH, 0.0, SPACING), hits=[hits]
+                scores[None], np.zeros(len(C)), C, [wanted], SelectionConfig(BATCH, 0.0, SPACING), hits=[hits]
             )
             pick = choice.index
         overhead.append(time.perf_counter() - t0)
         U = np.vstack([U, C[pick]])
         y = np.concatenate([y, problem.measure(C[pick])])
-    return {"calls": calls_to(U, y, target), "measured": len(y), "curve": _curve(U, y, target), "overhead_s": overhead}
+    return {"calls": calls_to(U, y, r, wanted), "measured": len(y), "curve": _curve(U, y, r), "overhead_s": overhead}
 
 
-def _curve(U: np.ndarray, y: np.ndarray, target: float) -> list[int]:
-    hits = diverse_hits(U, np.nan_to_num(y, nan=-1), target, WINDOW, SPACING)
+def _curve(U: np.ndarray, y: np.ndarray, target: Target) -> list[int]:
+    hits = diverse_hits(U, np.nan_to_num(y, nan=-1), target_range(target), SPACING)
     return [int(h) + 1 for h in hits]  # call number of each diverse hit
 
 
 # -- innloop -------------------------------------------------------------------------------
 def innloop_config(
-    problem: Problem, target: float, seed: int, max_calls: int, designs: Path, exploration: float | None = None
+    problem: Problem,
+    target: Target,
+    seed: int,
+    max_calls: int,
+    designs: Path,
+    exploration: float | None = None,
+    wanted: int = WANTED,
 ) -> dict[str, Any]:
     loop: dict[str, Any] = {"batch_size": BATCH, "min_distance": SPACING}
     if exploration is not None:
         loop["exploration"] = exploration
-    return {
-        "name": f"bench-{problem.kind}-{target:g}-{seed}".replace(".", "p"),
+    r = target_range(target)
+    return problem.campaign_sections() | {
+        "name": f"bench-{problem.kind}-{r.slug()}-{seed}".replace(".", "p"),
         "seed": seed,
-        "targets": [{"value": target, "window": WINDOW, "hits": WANTED}],
+        "targets": [_target_entry(r) | {"hits": wanted}],
         "oracle": {"name": problem.kind, "settings": problem.settings},
         "initial": {"random": 0, "designs": str(designs)},
         "loop": loop,
@@ -183,8 +210,21 @@ def innloop_config(
     }
 
 
+def _target_entry(r: TargetRange) -> dict[str, float]:
+    """A ``[[targets]]`` entry: ``value`` and ``window``, or the finite sides as ``low``/``high``."""
+    if r.value is not None and r.window is not None:
+        return {"value": r.value, "window": r.window}
+    return {k: v for k, v in (("low", r.lo), ("high", r.hi)) if math.isfinite(v)}
+
+
 def run_innloop(
-    problem: Problem, target: float, seed: int, max_calls: int, workdir: Path, exploration: float | None = None
+    problem: Problem,
+    target: Target,
+    seed: int,
+    max_calls: int,
+    workdir: Path,
+    exploration: float | None = None,
+    wanted: int = WANTED,
 ) -> dict[str, Any]:
     """The real campaign (no Prefect, samples in process) from the same seed designs."""
     workdir.mkdir(parents=True, exist_ok=True)
@@ -192,15 +232,18 @@ def run_innloop(
     problem.space.to_frame(problem.space.from_unit(problem.seeds(seed))).to_csv(
         designs, index=False, float_format="%.17g"
     )
-    cfg = config_from_dict(innloop_config(problem, target, seed, max_calls, designs, exploration))
+    cfg = config_from_dict(innloop_config(problem, target, seed, max_calls, designs, exploration, wanted))
     run = run_campaign(cfg, workdir / "state", oracle=problem.oracle)
     U, y = ledger_arrays(run.state, arrival=True)  # the baselines count their calls in submission order too
     seconds = [sum(v for k, v in m["seconds"].items() if k != "measure") for m in run.state.history[1:]]
-    return {"calls": calls_to(U, y, target), "measured": len(y), "curve": _curve(U, y, target), "overhead_s": seconds}
+    hits = {"calls": calls_to(U, y, target, wanted), "curve": _curve(U, y, target)}
+    return hits | {"measured": len(y), "overhead_s": seconds}
 
 
 # -- reporting -----------------------------------------------------------------------------
-def summarise(runs: list[dict[str, Any]], max_calls: int) -> str:
+def summarise(runs: list[dict[str, Any]], max_calls: int, target_head: str = "target (eV)") -> str:
+    """The markdown table; a run's ``target`` is a number (``:g``) or a label such as ``≥ 0.9``."""
+
     def fmt(v: float) -> str:
         return "not reached" if not np.isfinite(v) else f"{v:.0f}"
 
@@ -210,12 +253,13 @@ def summarise(runs: list[dict[str, Any]], max_calls: int) -> str:
         for method, m in part.groupby("method", sort=False):
             calls = [c if c is not None else np.inf for c in m["calls"]]
             med = float(np.median(calls))
+            label = target if isinstance(target, str) else format(target, "g")
             rows.append(
-                f"| {oracle} | {target:g} | {method} | {fmt(med)} | {fmt(min(calls))}–{fmt(max(calls))} | "
+                f"| {oracle} | {label} | {method} | {fmt(med)} | {fmt(min(calls))}–{fmt(max(calls))} | "
                 f"{' '.join(fmt(c) for c in calls)} | {np.median([np.mean(o) for o in m['overhead_s'] if o]):.2f} |"
             )
     head = (
-        "| oracle | target (eV) | method | median calls | range | per seed | s per iteration |\n"
+        f"| oracle | {target_head} | method | median calls | range | per seed | s per iteration |\n"
         "|---|---|---|---|---|---|---|"
     )
     return head + "\n" + "\n".join(rows)

@@ -67,14 +67,16 @@ def _publish(state: CampaignState, store: CampaignStore) -> None:
 
 def report_markdown(result: Any) -> str:
     """Markdown artifact: the switching summary, the five smallest pairs and the key figures."""
+    from agent.report import switching_line  # the report's stack: only once a report was built
+
     s = result.summary
+    line = switching_line(s)
     lines = [
         f"# {s['campaign']}: report",
         "",
         f"Report: `{result.html}` (figures and tables beside it).",
         "",
-        f"Switching {s['targets'][0]:g} → {s['targets'][1]:g} eV: {s['pairs']} pairs, {s['verified']} verified by "
-        f"{s.get('verifier', 'the model')}, {s['confirmed']} of {s['confirm_attempted']} confirmed by the oracle.",
+        line[:1].upper() + line[1:] + ".",
         "",
         "| rank | distance | change | confirmed |",
         "|---|---|---|---|",
@@ -152,7 +154,7 @@ def campaign_flow(
     hits = hit_table(run.state)
     lines = [f"# {cfg.name}: {run.reason}", "", f"{run.state.calls} oracle calls, {run.state.iteration} iterations", ""]
     for t, h in zip(cfg.targets, hits):
-        lines.append(f"- target {t.value:g} ± {t.window:g}: {len(h)} diverse hits (wanted {t.hits})")
+        lines.append(f"- target {t.range.label()}: {len(h)} diverse hits (wanted {t.hits})")
     create_markdown_artifact("\n".join(lines), key=artifact_key(cfg.name, "hits"), description="campaign outcome")
     if report and not run.paused:  # a paused run's campaign is not over: its report waits for the end
         current_monitor().stage(run.state, "report")

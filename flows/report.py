@@ -1,4 +1,9 @@
-"""What a person following a campaign sees: a markdown summary and a progress plot per iteration."""
+"""What a person following a campaign sees: a markdown summary and a progress plot per iteration.
+
+Targets are ranges (``value ± window`` or ``low..high``) and designs hold real values
+(category names, integers), so labels come from the range and the property's unit, and
+design cells are written as they are, never as a relaxation.
+"""
 
 from __future__ import annotations
 
@@ -20,7 +25,7 @@ def hits_curve(state: CampaignState) -> tuple[np.ndarray, list[np.ndarray]]:
     U, y = ledger_arrays(state)
     curves = []
     for t in state.config.targets:
-        hits = diverse_hits(U, y, t.value, t.window, state.config.loop.min_distance)  # ascending ledger rows
+        hits = diverse_hits(U, y, t.range, state.config.loop.min_distance)  # ascending ledger rows
         curves.append(np.searchsorted(hits, np.arange(len(calls)), side="right").astype(float))
     return calls, curves
 
@@ -35,7 +40,7 @@ def progress_png(state: CampaignState, path: Path) -> Path:
     calls, curves = hits_curve(state)
     fig, ax = plt.subplots(figsize=(6, 3.6), dpi=100)
     for t, c in zip(state.config.targets, curves):
-        ax.step(calls, c, where="post", label=f"{t.value:g} ± {t.window:g}")
+        ax.step(calls, c, where="post", label=t.range.label())
         ax.axhline(t.hits, ls=":", lw=0.8, color="grey")
     ax.set_xlabel("oracle calls")
     ax.set_ylabel("diverse hits")
@@ -52,10 +57,12 @@ def progress_png(state: CampaignState, path: Path) -> Path:
 def progress_markdown(state: CampaignState, png: Path | None = None) -> str:
     """Markdown: oracle calls, hits per target, surrogate error on the new batch, best candidates."""
     m = state.history[-1] if state.history else {}
+    unit = state.config.design_material().target_unit
+    mae = f"batch MAE ({unit})" if unit else "batch MAE"
     lines = [
         f"# {state.config.name} — iteration {m.get('iteration', '-')}",
         "",
-        "| oracle calls | results completed | batch MAE (eV) | batch ±2σ coverage | failures |",
+        f"| oracle calls | results completed | {mae} | batch ±2σ coverage | failures |",
         "|---|---|---|---|---|",
         f"| {state.calls} | {m.get('completed', '-')} | {_num(m.get('batch_mae'))} | "
         f"{_num(m.get('batch_coverage_2sigma'))} | {m.get('failures') or 'none'} |",
@@ -66,7 +73,8 @@ def progress_markdown(state: CampaignState, png: Path | None = None) -> str:
     new = m.get("new_hits") or [0] * len(state.config.targets)
     hits = hit_table(state)
     for t, h, k in zip(state.config.targets, hits, new):
-        lines.append(f"| {t.value:g} | ±{t.window:g} | {len(h)} | {t.hits} | {k} |")
+        value, window = (f"{t.value:g}", f"±{t.window:g}") if t.value is not None else (t.range.label(), "-")
+        lines.append(f"| {value} | {window} | {len(h)} | {t.hits} | {k} |")
     names = state.space.names
     lines += ["", "## Best hits", ""]
     if not any(hits):
@@ -76,9 +84,10 @@ def progress_markdown(state: CampaignState, png: Path | None = None) -> str:
         lines.append("| target | " + " | ".join(names) + f" | {state.target_name} |")
         lines.append("|---" * (len(names) + 2) + "|")
     for t, h in zip(state.config.targets, hits):
-        for row in sorted(h, key=lambda r: abs(r[state.target_name] - t.value))[:3]:
-            vals = " | ".join(f"{row[n]:.4g}" for n in names)
-            lines.append(f"| {t.value:g} | {vals} | {row[state.target_name]:.3f} |")
+        rng, label = t.range, t.range.label() if t.value is None else f"{t.value:g}"
+        for row in sorted(h, key=lambda r: float(rng.distance(np.array(r[state.target_name]))))[:3]:
+            vals = " | ".join(_cell(row[n]) for n in names)
+            lines.append(f"| {label} | {vals} | {row[state.target_name]:.3f} |")
     if png is not None and png.exists():
         data = base64.b64encode(png.read_bytes()).decode()
         lines += [
@@ -90,6 +99,11 @@ def progress_markdown(state: CampaignState, png: Path | None = None) -> str:
             f"File: `{png}`",
         ]
     return "\n".join(lines)
+
+
+def _cell(v: object) -> str:
+    """A design value as written: a number to 4 digits, a category by its name."""
+    return f"{v:.4g}" if isinstance(v, (int, float)) and not isinstance(v, bool) else str(v)
 
 
 def _num(v: object) -> str:

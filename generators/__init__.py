@@ -3,6 +3,12 @@
 Names map to classes so configuration files and the CLI can pick a model by string;
 ``load_generator`` is the single place where weight files are trusted, so every way a
 file can be bad ends in one :class:`~agent.core.errors.WeightsError` naming the file.
+
+``GENERATORS`` holds the built-ins; other installed packages add `TorchGenerator`
+subclasses through ``innloop.generators`` entry points (`agent.core.plugins`), named as
+the class's ``name`` so their weight files find them again. `available_generators` lists
+both; every lookup here goes through one function that never lets a plugin shadow a
+built-in.
 """
 
 from __future__ import annotations
@@ -13,7 +19,8 @@ from typing import Any
 
 import torch
 
-from agent.core.errors import InnloopError, UnknownNameError, WeightsError, one_line
+from agent.core.errors import ConfigError, InnloopError, UnknownNameError, WeightsError, one_line
+from agent.core.plugins import EntryPoint, PluginGroup
 from generators.base import WEIGHTS_FORMAT, FitReport, Generator, NotFittedError, TorchGenerator, TrainConfig
 from generators.cinn import CINN, CINNArch
 from generators.cvae import CVAE, CVAEArch
@@ -26,6 +33,7 @@ __all__ = [
     "GENERATORS",
     "INN",
     "MDN",
+    "PLUGINS",
     "WEIGHTS_FORMAT",
     "CINNArch",
     "CVAEArch",
@@ -36,6 +44,7 @@ __all__ = [
     "NotFittedError",
     "TorchGenerator",
     "TrainConfig",
+    "available_generators",
     "load_generator",
     "make_generator",
 ]
@@ -48,11 +57,39 @@ GENERATORS: dict[str, type[TorchGenerator]] = {
 }
 
 
-def _lookup(name: str) -> type[TorchGenerator]:
+def _generator_plugin(obj: object, ep: EntryPoint) -> type[TorchGenerator]:
+    """A plugin's generator: a `TorchGenerator` subclass whose ``name`` is its entry point's."""
+    if not (isinstance(obj, type) and issubclass(obj, TorchGenerator)):
+        raise ConfigError(f"expected a TorchGenerator subclass, got {obj!r}")
+    if obj.name != ep.name:  # its weight files carry `name` as their kind, looked up here again
+        raise ConfigError(f"its entry point is named {ep.name!r} but {obj.__name__}.name is {obj.name!r}")
+    return obj
+
+
+# Generators that other installed packages declare (entry points ``innloop.generators``).
+PLUGINS: PluginGroup[type[TorchGenerator]] = PluginGroup(
+    "innloop.generators", "generator", _generator_plugin, lambda: list(GENERATORS)
+)
+
+
+def available_generators() -> list[str]:
+    """Names of every generator, built in and plugins (a broken or clashing plugin's name
+    too: asking for it says what is wrong), sorted."""
+    return sorted(set(GENERATORS) | set(PLUGINS.names()))
+
+
+def _lookup(name: object) -> type[TorchGenerator]:
+    """The class called ``name``; `UnknownNameError`, or `ConfigError` for a broken or clashing plugin."""
+    if not isinstance(name, str):
+        raise UnknownNameError(f"unknown generator {name!r}; known generators: {available_generators()}")
+    try:
+        return PLUGINS.get(name)
+    except KeyError:
+        pass
     try:
         return GENERATORS[name]
-    except (KeyError, TypeError):
-        raise UnknownNameError(f"unknown generator {name!r}; known generators: {sorted(GENERATORS)}") from None
+    except KeyError:
+        raise UnknownNameError(f"unknown generator {name!r}; known generators: {available_generators()}") from None
 
 
 def make_generator(name: str, dim: int, **arch_kwargs: Any) -> TorchGenerator:
@@ -80,15 +117,19 @@ def load_generator(path: str | os.PathLike[str], kind: str | None = None) -> Tor
         tag = payload.get("format") if isinstance(payload, dict) else type(payload).__name__
         raise fail(f"missing or wrong format tag (expected {WEIGHTS_FORMAT!r}, found {tag!r})")
     found = payload.get("kind")
-    if not isinstance(found, str) or found not in GENERATORS:
-        raise fail(f"unknown generator kind {found!r}; known generators: {sorted(GENERATORS)}")
+    try:
+        cls = _lookup(found)
+    except UnknownNameError:
+        raise fail(f"unknown generator kind {found!r}; known generators: {available_generators()}") from None
+    except InnloopError as exc:  # a broken or clashing plugin of that name
+        raise fail(f"generator kind {found!r}: {exc}") from None
     if kind is not None and found != kind:
         raise fail(f"holds a {found!r} generator, expected {kind!r}")
     dim, arch, state = payload.get("dim"), payload.get("arch"), payload.get("state_dict")
     if not isinstance(dim, int) or not isinstance(arch, dict) or not isinstance(state, dict):
         raise fail("malformed header: 'dim' must be an int, 'arch' and 'state_dict' dicts")
     try:
-        model = GENERATORS[found].from_arch_dict(dim, arch)
+        model = cls.from_arch_dict(dim, arch)
     except (InnloopError, TypeError, ValueError) as exc:
         raise fail(f"unusable architecture {arch!r} ({one_line(exc, kind=False)})") from exc
     try:

@@ -108,7 +108,7 @@ class Handle:
 
     oracle: str
     job_id: str
-    design: dict[str, float]
+    design: dict[str, Any]  # name -> number, or a category's name
     native_id: str | None = None
     workdir: str | None = None
     submitted_at: float = 0.0
@@ -128,12 +128,14 @@ class Handle:
         if unknown:
             raise OracleError(f"handle has unknown fields {unknown}")
         design = data["design"]
-        if not isinstance(design, dict) or not all(isinstance(v, int | float) for v in design.values()):
-            raise OracleError(f"handle {data.get('job_id')!r}: design must map names to numbers")
+        if not isinstance(design, dict) or not all(
+            isinstance(v, int | float | str) and not isinstance(v, bool) for v in design.values()
+        ):
+            raise OracleError(f"handle {data.get('job_id')!r}: design must map names to numbers or category names")
         return cls(
             oracle=str(data["oracle"]),
             job_id=str(data["job_id"]),
-            design={str(k): float(v) for k, v in design.items()},
+            design={str(k): v if isinstance(v, str | int) else float(v) for k, v in design.items()},
             native_id=None if data.get("native_id") is None else str(data["native_id"]),
             workdir=None if data.get("workdir") is None else str(data["workdir"]),
             submitted_at=float(data.get("submitted_at", 0.0)),
@@ -239,9 +241,9 @@ class MeasuresPool(Protocol):
     def pool(self) -> pd.DataFrame: ...
 
 
-def designs_to_rows(space: DesignSpace, designs: Any) -> list[dict[str, float]]:
+def designs_to_rows(space: DesignSpace, designs: Any) -> list[dict[str, Any]]:
     """Validate designs (a table or list of dicts with the space's columns, or an ``(n, d)``
-    array) into dicts.
+    array) into dicts of real values (`DesignSpace.to_rows`: category names, whole integers).
 
     Malformed designs raise one `DesignError`/`DataError` before anything is submitted.
     """
@@ -251,8 +253,7 @@ def designs_to_rows(space: DesignSpace, designs: Any) -> list[dict[str, float]]:
         X = space.from_frame(designs, source="designs")
     else:
         X = np.asarray(designs, dtype=np.float64)
-    X = space.validate(X)
-    return [dict(zip(space.names, map(float, row), strict=True)) for row in X]
+    return space.to_rows(space.validate(X))
 
 
 def site_setting(value: float | None, env: str, default: float) -> float:
@@ -322,12 +323,13 @@ def site_text(value: str | None, env: str, default: str | None = None) -> str | 
     return os.environ.get(env) or default
 
 
-def canonical_design(design: dict[str, float]) -> dict[str, float]:
-    """A design with sorted names and values rounded to 1e-10: equal designs, equal JSON."""
-    return {k: round(float(v), 10) for k, v in sorted(design.items())}
+def canonical_design(design: Mapping[str, Any]) -> dict[str, float | str]:
+    """A design with sorted names and numbers rounded to 1e-10 (a category's name kept as it
+    is): equal designs, equal JSON."""
+    return {k: v if isinstance(v, str) else round(float(v), 10) for k, v in sorted(design.items())}
 
 
-def design_digest(design: dict[str, float]) -> str:
+def design_digest(design: Mapping[str, Any]) -> str:
     """Hex SHA-256 of the canonical design: a stable name for "this design" across processes."""
     return hashlib.sha256(json.dumps(canonical_design(design)).encode()).hexdigest()
 

@@ -40,7 +40,8 @@ from pathlib import Path
 from typing import Any
 
 from agent.core.atomic import write_json
-from agent.core.materials import get_material
+from agent.core.errors import ConfigError, UnknownNameError
+from agent.core.materials import Material, as_material, get_material
 from agent.core.paths import default_state_dir
 from oracles.base import (
     ErrorClass,
@@ -64,17 +65,24 @@ LAUNCH_GRACE_S = 60.0  # a job locked for launch but unrecorded this long lost i
 
 
 class GpawOracle:
-    """Settings: ``material`` (a registered name, handed to each job, which builds that
-    material's structure and field), ``convention`` (one of the material's atomic-position
-    conventions; default its first), ``settings`` (ecut_eV, kpts, smearing_eV, spin, xc,
-    maxiter), ``walltime_s``, ``memory_gb``, ``command`` (the job's argv prefix; default
-    runs ``python -m oracles.gpaw_job``) and ``calibration``. Defaults come from
-    ``INNLOOP_GPAW_*`` where set.
+    """Settings: ``material`` (a registered material, by name or as the `Material` itself;
+    each job gets its name and builds that material's structure and field -- any crystal
+    material, e.g. the MX2 family ``mos2``, ``ws2``, ``mose2``, ``wse2``, ``mote2``),
+    ``convention`` (one of the material's atomic-position conventions; default its first),
+    ``settings`` (ecut_eV, kpts, smearing_eV, spin, xc, maxiter; kpts default to the
+    material's mesh, `oracles.kpoints`), ``walltime_s``,
+    ``memory_gb``, ``command`` (the job's argv prefix; default runs ``python -m
+    oracles.gpaw_job``) and ``calibration``. Defaults come from ``INNLOOP_GPAW_*`` where set.
 
     Results carry ``gap`` on the scale of the bundled VASP data (through ``calibration``,
-    by default the bundled fit ``mos2-gpaw-to-vasp``; see `oracles.calibration`) and
-    ``gap_raw``, GPAW's own number. ``calibration=None`` (or ``"none"``) reports the raw
-    gap as ``gap``."""
+    by default the bundled fit ``mos2-gpaw-to-vasp``, for MoS2 only: another material
+    reports GPAW's raw gap unless given a calibration of its own; see
+    `oracles.calibration`) and ``gap_raw``, GPAW's own number. ``calibration=None`` (or
+    ``"none"``) reports the raw gap as ``gap``.
+
+    A material that builds no structure (its designs are not crystals) is refused here
+    with a `ConfigError`, and so is a `Material` object that is not the registered one of
+    its name: the job runs in a fresh process that finds its material by name."""
 
     name = "gpaw"
 
@@ -87,13 +95,20 @@ class GpawOracle:
         memory_gb: float | None = None,
         max_parallel: int | None = None,
         command: Sequence[str] | None = None,
-        material: str = "mos2",
+        material: str | Material = "mos2",
         calibration: str | Path | dict[str, Any] | GapCalibration | None = "mos2-gpaw-to-vasp",
     ) -> None:
-        self.material = get_material(material)
+        self.material = as_material(material)
+        self.material.builder()  # a material that is not a crystal: ConfigError now, not per job
+        if _registered(self.material.name) is not self.material:
+            raise ConfigError(
+                f"gpaw oracle: material {self.material.name!r} is not the registered material of that name, "
+                "and each GPAW job looks its material up by name in a fresh process: measure a built-in "
+                "material or one an installed plugin provides"
+            )
         self.space = self.material.space
         self.convention = self.material.convention(convention)  # one it names, else ConfigError now
-        if calibration == "mos2-gpaw-to-vasp" and material != "mos2":
+        if calibration == "mos2-gpaw-to-vasp" and self.material.name != "mos2":
             calibration = None
         self.calibration = None if calibration in (None, "none") else load_calibration(calibration)
         self.settings = dict(settings or {})
@@ -303,6 +318,14 @@ def _parse_output(h: Handle, out: Path, prov: dict[str, Any], log: str, cal: Gap
     err = data.get("error") or {}
     cls = ErrorClass.PHYSICS if err.get("class") == "physics" else ErrorClass.INFRASTRUCTURE
     return Result.failure(h, cls, str(err.get("message")), provenance=prov, log=log)
+
+
+def _registered(name: str) -> Material | None:
+    """The material registered as ``name``, or None (a job process would not find it either)."""
+    try:
+        return get_material(name)
+    except UnknownNameError:
+        return None
 
 
 def _absolute_pythonpath(value: str) -> str:

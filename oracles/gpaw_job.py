@@ -11,17 +11,16 @@ never sees a half-written result. The GPAW text log stays next to OUTPUT as ``gp
 
 The material is looked up by name (`get_material`): the job builds what its builder
 builds and applies the field its metadata carries, along the axis it declares. Being a
-fresh interpreter, the job knows the materials registered on import (the built-in ones);
-one registered only inside the caller is unknown here: an infrastructure error. Left
-out, ``material`` is ``mos2`` (inputs written before jobs named it were MoS2's) and
-``convention`` the material's default.
+fresh interpreter, the job knows the materials registered on import (built-in, e.g. the
+MX2 family, and plugins'); one registered only inside the caller is unknown here: an
+infrastructure error. Left out, ``material`` is ``mos2`` (older inputs were MoS2's),
+``convention`` its default and ``kpts`` its mesh (`oracles.kpoints`).
 
 INPUT::
 
-    {"material": "mos2",
+    {"material": "mos2", "convention": "fractional",
      "design": {"a": 3.16, "b": 3.16, "c": 12.3, "alpha": 90, "beta": 90,
                 "gamma": 120, "efield": 0.0},
-     "convention": "fractional",
      "settings": {"ecut_eV": 350, "kpts": [9, 9, 1], "smearing_eV": 0.01,
                   "spin": false, "xc": "PBE"}}
 
@@ -48,10 +47,12 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
+from pymatgen.core import Element
 
 from agent.core.atomic import write_text
 from agent.core.errors import ConfigError, DesignError, UnknownNameError
 from agent.core.materials import Material, get_material
+from oracles.kpoints import kpoint_mesh
 
 if TYPE_CHECKING:
     from ase import Atoms
@@ -69,11 +70,11 @@ __all__ = [
 
 LOG_NAME = "gpaw.txt"
 SPECTRUM_NAME = "eigenvalues.json"  # (spins, k-points, bands) eigenvalues, k weights, Fermi level
-# Sized for MoS2: Mo (14 valence e-) + 2 S (6 each) = 26 electrons -> 13 occupied bands per
-# spin. 20 bands leave room for the smearing; 16 are converged so the CBM is too (GPAW
-# converges only occupied bands by default). More valence electrons need more of both.
-N_BANDS = 20
-N_CONVERGED_BANDS = 16
+# Bands beyond the occupied ones GPAW counts from its setups' valence electrons (``nbands=-n``):
+# 7 empty leave room for the smearing; all but the top 4 are converged, so the CBM is too. An
+# MX2 member has 26 (M 14 + 2 X 6): 13 + 7 = 20 bands, 16 converged, as MoS2 always ran.
+N_EMPTY_BANDS = 7
+N_UNCONVERGED_BANDS = 4
 
 ErrorClass = Literal["physics", "infrastructure"]
 
@@ -83,7 +84,7 @@ class JobSettings:
     """Numerical settings of one job; the defaults are the production ones."""
 
     ecut_eV: float = 350.0
-    kpts: tuple[int, int, int] = (9, 9, 1)  # Γ-centred Monkhorst-Pack
+    kpts: tuple[int, int, int] = (9, 9, 1)  # Γ-centred; `parse_input` fills in the material's mesh
     smearing_eV: float = 0.01  # Fermi-Dirac width
     spin: bool = False
     xc: str = "PBE"
@@ -114,16 +115,16 @@ class JobFailed(Exception):
 
 
 # -- input -------------------------------------------------------------------------
-def _parse_settings(raw: Any) -> JobSettings:
+def _parse_settings(raw: Any, kpts_default: tuple[int, int, int]) -> JobSettings:
+    base = JobSettings(kpts=kpts_default)
     if raw is None:
-        return JobSettings()
+        return base
     if not isinstance(raw, Mapping):
         raise ConfigError(f"'settings' must be an object, got {type(raw).__name__}")
     known = {f for f in JobSettings.__dataclass_fields__}
     unknown = sorted(set(raw) - known)
     if unknown:
         raise ConfigError(f"unknown settings {unknown}; known: {sorted(known)}")
-    base = JobSettings()
     try:
         ecut = float(raw.get("ecut_eV", base.ecut_eV))
         kpts_raw = raw.get("kpts", base.kpts)
@@ -175,10 +176,11 @@ def parse_input(raw: Mapping[str, Any]) -> JobInput:
         raise DesignError(f"design has non-finite values: {dict(zip(names, values))}")
     convention = material.convention(raw.get("convention"))
     try:
-        material.structure(np.asarray(values), convention)
+        structure = material.structure(np.asarray(values), convention)
     except DesignError as exc:
         raise DesignError(f"{exc}; refused before launching DFT: {dict(zip(names, values))}") from None
-    return JobInput(material.name, values, convention, _parse_settings(raw.get("settings")))
+    settings = _parse_settings(raw.get("settings"), kpoint_mesh(material, structure))
+    return JobInput(material.name, values, convention, settings)
 
 
 def _material(name: Any) -> Material:
@@ -300,16 +302,17 @@ def run_job(job: JobInput, folder: str | os.PathLike[str]) -> tuple[float, str]:
     s = job.settings
     atoms, efield, direction = job_atoms(job)
     if s.spin:
-        # Start Mo with a moment so a magnetic solution can be found if there is one.
-        atoms.set_initial_magnetic_moments([1.0 if sym == "Mo" else 0.0 for sym in atoms.get_chemical_symbols()])
+        # Start the transition metals (MoS2: Mo) with a moment so a magnetic solution can be found.
+        moments = [float(Element(x).is_transition_metal) for x in atoms.get_chemical_symbols()]
+        atoms.set_initial_magnetic_moments(moments)
     calc = GPAW(
         mode=PW(s.ecut_eV),
         xc=s.xc,
         kpts={"size": s.kpts, "gamma": True},
         occupations=FermiDirac(s.smearing_eV),
         spinpol=s.spin,
-        nbands=N_BANDS,
-        convergence={"bands": N_CONVERGED_BANDS},
+        nbands=-N_EMPTY_BANDS,
+        convergence={"bands": -N_UNCONVERGED_BANDS},
         maxiter=s.maxiter,
         external=ConstantElectricField(efield, direction) if efield != 0.0 else None,
         txt=str(Path(folder) / LOG_NAME),
@@ -322,19 +325,16 @@ def run_job(job: JobInput, folder: str | os.PathLike[str]) -> tuple[float, str]:
     nspins = calc.get_number_of_spins()
     nk = len(calc.get_ibz_k_points())
     eps = np.array([[calc.get_eigenvalues(kpt=k, spin=sp) for k in range(nk)] for sp in range(nspins)])
-    fermi: float | list[float]
     try:
-        fermi = float(calc.get_fermi_level())
+        fermi: float | list[float] = float(calc.get_fermi_level())
     except ValueError:  # two Fermi levels (fixed magnetic moment)
         fermi = [float(f) for f in calc.get_fermi_levels()]
     # The whole spectrum stays beside the log: how the gap was read (eigenvalues, not a
     # smeared DOS) matters when comparing with another code's gaps.
-    spectrum = {
-        "eigenvalues_eV": eps.tolist(),
-        "k_weights": [float(w) for w in calc.get_k_point_weights()],
-        "fermi_eV": fermi,
-    }
-    write_result(Path(folder) / SPECTRUM_NAME, spectrum)
+    weights = [float(w) for w in calc.get_k_point_weights()]
+    write_result(
+        Path(folder) / SPECTRUM_NAME, {"eigenvalues_eV": eps.tolist(), "k_weights": weights, "fermi_eV": fermi}
+    )
     return gap_from_eigenvalues(eps, fermi), str(gpaw.__version__)
 
 

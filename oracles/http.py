@@ -54,7 +54,7 @@ from urllib.parse import quote
 
 import httpx
 
-from agent.core.materials import get_material
+from agent.core.materials import Material, as_material
 from agent.core.paths import default_state_dir
 from oracles.base import (
     ErrorClass,
@@ -93,7 +93,7 @@ class HttpOracle:
         retries: int | None = None,
         backoff_s: float | None = None,
         verify: bool | str | None = None,
-        material: str = "mos2",
+        material: str | Material = "mos2",
     ) -> None:
         url = site_text(url or None, "INNLOOP_HTTP_URL")
         if not url:
@@ -107,7 +107,7 @@ class HttpOracle:
         self.backoff_s = site_setting(backoff_s, "INNLOOP_HTTP_BACKOFF_S", 0.5)
         if self.timeout_s <= 0 or self.retries < 0 or self.backoff_s < 0:
             raise OracleError("http oracle: timeout_s must be > 0, retries and backoff_s >= 0")
-        self.space = get_material(material).space
+        self.space = as_material(material).space
         self.workdir = absolute_path(workdir) if workdir is not None else default_state_dir() / "oracles" / "http"
         self.workdir.mkdir(parents=True, exist_ok=True)
         self.keys = KeyJournal(self.workdir)

@@ -33,13 +33,13 @@ from oracles.base import OracleRefused, canonical_design, design_digest
 __all__ = ["KeyJournal", "idempotency_key"]
 
 
-def idempotency_key(namespace: str, design: dict[str, float], n: int) -> str:
+def idempotency_key(namespace: str, design: dict[str, Any], n: int) -> str:
     """The deterministic key of ``design`` with the ``n``-th key number of ``namespace``."""
     text = json.dumps([namespace, canonical_design(design), int(n)])
     return hashlib.sha256(text.encode()).hexdigest()
 
 
-def _digest(design: dict[str, float]) -> str:
+def _digest(design: dict[str, Any]) -> str:
     return design_digest(design)[:16]
 
 

@@ -77,7 +77,7 @@ class Faults:
 
 
 class SubmitBody(BaseModel):
-    design: dict[str, float]
+    design: dict[str, float | str]  # numbers, and categories by name
     idempotency_key: str = Field(min_length=8, max_length=256)
 
 
@@ -243,8 +243,11 @@ def create_app(
     return app
 
 
-def _same(a: dict[str, float], b: dict[str, float]) -> bool:
-    return sorted(a) == sorted(b) and all(abs(float(a[k]) - float(b[k])) <= 1e-10 for k in a)
+def _same(a: dict[str, Any], b: dict[str, Any]) -> bool:
+    return sorted(a) == sorted(b) and all(
+        a[k] == b[k] if isinstance(a[k], str) or isinstance(b[k], str) else abs(float(a[k]) - float(b[k])) <= 1e-10
+        for k in a
+    )
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -25,7 +25,8 @@ from typing import Any
 import numpy as np
 
 from agent.core.atomic import write_json
-from agent.core.materials import get_material
+from agent.core.errors import ConfigError
+from agent.core.materials import Material, get_material
 from agent.core.paths import default_state_dir
 from oracles.base import (
     ErrorClass,
@@ -60,17 +61,24 @@ class MockOracle:
         noise_eV: float | None = None,
         failure_rate: float | None = None,
         seed: int = 0,
-        material: str = "mos2",
+        material: str | Material = "mos2",
     ) -> None:
         self.latency_s = site_setting(latency_s, "INNLOOP_MOCK_LATENCY_S", 0.0)
         self.noise_eV = site_setting(noise_eV, "INNLOOP_MOCK_NOISE_EV", 0.0)
         self.failure_rate = site_setting(failure_rate, "INNLOOP_MOCK_FAILURE_RATE", 0.0)
         if self.latency_s < 0 or self.noise_eV < 0 or not 0.0 <= self.failure_rate <= 1.0:
             raise OracleError("mock oracle: latency_s and noise_eV must be >= 0, failure_rate in [0, 1]")
-        if material != "mos2":
-            raise OracleError(f"the mock oracle emulates MoS2 only, not {material!r}")
+        mos2 = get_material("mos2")
+        if material != "mos2" and material is not mos2:
+            name = material.name if isinstance(material, Material) else str(material)
+            what = f"a material of its own named {name!r}" if name == "mos2" else repr(name)
+            raise ConfigError(
+                f"the mock oracle emulates the built-in MoS2 only (its model is fitted to the bundled "
+                f"MoS2 data), not {what}; measure it with the gpaw or vasp oracle, or replay your own "
+                "data with the table oracle"
+            )
         self.seed = int(seed)
-        self.space = get_material(material).space
+        self.space = mos2.space
         self.workdir = absolute_path(workdir) if workdir is not None else default_state_dir() / "oracles" / "mock"
         self.jobs = self.workdir / "jobs"
         self.jobs.mkdir(parents=True, exist_ok=True)

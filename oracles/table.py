@@ -19,7 +19,7 @@ import pandas as pd
 from scipy.spatial import cKDTree
 
 from agent.core.errors import DesignError
-from agent.core.materials import get_material, read_observations
+from agent.core.materials import Material, as_material, read_observations
 from agent.core.observations import Observations
 from oracles.base import (
     Handle,
@@ -42,17 +42,19 @@ class TableOracle:
     name = "table"
     idempotent_submit = True  # answers are free and instant: re-sending a batch costs nothing
 
-    def __init__(self, path: str | Path | None = None, material: str = "mos2", tolerance: float = 1e-6) -> None:
+    def __init__(
+        self, path: str | Path | None = None, material: str | Material = "mos2", tolerance: float = 1e-6
+    ) -> None:
         if not tolerance >= 0:
             raise OracleError(f"table oracle: tolerance must be >= 0, got {tolerance}")
-        mat = get_material(material)
+        mat = as_material(material)
         self.space = mat.space
         self.tolerance = float(tolerance)
         if path is None:
             if mat.dataset is None:
-                raise OracleError(f"material {material!r} ships no table; give the table oracle a path")
+                raise OracleError(f"material {mat.name!r} ships no table; give the table oracle a path")
             obs: Observations = mat.dataset()
-            self.source = f"bundled:{material}"
+            self.source = f"bundled:{mat.name}"
         else:
             path = absolute_path(path)
             obs = read_observations(path, mat)
@@ -74,7 +76,7 @@ class TableOracle:
 
     def submit(self, designs: Any) -> list[Handle]:
         rows = designs_to_rows(self.space, designs)
-        U = self.space.to_unit(np.array([[r[n] for n in self.space.names] for r in rows]))
+        U = self.space.to_unit(self.space.from_rows(rows))
         dist, idx = self._tree.query(U)
         far = np.flatnonzero(dist > self.tolerance)
         if len(far):

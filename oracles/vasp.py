@@ -61,7 +61,7 @@ from psij import JobState
 from psij.executors.batch.batch_scheduler_executor import BatchSchedulerExecutorConfig
 
 from agent.core.atomic import write_json
-from agent.core.materials import get_material
+from agent.core.materials import Material, as_material
 from agent.core.paths import default_state_dir
 from oracles.base import (
     ErrorClass,
@@ -90,8 +90,10 @@ _TIME_LIMIT = ("time limit", "TimeLimit", "TIMEOUT")
 
 class VaspOracle:
     """Settings: see the module docstring. ``incar`` overrides single INCAR tags; ``material``
-    (a registered name) builds the structures and carries the field (`oracles.vasp_inputs`),
-    ``convention`` picks one of its atomic-position conventions (default: its first)."""
+    (a registered name or a `Material`; any crystal, e.g. the MX2 family) builds the
+    structures and carries the field (`oracles.vasp_inputs`, which also sizes the k-point
+    mesh to each structure), ``convention`` picks one of its atomic-position conventions
+    (default: its first). A material that builds no structure is refused here (`ConfigError`)."""
 
     name = "vasp"
 
@@ -109,9 +111,10 @@ class VaspOracle:
         poll_interval_s: float | None = None,
         convention: str | None = None,
         incar: dict[str, Any] | None = None,
-        material: str = "mos2",
+        material: str | Material = "mos2",
     ) -> None:
-        self.material = get_material(material)
+        self.material = as_material(material)
+        self.material.builder()  # a material that is not a crystal: ConfigError now, not per job
         self.space = self.material.space
         self.convention = self.material.convention(convention)  # one it names, else ConfigError now
         raw = command if command is not None else os.environ.get("INNLOOP_VASP_COMMAND")

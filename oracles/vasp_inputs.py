@@ -5,12 +5,15 @@ convention asked for) and so is the field: its value comes from the material's m
 and its direction from the material's `AppliedField`, so a second material is written as
 itself, never as MoS2. The numerical set-up follows the MatDesINNe paper's (Fung et al.
 2021) PBE set-up for strained monolayer MoS2 under a perpendicular field: plane-wave
-cut-off 500 eV, spin polarised, a 9×9×1 Monkhorst-Pack mesh, and the field applied
-through EFIELD with the dipole correction along the field's lattice vector (IDIPOL; for
-MoS2 the third, the layer normal). Everything else comes from pymatgen's `MPStaticSet`
-(PBE POTCARs, NSW = 0, LREAL = False, ...), so the remaining choices are the Materials
-Project's, not ours. A material without an applied field gets neither EFIELD nor the
-dipole correction.
+cut-off 500 eV, spin polarised, a Γ-centred Monkhorst-Pack mesh (9×9×1 for MoS2), and
+the field applied through EFIELD with the dipole correction along the field's lattice
+vector (IDIPOL; for MoS2 the third, the layer normal). The mesh is the material's
+(`oracles.kpoints`: from its unstrained cell, the same for all its designs; 9×9×1 for
+every MX2 member). Everything else comes from pymatgen's `MPStaticSet` (PBE POTCARs,
+NSW = 0, LREAL = False, ...), so the remaining choices are the Materials Project's, not
+ours -- including the bands: VASP's default NBANDS counts the POTCARs' valence electrons
+and adds empty bands, so no material needs a number of its own. A material without an
+applied field gets neither EFIELD nor the dipole correction.
 
 Field units and sign. VASP's EFIELD is an *electric force field* on a unit positive test
 charge, in eV/Å; for a charge of +e, 1 V/Å of field is 1 eV/Å of force, so the design's
@@ -41,9 +44,9 @@ from pymatgen.io.vasp.sets import MPStaticSet
 from agent.core.errors import DesignError
 from agent.core.materials import Material
 from oracles.base import ErrorClass
+from oracles.kpoints import kpoint_mesh
 
 __all__ = [
-    "KPOINTS_MESH",
     "STATIC_INCAR",
     "RunOutcome",
     "dipole_centre",
@@ -54,7 +57,6 @@ __all__ = [
     "write_inputs",
 ]
 
-KPOINTS_MESH = (9, 9, 1)
 # The paper's settings plus what a static gap calculation needs. ISMEAR 0 (Gaussian,
 # small width) rather than MPStaticSet's tetrahedron: part of the design space is
 # metallic (gap 0 at small c) and Gaussian smearing is safe for metals and insulators.
@@ -94,14 +96,26 @@ def field_incar(structure: Structure, efield_V_per_A: float, axis: int) -> dict[
     }
 
 
-def static_input_set(structure: Structure, field: dict[str, Any], incar: dict[str, Any] | None = None) -> MPStaticSet:
-    """`MPStaticSet` with the paper's settings, the field's tags (`field_incar`, or none) and ``incar`` on top."""
+def static_input_set(
+    structure: Structure,
+    field: dict[str, Any],
+    incar: dict[str, Any] | None = None,
+    kpts: tuple[int, int, int] = (9, 9, 1),
+) -> MPStaticSet:
+    """`MPStaticSet` with the paper's settings, the field's tags (`field_incar`, or none),
+    ``incar`` on top and the Γ-centred mesh ``kpts`` (`oracles.kpoints.kpoint_mesh`).
+
+    A mesh of odd counts is written as Monkhorst-Pack, as it always was (for odd counts
+    the same points); one with an even count as Γ-centred, which a shifted Monkhorst-Pack
+    mesh would not be (it would miss Γ and K).
+    """
     settings = STATIC_INCAR | field | dict(incar or {})
+    mesh = Kpoints.monkhorst_automatic(kpts) if all(k % 2 for k in kpts) else Kpoints.gamma_automatic(kpts)
     return MPStaticSet(
         structure,
         user_incar_settings=settings,
         # documented as "dict or Kpoints", annotated as dict only
-        user_kpoints_settings=Kpoints.monkhorst_automatic(KPOINTS_MESH),  # type: ignore[arg-type]
+        user_kpoints_settings=mesh,  # type: ignore[arg-type]
         user_potcar_functional="PBE",
     )
 
@@ -129,7 +143,7 @@ def write_inputs(
     structure = material.structure(x, convention)
     applied = material.applied_field
     field = {} if applied is None else field_incar(structure, material.field_strength(x), applied.axis)
-    vis = static_input_set(structure, field, incar)
+    vis = static_input_set(structure, field, incar, kpoint_mesh(material, structure))
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # pymatgen warns that POTCAR.spec is no POTCAR
         vis.write_input(str(folder), potcar_spec=not has_potcar_library())

@@ -35,15 +35,16 @@ class Batch:
     def frame(self, state: CampaignState) -> pd.DataFrame:
         df = state.space.to_frame(self.physical(state)) if len(self.U) else pd.DataFrame(columns=state.space.names)
         df["target_index"] = self.target
-        df["target"] = [state.config.targets[t].value if t >= 0 else np.nan for t in self.target]
+        # the target's value (a number, as it always was), or a range's label
+        df["target"] = [_target_cell(state, t) for t in self.target]
         df["reason"] = self.reason
         df["pred"], df["pred_std"], df["log_pf"] = self.pred, self.std, self.log_pf
         return df
 
     @classmethod
     def read(cls, path: Path, state: CampaignState) -> Batch:
-        df = pd.read_csv(path)
-        X = df[state.space.names].to_numpy(dtype=float)
+        df = pd.read_csv(path, keep_default_na=False, na_values=[""])
+        X = state.space.from_frame(df, source=str(path))
         return cls(
             state.space.to_unit(X),
             df["target_index"].to_numpy(int),
@@ -53,3 +54,10 @@ class Batch:
             df["log_pf"].to_numpy(float),
             X,
         )
+
+
+def _target_cell(state: CampaignState, index: int) -> float | str:
+    if index < 0:
+        return np.nan
+    target = state.config.targets[index]
+    return target.value if target.value is not None else target.range.label()

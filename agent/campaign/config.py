@@ -14,7 +14,6 @@ target range needs a valid ``material`` -- and appears once that mistake is fixe
 from __future__ import annotations
 
 import difflib
-import functools
 import hashlib
 import inspect
 import json
@@ -39,9 +38,11 @@ from pydantic import (
 from pydantic_core import PydanticCustomError
 
 from agent.campaign.config_errors import NO_VALUE, error_lines
+from agent.campaign.run_config import RaySpec, RetrySpec
+from agent.campaign.space_config import SpaceSpec, TargetSpec, material_in, target_problems
 from agent.campaign.store import CAMPAIGN_NAME
 from agent.core.errors import ConfigError, DataError
-from agent.core.materials import available_materials, get_material
+from agent.core.materials import Material, available_materials, get_material
 from oracles import available_oracles, oracle_class
 from oracles.base import ResolvesPaths
 
@@ -55,6 +56,7 @@ __all__ = [
     "OracleSpec",
     "RaySpec",
     "RetrySpec",
+    "SpaceSpec",
     "TargetSpec",
     "config_from_dict",
     "load_config",
@@ -80,14 +82,6 @@ def _known_name(name: str, known: Sequence[str], kind: str) -> str:
     close = difflib.get_close_matches(name, known, n=1)
     hint = f" (did you mean {close[0]!r}?)" if close else ""
     raise ValueError(f"unknown {kind}{hint}; available: {', '.join(known) or 'none'}")
-
-
-class TargetSpec(_Spec):
-    """One design target; a measurement ``y`` is a hit when ``|y - value| <= window``."""
-
-    value: float
-    window: float = Field(default=0.1, gt=0)
-    hits: int = Field(default=50, ge=1)  # diverse hits wanted for this target
 
 
 class OracleSpec(_Spec):
@@ -203,63 +197,17 @@ class ModelSpec(_Spec):
     @field_validator("generator")
     @classmethod
     def _registered(cls, name: str) -> str:
-        from generators import GENERATORS  # lazy: imports torch
+        from generators import available_generators  # lazy: imports torch
 
-        return _known_name(name, sorted(GENERATORS), "generator")
-
-
-class RaySpec(_Spec):
-    """Where the oracle-facing actors run."""
-
-    address: str | None = None  # None: start a local Ray; else join that cluster
-    actors: int = Field(default=2, ge=1)
-    cpus_per_actor: float = Field(default=0.25, gt=0, le=1)  # actors wait on oracles; never reserve whole CPUs
-    enabled: bool = True
-
-
-class RetrySpec(_Spec):
-    """Resubmission after infrastructure failures (physics failures are results, not retried)."""
-
-    max_attempts: int = Field(default=3, ge=1)  # submissions of one design
-    backoff_s: float = Field(default=1.0, ge=0)  # first wait, doubled each retry
-    poll_interval_s: float = Field(default=0.5, gt=0)
-    job_timeout_s: float | None = Field(default=None, gt=0)  # still running after this: cancelled, TIMEOUT
-    max_backoff_s: float = Field(default=60.0, gt=0)  # cap on every backoff wait
-    # every oracle call failing (peer down) for this long stops the run; the jobs stay in flight
-    outage_s: float = Field(default=3600.0, gt=0)
-    # stop the campaign when more than this share of the last `failure_window` results
-    # (attempts, failures of every kind) failed: a broken cluster should not burn the budget
-    max_failure_rate: float | None = Field(default=0.5, gt=0, le=1)
-    failure_window: int = Field(default=40, ge=5)
-
-    def updated(self, **changes: float | int | None) -> RetrySpec:
-        """These rules with ``changes`` (``None`` values left out), checked as a file's values
-        are: a command-line flag or report option that would break a rule is one `ConfigError`."""
-        data = self.model_dump() | {k: v for k, v in changes.items() if v is not None}
-        try:
-            return RetrySpec.model_validate(data, strict=False)
-        except ValidationError as exc:
-            raise ConfigError(
-                "; ".join(line.strip().removeprefix("- ") for line in error_lines(exc, RetrySpec))
-            ) from None
-
-
-@functools.lru_cache(maxsize=16)
-def _target_range(material: str) -> tuple[float, float, str] | None:
-    """(min, max, words) of the material's bundled target column; None when it ships no data."""
-    mat = get_material(material)
-    if mat.dataset is None:
-        return None
-    y = mat.dataset().y
-    lo, hi = float(y.min()), float(y.max())
-    return lo, hi, f"the {material} data's {mat.target} range [{lo:g}, {hi:g}] {mat.target_unit}"
+        return _known_name(name, available_generators(), "generator")
 
 
 class CampaignConfig(_Spec):
     """One campaign. Field order matters: ``material`` is validated before ``targets``."""
 
     name: str
-    material: str = "mos2"
+    material: str | None = None  # a registered material; "mos2" unless the file declares [space]
+    space: SpaceSpec | None = None  # a design space declared here instead of a registered material
     seed: int = 0
     targets: list[TargetSpec] = Field(min_length=1)
     oracle: OracleSpec = Field(default_factory=OracleSpec)
@@ -280,28 +228,48 @@ class CampaignConfig(_Spec):
 
     @field_validator("material")
     @classmethod
-    def _registered(cls, name: str) -> str:
-        return _known_name(name, available_materials(), "material")
+    def _registered(cls, name: str | None) -> str | None:
+        if name is None:
+            return None
+        found = _known_name(name, available_materials(), "material")
+        try:
+            get_material(found)  # a plugin material that fails to load is named here, not later
+        except ConfigError as exc:
+            raise ValueError(str(exc)) from None
+        return found
+
+    @model_validator(mode="before")
+    @classmethod
+    def _default_material(cls, data: Any) -> Any:
+        """No ``material`` and no ``[space]``: the bundled MoS2 application."""
+        if isinstance(data, dict) and data.get("material") is None and data.get("space") is None:
+            return {**data, "material": "mos2"}
+        return data
+
+    @field_validator("space")
+    @classmethod
+    def _space_or_material(cls, space: SpaceSpec | None, info: ValidationInfo) -> SpaceSpec | None:
+        if space is not None and info.data.get("material") is not None:
+            raise ValueError("a campaign declares its own [space] or names a registered material, not both")
+        return space
+
+    def design_material(self) -> Material:
+        """What this campaign designs: its ``[space]``, or the registered material it names."""
+        return self.space.material() if self.space is not None else get_material(self.material or "mos2")
 
     @field_validator("targets")
     @classmethod
     def _targets_fit(cls, targets: list[TargetSpec], info: ValidationInfo) -> list[TargetSpec]:
-        """Distinct values inside the data range (`agent.campaign.config_errors`: one line a problem)."""
+        """Distinct targets the property can reach (`agent.campaign.config_errors`: one line a problem)."""
         problems: list[tuple[tuple[int | str, ...], str, Any]] = []
-        first: dict[float, int] = {}
+        first: dict[tuple[float | None, ...], int] = {}
         for i, t in enumerate(targets):
-            if t.value in first:
-                problems.append(((i, "value"), f"same value as targets.{first[t.value]}", t.value))
-            first.setdefault(t.value, i)
-        material = info.data.get("material")  # absent while the material is itself a mistake
-        span = _target_range(material) if isinstance(material, str) else None
-        if span is not None:
-            lo, hi, where = span
-            for i, t in enumerate(targets):
-                if not lo <= t.value <= hi:
-                    problems.append(((i, "value"), f"outside {where}", t.value))
-                if t.window >= hi - lo:
-                    problems.append(((i, "window"), f"must be smaller than {where}", t.window))
+            key = (t.value,) if t.value is not None else (t.low, t.high)
+            if key in first:
+                where, what = ("value", "value") if t.value is not None else ("low", "range")
+                problems.append(((i, where), f"same {what} as targets.{first[key]}", key[0]))
+            first.setdefault(key, i)
+        problems += target_problems(targets, material_in(info.data))
         if problems:
             problems.sort(key=lambda problem: problem[0])
             raise PydanticCustomError("innloop_many", "several target problems", {"problems": problems})
@@ -313,8 +281,8 @@ class CampaignConfig(_Spec):
         """Read the prior data and designs now: a bad file must fail before a campaign folder exists."""
         from agent.core.materials import read_designs, read_observations  # lazy: pandas, the material's data
 
-        material = info.data.get("material")  # absent while the material is itself a mistake
-        if not isinstance(material, str):
+        material = material_in(info.data)  # None while the material or space is itself a mistake
+        if material is None:
             return initial
         problems: list[tuple[tuple[int | str, ...], str, Any]] = []
         checks: dict[str, Callable[[str], object]] = {
@@ -334,8 +302,16 @@ class CampaignConfig(_Spec):
         return initial
 
     def to_dict(self) -> dict[str, Any]:
-        """Plain JSON-able data; `config_from_dict` reads it back to an equal config."""
-        return self.model_dump(mode="json")
+        """Plain JSON-able data; `config_from_dict` reads it back to an equal config. Keys a
+        file leaves unset and older versions did not have (``space``, a target's
+        ``low``/``high``) are left out, so a campaign started before keeps its fingerprint."""
+        data = self.model_dump(mode="json")
+        data["targets"] = [t.to_dict() for t in self.targets]
+        if self.space is None:
+            del data["space"]
+        else:
+            del data["material"]
+        return data
 
     def __eq__(self, other: object) -> bool:  # where a config was read from is not part of it
         return isinstance(other, CampaignConfig) and self.to_dict() == other.to_dict()

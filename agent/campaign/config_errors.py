@@ -59,6 +59,8 @@ def _describe(root: type[BaseModel], err: ErrorDetails) -> tuple[str, Any]:
         return f"must be {_BOUNDS[key]} {ctx[key]:g}", got
     if kind == "value_error":
         return str(ctx.get("error", err["msg"])), got
+    if kind == "literal_error" and "expected" in ctx:
+        return f"must be one of {ctx['expected']}", got
     return _WORDS.get(kind, err["msg"]), got
 
 

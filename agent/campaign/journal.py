@@ -42,7 +42,7 @@ def read_state_json(path: Path, what: str) -> Any:
 class Job:
     """One design on its way through the oracle (JSON round trip via `to_json`)."""
 
-    design: dict[str, float]
+    design: dict[str, Any]  # name -> number, or a category's name
     tag: str
     attempt: int = 1
     handle: Handle | None = None
@@ -55,7 +55,7 @@ class Job:
     def from_json(cls, data: dict[str, Any]) -> Job:
         h = data.get("handle")
         return cls(
-            design={str(k): float(v) for k, v in data["design"].items()},
+            design={str(k): v if isinstance(v, str | int) else float(v) for k, v in data["design"].items()},
             tag=str(data["tag"]),
             attempt=int(data.get("attempt", 1)),
             handle=None if h is None else Handle.from_json(h),

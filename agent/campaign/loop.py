@@ -89,8 +89,9 @@ class Leftovers:
 
     def pending(self, state: CampaignState) -> np.ndarray:
         """Unit-box designs ``(k, d)`` of the jobs still at the oracle."""
-        rows = [[j.design[n] for n in state.space.names] for j in self.in_flight]
-        return state.space.to_unit(np.asarray(rows, dtype=float).reshape(-1, state.space.dim))
+        if not self.in_flight:
+            return np.zeros((0, state.space.unit_dim))
+        return state.space.to_unit(state.space.from_rows([j.design for j in self.in_flight], source="jobs in flight"))
 
     def jobs(self, state: CampaignState, batch: Batch) -> list[Job]:
         """The jobs in flight (to re-attach) plus the batch's designs that have no result yet."""
@@ -110,7 +111,7 @@ def gather(
     if isinstance(oracle, MeasuresPool):
         pool = space.to_unit(space.from_frame(oracle.pool(), source=f"{oracle.name} pool"))
     path = state.config.initial.designs
-    designs = read_designs(path, state.config.material) if path and plan.first_batch(state) else None
+    designs = read_designs(path, state.config.design_material()) if path and plan.first_batch(state) else None
     return PlanInputs(previous, left.models, pool, left.pending(state), designs, ctx.sampler)
 
 
@@ -128,7 +129,7 @@ def step(
     folder = ctx.store.iteration_dir(state.iteration)
     if left.batch is not None:
         mine, batch = left.models, left.batch
-        cands = Candidates(np.zeros((0, state.space.dim)), np.zeros(0, int), {"resumed": 1})
+        cands = Candidates(np.zeros((0, state.space.unit_dim)), np.zeros(0, int), {"resumed": 1})
     else:
         given = gather(state, ctx, models, left)
         mine = stage("retrain", lambda: plan.retrain(state, given))
@@ -162,7 +163,7 @@ def _timed(state: CampaignState, ctx: Context, seconds: dict[str, float]) -> Sta
 def jobs_for(state: CampaignState, batch: Batch) -> list[Job]:
     rows = batch.physical(state)
     tags = [f"{'seed' if t < 0 else f't{t}'}/{r}" for t, r in zip(batch.target, batch.reason)]
-    return [Job(dict(zip(state.space.names, map(float, x))), tag) for x, tag in zip(rows, tags)]
+    return [Job(row, tag) for row, tag in zip(state.space.to_rows(rows), tags)]
 
 
 def measure(state: CampaignState, jobs: list[Job], ctx: Context, since: float | None = None) -> list[LedgerRecord]:
@@ -201,8 +202,8 @@ def update(
     mine = [r for r in nxt.records if r.iteration == state.iteration]  # a resumed run's too
     by_digest = {design_digest(r.result.handle.design): r.result for r in mine}
     err, inside = [], []
-    for x, mu, sd in zip(batch.physical(state), batch.pred, batch.std):
-        res = by_digest.get(design_digest(dict(zip(state.space.names, map(float, x)))))
+    for row, mu, sd in zip(state.space.to_rows(batch.physical(state)), batch.pred, batch.std):
+        res = by_digest.get(design_digest(row))
         if res is not None and res.ok and res.values and np.isfinite(mu):
             err.append(abs(res.values[name] - mu))
             inside.append(abs(res.values[name] - mu) <= 2 * sd)
@@ -217,7 +218,7 @@ def update(
         "completed": sum(r.result.ok for r in nxt.records),
         "hits": after,
         "new_hits": [a - b for a, b in zip(after, before)],
-        "targets": [t.value for t in state.config.targets],
+        "targets": [t.value if t.value is not None else t.range.label() for t in state.config.targets],
         "batch_mae": float(np.mean(err)) if err else None,
         "batch_coverage_2sigma": float(np.mean(inside)) if inside else None,
         "failures": failures,

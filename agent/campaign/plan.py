@@ -32,7 +32,6 @@ from botorch.models.model import Model
 
 from agent.campaign.batch import Batch
 from agent.campaign.state import CampaignState, hit_designs, measured_unit, missing_hits, nearest_distance, observed
-from agent.core.materials import get_material
 from agent.design.acquisition import SelectionConfig, choose_batch, log_window_probability, posterior_std
 from agent.design.funnel import Candidates, FunnelConfig, propose_candidates
 from agent.design.localize import LocalizeConfig
@@ -102,6 +101,16 @@ def loop_funnel(state: CampaignState) -> FunnelConfig:
     return replace(LOOP_FUNNEL, n_samples=n, uniform=n)
 
 
+def anchors(state: CampaignState) -> list[float]:
+    """Per target, the property value the generator is conditioned on and the funnel aims at
+    (`TargetRange.anchor`: a ``value ± window`` target's value, a range's centre, or for an
+    open side the middle of what is known beyond its edge)."""
+    material = state.config.design_material()
+    known = observed(state)[1]
+    floor, ceiling = material.target_lower_bound, material.target_upper_bound
+    return [t.range.anchor(known, floor, ceiling) for t in state.config.targets]
+
+
 def _rng(state: CampaignState, stage: int) -> np.random.Generator:
     return np.random.default_rng([state.config.seed, state.iteration, stage])
 
@@ -157,8 +166,8 @@ def with_acquisition_model(state: CampaignState, models: TrainedModels | None) -
     gp = fit_gp(
         U,
         y,
-        symmetries=get_material(state.config.material).symmetries,
-        targets=[t.value for t in state.config.targets],
+        symmetries=state.config.design_material().symmetries,
+        targets=anchors(state),
         max_points=m.gp_max_points,
         seed=state.config.seed,
     )
@@ -169,9 +178,9 @@ def with_acquisition_model(state: CampaignState, models: TrainedModels | None) -
 def sample(state: CampaignState, models: TrainedModels | None, given: PlanInputs) -> list[np.ndarray]:
     """Generator draws ``(n, d)`` per target (empty for a target outside what the generator learned)."""
     if models is None or models.generator is None or given.pool is not None:
-        return [np.zeros((0, state.space.dim)) for _ in state.config.targets]
+        return [np.zeros((0, state.space.unit_dim)) for _ in state.config.targets]
     n = loop_funnel(state).n_samples
-    jobs = [(t.value, n, int(_rng(state, 10 + i).integers(2**31))) for i, t in enumerate(state.config.targets)]
+    jobs = [(a, n, int(_rng(state, 10 + i).integers(2**31))) for i, a in enumerate(anchors(state))]
     return given.sampler.sample(models.generator, jobs)
 
 
@@ -182,9 +191,8 @@ def refine(
     """The loop's funnel over every target's draws, plus uniform designs; or the oracle's pool."""
     if given.pool is not None:
         return Candidates(given.pool, np.full(len(given.pool), -1), {"pool": len(given.pool)})
-    targets = [t.value for t in state.config.targets]
     surrogate = models.surrogate if models is not None else None
-    return propose_candidates(state.space, surrogate, samples, targets, loop_funnel(state), _rng(state, 3))
+    return propose_candidates(state.space, surrogate, samples, anchors(state), loop_funnel(state), _rng(state, 3))
 
 
 # -- 4. choose --------------------------------------------------------------------------------
@@ -199,7 +207,7 @@ def choose(
     barred goes to ``counts["over_max_sigma"]``. ``None`` (default): no cap.
     """
     cfg = state.config
-    pending = given.pending if given.pending is not None else np.zeros((0, state.space.dim))
+    pending = given.pending if given.pending is not None else np.zeros((0, state.space.unit_dim))
     room = cfg.budget.oracle_calls - state.calls - len(pending) if cfg.budget.oracle_calls is not None else 10**9
     first = first_batch(state)
     size = max(0, min(cfg.initial.random if first else cfg.loop.batch_size, room))
@@ -212,7 +220,7 @@ def choose(
         nan = np.full(len(pick), np.nan)
         return Batch(U[pick], np.full(len(pick), -1), ["seed"] * len(pick), nan, nan, nan), cands
     scorer = models.scorer
-    lpf = np.stack([log_window_probability(scorer, U, t.value - t.window, t.value + t.window) for t in cfg.targets])
+    lpf = np.stack([log_window_probability(scorer, U, t.range.lo, t.range.hi) for t in cfg.targets])
     sigma = posterior_std(scorer, U)
     sel = SelectionConfig(size, cfg.loop.exploration, cfg.loop.min_distance)
     hit_ok = None

@@ -25,7 +25,7 @@ from agent.campaign.monitor import current as current_monitor
 from agent.campaign.state import CampaignState, hit_table, missing_hits, stop_reason
 from agent.campaign.store import CampaignStore
 from agent.core.errors import ConfigError, InnloopError, StateError
-from agent.core.materials import get_material, read_observations
+from agent.core.materials import read_observations
 from agent.design.sampling import LocalSampler, Sampler
 from agent.design.trained import SURROGATE_FILE, TrainedModels
 from oracles import make_oracle, oracle_class
@@ -71,7 +71,7 @@ def open_campaign(
         store.check_fingerprint(config.fingerprint())
     last = store.last_completed()
     history = tuple(store.verify_iteration(i) for i in range(last + 1))
-    material = get_material(config.material)
+    material = config.design_material()
     prior_X = prior_y = None
     if config.initial.data:
         obs = read_observations(config.initial.data, material)
@@ -99,7 +99,8 @@ def oracle_for(config: CampaignConfig, workdir: Path | None = None, *, override:
     if workdir is not None and "workdir" in params and (override or "workdir" not in settings):
         settings["workdir"] = str(workdir)
     if "material" in params and "material" not in settings:  # DFT builds the campaign's material
-        settings["material"] = config.material
+        # a registered material travels by name (job processes look it up); a [space] as itself
+        settings["material"] = config.material if config.space is None else config.design_material()
     return make_oracle(config.oracle.name, **settings)
 
 
@@ -238,7 +239,7 @@ def campaign_status(state_dir: str | Path, name: str) -> dict[str, Any]:
         raise StateError(f"no campaign {name!r} under {Path(state_dir)} (no {store.root / 'config.json'})")
     raw, _ = store.load_config()
     config = config_from_dict(raw, source=str(store.root / "config.json"))
-    material = get_material(config.material)
+    material = config.design_material()
     records = tuple(store.ledger.records())
     last = store.last_completed()
     history = [store.verify_iteration(last)] if last >= 0 else []
@@ -257,7 +258,17 @@ def campaign_status(state_dir: str | Path, name: str) -> dict[str, Any]:
         "results": statuses,
         "in_flight": len(inflight.get("jobs", [])) if inflight else 0,
         "targets": [
-            {"value": t.value, "window": t.window, "wanted": t.hits, "hits": len(h), "missing": m, "designs": h}
+            {
+                "label": t.range.label(),
+                "value": t.value,
+                "window": t.window,
+                "low": t.low,
+                "high": t.high,
+                "wanted": t.hits,
+                "hits": len(h),
+                "missing": m,
+                "designs": h,
+            }
             for t, h, m in zip(config.targets, hits, missing_hits(state))
         ],
         "elapsed_s": history[-1].get("elapsed_s") if history else 0.0,

@@ -22,6 +22,7 @@ from scipy.spatial import cKDTree
 from agent.campaign.config import CampaignConfig
 from agent.campaign.ledger import LedgerRecord
 from agent.core.space import DesignSpace
+from agent.core.targets import TargetRange
 from oracles.base import design_digest
 
 __all__ = [
@@ -76,11 +77,11 @@ def ledger_arrays(state: CampaignState, *, arrival: bool = False) -> tuple[np.nd
     compare with methods measured in submission order)."""
     space, name = state.space, state.target_name
     records = sorted(state.records, key=lambda r: r.seq) if arrival else state.records
-    X = np.asarray([[r.result.handle.design[n] for n in space.names] for r in records], dtype=np.float64)
+    X = space.from_rows([r.result.handle.design for r in records], source="the ledger")
     y = np.array(
         [(r.result.values or {}).get(name, np.nan) if r.result.ok else np.nan for r in records], dtype=np.float64
     )
-    return space.to_unit(X.reshape(-1, space.dim)), y
+    return space.to_unit(X.reshape(-1, space.dim)) if len(X) else np.zeros((0, space.unit_dim)), y
 
 
 def observed(state: CampaignState) -> tuple[np.ndarray, np.ndarray]:
@@ -99,15 +100,15 @@ def measured_unit(state: CampaignState) -> np.ndarray:
     return ledger_arrays(state)[0]
 
 
-def diverse_hits(U: np.ndarray, y: np.ndarray, target: float, window: float, min_distance: float) -> np.ndarray:
+def diverse_hits(U: np.ndarray, y: np.ndarray, target: TargetRange, min_distance: float) -> np.ndarray:
     """Indices of the diverse hits among ``U (n, d)``, ``y (n,)`` taken in order.
 
-    A row is a hit when ``|y - target| <= window``; it counts when it lies at least
+    A row is a hit when ``y`` lies in the target's range; it counts when it lies at least
     ``min_distance`` (unit box) from every hit counted before it. Taken in `canonical_order`,
     iteration by iteration, the count is a property of the campaign's history that the
     results of later iterations cannot lower.
     """
-    idx = np.flatnonzero(np.abs(np.asarray(y) - target) <= window + 1e-12)
+    idx = np.flatnonzero(target.contains(y))
     kept: list[int] = []
     for i in idx:
         if all(np.linalg.norm(U[i] - U[j]) >= min_distance for j in kept):
@@ -118,11 +119,11 @@ def diverse_hits(U: np.ndarray, y: np.ndarray, target: float, window: float, min
 def _campaign_hits(state: CampaignState) -> tuple[np.ndarray, np.ndarray, list[np.ndarray]]:
     """Oracle-measured rows only (prior data are not discoveries) and hit indices per target.
 
-    Rows without a value (failures) are never hits: ``|NaN - t| <= w`` is false.
+    Rows without a value (failures) are never hits: NaN lies in no range.
     """
     U, y = ledger_arrays(state)
     md = state.config.loop.min_distance
-    return U, y, [diverse_hits(U, y, t.value, t.window, md) for t in state.config.targets]
+    return U, y, [diverse_hits(U, y, t.range, md) for t in state.config.targets]
 
 
 def hit_designs(state: CampaignState) -> list[np.ndarray]:
@@ -137,9 +138,7 @@ def hit_table(state: CampaignState) -> list[list[dict[str, Any]]]:
     out = []
     for ids in idx:
         X = state.space.from_unit(U[ids]) if len(ids) else np.zeros((0, state.space.dim))
-        out.append(
-            [dict(zip(state.space.names, map(float, x))) | {state.target_name: float(y[i])} for x, i in zip(X, ids)]
-        )
+        out.append([row | {state.target_name: float(y[i])} for row, i in zip(state.space.to_rows(X), ids)])
     return out
 
 

@@ -96,7 +96,7 @@ class _Tally(Monitor):
             "calls_left": None if b.oracle_calls is None else max(0, b.oracle_calls - calls - out),
             "time_left": None if b.wall_time_s is None else max(0.0, b.wall_time_s - st.elapsed_s - elapsed),
             "elapsed": elapsed,
-            "targets": [(t.value, t.window, h, w) for t, h, w in zip(st.config.targets, hits, wanted)],
+            "targets": [(t.range.label(), h, w) for t, h, w in zip(st.config.targets, hits, wanted)],
         }
 
 
@@ -131,9 +131,9 @@ class LiveView(_Tally):
             f"{c['done']} done · {c['in_flight']} out · {c['failed']} failed",
             ("left: " + ", ".join(left)) if left else "",
         )
-        for value, window, hits, wanted in c["targets"]:
+        for label, hits, wanted in c["targets"]:
             bar = ProgressBar(total=max(wanted, 1), completed=min(hits, wanted), width=24)
-            grid.add_row(f"{value:g} ± {window:g} {self.unit}".strip(), bar, f"{hits} / {wanted} hits")
+            grid.add_row(f"{label} {self.unit}".strip(), bar, f"{hits} / {wanted} hits")
         parts: list[Any] = [head, grid]
         if last:
             parts.append(Text(last[:200], style="dim", overflow="ellipsis", no_wrap=True))
@@ -157,7 +157,7 @@ class LineView(_Tally):
         super().iteration(state)
         c = self.counts()
         m = state.history[-1]
-        hits = ", ".join(f"{h}/{w} at {v:g} {self.unit}".rstrip() for v, _, h, w in c["targets"])
+        hits = ", ".join(f"{h}/{w} at {v} {self.unit}".rstrip() for v, h, w in c["targets"])
         left = []
         if c["calls_left"] is not None:
             left.append(f"{c['calls_left']} calls")
@@ -199,8 +199,11 @@ def open_view(mode: str, unit: str = "", out: TextIO | None = None, err: TextIO 
         yield _Tally()
 
 
-def _num(v: float) -> str:
-    """Four or five significant figures in at most seven characters: 2.832, 94.88, 115.2, -0.054."""
+def _num(v: float | str) -> str:
+    """Four or five significant figures in at most seven characters: 2.832, 94.88, 115.2, -0.054;
+    a category's name and an integer as they are."""
+    if isinstance(v, str | int):
+        return str(v)
     a = abs(v)
     return f"{v:.1f}" if a >= 100 else f"{v:.2f}" if a >= 10 else f"{v:.3f}" if a >= 0.0005 or a == 0 else f"{v:.1e}"
 
@@ -219,7 +222,7 @@ def hits_table(status: dict[str, Any], units: dict[str, str], target: str, targe
         table.add_column(head(n, units[n]), justify="right")
     table.add_column(head(target, target_unit), justify="right")
     for t in status["targets"]:
-        label = f"{t['value']:g} ± {t['window']:g}"
+        label = t["label"]
         if not t["designs"]:
             table.add_row(label, "-", *["" for _ in names], "no hits yet")
         for i, row in enumerate(t["designs"], 1):

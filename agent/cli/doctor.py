@@ -8,6 +8,10 @@ component with the README's install command for whatever is missing. A check nev
 raises: a broken probe is itself a row. The exit status is 1 only when a core component
 (Python, torch, Prefect, Ray) is broken, so scripts can gate on it; ``--deep`` also
 starts a temporary Prefect server and a one-CPU Ray to prove they really come up.
+
+The plugins row loads every installed plugin (`agent.core.plugins`: materials, oracles
+and generators of other packages) and lists them per registry; a broken or clashing one
+is a warning with its one-line reason, since only the campaigns that name it need it.
 """
 
 from __future__ import annotations
@@ -22,7 +26,9 @@ import tomllib
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
+
+from agent.core.plugins import distribution
 
 __all__ = ["Check", "innloop_version", "main", "render", "run_checks"]
 
@@ -207,6 +213,37 @@ def _chromium(deep: bool) -> tuple[Status, str, str]:
     return "ok", f"{_tool_version(found) or 'chromium'} at {found}", ""
 
 
+def plugin_report() -> dict[str, dict[str, dict[str, str]]]:
+    """Per registry, ``{"found": {name: its distribution}, "problems": {name: why}}``, every plugin loaded."""
+    import generators  # the registries themselves: torch (checked above) and the oracles
+    import oracles
+    from agent.core.materials import base as materials
+
+    out = {}
+    for kind, group in (
+        ("materials", materials.PLUGINS),
+        ("oracles", oracles.PLUGINS),
+        ("generators", generators.PLUGINS),
+    ):
+        loaded, problems = group.load_all()
+        found = {name: distribution(group.entry_points(name)[0]) for name in loaded}
+        out[kind] = {"found": found, "problems": problems}
+    return out
+
+
+def _plugins(deep: bool) -> tuple[Status, str, str]:
+    report = plugin_report()
+    parts = [
+        f"{kind}: {', '.join(f'{name} ({dist})' for name, dist in sorted(r['found'].items())) or 'none'}"
+        for kind, r in report.items()
+    ]
+    problems = [why for r in report.values() for why in r["problems"].values()]
+    if problems:
+        hint = "fix or uninstall the broken plugins' packages (pip uninstall DISTRIBUTION)"
+        return "warn", "; ".join(parts) + "; broken: " + " | ".join(problems), hint
+    return "ok", "; ".join(parts), ""
+
+
 PROBES: list[tuple[str, bool, Probe]] = [
     ("Python", True, _python),
     ("torch", True, _torch),
@@ -215,6 +252,7 @@ PROBES: list[tuple[str, bool, Probe]] = [
     ("GPAW", False, _gpaw),
     ("SLURM", False, _slurm),
     ("Chromium", False, _chromium),
+    ("Plugins", False, _plugins),
 ]
 
 
@@ -260,7 +298,12 @@ def main(as_json: bool = False, deep: bool = False) -> int:
     """Run the checks and print them; 0 when the core works, else 1."""
     rows = run_checks(deep)
     if as_json:
-        out = {"version": innloop_version(), "core_ok": core_ok(rows), "checks": [asdict(r) for r in rows]}
+        out: dict[str, Any] = {"version": innloop_version(), "core_ok": core_ok(rows)}
+        out["checks"] = [asdict(r) for r in rows]
+        try:
+            out["plugins"] = plugin_report()  # loaded by the plugins row already: cached
+        except Exception as exc:  # as in run_checks: the report never raises
+            out["plugins"] = {"error": f"{type(exc).__name__}: {exc}"}
         print(json.dumps(out, indent=2))
     else:
         render(rows)

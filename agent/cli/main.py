@@ -89,7 +89,7 @@ def _design(args: argparse.Namespace) -> int:
         frame.to_csv(sys.stdout, index=False, float_format="%.6g")
     if args.cif:
         best = frame.assign(err=(frame["pred"] - args.target).abs()).nsmallest(args.cif_max, "err")
-        structures = [material.build(x) for x in space.from_frame(best)]
+        structures = [material.builder()(x) for x in space.from_frame(best)]
         paths = write_structures(structures, args.cif)
         _log(args)(f"wrote {len(paths)} structure files for the {len(best)} best candidates to {args.cif}")
     return 0
@@ -144,14 +144,14 @@ def _status(args: argparse.Namespace) -> int:
     )
     print("results: " + ", ".join(f"{k} {v}" for k, v in sorted(status["results"].items())))
     for t in status["targets"]:
-        print(f"target {t['value']:g} ± {t['window']:g}: {t['hits']} of {t['wanted']} diverse hits")
+        print(f"target {t['label']}: {t['hits']} of {t['wanted']} diverse hits")
     return 0
 
 
 def _report(args: argparse.Namespace) -> int:
     import pandas as pd  # the report's stack: see the note at the top
 
-    from agent.report import ReportOptions, build_report
+    from agent.report import ReportOptions, build_report, switching_line
 
     os.environ.setdefault("NUMBA_NUM_THREADS", os.environ.get("INNLOOP_TORCH_THREADS", "1"))
     switch = None
@@ -167,10 +167,7 @@ def _report(args: argparse.Namespace) -> int:
     result = build_report(str(resolve_state_dir(args.state)), args.campaign, opts, log=_log(args))
     s = result.summary
     print(f"report: {result.html}")
-    print(
-        f"switching {s['targets'][0]:g} -> {s['targets'][1]:g} eV: {s['pairs']} pairs, {s['verified']} verified "
-        f"by {s.get('verifier', 'the model')}, {s['confirmed']} of {s['confirm_attempted']} confirmed by the oracle"
-    )
+    print(switching_line(s))
     table = result.switching
     for _, row in table.head(5).iterrows():
         confirmed = row.get("confirmed")

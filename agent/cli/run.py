@@ -36,7 +36,6 @@ from agent.campaign.monitor import watching
 from agent.campaign.state import FAILURE_STOP
 from agent.cli.console import hits_table, open_view
 from agent.core.errors import CampaignStopped, InnloopError
-from agent.core.materials import get_material
 from agent.core.paths import resolve_state_dir
 
 __all__ = ["Interrupted", "run_command"]
@@ -126,7 +125,7 @@ def run_command(args: argparse.Namespace) -> int:
         raise InnloopError(f"--iterations must be at least 1, got {args.iterations}")
     cfg = load_config(args.config)  # validate before anything starts (Prefect, Ray)
     state_dir = str(resolve_state_dir(args.state))  # resolved once, here: jobs get absolute paths
-    material = get_material(cfg.material)
+    material = cfg.design_material()
     _quiet_frameworks(args.verbose)
     try:
         with _signals(), open_view(_view_mode(args), unit=material.target_unit) as view, watching(view):
@@ -186,7 +185,7 @@ def _finish(state_dir: str, name: str, reason: str, seconds: dict[str, float], m
     console = Console(soft_wrap=False) if sys.stdout.isatty() else Console(width=160, soft_wrap=False)
     phases = ", ".join(f"{k} {v:.0f} s" for k, v in seconds.items() if k != "total")
     unit = f" {material.target_unit}" if material.target_unit else ""
-    hits = ", ".join(f"{t['hits']}/{t['wanted']} at {t['value']:g}{unit}" for t in status["targets"])
+    hits = ", ".join(f"{t['hits']}/{t['wanted']} at {t['label']}{unit}" for t in status["targets"])
     console.print(
         f"{name}: {reason}; {status['oracle_calls']} oracle calls in {status['iterations']} iterations, "
         f"diverse hits {hits}; {seconds['total']:.0f} s" + (f" ({phases})" if phases else ""),

@@ -41,7 +41,12 @@ def _label(frame: pd.DataFrame, pos: int) -> Any:
 
 
 def validate_frame(
-    space: DesignSpace, frame: Any, target: str | None, source: str, lower_bound: float | None
+    space: DesignSpace,
+    frame: Any,
+    target: str | None,
+    source: str,
+    lower_bound: float | None,
+    upper_bound: float | None = None,
 ) -> tuple[np.ndarray, np.ndarray]:
     """Check ``frame`` against ``space``; return ``(X, y)`` or raise one `DataError`.
 
@@ -58,8 +63,9 @@ def validate_frame(
         raise DataError(f"{source}: missing columns {missing} (expected {cols}, found {list(frame.columns)})")
     if len(frame) == 0:
         raise DataError(f"{source}: the table has no rows")
+    numeric = [c for c in cols if c not in space.names or space.parameters[space.names.index(c)].kind != "categorical"]
     non_numeric = [
-        c for c in cols if not pd.api.types.is_numeric_dtype(frame[c]) or pd.api.types.is_bool_dtype(frame[c])
+        c for c in numeric if not pd.api.types.is_numeric_dtype(frame[c]) or pd.api.types.is_bool_dtype(frame[c])
     ]
     if non_numeric:
         col = frame[non_numeric[0]]
@@ -69,7 +75,8 @@ def validate_frame(
             f"{source}: non-numeric columns {non_numeric}; first bad value "
             f"{col.iloc[first]!r} in column {non_numeric[0]!r} at row {_label(frame, first)}"
         )
-    values = frame[cols].to_numpy(dtype=np.float64)
+    design = space.from_frame(frame, source=source)  # category names -> positions, unknown names refused
+    values = np.column_stack([design, frame[cols[space.dim :]].to_numpy(dtype=np.float64)])
     finite = np.isfinite(values)
     if not finite.all():
         parts = []
@@ -90,13 +97,16 @@ def validate_frame(
             f"{space.name!r} ({int((~in_box).sum())} outside the bounds, "
             f"{int(in_box.sum())} violating constraints); first, row {_label(frame, first)}: {why}"
         )
-    if lower_bound is not None and (y < lower_bound).any():
-        low = np.flatnonzero(y < lower_bound)
-        first = int(low[0])
-        raise DataError(
-            f"{source}: {len(low)} rows have {target!r} below its physical lower bound "
-            f"{lower_bound:g}; first, row {_label(frame, first)}: {target}={y[first]:g}"
-        )
+    for bound, side, beyond in (
+        (lower_bound, "below its physical lower", y < (lower_bound or 0.0)),
+        (upper_bound, "above its physical upper", y > (upper_bound or 0.0)),
+    ):
+        if bound is not None and beyond.any():
+            first = int(np.flatnonzero(beyond)[0])
+            raise DataError(
+                f"{source}: {int(beyond.sum())} rows have {target!r} {side} bound "
+                f"{bound:g}; first, row {_label(frame, first)}: {target}={y[first]:g}"
+            )
     return X, y
 
 
@@ -116,14 +126,20 @@ class Observations:
         source: str = "table",
         *,
         lower_bound: float | None = None,
+        upper_bound: float | None = None,
     ) -> None:
-        X, y = validate_frame(space, frame, target, source, lower_bound)
+        X, y = validate_frame(space, frame, target, source, lower_bound, upper_bound)
         self.space = space
         self.target = target
         self.source = source
         self.lower_bound = lower_bound
+        self.upper_bound = upper_bound
         self._frame = frame.reset_index(drop=True)
-        self._frame[[*space.names, target]] = np.column_stack([X, y])
+        if space.plain:
+            self._frame[[*space.names, target]] = np.column_stack([X, y])
+        else:  # tables keep the real values: category names, whole integers
+            self._frame[space.names] = space.to_frame(X)
+            self._frame[target] = y
         self._X = X.copy()
         self._y = y.copy()
 
@@ -137,6 +153,7 @@ class Observations:
         source: str = "arrays",
         *,
         lower_bound: float | None = None,
+        upper_bound: float | None = None,
     ) -> Observations:
         """Build from physical ``X`` (n, d) and ``y`` (n,), e.g. fresh oracle results."""
         frame = space.to_frame(X)
@@ -144,7 +161,7 @@ class Observations:
         if len(yy) != len(frame):
             raise DataError(f"{source}: {len(frame)} design points but {len(yy)} target values")
         frame[target] = yy
-        return cls(space, frame, target, source, lower_bound=lower_bound)
+        return cls(space, frame, target, source, lower_bound=lower_bound, upper_bound=upper_bound)
 
     # -- views ---------------------------------------------------------------------
     @property
@@ -186,6 +203,7 @@ class Observations:
             self.target,
             self.source,
             lower_bound=self.lower_bound,
+            upper_bound=self.upper_bound,
         )
 
     # -- duplicates ----------------------------------------------------------------
@@ -251,10 +269,12 @@ class Observations:
         frame = self._frame.iloc[keep].copy()
         if policy == "mean":
             frame[self.target] = s.set_index("first").loc[keep, "mean"].to_numpy()
-        return Observations(self.space, frame, self.target, self.source, lower_bound=self.lower_bound)
+        return Observations(
+            self.space, frame, self.target, self.source, lower_bound=self.lower_bound, upper_bound=self.upper_bound
+        )
 
     def _describe(self, row: int) -> str:
-        return ", ".join(f"{n}={v:.10g}" for n, v in zip(self.space.names, self._X[row]))
+        return self.space.describe(self._X[row])
 
     # -- splits --------------------------------------------------------------------
     def split(self, test_fraction: float = 0.2, seed: int = 0) -> tuple[Observations, Observations]:

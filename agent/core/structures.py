@@ -35,7 +35,7 @@ def build_structures(material: Material, X_physical: Any) -> list[Structure]:
     `DesignError` naming the offending row before pymatgen ever sees it.
     """
     X = material.space.validate(X_physical)
-    return [material.build(x) for x in X]
+    return [material.builder()(x) for x in X]
 
 
 def to_ase(structure: Structure, info: Mapping[str, Any] | None = None) -> Atoms:

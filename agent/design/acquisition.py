@@ -82,8 +82,10 @@ def _dtype(model: Model) -> torch.dtype:
 
 
 def log_window_probability(model: Model, U: np.ndarray, lower: float, upper: float, *, chunk: int = 8192) -> np.ndarray:
-    """``log P(lower <= y(u) <= upper)`` for candidates ``U (n, d)`` -> ``(n,)``."""
-    acq = LogProbabilityOfFeasibility(model, {0: (float(lower), float(upper))})
+    """``log P(lower <= y(u) <= upper)`` for candidates ``U (n, d)`` -> ``(n,)``; an infinite
+    bound is an open side (a one-sided target)."""
+    lo, hi = (float(b) if np.isfinite(b) else None for b in (lower, upper))
+    acq = LogProbabilityOfFeasibility(model, {0: (lo, hi)})
     return _evaluate(acq, np.asarray(U), _dtype(model), chunk)
 
 

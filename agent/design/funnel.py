@@ -186,6 +186,9 @@ def funnel(
         # the localizer drives the mean *signed* gap; the reported mean gap may differ by a hair
         final_window = 2 * loc.tol if config.converged_only else None
 
+    if not space.plain:  # integers and categories: the surrogate scores real designs only
+        U, counts["snap_duplicates"] = snap_candidates(space, U)
+
     def select() -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         mean, std = _predict(surrogate, U)
         return downselect(space, U, mean, std, target, final_window, config.max_sigma), mean, std
@@ -223,15 +226,27 @@ def propose_candidates(
         invalid += got.counts["invalid"]
         parts.append(replace(got, source=np.full(len(got.U), i)))
     if config.uniform:
-        U = rng.random((config.uniform, space.dim))
+        U, dropped = snap_candidates(space, rng.random((config.uniform, space.unit_dim)))
         ok = space.valid_mask(space.from_unit(U))
         mean, std = _predict(surrogate, U[ok]) if surrogate is not None else (None, None)
         parts.append(Candidates(U[ok], np.full(int(ok.sum()), -1), {}, mean, std))
-        counts["uniform"] = config.uniform
+        counts["uniform"] = config.uniform - dropped
         invalid += int((~ok).sum())
-    out = _concat(parts, space.dim)
+    out = _concat(parts, space.unit_dim)
     out.counts = counts | {"candidates": len(out.U), "invalid": invalid}
     return out
+
+
+def snap_candidates(space: DesignSpace, U: np.ndarray) -> tuple[np.ndarray, int]:
+    """Relaxed candidates ``U (n, unit_dim)`` on real designs (`DesignSpace.snap_unit`), the
+    first of each set that became one design kept; and how many were dropped. A space of
+    plain numbers has nothing to snap: ``U`` comes back as it is."""
+    if space.plain or len(U) == 0:
+        return U, 0
+    snapped = space.snap_unit(U)
+    _, first = np.unique(snapped, axis=0, return_index=True)
+    keep = np.sort(first)
+    return snapped[keep], len(U) - len(keep)
 
 
 def _concat(parts: list[Candidates], dim: int) -> Candidates:

@@ -22,6 +22,7 @@ from collections.abc import Sequence
 
 import numpy as np
 import torch
+from botorch.exceptions.errors import ModelFittingError
 from botorch.fit import fit_gpytorch_mll
 from botorch.models import SingleTaskGP
 from botorch.models.transforms import Standardize
@@ -31,7 +32,7 @@ from torch import Tensor
 
 from agent.core.materials.base import Symmetry
 
-__all__ = ["InvariantMatern", "fit_gp", "symmetry_group"]
+__all__ = ["InvariantMatern", "fit_gp", "fit_marginal_likelihood", "symmetry_group"]
 
 
 def symmetry_group(generators: Sequence[Symmetry], dim: int) -> list[Symmetry]:
@@ -133,9 +134,19 @@ def fit_gp(
     )
     torch.manual_seed(seed)
     model = SingleTaskGP(X, Y, covar_module=ScaleKernel(base), outcome_transform=Standardize(1))
-    fit_gpytorch_mll(ExactMarginalLogLikelihood(model.likelihood, model))
+    fit_marginal_likelihood(ExactMarginalLogLikelihood(model.likelihood, model))
     model.eval()
     return model
+
+
+def fit_marginal_likelihood(mll: ExactMarginalLogLikelihood) -> None:
+    """BoTorch's fit; when every one of its tries ends in an optimizer warning (L-BFGS
+    "ABNORMAL" on one-hot blocks of a few dozen designs), the first try's fit is kept
+    rather than the campaign stopped: a GP a step short of its optimum still ranks."""
+    try:
+        fit_gpytorch_mll(mll)
+    except ModelFittingError:
+        fit_gpytorch_mll(mll, warning_handler=lambda _w: True)
 
 
 def _subset(y: np.ndarray, targets: Sequence[float], cap: int) -> np.ndarray:

@@ -8,7 +8,7 @@ design-space map and `agent.report.cache` keeps what no campaign changes (the da
 map) between reports.
 """
 
-from agent.report.build import ReportOptions, ReportResult, build_report, default_confirm
+from agent.report.build import ReportOptions, ReportResult, build_report, default_confirm, switching_line
 from agent.report.figures import SIZES
 
-__all__ = ["SIZES", "ReportOptions", "ReportResult", "build_report", "default_confirm"]
+__all__ = ["SIZES", "ReportOptions", "ReportResult", "build_report", "default_confirm", "switching_line"]

@@ -4,6 +4,9 @@
 (`agent.report.tables`, `agent.report.switch`, `agent.insight`), draws the figures
 (`agent.report.figures`), writes PNG and CSV files beside one self-contained HTML file
 (`agent.report.html`) and returns where everything went with the seconds per stage.
+Tables and figures a campaign's designs cannot have (strains, switching pairs and
+structure files of a design space that is not a strained crystal; switching without two
+two-sided targets) are not computed, and their sections say why (`agent.report.sections`).
 """
 
 from __future__ import annotations
@@ -23,11 +26,20 @@ import pandas as pd
 from agent.campaign.state import diverse_hits, ledger_arrays
 from agent.core.atomic import write_bytes, write_json, write_text
 from agent.core.errors import ConfigError, StateError
+from agent.insight import SwitchingReport
 from agent.report import figures, tables
 from agent.report.cache import ArrayCache, cache_dir
-from agent.report.export import clear_scratch, export_structures, write_csv
+from agent.report.export import best_hit_table, clear_scratch, export_structures, write_csv
 from agent.report.html import render
-from agent.report.inputs import ReportInputs, Target, candidate_sets, load_inputs, report_targets
+from agent.report.inputs import (
+    ReportInputs,
+    Target,
+    candidate_sets,
+    crystal_gaps,
+    design_frame,
+    load_inputs,
+    report_targets,
+)
 from agent.report.sections import sections
 from agent.report.switch import ConfirmStats, embedding_tables, switching_pairs
 
@@ -81,16 +93,24 @@ def default_confirm(oracle_name: str) -> int:
 
 
 def _hit_frames(inputs: ReportInputs, targets: list[Target]) -> list[pd.DataFrame]:
-    """Per target, the campaign's measured diverse hits (physical columns plus the value)."""
+    """Per target, the campaign's measured diverse hits (design columns in real values, plus the value)."""
     U, y = ledger_arrays(inputs.state)
     space, name = inputs.material.space, inputs.material.target
     out = []
     for t in targets:
-        idx = diverse_hits(U, y, t.value, t.window, inputs.config.loop.min_distance)
-        frame = space.to_frame(space.from_unit(U[idx])) if len(idx) else pd.DataFrame(columns=space.names, dtype=float)
+        idx = diverse_hits(U, y, t.range, inputs.config.loop.min_distance)
+        frame = design_frame(space, space.from_unit(U[idx]))
         frame[name] = y[idx]
         out.append(frame)
     return out
+
+
+def _no_switching(why: str) -> tuple[SwitchingReport, ConfirmStats]:
+    """The switching results of a report that has none: no pairs, and why (``switching``)."""
+    columns = ["rank", "distance", "change", "verified", "confirmed", "note"]
+    summary: dict[str, Any] = {"switching": f"skipped: {why}", "targets": [math.nan, math.nan], "pairs": 0}
+    summary |= {"verified": 0, "confirm_attempted": 0, "confirmed": 0, "confirmed_by_campaign": 0}
+    return SwitchingReport(pd.DataFrame(columns=columns), summary), ConfirmStats()
 
 
 def _random_basis(inputs: ReportInputs) -> tuple[np.ndarray | None, np.ndarray | None, str]:
@@ -153,8 +173,10 @@ def _build(state_dir: str | Path, name: str, opt: ReportOptions, log: Callable[[
     clear_scratch(folder)
     mat, cfg, space = inputs.material, inputs.config, inputs.material.space
     tname, unit = mat.target, mat.target_unit
-    targets, (s0, s1) = report_targets(inputs, opt.switch)
-    n_campaign = len(cfg.targets)
+    plan = report_targets(inputs, opt.switch)
+    targets, n_campaign, pair = plan.targets, plan.campaign, plan.switch
+    gaps = crystal_gaps(mat)
+    labels = {tg.key: tg.label for tg in targets}
     lap("load")
 
     sets = candidate_sets(inputs, targets, opt.samples, opt.seed)
@@ -162,44 +184,42 @@ def _build(state_dir: str | Path, name: str, opt: ReportOptions, log: Callable[[
     lap("candidates")
 
     confirm = default_confirm(cfg.oracle.name) if opt.confirm is None else opt.confirm
-    sw, stats = switching_pairs(
-        inputs,
-        (targets[s0], targets[s1]),
-        (sets[s0], sets[s1]),
-        top=opt.top,
-        confirm=confirm,
-        folder=folder / "confirm",
-        timeout_s=opt.confirm_timeout_s,
-        wait_s=opt.confirm_wait_s,
-    )
+    ends: tuple[Target, ...] = () if pair is None else (targets[pair[0]], targets[pair[1]])
+    end_sets: tuple[pd.DataFrame, ...] = () if pair is None else (sets[pair[0]], sets[pair[1]])
+    if pair is not None:
+        sw, stats = switching_pairs(
+            inputs,
+            (targets[pair[0]], targets[pair[1]]),
+            (sets[pair[0]], sets[pair[1]]),
+            top=opt.top,
+            confirm=confirm,
+            folder=folder / "confirm",
+            timeout_s=opt.confirm_timeout_s,
+            wait_s=opt.confirm_wait_s,
+        )
+    else:
+        sw, stats = _no_switching(plan.skipped)
     lap("switching")
 
     cache = ArrayCache(opt.cache if opt.cache is not None else cache_dir(state_dir))
-    emb = embedding_tables(
-        inputs,
-        (targets[s0], targets[s1]),
-        (sets[s0], sets[s1]),
-        sw.table,
-        max_points=opt.umap_points,
-        seed=opt.seed,
-        cache=cache,
-    )
+    emb = embedding_tables(inputs, ends, end_sets, sw.table, max_points=opt.umap_points, seed=opt.seed, cache=cache)
     lap("umap")
 
-    data_frame = space.to_frame(inputs.data.X) if inputs.data is not None else None
+    data_frame = design_frame(space, inputs.data.X) if inputs.data is not None else None
     data_y = inputs.data.y if inputs.data is not None else None
-    _, y_ledger = ledger_arrays(inputs.state)
+    U_l, y_ledger = ledger_arrays(inputs.state)
     t: dict[str, pd.DataFrame] = {
         "target_distribution": tables.distribution_table(data_y, y_ledger),
         "umap_data": emb.data,
-        "candidates": pd.concat([s.assign(target=tg.value) for tg, s in zip(targets, sets)], ignore_index=True),
-        "diversity": tables.diversity_table(targets[:n_campaign], sets, data_frame, data_y, hits, mat.name),
+        "candidates": pd.concat([s.assign(target=tg.key) for tg, s in zip(targets, sets)], ignore_index=True),
     }
-    t["design_rules"], t["design_rules_quantiles"] = tables.design_rule_tables(targets[:n_campaign], sets, mat.name)
-    t["switching_pairs"], t["umap_switching"] = sw.table, emb.switching
+    if not gaps.strain:
+        t["diversity"] = tables.diversity_table(targets[:n_campaign], sets, data_frame, data_y, hits, mat)
+        t["design_rules"], t["design_rules_quantiles"] = tables.design_rule_tables(targets[:n_campaign], sets, mat)
+    if pair is not None:
+        t["switching_pairs"], t["umap_switching"] = sw.table, emb.switching
     rU, ry, basis = _random_basis(inputs)
-    U_l, _ = ledger_arrays(inputs.state)
-    camp = [Target(x.value, x.window) for x in cfg.targets]
+    camp = targets[:n_campaign]
     t["campaign_hits"] = tables.hits_table(U_l, y_ledger, camp, cfg.loop.min_distance, rU, ry, seed=opt.seed)
     t["campaign_batch_error"] = tables.batch_error_table(inputs.state.history)
     points = tables.calibration_points(_batches(inputs), inputs.state.records, space, tname)
@@ -208,22 +228,32 @@ def _build(state_dir: str | Path, name: str, opt: ReportOptions, log: Callable[[
     t["campaign_stages"] = tables.stage_table(inputs.state.history)
     lap("tables")
 
-    t["structures"], structure_files = export_structures(mat, camp, hits[:n_campaign], folder / "structures", opt.best)
+    structure_files: list[Path] = []
+    if gaps.structures:
+        t["best_hits"] = best_hit_table(mat, camp, hits[:n_campaign], opt.best)
+    else:
+        t["structures"], structure_files = export_structures(
+            mat, camp, hits[:n_campaign], folder / "structures", opt.best
+        )
     lap("structures")
 
     pngs = {
         "data_distribution": figures.draw("data_distribution", t["target_distribution"], tname, unit),
         "data_umap": figures.draw("data_umap", emb.data, f"{emb.basis}: {len(emb.data)} designs", colour=tname),
-        "diversity": figures.draw("diversity", t["diversity"]),
-        "design_rules": figures.draw("design_rules", t["design_rules"], tables.RULE_FEATURES),
-        "switching_umap": figures.draw(
+    }
+    if not gaps.strain:
+        pngs["diversity"] = figures.draw("diversity", t["diversity"], labels=labels)
+        pngs["design_rules"] = figures.draw("design_rules", t["design_rules"], tables.RULE_FEATURES, labels=labels)
+    if pair is not None:
+        pngs["switching_umap"] = figures.draw(
             "switching_umap",
             emb.switching,
-            f"{targets[s0].label} and {targets[s1].label} candidates; lines: the listed pairs",
+            f"{ends[0].label} and {ends[1].label} candidates; lines: the listed pairs",
             pairs=emb.pair_lines,
-        ),
-        "campaign_hits": figures.draw("campaign_hits", t["campaign_hits"]),
-        "campaign_error": figures.draw("campaign_error", t["campaign_batch_error"]),
+        )
+    pngs |= {
+        "campaign_hits": figures.draw("campaign_hits", t["campaign_hits"], labels=labels),
+        "campaign_error": figures.draw("campaign_error", t["campaign_batch_error"], unit=unit),
         "campaign_calibration": figures.draw("campaign_calibration", t["campaign_calibration"]),
         "campaign_failures": figures.draw("campaign_failures", t["campaign_failures"]),
         "campaign_stages": figures.draw("campaign_stages", t["campaign_stages"]),
@@ -234,18 +264,34 @@ def _build(state_dir: str | Path, name: str, opt: ReportOptions, log: Callable[[
     table_paths = {k: write_csv(folder / f"{k}.csv", v) for k, v in t.items()}
     summary = dict(sw.summary) | {
         "campaign": cfg.name,
+        "unit": unit,
         "oracle": cfg.oracle.name,
         "models_iteration": inputs.models_iteration,
         "candidates": [len(s) for s in sets],
         "random_basis": basis,
+        "umap_basis": emb.basis,
         "umap_points": emb.points,
         "umap_fitted": emb.fitted,
         "umap_cached": emb.cached,
         "notes": inputs.notes,
     }
-    title, intro, body = sections(inputs, targets, (s0, s1), stats, summary, t, pngs)
+    title, intro, body = sections(inputs, plan, stats, summary, t, pngs)
     html_path = write_text(folder / "report.html", render(title, intro, body))
     lap("html")
     write_json(folder / "summary.json", summary | {"seconds": seconds, "confirm": stats.__dict__}, indent=2)
     log(f"report of {cfg.name} written to {html_path}")
     return ReportResult(folder, html_path, fig_paths, table_paths, structure_files, sw.table, summary, stats, seconds)
+
+
+def switching_line(summary: dict[str, Any]) -> str:
+    """One sentence on the report's switching pairs (or why there are none), for the console
+    and the flow's artifact."""
+    if str(summary.get("switching", "")).startswith("skipped"):
+        return f"switching pairs {summary['switching']}"
+    unit = f" {summary['unit']}" if summary.get("unit") else ""
+    a, b = summary["targets"]
+    return (
+        f"switching {a:g} -> {b:g}{unit}: {summary['pairs']} pairs, {summary['verified']} verified by "
+        f"{summary.get('verifier', 'the model')}, {summary['confirmed']} of {summary['confirm_attempted']} "
+        "confirmed by the oracle"
+    )

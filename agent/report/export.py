@@ -1,9 +1,10 @@
-"""Section 6 and file output: the best hits as CIF/POSCAR, and atomic writes into the report folder.
+"""Section 6 and file output: the best hits (as CIF/POSCAR for a crystal), and atomic writes.
 
 Every file of a report is written through `agent.core.atomic`, so a reader (or the Prefect
 UI following a link) sees a whole file or the previous one, never half of one.
 pymatgen writes structures to a path of its own choosing, so they are written into a
-scratch folder first and moved into place file by file.
+scratch folder first and moved into place file by file. A material whose designs are not
+crystals gets the same table of best hits, in real values, without files.
 """
 
 from __future__ import annotations
@@ -21,7 +22,7 @@ from agent.core.materials import Material
 from agent.core.structures import write_structures
 from agent.report.inputs import Target
 
-__all__ = ["best_hits", "export_structures", "write_csv"]
+__all__ = ["best_hit_table", "best_hits", "export_structures", "write_csv"]
 
 
 def write_csv(path: Path, frame: pd.DataFrame) -> Path:
@@ -29,11 +30,28 @@ def write_csv(path: Path, frame: pd.DataFrame) -> Path:
 
 
 def best_hits(hits: pd.DataFrame, target: Target, target_name: str, n: int) -> pd.DataFrame:
-    """The ``n`` measured hits closest to the target value, closest first."""
+    """The ``n`` measured hits closest to the target, closest first: to the value of
+    ``value ± window``; inside a range every hit is at distance 0 and keeps the ledger's order."""
     if not len(hits):
         return hits
-    order = np.argsort(np.abs(hits[target_name].to_numpy(float) - target.value), kind="stable")
+    order = np.argsort(target.range.distance(hits[target_name].to_numpy(float)), kind="stable")
     return hits.iloc[order[:n]].reset_index(drop=True)
+
+
+def best_hit_table(material: Material, targets: Sequence[Target], hits: Sequence[pd.DataFrame], n: int) -> pd.DataFrame:
+    """The ``n`` best hits per target: ``target, rank``, the design columns in real values
+    (category names, integers) and the measured value."""
+    space, name = material.space, material.target
+    parts = []
+    for t, frame in zip(targets, hits):
+        best = best_hits(frame, t, name, n)
+        if len(best):
+            part = best[[*space.names, name]].copy()
+            part.insert(0, "rank", np.arange(1, len(best) + 1))
+            part.insert(0, "target", t.key)
+            parts.append(part)
+    cols = ["target", "rank", *space.names, name]
+    return pd.concat(parts, ignore_index=True)[cols] if parts else pd.DataFrame(columns=cols)
 
 
 def export_structures(
@@ -51,8 +69,8 @@ def export_structures(
         best = best_hits(frame, t, name, n)
         if not len(best):
             continue
-        structures = [material.build(x) for x in space.from_frame(best[space.names])]
-        stem = f"target-{t.value:g}eV-hit"
+        structures = [material.builder()(x) for x in space.from_frame(best[space.names])]
+        stem = f"target-{t.range.slug()}{'eV' if t.unit == 'eV' else ''}-hit"  # file-safe: no other unit
         with tempfile.TemporaryDirectory(dir=folder, prefix=".tmp-") as tmp:
             paths = write_structures(structures, tmp, stem_prefix=stem)
             final = [write_bytes(folder / p.name, p.read_bytes()) for p in paths]
@@ -61,7 +79,7 @@ def export_structures(
             cif, poscar = final[2 * k], final[2 * k + 1]
             rows.append(
                 {
-                    "target": t.value,
+                    "target": t.key,
                     "rank": k + 1,
                     **{c: float(best.iloc[k][c]) for c in space.names},
                     name: float(best.iloc[k][name]),

@@ -3,13 +3,14 @@
 Figures are drawn with matplotlib's Agg backend at 100 dpi and saved without tight
 bounding boxes, so every PNG has exactly the size listed in `SIZES` (tests check it).
 An empty table still gives a figure, saying what is missing, so a report never has a
-hole where a picture should be.
+hole where a picture should be. Tables name targets by their ``target`` column (a value,
+or a range's label); ``labels`` maps those to what a legend shows (with the unit).
 """
 
 from __future__ import annotations
 
 import io
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import numpy as np
@@ -65,8 +66,15 @@ def _empty(ax: Any, why: str) -> None:
     ax.set_yticks([])
 
 
-def _targets(values: Any) -> list[float]:
-    return list(dict.fromkeys(float(v) for v in values))
+def _targets(values: Any) -> list[Any]:
+    return list(dict.fromkeys(values))
+
+
+def _label(key: Any, labels: Mapping[Any, str] | None) -> str:
+    """What a legend calls the target ``key`` of a table's ``target`` column."""
+    if labels and key in labels:
+        return labels[key]
+    return f"{key:g}" if isinstance(key, (int, float)) else str(key)
 
 
 def data_distribution(t: pd.DataFrame, target_name: str, unit: str) -> bytes:
@@ -79,7 +87,7 @@ def data_distribution(t: pd.DataFrame, target_name: str, unit: str) -> bytes:
             a.bar(
                 t["bin_lo"], t[col] / (total * width), width=width, align="edge", alpha=0.55, color=color, label=label
             )
-    a.set_xlabel(f"{target_name} ({unit})")
+    a.set_xlabel(f"{target_name} ({unit})" if unit else target_name)
     a.set_ylabel("density")
     if t[["data_count", "campaign_count"]].to_numpy().sum():
         a.legend(fontsize=8)
@@ -111,7 +119,7 @@ def umap_map(
     return _png(fig)
 
 
-def diversity(t: pd.DataFrame) -> bytes:
+def diversity(t: pd.DataFrame, labels: Mapping[Any, str] | None = None) -> bytes:
     targets = _targets(t["target"]) if len(t) else []
     fig, ax = _figure("diversity", 1, max(1, len(targets)))
     if not targets:
@@ -123,14 +131,14 @@ def diversity(t: pd.DataFrame) -> bytes:
             if len(sel):
                 label = f"{name} ({len(sel)})"
                 a.scatter(sel["in_plane"], sel["out_of_plane"], s=s, color=c, marker=m, alpha=alpha, label=label)
-        a.set_title(f"target {value:g} eV", fontsize=10)
+        a.set_title(f"target {_label(value, labels)}", fontsize=10)
         a.set_xlabel("in-plane strain a, b, γ (%)")
         a.set_ylabel("out-of-plane strain c, α, β (%)")
         a.legend(fontsize=7)
     return _png(fig)
 
 
-def design_rules(t: pd.DataFrame, features: Sequence[str]) -> bytes:
+def design_rules(t: pd.DataFrame, features: Sequence[str], labels: Mapping[Any, str] | None = None) -> bytes:
     fig, ax = _figure("design_rules", 2, 2)
     labels = {
         "normal_mean": "average normal strain (%)",
@@ -144,16 +152,15 @@ def design_rules(t: pd.DataFrame, features: Sequence[str]) -> bytes:
             continue
         bins = np.linspace(float(t[f].min()), float(t[f].max()) + 1e-9, 30)
         for value in _targets(t["target"]):
-            a.hist(
-                t.loc[t["target"] == value, f], bins=bins, density=True, histtype="step", lw=1.4, label=f"{value:g} eV"
-            )
+            part = t.loc[t["target"] == value, f]
+            a.hist(part, bins=bins, density=True, histtype="step", lw=1.4, label=_label(value, labels))
         a.set_xlabel(labels.get(f, f))
         a.set_ylabel("density")
         a.legend(fontsize=7)
     return _png(fig)
 
 
-def campaign_hits(t: pd.DataFrame) -> bytes:
+def campaign_hits(t: pd.DataFrame, labels: Mapping[Any, str] | None = None) -> bytes:
     fig, ax = _figure("campaign_hits")
     a = ax[0, 0]
     if not len(t):
@@ -161,18 +168,17 @@ def campaign_hits(t: pd.DataFrame) -> bytes:
         return _png(fig)
     for value in _targets(t["target"]):
         part = t[t["target"] == value]
-        (line,) = a.step(part["calls"], part["hits"], where="post", label=f"{value:g} eV")
+        name = _label(value, labels)
+        (line,) = a.step(part["calls"], part["hits"], where="post", label=name)
         if part["random_expected"].notna().any():
-            a.plot(
-                part["calls"], part["random_expected"], ls="--", color=line.get_color(), label=f"{value:g} eV, random"
-            )
+            a.plot(part["calls"], part["random_expected"], ls="--", color=line.get_color(), label=f"{name}, random")
     a.set_xlabel("oracle calls")
     a.set_ylabel("diverse hits")
     a.legend(fontsize=8)
     return _png(fig)
 
 
-def campaign_error(t: pd.DataFrame) -> bytes:
+def campaign_error(t: pd.DataFrame, unit: str = "") -> bytes:
     fig, ax = _figure("campaign_error")
     a = ax[0, 0]
     ok = t.dropna(subset=["batch_mae"])
@@ -181,7 +187,7 @@ def campaign_error(t: pd.DataFrame) -> bytes:
         return _png(fig)
     a.plot(ok["iteration"], ok["batch_mae"], "o-", label="batch MAE")
     a.set_xlabel("iteration")
-    a.set_ylabel("MAE of the forecast (eV)")
+    a.set_ylabel(f"MAE of the forecast ({unit})" if unit else "MAE of the forecast")
     b = a.twinx()
     b.plot(ok["iteration"], ok["batch_coverage_2sigma"], "s--", color="tab:orange", label="±2σ coverage")
     b.axhline(0.954, color="tab:orange", lw=0.6, ls=":")

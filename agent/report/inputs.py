@@ -8,6 +8,13 @@ samples through the loop's own candidate funnel (`agent.campaign.plan.loop_funne
 target's window; or, for an oracle that measures a listed pool only (``table``), the pool
 rows the surrogate puts in the window. The models come with the acquisition's model the
 campaign scores with (`agent.campaign.plan.with_acquisition_model`).
+
+A target is a range (`agent.core.targets.TargetRange`): ``value ± window`` or
+``low..high``, possibly one-sided. Where a report needs one number (the generator's
+condition, a table's target column, a plot's legend) it uses the one the loop aims at,
+`agent.campaign.plan.anchors`; every "in the window" test uses the range itself.
+Materials that are not strained crystals (a `[space]` recipe) get no strain, switching or
+structure sections: `crystal_gaps` says which are left out and why, for the report's notes.
 """
 
 from __future__ import annotations
@@ -19,31 +26,92 @@ import numpy as np
 import pandas as pd
 
 from agent.campaign.config import CampaignConfig, config_from_dict
-from agent.campaign.plan import loop_funnel, with_acquisition_model
+from agent.campaign.plan import anchors, loop_funnel, with_acquisition_model
 from agent.campaign.runner import last_models, open_campaign, oracle_for
 from agent.campaign.state import CampaignState
 from agent.campaign.store import CampaignStore
 from agent.core.errors import InnloopError, StateError
-from agent.core.materials import Material, get_material
+from agent.core.materials import Material
 from agent.core.observations import Observations
+from agent.core.space import DesignSpace
+from agent.core.targets import TargetRange
 from agent.design.funnel import design
 from agent.design.trained import TrainedModels, training_data
 from oracles import oracle_class
 from oracles.base import MeasuresPool
 
-__all__ = ["ReportInputs", "Target", "candidate_sets", "load_inputs", "report_targets"]
+__all__ = [
+    "CrystalGaps",
+    "ReportInputs",
+    "ReportTargets",
+    "Target",
+    "candidate_sets",
+    "crystal_gaps",
+    "design_frame",
+    "load_inputs",
+    "report_targets",
+]
 
 
 @dataclass(frozen=True)
 class Target:
-    """A target value and the window a design must fall in to count for it."""
+    """A target: the ``range`` a measurement must fall in to count for it, the one number
+    that stands for it (``value``: the written value, or the range's anchor) and the unit."""
 
+    range: TargetRange
     value: float
-    window: float
+    unit: str = ""
+
+    @classmethod
+    def around(cls, value: float, window: float, unit: str = "") -> Target:
+        return cls(TargetRange.around(value, window), value, unit)
+
+    @property
+    def window(self) -> float | None:
+        """Half-width of a two-sided target (the written window of ``value ± window``); None if one-sided."""
+        if self.range.window is not None:
+            return self.range.window
+        return None if self.range.one_sided else 0.5 * (self.range.hi - self.range.lo)
+
+    @property
+    def written_as_value(self) -> bool:
+        return self.range.value is not None
 
     @property
     def label(self) -> str:
-        return f"{self.value:g} eV"
+        """``1 eV`` for ``value ± window`` (as reports always said), ``≥ 0.8 %`` for a range."""
+        if self.written_as_value:
+            return f"{self.value:g} {self.unit}".rstrip()
+        return self.range.label(self.unit)
+
+    @property
+    def key(self) -> float | str:
+        """What a table's ``target`` column holds: the value, or the range's label (no unit)."""
+        return self.value if self.written_as_value else self.range.label()
+
+    def contains(self, y: np.ndarray) -> np.ndarray:
+        return self.range.contains(y)
+
+
+@dataclass(frozen=True)
+class CrystalGaps:
+    """Why sections that need a strained crystal are left out (empty: they are not):
+    ``strain`` for the strain figures and the switching pairs (a reference cell, plain
+    parameters), ``structures`` for the CIF/POSCAR files (a structure builder)."""
+
+    strain: str = ""
+    structures: str = ""
+
+
+def crystal_gaps(material: Material) -> CrystalGaps:
+    if material.build is None:
+        why = f"the designs of {material.name!r} are not crystals (it has no structure builder)"
+        return CrystalGaps(why, why)
+    if material.reference_cell is None:
+        return CrystalGaps(f"{material.name!r} declares no unstrained reference cell, so its designs have no strains")
+    if not material.space.plain:
+        return CrystalGaps(f"{material.name!r} has integer or categorical parameters, which have no strain")
+    return CrystalGaps()
 
 
 @dataclass
@@ -73,7 +141,7 @@ def load_inputs(state_dir: str | Path, name: str) -> ReportInputs:
     raw, _ = store.load_config()
     config = config_from_dict(raw, source=str(store.root / "config.json"))
     store, state = open_campaign(config, state_dir)
-    material = get_material(config.material)
+    material = config.design_material()
     models, at = last_models(store, state)
     notes: list[str] = []
     try:
@@ -85,31 +153,59 @@ def load_inputs(state_dir: str | Path, name: str) -> ReportInputs:
     return ReportInputs(store, state, config, material, models, at, pool, data, notes)
 
 
-def report_targets(inputs: ReportInputs, switch: tuple[float, float] | None) -> tuple[list[Target], tuple[int, int]]:
-    """The campaign's targets plus the two switching targets; indices of the switching pair in the list.
+@dataclass(frozen=True)
+class ReportTargets:
+    """The campaign's targets (the first ``campaign``) plus switching targets added for the
+    report; ``switch``: the indices of the switching pair, None with the reason in ``skipped``."""
+
+    targets: list[Target]
+    campaign: int
+    switch: tuple[int, int] | None
+    skipped: str = ""
+
+
+def report_targets(inputs: ReportInputs, switch: tuple[float, float] | None) -> ReportTargets:
+    """The campaign's targets plus the two switching targets, when switching applies.
 
     Without ``switch``: 0 -> 1.0 eV (the metal–insulator switch) when the material's data
-    span both, else the campaign's lowest and highest target. A switching target that is
-    a campaign target keeps its window; any other gets ±0.1.
+    span both, else the campaign's lowest and highest two-sided target. A switching target
+    that is a campaign target keeps its window; any other gets ±0.1. No switching for a
+    material whose designs are not strained crystals, or without two two-sided targets.
     """
-    targets = [Target(t.value, t.window) for t in inputs.config.targets]
+    unit = inputs.material.target_unit
+    camp = inputs.config.targets
+    targets = [Target(t.range, a, unit) for t, a in zip(camp, anchors(inputs.state))]
+    n = len(targets)
+    gap = crystal_gaps(inputs.material).strain
+    if gap:
+        return ReportTargets(targets, n, None, f"{gap}, so there are no switching pairs")
     if switch is None:
         y = inputs.data.y if inputs.data is not None else None
         if y is not None and float(y.min()) <= 0.0 and float(y.max()) >= 1.0:
             switch = (0.0, 1.0)
         else:
-            values = sorted(t.value for t in targets)
+            values = sorted({t.value for t in targets if t.window is not None})
+            if len(values) < 2:
+                have = f"the campaign has {len(values)}"
+                return ReportTargets(
+                    targets, n, None, f"switching needs two two-sided targets (value ± window, low..high); {have}"
+                )
             switch = (values[0], values[-1])
     if switch[0] == switch[1]:
         raise InnloopError(f"switching needs two different targets, got {switch[0]:g} twice")
     index = []
     for value in switch:
-        found = [i for i, t in enumerate(targets) if abs(t.value - value) < 1e-9]
+        found = [i for i, t in enumerate(targets) if t.window is not None and abs(t.value - value) < 1e-9]
         if not found:
-            targets.append(Target(float(value), 0.1))
+            targets.append(Target.around(float(value), 0.1, unit))
             found = [len(targets) - 1]
         index.append(found[0])
-    return targets, (index[0], index[1])
+    return ReportTargets(targets, n, (index[0], index[1]))
+
+
+def design_frame(space: DesignSpace, X: np.ndarray) -> pd.DataFrame:
+    """Physical designs ``(n, d)`` as the table people read: category names, whole integers."""
+    return space.to_frame(np.asarray(X, dtype=np.float64).reshape(-1, space.dim))
 
 
 def candidate_sets(inputs: ReportInputs, targets: list[Target], samples: int, seed: int = 0) -> list[pd.DataFrame]:
@@ -118,7 +214,7 @@ def candidate_sets(inputs: ReportInputs, targets: list[Target], samples: int, se
     Empty frames where the campaign has no models yet or the generator never saw the target.
     """
     space = inputs.material.space
-    empty = pd.DataFrame({**{n: pd.Series(dtype=float) for n in space.names}, "pred": [], "pred_std": []})
+    empty = design_frame(space, np.zeros((0, space.dim))).assign(pred=np.zeros(0), pred_std=np.zeros(0))
     models = inputs.models
     if models is None:
         inputs.notes.append("the campaign has no trained models yet: no candidates")
@@ -139,7 +235,7 @@ def candidate_sets(inputs: ReportInputs, targets: list[Target], samples: int, se
         except InnloopError as exc:
             inputs.notes.append(f"target {t.label}: no candidates ({exc})")
             frame = empty
-        frame = frame[(frame["pred"] - t.value).abs() <= t.window + 1e-12]
+        frame = frame[t.contains(frame["pred"].to_numpy(dtype=np.float64))]
         out.append(frame.reset_index(drop=True).assign(source="generated"))
     return out
 
@@ -155,8 +251,8 @@ def _pool_sets(inputs: ReportInputs, models: TrainedModels, targets: list[Target
     mean, std = models.surrogate.predict(space.to_unit(X))
     out = []
     for t in targets:
-        rows = np.flatnonzero(np.abs(mean - t.value) <= t.window + 1e-12)
-        frame = space.to_frame(X[rows]) if len(rows) else pd.DataFrame(columns=space.names, dtype=float)
+        rows = np.flatnonzero(t.contains(mean))
+        frame = design_frame(space, X[rows])
         frame["pred"], frame["pred_std"] = mean[rows], std[rows]
         out.append(frame.assign(source="pool"))
     return out

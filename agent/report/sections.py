@@ -2,17 +2,21 @@
 
 Captions say how each number was obtained (what the random baseline replays, which
 models made the candidates, what "verified", "evidence" and "confirmed" mean), so a reader can
-judge a figure without the code.
+judge a figure without the code. A section the campaign's designs cannot have (strains and
+structures of a design space that is not a crystal, switching without two two-sided
+targets) keeps its place and says in one line why it is empty, so no reader wonders
+whether it was forgotten.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 import pandas as pd
 
 from agent.report.html import Figure, Section, Table
-from agent.report.inputs import ReportInputs, Target
+from agent.report.inputs import ReportInputs, ReportTargets, Target, crystal_gaps
 from agent.report.switch import ConfirmStats
 
 __all__ = ["SWITCHING_COLUMNS", "sections"]
@@ -39,13 +43,14 @@ def _switch_text(
     targets: tuple[Target, Target], summary: dict[str, Any], stats: ConfirmStats, oracle: str
 ) -> list[str]:
     a, b = targets
+    u = f" {a.unit}" if a.unit else ""
     in_window = summary.get("in_window", ["-", "-"])
     measured = summary.get("measured_candidates", [0, 0])
     verifier = summary.get("verifier", "the last surrogate")
     rule = summary.get("rule", "model mean inside the window")
     text = [
-        f"Switching pairs {a.label} → {b.label}: a design in the window ±{a.window:g} eV of {a.value:g} eV paired "
-        f"with one in the window ±{b.window:g} eV of {b.value:g} eV, the closest first (each design used once; "
+        f"Switching pairs {a.label} → {b.label}: a design in the window ±{a.window:g}{u} of {a.value:g}{u} paired "
+        f"with one in the window ±{b.window:g}{u} of {b.value:g}{u}, the closest first (each design used once; "
         f"distance: {summary.get('metric', 'unit-box Euclidean')}; 0.025 is 1 % strain or 0.05 V/Å). The change "
         "is written in physical units, largest components first.",
         f"Candidates are the campaign's proposals for each target plus every design the campaign measured inside "
@@ -84,10 +89,13 @@ def _switch_text(
     return text
 
 
+def _skipped(title: str, why: str) -> Section:
+    return Section(title, [f"Not shown: {why}."])
+
+
 def sections(
     inputs: ReportInputs,
-    targets: list[Target],
-    switch: tuple[int, int],
+    plan: ReportTargets,
     stats: ConfirmStats,
     summary: dict[str, Any],
     t: dict[str, pd.DataFrame],
@@ -95,8 +103,7 @@ def sections(
 ) -> tuple[str, list[str], list[Section]]:
     """Title, introduction and the six sections of the report."""
     cfg, mat, st = inputs.config, inputs.material, inputs.state
-    name = mat.target
-    pair = (targets[switch[0]], targets[switch[1]])
+    name, gaps = mat.target, crystal_gaps(mat)
     source = (
         f"every pool row of the '{cfg.oracle.name}' oracle that the surrogate puts in a target's window"
         if inputs.pool_oracle
@@ -108,10 +115,12 @@ def sections(
         else "The campaign has no trained models yet, so there are no candidates."
     )
     title = f"innloop report: {cfg.name}"
+    kind = "Material" if not gaps.structures else "Design space"
+    prop = f"{name} ({mat.target_unit})" if mat.target_unit else name
     intro = [
-        f"Material {mat.name}, target property {name} ({mat.target_unit}); oracle '{cfg.oracle.name}'; "
+        f"{kind} {mat.name}, target property {prop}; oracle '{cfg.oracle.name}'; "
         f"{st.iteration} iterations, {st.calls} oracle calls. Targets: "
-        + ", ".join(f"{x.value:g} ± {x.window:g}" for x in cfg.targets)
+        + ", ".join(x.range.label() for x in cfg.targets)
         + ".",
         made,
         *inputs.notes,
@@ -120,61 +129,80 @@ def sections(
     def fig(key: str, caption: str) -> Figure:
         return Figure(key, caption, pngs[key])
 
+    shared = "; one embedding shared with section 4" if plan.switch is not None else ""
+    measured = (
+        "bundled data and the campaign's measurements" if inputs.data is not None else "the campaign's measurements"
+    )
     data = Section(
         "1. The data",
         items=[
-            fig("data_distribution", f"Distribution of {name}: bundled data and the campaign's measurements."),
+            fig("data_distribution", f"Distribution of {name}: {measured}."),
             Table("target_distribution", "Histogram behind the figure (shared bins).", t["target_distribution"], 10),
             fig(
                 "data_umap",
-                f"UMAP of the design space ({summary['random_basis'].split(' (')[0].replace('replaying the ', '')} "
-                f"sample of {len(t['umap_data'])}), coloured by {name}; one embedding shared with section 4.",
+                f"UMAP of the design space ({summary['umap_basis']} sample of {len(t['umap_data'])}), "
+                f"coloured by {name}{shared}.",
             ),
             Table("umap_data", "Embedded designs.", t["umap_data"], 5),
         ],
     )
-    diversity = Section(
-        "2. Diversity",
-        [made],
-        [
-            fig(
-                "diversity",
-                "Average in-plane (a, b, γ) against out-of-plane (c, α, β) strain per target: bundled data inside "
-                "the window, the candidates and the campaign's measured hits.",
-            ),
-            Table("diversity", "One row per design.", t["diversity"], 8),
-            Table("candidates", "The candidates per target.", t["candidates"], 5),
-        ],
-    )
-    rules = Section(
-        "3. Design rules",
-        [
-            "Average normal (tension > 0, compression < 0) and shear strain of the candidates per target, and the "
-            "averages of their absolute values (how strained a cell is, whatever the sign)."
-        ],
-        [
-            fig("design_rules", "Distributions per target (density)."),
-            Table("design_rules_quantiles", "Quantiles (%) per target.", t["design_rules_quantiles"], 40),
-            Table("design_rules", "One row per candidate.", t["design_rules"], 5),
-        ],
-    )
-    sw = t["switching_pairs"]
-    shown = sw[[c for c in SWITCHING_COLUMNS if c in sw.columns]]
-    switching = Section(
-        "4. Metal–insulator transitions",
-        _switch_text(pair, summary, stats, cfg.oracle.name),
-        [
-            fig(
-                "switching_umap",
-                "Both candidate sets on the UMAP of section 1, each design placed as UMAP places new points "
-                "(UMAP.transform: near its 15 nearest data designs, the data fixed); black lines join the "
-                "listed pairs.",
-            ),
-            Table("switching_pairs", "Ranked switching pairs (full table with both designs in the CSV).", shown, 20),
-            Table("umap_switching", "Embedded designs of the switching map.", t["umap_switching"], 5),
-        ],
-    )
-    campaign = Section(
+    candidates = Table("candidates", "The candidates per target.", t["candidates"], 5)
+    if gaps.strain:
+        diversity = Section("2. Diversity", [made, f"No strain diversity figure: {gaps.strain}."], [candidates])
+        rules = _skipped("3. Design rules", f"the design rules are strain statistics and {gaps.strain}")
+    else:
+        diversity = Section(
+            "2. Diversity",
+            [made],
+            [
+                fig(
+                    "diversity",
+                    "Average in-plane (a, b, γ) against out-of-plane (c, α, β) strain per target: bundled data "
+                    "inside the window, the candidates and the campaign's measured hits.",
+                ),
+                Table("diversity", "One row per design.", t["diversity"], 8),
+                candidates,
+            ],
+        )
+        rules = Section(
+            "3. Design rules",
+            [
+                "Average normal (tension > 0, compression < 0) and shear strain of the candidates per target, and "
+                "the averages of their absolute values (how strained a cell is, whatever the sign)."
+            ],
+            [
+                fig("design_rules", "Distributions per target (density)."),
+                Table("design_rules_quantiles", "Quantiles (%) per target.", t["design_rules_quantiles"], 40),
+                Table("design_rules", "One row per candidate.", t["design_rules"], 5),
+            ],
+        )
+    if plan.switch is None:
+        switching = _skipped("4. Switching pairs", plan.skipped)
+    else:
+        sw = t["switching_pairs"]
+        shown = sw[[c for c in SWITCHING_COLUMNS if c in sw.columns]]
+        pair = (plan.targets[plan.switch[0]], plan.targets[plan.switch[1]])
+        switching = Section(
+            "4. Metal–insulator transitions",
+            _switch_text(pair, summary, stats, cfg.oracle.name),
+            [
+                fig(
+                    "switching_umap",
+                    "Both candidate sets on the UMAP of section 1, each design placed as UMAP places new points "
+                    "(UMAP.transform: near its 15 nearest data designs, the data fixed); black lines join the "
+                    "listed pairs.",
+                ),
+                Table(
+                    "switching_pairs", "Ranked switching pairs (full table with both designs in the CSV).", shown, 20
+                ),
+                Table("umap_switching", "Embedded designs of the switching map.", t["umap_switching"], 5),
+            ],
+        )
+    return title, intro, [data, diversity, rules, switching, _campaign(summary, t, fig), _hits(gaps.structures, t)]
+
+
+def _campaign(summary: dict[str, Any], t: dict[str, pd.DataFrame], fig: Callable[[str, str], Figure]) -> Section:
+    return Section(
         "5. The campaign",
         [
             f"Random screening (dashed) is the expected number of diverse hits of uniform random designs, estimated "
@@ -196,7 +224,20 @@ def sections(
             Table("campaign_stages", "Seconds per stage.", t["campaign_stages"], 14),
         ],
     )
-    structures = Section(
+
+
+def _hits(no_structures: str, t: dict[str, pd.DataFrame]) -> Section:
+    """Section 6: the best hits as structure files, or as a table of real values without files."""
+    if no_structures:
+        return Section(
+            "6. Best hits",
+            [
+                "The best measured hits per target (closest to a target value first; inside a range, in the order "
+                f"measured), in the parameters' real values. No structure files: {no_structures}."
+            ],
+            [Table("best_hits", "Best hits per target.", t["best_hits"], 60)],
+        )
+    return Section(
         "6. Candidates as structures",
         [
             "The best measured hits per target (closest to the target first), written by pymatgen as CIF and POSCAR "
@@ -204,4 +245,3 @@ def sections(
         ],
         [Table("structures", "Exported structures.", t["structures"], 60)],
     )
-    return title, intro, [data, diversity, rules, switching, campaign, structures]

@@ -21,6 +21,7 @@ disk keeps them under the report's ``confirm/oracle/``, apart from the campaign'
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
@@ -33,6 +34,7 @@ from agent.campaign.journal import FileJournal
 from agent.campaign.measure import Tally
 from agent.campaign.runner import oracle_for
 from agent.campaign.state import ledger_arrays
+from agent.core.errors import InnloopError
 from agent.insight import SwitchingReport, switching_report
 from agent.insight.switching import Predictor
 from agent.report.cache import ArrayCache
@@ -141,13 +143,14 @@ def switching_pairs(
         except Exception as exc:  # a report without confirmation beats no report
             stats.error = f"oracle unavailable: {type(exc).__name__}: {str(exc).strip()[:200]}"
     checker, level, checker_name = _checker(inputs, rule)
+    windows = (_window(targets[0]), _window(targets[1]))
     report = switching_report(
         sets[0][space.names],
         sets[1][space.names],
         space=space,
         model=checker,
         targets=(targets[0].value, targets[1].value),
-        windows=(targets[0].window, targets[1].window),
+        windows=windows,
         top=top,
         material=inputs.material.name,
         min_probability=level,
@@ -181,10 +184,16 @@ class Embedding:
     notes: list[str] = field(default_factory=list)
 
 
+def _window(t: Target) -> float:
+    if t.window is None:
+        raise InnloopError(f"switching needs two-sided targets; {t.label} is one-sided")
+    return t.window
+
+
 def embedding_tables(
     inputs: ReportInputs,
-    targets: tuple[Target, Target],
-    sets: tuple[pd.DataFrame, pd.DataFrame],
+    targets: Sequence[Target],
+    sets: Sequence[pd.DataFrame],
     pairs: pd.DataFrame,
     *,
     max_points: int,
@@ -197,31 +206,34 @@ def embedding_tables(
     Pair ends are taken from the pair table itself (a measured end need not be a
     candidate row); they are coloured by their measured value where there is one, else
     by the verifying model's mean. Without any data row the candidates are embedded
-    themselves.
+    themselves. No ``targets`` (a report without switching): the data's map alone.
+    Designs enter as the space's unit box (one-hot blocks for categories) and leave in
+    real values.
     """
     space, name = inputs.material.space, inputs.material.target
     if inputs.data is not None:
         X_data, y_data, basis = inputs.data.X, inputs.data.y, "bundled data"
     else:
-        frame = _measured(inputs)
-        X_data, y_data, basis = frame[space.names].to_numpy(float), frame[name].to_numpy(float), "campaign measurements"
+        X_data, y_data = _measured(inputs)
+        basis = "campaign measurements"
     take = subsample(len(X_data), max_points, seed)
     blocks: list[tuple[str, np.ndarray, np.ndarray]] = [("data", X_data[take], y_data[take])]
     listed = len(pairs) > 0 and all(f"{n}_{e}" in pairs for n in space.names for e in (0, 1))
     for end, (t, s) in enumerate(zip(targets, sets)):
         keep = subsample(len(s), max(1, max_points // 2), seed + 1 + end)
-        blocks.append((f"{t.label} candidates", s[space.names].to_numpy(float)[keep], s["pred"].to_numpy(float)[keep]))
+        X_set = space.from_frame(s, source=f"{t.label} candidates")
+        blocks.append((f"{t.label} candidates", X_set[keep], s["pred"].to_numpy(float)[keep]))
     ends: list[int] = []
     if listed:
         for end, t in enumerate(targets):
-            X_end = pairs[[f"{n}_{end}" for n in space.names]].to_numpy(float)
+            X_end = space.from_frame(pairs[[f"{n}_{end}" for n in space.names]].set_axis(space.names, axis=1))
             nan = np.full(len(X_end), np.nan)
             value = pairs[f"measured_{end}"].to_numpy(float) if f"measured_{end}" in pairs else nan
             pred = pairs[f"pred_{end}"].to_numpy(float) if f"pred_{end}" in pairs else nan
             ends.append(sum(len(b[1]) for b in blocks))
             blocks.append((f"{t.label} candidates", X_end, np.where(np.isfinite(value), value, pred)))
     X = np.vstack([b[1] for b in blocks])
-    U, n0 = space.to_unit(X) if len(X) else np.zeros((0, space.dim)), len(blocks[0][1])
+    U, n0 = space.to_unit(X) if len(X) else np.zeros((0, space.unit_dim)), len(blocks[0][1])
     cached = False
     if n0:
         xy0, cached = base_embedding(U[:n0], seed=seed, cache=cache)
@@ -256,12 +268,10 @@ def _pair_lines(full: pd.DataFrame, pairs: pd.DataFrame, ends: list[int]) -> pd.
     return pd.DataFrame(rows, columns=cols)
 
 
-def _measured(inputs: ReportInputs) -> pd.DataFrame:
-    """The campaign's measured designs with values (the map's data when the material ships none)."""
+def _measured(inputs: ReportInputs) -> tuple[np.ndarray, np.ndarray]:
+    """The campaign's measured designs ``(k, d)`` with their values (the map's data when the
+    material ships none), read from the ledger's handles (real values) by the space."""
     space, name = inputs.material.space, inputs.material.target
-    rows: list[dict[str, Any]] = [
-        {**r.result.handle.design, name: r.result.values[name]}
-        for r in inputs.state.records
-        if r.result.ok and r.result.values and name in r.result.values
-    ]
-    return pd.DataFrame(rows, columns=[*space.names, name])
+    done = [r for r in inputs.state.records if r.result.ok and r.result.values and name in r.result.values]
+    X = space.from_rows([r.result.handle.design for r in done], source="the ledger")
+    return X, np.array([float((r.result.values or {})[name]) for r in done], dtype=np.float64)

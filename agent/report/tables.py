@@ -16,6 +16,7 @@ from scipy.stats import norm
 
 from agent.campaign.ledger import LedgerRecord
 from agent.campaign.state import diverse_hits
+from agent.core.materials import Material
 from agent.core.space import DesignSpace
 from agent.insight import quantile_table, strain_features
 from agent.report.inputs import Target
@@ -57,17 +58,13 @@ def distribution_table(data_y: np.ndarray | None, campaign_y: np.ndarray, bins: 
     )
 
 
-def _in_window(y: np.ndarray, t: Target) -> np.ndarray:
-    return np.asarray(np.abs(y - t.value) <= t.window + 1e-12)
-
-
 def diversity_table(
     targets: Sequence[Target],
     candidates: Sequence[pd.DataFrame],
     data: pd.DataFrame | None,
     data_y: np.ndarray | None,
     hits: Sequence[pd.DataFrame],
-    material: str,
+    material: str | Material,
 ) -> pd.DataFrame:
     """Average in-plane vs out-of-plane strain (%) per design: ``target, set, in_plane, out_of_plane``.
 
@@ -78,7 +75,7 @@ def diversity_table(
     for i, t in enumerate(targets):
         sets: list[tuple[str, pd.DataFrame]] = []
         if data is not None and data_y is not None:
-            sets.append(("data", data[_in_window(data_y, t)]))
+            sets.append(("data", data[t.contains(data_y)]))
         sets += [("candidates", candidates[i]), ("campaign hit", hits[i])]
         for name, frame in sets:
             if not len(frame):
@@ -86,7 +83,7 @@ def diversity_table(
             f = strain_features(frame, material)
             rows.append(
                 pd.DataFrame(
-                    {"target": t.value, "set": name, "in_plane": f["in_plane"], "out_of_plane": f["out_of_plane"]}
+                    {"target": t.key, "set": name, "in_plane": f["in_plane"], "out_of_plane": f["out_of_plane"]}
                 )
             )
     cols = ["target", "set", "in_plane", "out_of_plane"]
@@ -94,7 +91,7 @@ def diversity_table(
 
 
 def design_rule_tables(
-    targets: Sequence[Target], candidates: Sequence[pd.DataFrame], material: str
+    targets: Sequence[Target], candidates: Sequence[pd.DataFrame], material: str | Material
 ) -> tuple[pd.DataFrame, pd.DataFrame]:
     """Per candidate the average normal/shear strain and their absolute values; and their quantiles.
 
@@ -105,12 +102,13 @@ def design_rule_tables(
     for t, frame in zip(targets, candidates):
         if len(frame):
             f = strain_features(frame, material)[list(RULE_FEATURES)].reset_index(drop=True)
-            f.insert(0, "target", t.value)
+            f.insert(0, "target", t.key)
             parts.append(f)
     points = pd.concat(parts, ignore_index=True) if parts else pd.DataFrame(columns=["target", *RULE_FEATURES])
     if not len(points):
         return points, pd.DataFrame(columns=["group", "feature", "n", "q05", "q25", "q50", "q75", "q95"])
-    q = quantile_table(points, points["target"].map(lambda v: f"{v:g} eV").to_numpy(), columns=list(RULE_FEATURES))
+    labels = {t.key: t.label for t in targets}
+    q = quantile_table(points, points["target"].map(labels).to_numpy(), columns=list(RULE_FEATURES))
     return points, q
 
 
@@ -137,18 +135,18 @@ def hits_table(
     rng = np.random.default_rng(seed)
     frames = []
     for t in targets:
-        found = diverse_hits(U, y, t.value, t.window, min_distance)
+        found = diverse_hits(U, y, t.range, min_distance)
         curve = np.searchsorted(found, np.arange(n), side="right")
         expected = np.full(n, np.nan)
         if random_U is not None and random_y is not None and len(random_y) and n:
             acc = np.zeros(n)
             for _ in range(repeats):
                 take = rng.permutation(len(random_y))[:n]
-                rh = diverse_hits(random_U[take], random_y[take], t.value, t.window, min_distance)
+                rh = diverse_hits(random_U[take], random_y[take], t.range, min_distance)
                 c = np.searchsorted(rh, np.arange(len(take)), side="right").astype(float)
                 acc += np.pad(c, (0, n - len(c)), mode="edge") if len(c) < n else c
             expected = acc / repeats
-        frames.append(pd.DataFrame({"calls": calls, "target": t.value, "hits": curve, "random_expected": expected}))
+        frames.append(pd.DataFrame({"calls": calls, "target": t.key, "hits": curve, "random_expected": expected}))
     cols = ["calls", "target", "hits", "random_expected"]
     return pd.concat(frames, ignore_index=True)[cols] if frames else pd.DataFrame(columns=cols)
 
@@ -178,7 +176,8 @@ def calibration_points(
     """Each measured design that had a forecast: ``iteration, pred, pred_std, measured, z``.
 
     ``batches``: ``(iteration, batch.csv frame)``; a design's result is found in the
-    ledger by its digest, among the results of the same iteration.
+    ledger by its digest (of its real values, as the ledger's handles hold them), among
+    the results of the same iteration.
     """
     by_key: dict[tuple[int, str], float] = {}
     for r in records:
@@ -187,11 +186,13 @@ def calibration_points(
             by_key[(r.iteration, design_digest(r.result.handle.design))] = float(value)
     rows = []
     for it, frame in batches:
-        for _, row in frame.iterrows():
+        # the designs as the ledger holds them (real values: category names, integers)
+        designs = space.to_rows(space.from_frame(frame, source=f"batch.csv of iteration {it}")) if len(frame) else []
+        for design, (_, row) in zip(designs, frame.iterrows()):
             mu, sd = float(row["pred"]), float(row["pred_std"])
             if not (np.isfinite(mu) and np.isfinite(sd)):
                 continue
-            key = (it, design_digest({n: float(row[n]) for n in space.names}))
+            key = (it, design_digest(design))
             if key in by_key:
                 y = by_key[key]
                 rows.append(

@@ -38,6 +38,18 @@ __all__ = [
 ]
 
 MOCK_ITERATIONS = 4
+# small models, sampling in process, fast polling: a campaign that takes seconds, for tests
+QUICK_MODELS = """[models]
+members = 3
+surrogate_epochs = 40
+surrogate_warm_epochs = 10
+generator_epochs = 20
+generator_warm_epochs = 5
+[ray]
+enabled = false
+[retry]
+poll_interval_s = 0.01
+"""
 MOCK_CONFIG = f"""
 name = "{NAME}"
 seed = 3
@@ -54,17 +66,7 @@ batch_size = 4
 samples_per_target = 200
 [budget]
 iterations = {MOCK_ITERATIONS}
-[models]
-members = 3
-surrogate_epochs = 40
-surrogate_warm_epochs = 10
-generator_epochs = 20
-generator_warm_epochs = 5
-[ray]
-enabled = false
-[retry]
-poll_interval_s = 0.01
-"""
+{QUICK_MODELS}"""
 
 SMALL_ITERATIONS = 3
 

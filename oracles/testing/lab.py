@@ -39,10 +39,13 @@ def start_lab(
     port: int | None = None,
     env: Mapping[str, str] | None = None,
     timeout_s: float = 60.0,
+    oracle: str = "mock",
 ) -> tuple[subprocess.Popen[bytes], str]:
-    """``python -m oracles.lab_server`` (mock inside) on 127.0.0.1; returns it and its URL once it answers."""
+    """``python -m oracles.lab_server`` (``oracle`` inside, the mock by default) on 127.0.0.1;
+    returns it and its URL once it answers."""
     port = free_port() if port is None else port
     cmd = [sys.executable, "-m", "oracles.lab_server", "--port", str(port), "--state-dir", str(state_dir)]
+    cmd += ["--oracle", oracle]
     cmd += ["--oracle-settings", json.dumps(dict(oracle_settings or {})), "--log-level", "warning"]
     proc = subprocess.Popen(cmd, env=os.environ | dict(env or {}) | {"INNLOOP_LAB_TOKEN": token})
     url, deadline = f"http://127.0.0.1:{port}", time.time() + timeout_s

@@ -23,7 +23,8 @@ def test_handles_and_results_round_trip_through_json() -> None:
     [
         ([1, 2], "JSON object"),
         ({"oracle": "mock"}, "missing ['job_id', 'design']"),
-        ({"oracle": "mock", "job_id": "1", "design": {"a": "x"}}, "design must map names to numbers"),
+        ({"oracle": "mock", "job_id": "1", "design": {"a": None}}, "design must map names to numbers"),
+        ({"oracle": "mock", "job_id": "1", "design": {"a": True}}, "design must map names to numbers"),
         ({"oracle": "mock", "job_id": "1", "design": {}, "colour": 1}, "unknown fields ['colour']"),
     ],
 )

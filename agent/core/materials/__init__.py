@@ -4,8 +4,10 @@ A material also declares what the DFT oracles and the strain features need of it
 atomic-position conventions, its applied field, its unstrained cell), so they never
 import a material's module.
 
-Built-in materials (``mos2``) register themselves the first time a name is looked up,
-so importing this package does no work.
+Built-in materials (the MX2 family: ``mos2``, ``ws2``, ``mose2``, ``wse2``, ``mote2``)
+register themselves the first time a name is looked up, and installed packages add
+theirs through the ``innloop.materials`` entry point (`agent.core.plugins`), imported
+only when asked for by name; so importing this package does no work.
 """
 
 from agent.core.materials.base import (
@@ -13,6 +15,7 @@ from agent.core.materials.base import (
     Material,
     ReferenceCell,
     Symmetry,
+    as_material,
     available_materials,
     get_material,
     register_material,
@@ -24,6 +27,7 @@ __all__ = [
     "Material",
     "ReferenceCell",
     "Symmetry",
+    "as_material",
     "available_materials",
     "get_material",
     "load_dataset",

@@ -8,7 +8,8 @@ here is what lets a second material plug in by registering one object: the DFT o
 build what its builder builds (in any atomic-position convention it names), apply the
 field its metadata carries along the axis it declares, and the strain features measure
 against the unstrained cell it declares. No oracle or report module knows a material
-by its module.
+by its module. Other packages register theirs through the ``innloop.materials`` entry
+point; a material that is not a crystal (a lab's recipe) has no builder at all.
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from agent.core.errors import ConfigError, UnknownNameError
+from agent.core.plugins import EntryPoint, PluginGroup
 from agent.core.space import DesignSpace
 
 if TYPE_CHECKING:
@@ -33,6 +35,7 @@ __all__ = [
     "Material",
     "ReferenceCell",
     "Symmetry",
+    "as_material",
     "available_materials",
     "get_material",
     "register_material",
@@ -126,7 +129,10 @@ class Material:
     ``applied_field`` says which metadata entry is an electric field and where it points.
     ``dataset`` loads the bundled observations, or is ``None`` when there are none.
     ``target_lower_bound`` is the physical floor of the target (0 for a band gap), used
-    to reject impossible data and clip predictions; ``None`` means unbounded.
+    to reject impossible data and clip predictions; ``None`` means unbounded;
+    ``target_upper_bound`` is its ceiling (1 for a yield), likewise.
+    ``build`` is ``None`` for a design space that is not a crystal (a recipe measured by a
+    lab, a space declared in a campaign file): oracles that need a structure refuse it.
     ``symmetries`` generate the group of unit-box maps under which the target is
     invariant (exact physics, e.g. relabelling lattice vectors), used by models.
     ``reference_cell`` is the unstrained cell strain features measure against (``None``:
@@ -139,7 +145,8 @@ class Material:
     target: str
     target_unit: str
     target_lower_bound: float | None
-    build: Callable[[np.ndarray], Structure]
+    build: Callable[[np.ndarray], Structure] | None = None
+    target_upper_bound: float | None = None
     metadata: Callable[[np.ndarray], dict[str, Any]] = _no_metadata
     dataset: Callable[[], Observations] | None = None
     symmetries: tuple[Symmetry, ...] = ()
@@ -154,8 +161,15 @@ class Material:
             raise ConfigError(f"material {self.name!r}: target {self.target!r} is not a valid name")
         if self.target in self.space.names:
             raise ConfigError(f"material {self.name!r}: target {self.target!r} clashes with a design parameter")
-        if self.target_lower_bound is not None and not np.isfinite(self.target_lower_bound):
-            raise ConfigError(f"material {self.name!r}: target_lower_bound must be finite or None")
+        for key in ("target_lower_bound", "target_upper_bound"):
+            bound = getattr(self, key)
+            if bound is not None and not np.isfinite(bound):
+                raise ConfigError(f"material {self.name!r}: {key} must be finite or None")
+        lo, hi = self.target_lower_bound, self.target_upper_bound
+        if lo is not None and hi is not None and not lo < hi:
+            raise ConfigError(f"material {self.name!r}: target floor {lo:g} is not below its ceiling {hi:g}")
+        if self.conventions and self.build is None:
+            raise ConfigError(f"material {self.name!r}: atomic-position conventions need a `build`")
         if self.conventions and next(iter(self.conventions.values())) is not self.build:
             raise ConfigError(f"material {self.name!r}: the first of its conventions must be its `build`")
 
@@ -172,7 +186,18 @@ class Material:
     def structure(self, x: np.ndarray, convention: str | None = None) -> Structure:
         """One physical design point ``(d,)`` built under ``convention`` (``None``: `build`)."""
         name = self.convention(convention)
-        return self.build(x) if name is None else self.conventions[name](x)
+        if name is None:
+            return self.builder()(x)
+        return self.conventions[name](x)
+
+    def builder(self) -> Callable[[np.ndarray], Structure]:
+        """`build`, or a `ConfigError` for a material that is not a crystal (it builds nothing)."""
+        if self.build is None:
+            raise ConfigError(
+                f"material {self.name!r} has no structure builder (its designs are not crystals); "
+                "use an oracle that measures its designs as they are (table, http, a plugin)"
+            )
+        return self.build
 
     def field_strength(self, x: np.ndarray) -> float:
         """The applied field of one design point in V/Å, from `metadata` (0 without an `applied_field`)."""
@@ -191,8 +216,30 @@ def _load_builtins() -> None:
         importlib.import_module(module)
 
 
+def _own_names() -> list[str]:
+    """Built-in and registered names: the ones no plugin may take."""
+    _load_builtins()
+    return list(_REGISTRY)
+
+
+def _material_plugin(obj: object, ep: EntryPoint) -> Material:
+    """A plugin's `Material`, or what its zero-argument factory returns, named as its entry point."""
+    material = obj() if callable(obj) and not isinstance(obj, Material) else obj
+    if not isinstance(material, Material):
+        raise ConfigError(f"expected a Material or a function returning one, got {type(material).__name__}")
+    if material.name != ep.name:
+        raise ConfigError(f"its entry point is named {ep.name!r} but its material {material.name!r}")
+    return material
+
+
+# Materials that other installed packages declare (entry points ``innloop.materials``),
+# imported when their name is first looked up.
+PLUGINS: PluginGroup[Material] = PluginGroup("innloop.materials", "material", _material_plugin, _own_names)
+
+
 def register_material(material: Material) -> Material:
-    """Add ``material`` under its name; a second material with the same name is an error."""
+    """Add ``material`` under its name; a second material with the same name is an error
+    (and one named like a plugin makes that name's lookup fail, naming both)."""
     _load_builtins()  # so a user material cannot silently shadow a built-in one
     if material.name in _REGISTRY:
         raise ConfigError(f"a material named {material.name!r} is already registered")
@@ -200,17 +247,29 @@ def register_material(material: Material) -> Material:
     return material
 
 
+def as_material(material: str | Material) -> Material:
+    """``material`` itself, or the registered material of that name: oracles take either,
+    so a campaign's own space (declared in its file, registered nowhere) reaches them too."""
+    return material if isinstance(material, Material) else get_material(material)
+
+
 def get_material(name: str) -> Material:
-    """The registered material called ``name``; raises `UnknownNameError` listing known names."""
+    """The registered or plugin material called ``name``; raises `UnknownNameError` listing
+    known names, `ConfigError` for a plugin that is broken or takes a name already taken."""
     _load_builtins()
+    try:
+        return PLUGINS.get(name)
+    except KeyError:
+        pass
     try:
         return _REGISTRY[name]
     except KeyError:
-        known = ", ".join(sorted(_REGISTRY)) or "none"
+        known = ", ".join(available_materials()) or "none"
         raise UnknownNameError(f"unknown material {name!r}; known materials: {known}") from None
 
 
 def available_materials() -> list[str]:
-    """Names of all registered materials, sorted."""
+    """Names of all materials, registered and plugins, sorted. A broken or clashing plugin's
+    name is listed too: looking it up says what is wrong with it."""
     _load_builtins()
-    return sorted(_REGISTRY)
+    return sorted(set(_REGISTRY) | set(PLUGINS.names()))

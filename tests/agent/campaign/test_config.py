@@ -66,7 +66,7 @@ def test_shipped_config_loads_with_real_oracle_settings(name: str) -> None:
     # every settings key must be a real constructor parameter of that oracle
     inspect.signature(ORACLES[cfg.oracle.name]).bind(**cfg.oracle.settings)
     if cfg.oracle.name == "gpaw":
-        _parse_settings(cfg.oracle.settings.get("settings"))
+        _parse_settings(cfg.oracle.settings.get("settings"), (9, 9, 1))
 
 
 def test_defaults_fill_every_section() -> None:

@@ -20,6 +20,10 @@ KEYS = "tests/agent/campaign/test_config_keys.py"
 STATE = "tests/agent/campaign/test_state.py"
 COLLECT = "tests/agent/campaign/test_collect.py"
 FAILURE_RATE = f"{STATE}::test_failure_rate_stops_only_over_a_full_window_above_the_limit"
+SPACE = "tests/agent/campaign/test_space_campaign.py"
+DECLARES = f"{SPACE}::test_the_space_section_declares_the_material"
+SYMMETRIES = f"{SPACE}::test_declared_symmetries_reach_the_acquisition_gp"
+RANGES = f"{SPACE}::test_range_targets_count_hits_in_the_range"
 # key -> the test proving it is read ("file::test", more than one when a rule is tested apart)
 AUDIT: dict[str, str] = {
     "name": f"{KEYS}::test_name_is_the_campaign_folder",
@@ -28,6 +32,31 @@ AUDIT: dict[str, str] = {
     "targets.value": f"{KEYS}::test_targets_decide_the_hits",
     "targets.window": f"{KEYS}::test_targets_decide_the_hits",
     "targets.hits": f"{KEYS}::test_targets_decide_the_hits",
+    "targets.low": RANGES,
+    "targets.high": RANGES,
+    **{
+        f"space.{key}": DECLARES
+        for key in (
+            "name",
+            "property.name",
+            "property.unit",
+            "property.floor",
+            "property.ceiling",
+            "parameters.name",
+            "parameters.type",
+            "parameters.lower",
+            "parameters.upper",
+            "parameters.unit",
+            "parameters.log",
+            "parameters.values",
+            "constraints.name",
+            "constraints.coefficients",
+            "constraints.bound",
+        )
+    },
+    "space.symmetries.name": SYMMETRIES,
+    "space.symmetries.swap": SYMMETRIES,
+    "space.symmetries.mirror": SYMMETRIES,
     "oracle.name": f"{KEYS}::test_oracle_name_and_settings_make_the_oracle",
     "oracle.settings": f"{KEYS}::test_oracle_name_and_settings_make_the_oracle",
     "initial.random": f"{KEYS}::test_initial_random_is_the_first_batch_size",

@@ -20,6 +20,7 @@ from agent.campaign.state import (
     stop_reason,
 )
 from agent.core.materials import get_material
+from agent.core.targets import TargetRange
 from oracles.base import ErrorClass, Handle, JobStatus, Result
 
 SPACE = get_material("mos2").space
@@ -30,39 +31,39 @@ SPACE = get_material("mos2").space
 def test_diverse_hits_window_is_inclusive() -> None:
     U = np.array([[0.0, 0.0], [0.5, 0.0], [1.0, 0.0], [0.0, 1.0], [1.0, 1.0]])
     y = np.array([0.9, 1.1, 1.1000001, 0.8999999, 1.0])
-    assert diverse_hits(U, y, 1.0, 0.1, 0.1).tolist() == [0, 1, 4]
+    assert diverse_hits(U, y, TargetRange.around(1.0, 0.1), 0.1).tolist() == [0, 1, 4]
 
 
 def test_diverse_hits_spacing_is_greedy_in_arrival_order() -> None:
     U = np.array([[0.0, 0.0], [0.05, 0.0], [0.1, 0.0], [0.3, 0.0]])
     y = np.ones(4)
     # row 1 is too close to row 0; row 2 is exactly min_distance from row 0: it counts
-    assert diverse_hits(U, y, 1.0, 0.1, 0.1).tolist() == [0, 2, 3]
+    assert diverse_hits(U, y, TargetRange.around(1.0, 0.1), 0.1).tolist() == [0, 2, 3]
     # the same rows in another order: row 1 first now blocks both 0 and 2
     order = np.array([1, 0, 2, 3])
-    kept = diverse_hits(U[order], y[order], 1.0, 0.1, 0.1)
+    kept = diverse_hits(U[order], y[order], TargetRange.around(1.0, 0.1), 0.1)
     assert order[kept].tolist() == [1, 3]
     # min_distance just above the spacing of rows 0 and 2
-    assert diverse_hits(U, y, 1.0, 0.1, 0.1000001).tolist() == [0, 3]
-    assert diverse_hits(U, y, 1.0, 0.1, 0.0).tolist() == [0, 1, 2, 3]
+    assert diverse_hits(U, y, TargetRange.around(1.0, 0.1), 0.1000001).tolist() == [0, 3]
+    assert diverse_hits(U, y, TargetRange.around(1.0, 0.1), 0.0).tolist() == [0, 1, 2, 3]
 
 
 def test_diverse_hits_only_hits_block() -> None:
     # a non-hit next to a hit does not stop that hit from counting
     U = np.array([[0.0, 0.0], [0.01, 0.0], [0.5, 0.5]])
     y = np.array([3.0, 1.0, 1.05])
-    assert diverse_hits(U, y, 1.0, 0.1, 0.2).tolist() == [1, 2]
-    assert diverse_hits(np.zeros((0, 2)), np.zeros(0), 1.0, 0.1, 0.2).tolist() == []
-    assert diverse_hits(U, y, 5.0, 0.1, 0.2).tolist() == []
+    assert diverse_hits(U, y, TargetRange.around(1.0, 0.1), 0.2).tolist() == [1, 2]
+    assert diverse_hits(np.zeros((0, 2)), np.zeros(0), TargetRange.around(1.0, 0.1), 0.2).tolist() == []
+    assert diverse_hits(U, y, TargetRange.around(5.0, 0.1), 0.2).tolist() == []
 
 
 def test_later_results_never_lower_the_count() -> None:
     rng = np.random.default_rng(4)
     U = rng.random((120, 3))
     y = rng.uniform(0.5, 1.5, 120)
-    counts = [len(diverse_hits(U[:n], y[:n], 1.0, 0.15, 0.2)) for n in range(len(y) + 1)]
+    counts = [len(diverse_hits(U[:n], y[:n], TargetRange.around(1.0, 0.15), 0.2)) for n in range(len(y) + 1)]
     assert all(b >= a for a, b in itertools.pairwise(counts))
-    final = diverse_hits(U, y, 1.0, 0.15, 0.2)
+    final = diverse_hits(U, y, TargetRange.around(1.0, 0.15), 0.2)
     assert len(final) > 3
     D = np.linalg.norm(U[final][:, None] - U[final][None], axis=-1)
     assert D[np.triu_indices(len(final), 1)].min() >= 0.2

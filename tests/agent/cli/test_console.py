@@ -54,7 +54,7 @@ def test_line_view_prints_one_plain_line_per_iteration_and_messages_to_stderr() 
     view.iteration(state)
     line = out.getvalue()
     assert line.count("\n") == 1 and "\x1b" not in line
-    assert line.startswith("iteration 0: 3 oracle calls (+3, 1 failed), hits 2/3 at 1 eV, 0/2 at 0.5 eV;")
+    assert line.startswith("iteration 0: 3 oracle calls (+3, 1 failed), hits 2/3 at 1 ± 0.1 eV, 0/2 at 0.5 ± 0.1 eV;")
     assert "37 calls and" in line and " s left" in line
     assert err.getvalue() == "submitted 5 designs to mock\n"
 
@@ -95,11 +95,12 @@ def test_hits_table_has_units_in_its_header_and_real_values() -> None:
     status = {
         "targets": [
             {
+                "label": "1 ± 0.1",
                 "value": 1.0,
                 "window": 0.1,
-                "designs": [dict(zip(MOS2.space.names, [3.1, 3.2, 12.3, 90, 91.5, 120, -0.05]))],
+                "designs": [dict(zip(MOS2.space.names, [3.1, 3.2, 12.3, 90.0, 91.5, 120.0, -0.05]))],
             },
-            {"value": 0.5, "window": 0.1, "designs": []},
+            {"label": "0.5 ± 0.1", "value": 0.5, "window": 0.1, "designs": []},
         ]
     }
     status["targets"][0]["designs"][0]["gap"] = 1.0234

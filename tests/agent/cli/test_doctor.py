@@ -1,5 +1,6 @@
 """`innloop doctor` and `innloop --version`: every row shows, missing parts carry their
-install command, a broken core part (not an optional one) makes the exit status 1."""
+install command, a broken core part (not an optional one) makes the exit status 1, and
+installed plugins are listed per registry, a broken one as a warning with its reason."""
 
 from __future__ import annotations
 
@@ -18,9 +19,10 @@ import pytest
 
 from agent.cli import doctor
 from agent.cli.main import main
+from agent.core import plugins
 
 ROOT = Path(__file__).resolve().parents[3]
-NAMES = ["Python", "torch", "Prefect", "Ray", "GPAW", "SLURM", "Chromium"]
+NAMES = ["Python", "torch", "Prefect", "Ray", "GPAW", "SLURM", "Chromium", "Plugins"]
 
 
 def _doctor_json(capsys: pytest.CaptureFixture[str]) -> tuple[int, dict]:
@@ -147,6 +149,40 @@ def test_a_probe_that_raises_becomes_a_row(monkeypatch: pytest.MonkeyPatch) -> N
     assert "probe exploded" in rows[0].detail
     assert not doctor.core_ok(rows)
     assert doctor.core_ok(rows[1:])  # an optional part alone never breaks the core
+
+
+def test_plugins_are_listed_and_a_broken_one_is_a_warning(
+    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch, no_prefect_api: None
+) -> None:
+    installed = {
+        "innloop.oracles": [
+            importlib.metadata.EntryPoint("mock_again", "oracles.mock:MockOracle", "innloop.oracles"),
+            importlib.metadata.EntryPoint("gone", "innloop_no_such_module:Oracle", "innloop.oracles"),
+        ],
+    }
+    monkeypatch.setattr(importlib.metadata, "entry_points", lambda *, group: installed.get(group, []))
+    plugins.reset()
+    try:
+        rc, report = _doctor_json(capsys)
+    finally:
+        plugins.reset()
+    row = _row(report, "Plugins")
+    assert rc == 0 and row["status"] == "warn" and not row["core"]  # a broken plugin never fails the doctor
+    assert "oracles: mock_again (unknown distribution)" in row["detail"] and "materials: none" in row["detail"]
+    assert "gone = innloop_no_such_module:Oracle" in row["detail"] and "ModuleNotFoundError" in row["detail"]
+    assert "pip uninstall" in row["hint"]
+    assert report["plugins"]["oracles"]["found"] == {"mock_again": "unknown distribution"}
+    assert list(report["plugins"]["oracles"]["problems"]) == ["gone"]
+
+
+def test_no_plugins_is_ok(capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(importlib.metadata, "entry_points", lambda *, group: [])
+    plugins.reset()
+    try:
+        row = next(r for r in doctor.run_checks() if r.name == "Plugins")
+    finally:
+        plugins.reset()
+    assert row.status == "ok" and row.detail == "materials: none; oracles: none; generators: none"
 
 
 def test_version_flag(capsys: pytest.CaptureFixture[str]) -> None:

@@ -70,3 +70,27 @@ def test_cap_keeps_recent_rows_or_rows_near_each_target(targets: tuple[float, ..
         near_one = [i for i in keep if i >= 10]
         assert len(near_one) == 10 and all(abs(y[i] - 1.0) <= 0.1 + 1e-9 for i in near_one)
     assert _subset(y, targets, 500).tolist() == list(range(101))
+
+
+def test_a_fit_whose_every_try_warns_keeps_the_first_try(monkeypatch: pytest.MonkeyPatch) -> None:
+    """BoTorch gives up when every restart ends in an optimizer warning (seen on one-hot
+    recipes); the campaign keeps the first try's fit instead of stopping."""
+    from botorch.exceptions.errors import ModelFittingError
+
+    from agent.models import gp as gp_module
+
+    calls: list[dict[str, object]] = []
+    real = gp_module.fit_gpytorch_mll
+
+    def flaky(mll: object, **kwargs: object) -> object:
+        calls.append(kwargs)
+        if "warning_handler" not in kwargs:
+            raise ModelFittingError("All attempts to fit the model have failed.")
+        return real(mll, **kwargs)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(gp_module, "fit_gpytorch_mll", flaky)
+    rng = np.random.default_rng(0)
+    U = rng.random((20, 3))
+    model = gp_module.fit_gp(U, U.sum(1))
+    assert len(calls) == 2 and "warning_handler" in calls[1]
+    assert model.posterior(torch.as_tensor(U[:2])).mean.shape == (2, 1)

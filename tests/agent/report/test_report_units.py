@@ -18,7 +18,7 @@ from agent.report.inputs import Target
 def test_hits_table_counts_diverse_hits_and_random_expectation() -> None:
     U = np.array([[0.0, 0.0], [0.01, 0.0], [0.5, 0.5], [0.9, 0.9]])
     y = np.array([1.0, 1.02, np.nan, 1.05])
-    t = tables.hits_table(U, y, [Target(1.0, 0.1)], 0.1, U, np.array([1.0, 0.0, 0.0, 1.0]), repeats=50)
+    t = tables.hits_table(U, y, [Target.around(1.0, 0.1)], 0.1, U, np.array([1.0, 0.0, 0.0, 1.0]), repeats=50)
     assert list(t.columns) == ["calls", "target", "hits", "random_expected"]
     assert t["hits"].tolist() == [1, 1, 1, 2]  # the near-duplicate and the failure do not count
     # two of four random rows are hits and far apart: after all four calls exactly 2
@@ -51,7 +51,9 @@ def test_design_rules_quantiles_per_target() -> None:
     cell = dict(zip(("a", "b", "c", "alpha", "beta", "gamma"), (*ref.lengths, *ref.angles))) | {"efield": 0.0}
     frame = pd.DataFrame([cell] * 3)
     stretched = frame.assign(a=ref.lengths[0] * 1.1)
-    points, q = tables.design_rule_tables([Target(0.0, 0.1), Target(1.0, 0.1)], [frame, stretched], "mos2")
+    points, q = tables.design_rule_tables(
+        [Target.around(0.0, 0.1, "eV"), Target.around(1.0, 0.1, "eV")], [frame, stretched], "mos2"
+    )
     assert len(points) == 6
     row = q[(q["group"] == "1 eV") & (q["feature"] == "normal_mean")].iloc[0]
     assert row["q50"] == pytest.approx(10.0 / 3, rel=1e-6)  # +10 % along a only, averaged over a, b, c

@@ -1,0 +1,1 @@
+"""A deliberately broken innloop plugin: importing the package works, its entry points do not."""
