@@ -70,7 +70,7 @@ def report_markdown(result: Any) -> str:
     from agent.report import switching_line  # the report's stack: only once a report was built
 
     s = result.summary
-    line = switching_line(s)
+    line = switching_line(s, arrow="→")
     lines = [
         f"# {s['campaign']}: report",
         "",

@@ -93,7 +93,7 @@ def test_an_installed_plugin_runs_a_campaign(tmp_path: Path) -> None:
     assert doctor.returncode == 0, doctor.stderr[-3000:]  # a broken plugin is a warning, not a failure
     found = json.loads(doctor.stdout)["plugins"]
     assert found["materials"]["found"] == {"demo_blend": "innloop-demo-plugin 0.1.0"}
-    assert found["oracles"]["found"] == {"demo_formula": "innloop-demo-plugin 0.1.0"}
+    assert found["oracles"]["found"]["demo_formula"] == "innloop-demo-plugin 0.1.0"  # beside innloop's own recipe
     assert found["generators"]["found"] == {"demo_cinn": "innloop-demo-plugin 0.1.0"}
     broken = found["materials"]["problems"]["broken_material"]
     assert "innloop-broken-plugin 0.0.1" in broken and "needs libdemo.so" in broken

@@ -260,6 +260,7 @@ def campaign_status(state_dir: str | Path, name: str) -> dict[str, Any]:
         "targets": [
             {
                 "label": t.range.label(),
+                "short": t.short,
                 "value": t.value,
                 "window": t.window,
                 "low": t.low,

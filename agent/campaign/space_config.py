@@ -81,6 +81,11 @@ class TargetSpec(_Spec):
         lo = -math.inf if self.low is None else self.low
         return TargetRange(lo, math.inf if self.high is None else self.high)
 
+    @property
+    def short(self) -> str:
+        """The target in a few characters: its value (``1``), or its range's label (``≥ 0.9``)."""
+        return f"{self.value:g}" if self.value is not None else self.range.label()
+
     def to_dict(self) -> dict[str, Any]:
         """The keys the file gave (unset ones left out, so older campaigns keep their fingerprint)."""
         return {k: v for k, v in self.model_dump(mode="json").items() if v is not None}

@@ -96,7 +96,7 @@ class _Tally(Monitor):
             "calls_left": None if b.oracle_calls is None else max(0, b.oracle_calls - calls - out),
             "time_left": None if b.wall_time_s is None else max(0.0, b.wall_time_s - st.elapsed_s - elapsed),
             "elapsed": elapsed,
-            "targets": [(t.range.label(), h, w) for t, h, w in zip(st.config.targets, hits, wanted)],
+            "targets": [(t.range.label(), t.short, h, w) for t, h, w in zip(st.config.targets, hits, wanted)],
         }
 
 
@@ -131,7 +131,7 @@ class LiveView(_Tally):
             f"{c['done']} done · {c['in_flight']} out · {c['failed']} failed",
             ("left: " + ", ".join(left)) if left else "",
         )
-        for label, hits, wanted in c["targets"]:
+        for label, _, hits, wanted in c["targets"]:
             bar = ProgressBar(total=max(wanted, 1), completed=min(hits, wanted), width=24)
             grid.add_row(f"{label} {self.unit}".strip(), bar, f"{hits} / {wanted} hits")
         parts: list[Any] = [head, grid]
@@ -157,7 +157,7 @@ class LineView(_Tally):
         super().iteration(state)
         c = self.counts()
         m = state.history[-1]
-        hits = ", ".join(f"{h}/{w} at {v} {self.unit}".rstrip() for v, h, w in c["targets"])
+        hits = ", ".join(f"{h}/{w} at {v} {self.unit}".rstrip() for _, v, h, w in c["targets"])
         left = []
         if c["calls_left"] is not None:
             left.append(f"{c['calls_left']} calls")

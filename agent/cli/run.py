@@ -185,7 +185,7 @@ def _finish(state_dir: str, name: str, reason: str, seconds: dict[str, float], m
     console = Console(soft_wrap=False) if sys.stdout.isatty() else Console(width=160, soft_wrap=False)
     phases = ", ".join(f"{k} {v:.0f} s" for k, v in seconds.items() if k != "total")
     unit = f" {material.target_unit}" if material.target_unit else ""
-    hits = ", ".join(f"{t['hits']}/{t['wanted']} at {t['label']}{unit}" for t in status["targets"])
+    hits = ", ".join(f"{t['hits']}/{t['wanted']} at {t['short']}{unit}" for t in status["targets"])
     console.print(
         f"{name}: {reason}; {status['oracle_calls']} oracle calls in {status['iterations']} iterations, "
         f"diverse hits {hits}; {seconds['total']:.0f} s" + (f" ({phases})" if phases else ""),

@@ -82,21 +82,18 @@ class TargetRange:
 
     def label(self, unit: str = "") -> str:
         """``1 ± 0.1 eV``, ``≥ 0.8``, ``0.5–0.7 %``."""
-        u = f" {unit}" if unit else ""
-        if self.value is not None:
-            return f"{self.value:g} ± {self.window:g}{u}"
-        if math.isinf(self.hi):
-            return f"≥ {self.lo:g}{u}"
-        if math.isinf(self.lo):
-            return f"≤ {self.hi:g}{u}"
-        return f"{self.lo:g}–{self.hi:g}{u}"
+        window = f" ± {self.window:g}" if self.window is not None else ""
+        return self._spelled(window, "≥ ", "≤ ", "–") + (f" {unit}" if unit else "")
 
     def slug(self) -> str:
         """A file-name-safe label: ``1``, ``ge0.8``, ``le0.2``, ``0.5-0.7``."""
+        return self._spelled("", "ge", "le", "-")
+
+    def _spelled(self, window: str, at_least: str, at_most: str, dash: str) -> str:
         if self.value is not None:
-            return f"{self.value:g}"
+            return f"{self.value:g}{window}"
         if math.isinf(self.hi):
-            return f"ge{self.lo:g}"
+            return f"{at_least}{self.lo:g}"
         if math.isinf(self.lo):
-            return f"le{self.hi:g}"
-        return f"{self.lo:g}-{self.hi:g}"
+            return f"{at_most}{self.hi:g}"
+        return f"{self.lo:g}{dash}{self.hi:g}"

@@ -283,15 +283,15 @@ def _build(state_dir: str | Path, name: str, opt: ReportOptions, log: Callable[[
     return ReportResult(folder, html_path, fig_paths, table_paths, structure_files, sw.table, summary, stats, seconds)
 
 
-def switching_line(summary: dict[str, Any]) -> str:
+def switching_line(summary: dict[str, Any], arrow: str = "->") -> str:
     """One sentence on the report's switching pairs (or why there are none), for the console
-    and the flow's artifact."""
+    (``->``) and the flow's artifact (``→``)."""
     if str(summary.get("switching", "")).startswith("skipped"):
         return f"switching pairs {summary['switching']}"
     unit = f" {summary['unit']}" if summary.get("unit") else ""
     a, b = summary["targets"]
     return (
-        f"switching {a:g} -> {b:g}{unit}: {summary['pairs']} pairs, {summary['verified']} verified by "
+        f"switching {a:g} {arrow} {b:g}{unit}: {summary['pairs']} pairs, {summary['verified']} verified by "
         f"{summary.get('verifier', 'the model')}, {summary['confirmed']} of {summary['confirm_attempted']} "
         "confirmed by the oracle"
     )

@@ -54,7 +54,7 @@ def test_line_view_prints_one_plain_line_per_iteration_and_messages_to_stderr() 
     view.iteration(state)
     line = out.getvalue()
     assert line.count("\n") == 1 and "\x1b" not in line
-    assert line.startswith("iteration 0: 3 oracle calls (+3, 1 failed), hits 2/3 at 1 ± 0.1 eV, 0/2 at 0.5 ± 0.1 eV;")
+    assert line.startswith("iteration 0: 3 oracle calls (+3, 1 failed), hits 2/3 at 1 eV, 0/2 at 0.5 eV;")
     assert "37 calls and" in line and " s left" in line
     assert err.getvalue() == "submitted 5 designs to mock\n"
 
