@@ -175,12 +175,13 @@ def run_baseline(
         overhead.append(time.perf_counter() - t0)
         U = np.vstack([U, C[pick]])
         y = np.concatenate([y, problem.measure(C[pick])])
-    return {"calls": calls_to(U, y, r, wanted), "measured": len(y), "curve": _curve(U, y, r), "overhead_s": overhead}
+    return {"calls": calls_to(U, y, r, wanted), "measured": len(y), "overhead_s": overhead} | _hits(U, y, r)
 
 
-def _curve(U: np.ndarray, y: np.ndarray, target: Target) -> list[int]:
+def _hits(U: np.ndarray, y: np.ndarray, target: Target) -> dict[str, Any]:
+    """The call number of each diverse hit (``curve``) and its unit-box design (``hits_u``)."""
     hits = diverse_hits(U, np.nan_to_num(y, nan=-1), target_range(target), SPACING)
-    return [int(h) + 1 for h in hits]  # call number of each diverse hit
+    return {"curve": [int(h) + 1 for h in hits], "hits_u": np.round(U[hits], 6).tolist()}
 
 
 # -- innloop -------------------------------------------------------------------------------
@@ -236,8 +237,7 @@ def run_innloop(
     run = run_campaign(cfg, workdir / "state", oracle=problem.oracle)
     U, y = ledger_arrays(run.state, arrival=True)  # the baselines count their calls in submission order too
     seconds = [sum(v for k, v in m["seconds"].items() if k != "measure") for m in run.state.history[1:]]
-    hits = {"calls": calls_to(U, y, target, wanted), "curve": _curve(U, y, target)}
-    return hits | {"measured": len(y), "overhead_s": seconds}
+    return {"calls": calls_to(U, y, target, wanted), "measured": len(y), "overhead_s": seconds} | _hits(U, y, target)
 
 
 # -- reporting -----------------------------------------------------------------------------
