@@ -56,6 +56,7 @@ __all__ = [
     "absolute_command",
     "absolute_path",
     "designs_to_rows",
+    "json_design",
     "resolve_path_settings",
 ]
 
@@ -135,7 +136,7 @@ class Handle:
         return cls(
             oracle=str(data["oracle"]),
             job_id=str(data["job_id"]),
-            design={str(k): v if isinstance(v, str | int) else float(v) for k, v in design.items()},
+            design=json_design(design),
             native_id=None if data.get("native_id") is None else str(data["native_id"]),
             workdir=None if data.get("workdir") is None else str(data["workdir"]),
             submitted_at=float(data.get("submitted_at", 0.0)),
@@ -321,6 +322,12 @@ def site_text(value: str | None, env: str, default: str | None = None) -> str | 
     if value is not None:
         return value
     return os.environ.get(env) or default
+
+
+def json_design(design: Mapping[str, Any]) -> dict[str, Any]:
+    """A design read back from JSON: category names and integers as they were, other numbers
+    as floats (what `DesignSpace.to_rows` wrote)."""
+    return {str(k): v if isinstance(v, str | int) else float(v) for k, v in design.items()}
 
 
 def canonical_design(design: Mapping[str, Any]) -> dict[str, float | str]:

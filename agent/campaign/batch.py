@@ -43,7 +43,7 @@ class Batch:
 
     @classmethod
     def read(cls, path: Path, state: CampaignState) -> Batch:
-        df = pd.read_csv(path, keep_default_na=False, na_values=[""])
+        df = pd.read_csv(path)  # category names that would not read back as text are refused at load
         X = state.space.from_frame(df, source=str(path))
         return cls(
             state.space.to_unit(X),

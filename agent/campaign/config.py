@@ -26,8 +26,6 @@ from pathlib import Path
 from typing import Any, Literal
 
 from pydantic import (
-    BaseModel,
-    ConfigDict,
     Field,
     PrivateAttr,
     ValidationError,
@@ -37,7 +35,7 @@ from pydantic import (
 )
 from pydantic_core import PydanticCustomError
 
-from agent.campaign.config_errors import NO_VALUE, error_lines
+from agent.campaign.config_errors import NO_VALUE, Spec, error_lines
 from agent.campaign.run_config import RaySpec, RetrySpec
 from agent.campaign.space_config import SpaceSpec, TargetSpec, material_in, target_problems
 from agent.campaign.store import CAMPAIGN_NAME
@@ -68,13 +66,6 @@ DEFAULT_CONFIG = "default.toml"  # shipped in agent/configs/
 SECRET_RE = re.compile(r"(?i)(.*_)?(token|password|passwd|secret|api_key|apikey|credentials?)")
 
 
-class _Spec(BaseModel):
-    """Shared rules: unknown keys are mistakes, values keep their TOML type (strict: ``"10"``
-    is not an integer, ``true`` is not 1), NaN/inf are refused and a loaded config is immutable."""
-
-    model_config = ConfigDict(extra="forbid", strict=True, allow_inf_nan=False, frozen=True)
-
-
 def _known_name(name: str, known: Sequence[str], kind: str) -> str:
     """``name`` if registered, else a ValueError suggesting the closest registered name."""
     if name in known:
@@ -84,7 +75,7 @@ def _known_name(name: str, known: Sequence[str], kind: str) -> str:
     raise ValueError(f"unknown {kind}{hint}; available: {', '.join(known) or 'none'}")
 
 
-class OracleSpec(_Spec):
+class OracleSpec(Spec):
     """The oracle by name; ``settings`` go to its constructor as they are (it checks them),
     except that relative paths among them are made absolute against the config file's folder."""
 
@@ -135,7 +126,7 @@ class OracleSpec(_Spec):
         return self
 
 
-class InitialSpec(_Spec):
+class InitialSpec(Spec):
     """What is measured or known before the loop starts."""
 
     random: int = Field(default=50, ge=0)  # random seed designs measured first
@@ -154,7 +145,7 @@ class InitialSpec(_Spec):
         return str(path)  # absolute, so the stored config means the same from any folder
 
 
-class LoopSpec(_Spec):
+class LoopSpec(Spec):
     """How each iteration proposes its batch."""
 
     batch_size: int = Field(default=10, ge=1)
@@ -166,7 +157,7 @@ class LoopSpec(_Spec):
     max_sigma: float | None = Field(default=None, gt=0)
 
 
-class BudgetSpec(_Spec):
+class BudgetSpec(Spec):
     """When to stop besides collecting every target's hits; the first limit reached wins."""
 
     oracle_calls: int | None = Field(default=200, ge=1)
@@ -180,7 +171,7 @@ class BudgetSpec(_Spec):
         return self
 
 
-class ModelSpec(_Spec):
+class ModelSpec(Spec):
     """The generator and the surrogate ensemble; warm epochs are for refits on grown data."""
 
     generator: str = "cinn"
@@ -202,7 +193,7 @@ class ModelSpec(_Spec):
         return _known_name(name, available_generators(), "generator")
 
 
-class CampaignConfig(_Spec):
+class CampaignConfig(Spec):
     """One campaign. Field order matters: ``material`` is validated before ``targets``."""
 
     name: str

@@ -3,7 +3,8 @@
 Each line names the dotted location in the file, what is wrong and the value found. A
 validator that finds several problems at once raises a ``PydanticCustomError`` of type
 ``innloop_many`` whose ``problems`` context lists ``(location, words, value)`` tuples;
-they are unfolded here so that every problem gets its own line.
+they are unfolded here so that every problem gets its own line. `Spec` is the rules every
+section of the file shares, which decide what those errors are.
 """
 
 from __future__ import annotations
@@ -12,10 +13,18 @@ import difflib
 from collections.abc import Sequence
 from typing import Any, get_args
 
-from pydantic import BaseModel, ValidationError
+from pydantic import BaseModel, ConfigDict, ValidationError
 from pydantic_core import ErrorDetails
 
-__all__ = ["NO_VALUE", "error_lines"]
+__all__ = ["NO_VALUE", "Spec", "error_lines"]
+
+
+class Spec(BaseModel):
+    """Shared rules: unknown keys are mistakes, values keep their TOML type (strict: ``"10"``
+    is not an integer, ``true`` is not 1), NaN/inf are refused and a loaded config is immutable."""
+
+    model_config = ConfigDict(extra="forbid", strict=True, allow_inf_nan=False, frozen=True)
+
 
 NO_VALUE = object()  # marks a mistake with no value to show (missing or unknown key)
 _WORDS = {  # strict mode: wrong TOML types all arrive as *_type errors

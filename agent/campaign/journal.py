@@ -19,7 +19,7 @@ from typing import Any, Protocol
 from agent.campaign.ledger import Ledger, fsync_dir, seal, unseal
 from agent.core.atomic import write_json
 from agent.core.errors import StateError
-from oracles.base import Handle, OracleError
+from oracles.base import Handle, OracleError, json_design
 
 __all__ = ["FileJournal", "Job", "Journal", "in_flight", "keep_in_flight", "read_state_json"]
 
@@ -55,7 +55,7 @@ class Job:
     def from_json(cls, data: dict[str, Any]) -> Job:
         h = data.get("handle")
         return cls(
-            design={str(k): v if isinstance(v, str | int) else float(v) for k, v in data["design"].items()},
+            design=json_design(data["design"]),
             tag=str(data["tag"]),
             attempt=int(data.get("attempt", 1)),
             handle=None if h is None else Handle.from_json(h),

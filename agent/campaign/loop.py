@@ -89,8 +89,6 @@ class Leftovers:
 
     def pending(self, state: CampaignState) -> np.ndarray:
         """Unit-box designs ``(k, d)`` of the jobs still at the oracle."""
-        if not self.in_flight:
-            return np.zeros((0, state.space.unit_dim))
         return state.space.to_unit(state.space.from_rows([j.design for j in self.in_flight], source="jobs in flight"))
 
     def jobs(self, state: CampaignState, batch: Batch) -> list[Job]:

@@ -105,10 +105,13 @@ def anchors(state: CampaignState) -> list[float]:
     """Per target, the property value the generator is conditioned on and the funnel aims at
     (`TargetRange.anchor`: a ``value ± window`` target's value, a range's centre, or for an
     open side the middle of what is known beyond its edge)."""
+    targets = state.config.targets
+    if all(t.value is not None for t in targets):  # value ± window: the value itself, nothing to read
+        return [float(t.value) for t in targets if t.value is not None]
     material = state.config.design_material()
     known = observed(state)[1]
     floor, ceiling = material.target_lower_bound, material.target_upper_bound
-    return [t.range.anchor(known, floor, ceiling) for t in state.config.targets]
+    return [t.range.anchor(known, floor, ceiling) for t in targets]
 
 
 def _rng(state: CampaignState, stage: int) -> np.random.Generator:

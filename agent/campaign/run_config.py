@@ -8,19 +8,15 @@ command-line flags and report options override the file, so they live apart from
 
 from __future__ import annotations
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import Field, ValidationError
 
-from agent.campaign.config_errors import error_lines
+from agent.campaign.config_errors import Spec, error_lines
 from agent.core.errors import ConfigError
 
 __all__ = ["RaySpec", "RetrySpec"]
 
 
-class _Spec(BaseModel):
-    model_config = ConfigDict(extra="forbid", strict=True, allow_inf_nan=False, frozen=True)
-
-
-class RaySpec(_Spec):
+class RaySpec(Spec):
     """Where the oracle-facing actors run."""
 
     address: str | None = None  # None: start a local Ray; else join that cluster
@@ -29,7 +25,7 @@ class RaySpec(_Spec):
     enabled: bool = True
 
 
-class RetrySpec(_Spec):
+class RetrySpec(Spec):
     """Resubmission after infrastructure failures (physics failures are results, not retried)."""
 
     max_attempts: int = Field(default=3, ge=1)  # submissions of one design

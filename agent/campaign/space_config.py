@@ -17,10 +17,10 @@ import math
 from collections.abc import Sequence
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator, model_validator
+from pydantic import Field, ValidationInfo, field_validator, model_validator
 from pydantic_core import PydanticCustomError
 
-from agent.campaign.config_errors import NO_VALUE
+from agent.campaign.config_errors import NO_VALUE, Spec
 from agent.core.errors import ConfigError
 from agent.core.materials import Material, Symmetry, get_material
 from agent.core.space import DesignSpace, Parameter, linear_constraint
@@ -40,11 +40,7 @@ __all__ = [
 DEFAULT_WINDOW = 0.1
 
 
-class _Spec(BaseModel):
-    model_config = ConfigDict(extra="forbid", strict=True, allow_inf_nan=False, frozen=True)
-
-
-class TargetSpec(_Spec):
+class TargetSpec(Spec):
     """One design target: ``value`` ± ``window`` (default 0.1), or a range ``low``..``high``
     (either alone for a one-sided goal, e.g. ``low = 0.8`` for "at least 0.8")."""
 
@@ -91,7 +87,7 @@ class TargetSpec(_Spec):
         return {k: v for k, v in self.model_dump(mode="json").items() if v is not None}
 
 
-class ParameterSpec(_Spec):
+class ParameterSpec(Spec):
     """One parameter: ``type`` continuous (``lower``, ``upper``, ``unit``, ``log``), integer
     (whole ``lower``, ``upper``) or categorical (``values``)."""
 
@@ -128,7 +124,7 @@ class ParameterSpec(_Spec):
             raise ValueError(str(exc)) from None
 
 
-class ConstraintSpec(_Spec):
+class ConstraintSpec(Spec):
     """``Σ coefficients[name] · name <= bound`` over continuous or integer parameters."""
 
     name: str
@@ -136,7 +132,7 @@ class ConstraintSpec(_Spec):
     bound: float
 
 
-class SymmetrySpec(_Spec):
+class SymmetrySpec(Spec):
     """A relabelling that leaves the property unchanged: ``swap`` pairs of interchangeable
     parameters (same type and bounds), ``mirror`` continuous parameters whose scale is
     symmetric about its middle."""
@@ -146,7 +142,7 @@ class SymmetrySpec(_Spec):
     mirror: list[str] = Field(default_factory=list)
 
 
-class PropertySpec(_Spec):
+class PropertySpec(Spec):
     """The measured property: its column name, unit and physical floor and ceiling."""
 
     name: str
@@ -168,7 +164,7 @@ class PropertySpec(_Spec):
         return self
 
 
-class SpaceSpec(_Spec):
+class SpaceSpec(Spec):
     """A design space in the campaign file, made into a `Material` without a structure builder."""
 
     name: str = "space"

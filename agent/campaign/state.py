@@ -81,7 +81,7 @@ def ledger_arrays(state: CampaignState, *, arrival: bool = False) -> tuple[np.nd
     y = np.array(
         [(r.result.values or {}).get(name, np.nan) if r.result.ok else np.nan for r in records], dtype=np.float64
     )
-    return space.to_unit(X.reshape(-1, space.dim)) if len(X) else np.zeros((0, space.unit_dim)), y
+    return space.to_unit(X), y
 
 
 def observed(state: CampaignState) -> tuple[np.ndarray, np.ndarray]:

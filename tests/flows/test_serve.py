@@ -26,9 +26,11 @@ from pathlib import Path
 
 import pytest
 
+from agent.testing.backends import QUICK_MODELS
 from tests.chromium import FLAGS, chromium
 
-CONFIG = """
+CONFIG = (
+    """
 name = "served"
 seed = 1
 [[targets]]
@@ -41,17 +43,9 @@ batch_size = 5
 samples_per_target = 300
 [budget]
 oracle_calls = 40
-[models]
-members = 3
-surrogate_epochs = 40
-surrogate_warm_epochs = 10
-generator_epochs = 20
-generator_warm_epochs = 5
-[ray]
-enabled = false
-[retry]
-poll_interval_s = 0.01
 """
+    + QUICK_MODELS
+)
 
 
 def _free_port() -> int:
