@@ -193,6 +193,7 @@ def innloop_config(
     designs: Path,
     exploration: float | None = None,
     wanted: int = WANTED,
+    families: int | None = None,
 ) -> dict[str, Any]:
     loop: dict[str, Any] = {"batch_size": BATCH, "min_distance": SPACING}
     if exploration is not None:
@@ -201,7 +202,7 @@ def innloop_config(
     return problem.campaign_sections() | {
         "name": f"bench-{problem.kind}-{r.slug()}-{seed}".replace(".", "p"),
         "seed": seed,
-        "targets": [_target_entry(r) | {"hits": wanted}],
+        "targets": [_target_entry(r) | {"hits": wanted} | ({"families": families} if families else {})],
         "oracle": {"name": problem.kind, "settings": problem.settings},
         "initial": {"random": 0, "designs": str(designs)},
         "loop": loop,
@@ -226,14 +227,16 @@ def run_innloop(
     workdir: Path,
     exploration: float | None = None,
     wanted: int = WANTED,
+    families: int | None = None,
 ) -> dict[str, Any]:
-    """The real campaign (no Prefect, samples in process) from the same seed designs."""
+    """The real campaign (no Prefect, samples in process) from the same seed designs;
+    ``families = 1``: hits by probability alone, not spread over families."""
     workdir.mkdir(parents=True, exist_ok=True)
     designs = workdir / f"seeds-{problem.kind}-{seed}.csv"
     problem.space.to_frame(problem.space.from_unit(problem.seeds(seed))).to_csv(
         designs, index=False, float_format="%.17g"
     )
-    cfg = config_from_dict(innloop_config(problem, target, seed, max_calls, designs, exploration, wanted))
+    cfg = config_from_dict(innloop_config(problem, target, seed, max_calls, designs, exploration, wanted, families))
     run = run_campaign(cfg, workdir / "state", oracle=problem.oracle)
     U, y = ledger_arrays(run.state, arrival=True)  # the baselines count their calls in submission order too
     seconds = [sum(v for k, v in m["seconds"].items() if k != "measure") for m in run.state.history[1:]]

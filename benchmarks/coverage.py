@@ -8,6 +8,9 @@ the oracles, seed designs, batches and methods):
   put through its emulator, those in the window;
 - the set split into ``k`` families by k-means in the unit box (`agent.design.coverage`:
   10 restarts, seed 0), for each ``k`` of ``--families`` (default 5, 10 and 20);
+- methods: ``random`` screening, the ``gp`` baseline, ``innloop-basin`` (the campaign with
+  ``families = 1``: the likeliest hits wherever they are, as before hits were spread) and
+  ``innloop`` (its defaults: hits spread over the families its models believe in);
 - each method runs to a fixed budget of ``--calls`` oracle calls (default 150, the 50
   seed designs included); its diverse hits (`agent.campaign.state.diverse_hits`) are
   counted, and the families holding at least one of them.
@@ -32,7 +35,7 @@ from benchmarks.campaign import Problem, run_baseline, run_innloop, target_range
 
 __all__ = ["main", "solution_set"]
 
-METHODS = ("random", "gp", "innloop")
+METHODS = ("random", "gp", "innloop-basin", "innloop")
 MOCK_SAMPLES, MOCK_SEED = 200_000, 2024
 
 
@@ -80,9 +83,10 @@ def main(argv: list[str] | None = None) -> int:
                 for method in args.methods:
                     mine = []
                     for seed in range(args.seeds):
-                        if method == "innloop":
-                            work = Path(tmp) / f"{oracle}-{target:g}-{seed}"
-                            out = run_innloop(problem, target, seed, args.calls, work, exploration=None, wanted=10**6)
+                        if method.startswith("innloop"):
+                            work = Path(tmp) / f"{oracle}-{target:g}-{seed}-{method}"
+                            one = 1 if method == "innloop-basin" else None  # one family: no spreading
+                            out = run_innloop(problem, target, seed, args.calls, work, wanted=10**6, families=one)
                         else:
                             out = run_baseline(method, problem, target, seed, args.calls, wanted=10**6)
                         hits_u = np.asarray(out["hits_u"]).reshape(-1, solutions.shape[1])

@@ -127,7 +127,8 @@ def step(
     folder = ctx.store.iteration_dir(state.iteration)
     if left.batch is not None:
         mine, batch = left.models, left.batch
-        cands = Candidates(np.zeros((0, state.space.unit_dim)), np.zeros(0, int), {"resumed": 1})
+        fams = plan.families_again(state, mine, gather(state, ctx, models, left))  # as the killed run saw them
+        cands = Candidates(np.zeros((0, state.space.unit_dim)), np.zeros(0, int), {"resumed": 1}, families=fams)
     else:
         given = gather(state, ctx, models, left)
         mine = stage("retrain", lambda: plan.retrain(state, given))
@@ -238,6 +239,8 @@ def checkpoint(
         df["source"] = cands.source
         write_csv(folder / "candidates.csv", df, float_format="%.6g")
     metrics = dict(state.history[-1]) | {"candidates": cands.counts, "fit": models.fit if models else {}}
+    if cands.families:  # where the models believed each target's hits lie: `state.families_covered`
+        metrics["families"] = [f.to_dict() if f is not None else None for f in cands.families]
     if models is not None:
         metrics["diversity"] = mean_nn_distance(cands.U[:2000]) if len(cands.U) > 1 else None
     store.commit_iteration(state.iteration, metrics)

@@ -22,7 +22,15 @@ from agent.campaign.config import CampaignConfig, config_from_dict
 from agent.campaign.loop import Context, step
 from agent.campaign.monitor import Monitor
 from agent.campaign.monitor import current as current_monitor
-from agent.campaign.state import CampaignState, hit_table, missing_hits, stop_reason
+from agent.campaign.state import (
+    CampaignState,
+    families_covered,
+    hit_designs,
+    hit_table,
+    latest_families,
+    missing_hits,
+    stop_reason,
+)
 from agent.campaign.store import CampaignStore
 from agent.core.errors import ConfigError, InnloopError, StateError
 from agent.core.materials import read_observations
@@ -233,7 +241,14 @@ def last_models(store: CampaignStore, state: CampaignState) -> tuple[TrainedMode
 
 
 def campaign_status(state_dir: str | Path, name: str) -> dict[str, Any]:
-    """Iterations, oracle calls, results, jobs in flight and hits per target, from disk only."""
+    """Iterations, oracle calls, results, jobs in flight and hits per target, from disk only.
+
+    Per target also the families of its believed solution set (`agent.campaign.state.latest_families`)
+    that hold one of its hits: ``families`` (``None`` before any model, or with ``families = 1``),
+    ``families_total`` (how many the models last found) and ``families_wanted`` (the config's
+    ``families``, ``None`` unset); each hit design row then says its ``family`` (index into
+    those families, ``None`` without them; left out where a design column is called ``family``).
+    """
     store = CampaignStore(state_dir, name)
     if not store.exists():
         raise StateError(f"no campaign {name!r} under {Path(state_dir)} (no {store.root / 'config.json'})")
@@ -242,10 +257,17 @@ def campaign_status(state_dir: str | Path, name: str) -> dict[str, Any]:
     material = config.design_material()
     records = tuple(store.ledger.records())
     last = store.last_completed()
-    history = [store.verify_iteration(last)] if last >= 0 else []
-    state = CampaignState(config, material.space, material.target, last + 1, records)
+    history = _status_history(store, config, last)
+    state = CampaignState(config, material.space, material.target, last + 1, records, history=tuple(history))
     inflight = store.read_inflight()
     hits = hit_table(state)
+    fams = latest_families(state)
+    covered = families_covered(state)
+    if FAMILY not in (*material.space.names, material.target):
+        for rows, f, U in zip(hits, fams, hit_designs(state)):
+            where = f.assign(U) if f is not None and len(U) else [None] * len(rows)
+            for row, i in zip(rows, where):
+                row[FAMILY] = None if i is None else int(i)
     statuses: dict[str, int] = {}
     for r in records:
         statuses[r.result.status.value] = statuses.get(r.result.status.value, 0) + 1
@@ -268,10 +290,31 @@ def campaign_status(state_dir: str | Path, name: str) -> dict[str, Any]:
                 "wanted": t.hits,
                 "hits": len(h),
                 "missing": m,
+                "families": c,
+                "families_wanted": t.families,
+                "families_total": None if f is None else f.k,
                 "designs": h,
             }
-            for t, h, m in zip(config.targets, hits, missing_hits(state))
+            for t, h, m, c, f in zip(config.targets, hits, missing_hits(state), covered, fams)
         ],
         "elapsed_s": history[-1].get("elapsed_s") if history else 0.0,
         "done": stop_reason(state) is not None and not (inflight and inflight.get("jobs")),
     }
+
+
+FAMILY = "family"  # the key of a hit design row naming its family in `campaign_status`
+
+
+def _status_history(store: CampaignStore, config: CampaignConfig, last: int) -> list[dict[str, Any]]:
+    """The verified metrics `campaign_status` needs: the last iteration's, and back to the newest
+    one holding families (`agent.campaign.state.latest_families`) where a target spreads its hits
+    over families; an iteration without models (the first) holds none."""
+    if last < 0:
+        return []
+    history = [store.verify_iteration(last)]
+    if any(t.families != 1 for t in config.targets):
+        i = last
+        while not history[0].get("families") and i > 0:
+            i -= 1
+            history.insert(0, store.verify_iteration(i))
+    return history

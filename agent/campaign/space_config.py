@@ -49,6 +49,19 @@ class TargetSpec(Spec):
     low: float | None = None
     high: float | None = None
     hits: int = Field(default=50, ge=1)  # diverse hits wanted for this target
+    # distinct regions (families) of the believed solution set that must each hold a hit;
+    # unset: hits are still spread over DEFAULT_FAMILIES but only ``hits`` is waited for;
+    # 1: no spreading, the likeliest hits wherever they are
+    families: int | None = Field(default=None, ge=1)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _hits_from_families(cls, data: Any) -> Any:
+        # families without hits: one hit per family is what was asked for
+        families = data.get("families") if isinstance(data, dict) else None
+        if isinstance(families, int) and families >= 1 and "hits" not in data:
+            return {**data, "hits": data["families"]}
+        return data
 
     @model_validator(mode="before")
     @classmethod
@@ -68,6 +81,8 @@ class TargetSpec(Spec):
             raise ValueError("window goes with value; a range is given by low and/or high")
         if self.low is not None and self.high is not None and not self.low < self.high:
             raise ValueError(f"low ({self.low:g}) must be below high ({self.high:g})")
+        if self.families is not None and self.families > self.hits:
+            raise ValueError(f"families ({self.families}) each need a hit: ask for at least {self.families} hits")
         return self
 
     @property

@@ -23,20 +23,27 @@ from agent.campaign.config import CampaignConfig
 from agent.campaign.ledger import LedgerRecord
 from agent.core.space import DesignSpace
 from agent.core.targets import TargetRange
+from agent.design.coverage import Families
 from oracles.base import design_digest
 
 __all__ = [
+    "DEFAULT_FAMILIES",
     "FAILURE_STOP",
     "CampaignState",
     "canonical_order",
     "diverse_hits",
     "failure_report",
+    "families_covered",
     "hit_designs",
+    "latest_families",
     "ledger_arrays",
     "missing_hits",
     "observed",
+    "still_wanted",
     "stop_reason",
 ]
+
+DEFAULT_FAMILIES = 10  # families a target's hits are spread over when it names none
 
 
 @dataclass(frozen=True)
@@ -148,6 +155,38 @@ def missing_hits(state: CampaignState) -> list[int]:
     return [max(0, t.hits - len(i)) for t, i in zip(state.config.targets, idx)]
 
 
+def latest_families(state: CampaignState) -> list[Families | None]:
+    """Per target, the families its models last believed in (`agent.campaign.plan.believed_families`,
+    kept in each iteration's metrics); ``None`` before any model, or with ``families = 1``."""
+    for metrics in reversed(state.history):
+        stored = metrics.get("families")
+        if stored:
+            return [Families.from_dict(f) if f else None for f in stored]
+    return [None] * len(state.config.targets)
+
+
+def families_covered(state: CampaignState) -> list[int | None]:
+    """Per target, how many of its `latest_families` hold one of its diverse hits (``None``: no
+    families yet; a target with ``families = 1`` has one, covered by any hit)."""
+    out: list[int | None] = []
+    for t, f, h in zip(state.config.targets, latest_families(state), hit_designs(state)):
+        if t.families == 1:  # one family: the whole solution set, covered by any hit
+            out.append(min(1, len(h)))
+        else:
+            out.append(None if f is None else len(f.covered(h)))
+    return out
+
+
+def still_wanted(state: CampaignState) -> list[int]:
+    """Per target, what it still lacks: hits, or families without a hit when it asks for
+    ``families`` (whichever is more); the batch's slots are shared out by these."""
+    out = []
+    for t, missing, covered in zip(state.config.targets, missing_hits(state), families_covered(state)):
+        lacking = 0 if t.families is None else t.families - (covered or 0)
+        out.append(max(missing, lacking))
+    return out
+
+
 FAILURE_STOP = "stopped: oracle failure rate"  # the prefix of the one reason that is not a success
 
 
@@ -187,8 +226,9 @@ def failure_report(state: CampaignState) -> str | None:
 def stop_reason(state: CampaignState, *, run_started: float | None = None, now: float | None = None) -> str | None:
     """Why the campaign is over, or ``None`` while it should go on."""
     b = state.config.budget
-    if not any(missing_hits(state)):
-        return "every target has its diverse hits"
+    if not any(still_wanted(state)):
+        asked = any(t.families is not None for t in state.config.targets)
+        return "every target has its diverse hits" + (" and families" if asked else "")
     if (failing := failure_report(state)) is not None:
         return failing
     if b.oracle_calls is not None and state.calls >= b.oracle_calls:

@@ -1,12 +1,14 @@
 """What `innloop run` shows on the console: one live view, a line per iteration, or nothing.
 
 A terminal gets one `rich` live view redrawn in place (iteration, stage, oracle jobs,
-hits per target against wanted, elapsed time, budget left, the latest message); anything
+hits per target against wanted and the families of its believed solution set that hold
+one, elapsed time, budget left, the latest message); anything
 else written to the console while it runs (a warning) is printed above it, never into it.
 Where standard output is not a terminal (CI, ``nohup``, a pipe) redraws would only leave
 escape codes in a log, so `LineView` prints one plain line per iteration to standard
 output and messages to standard error. ``-q`` shows nothing until the final table.
-The final hits table is a real table with units in its header.
+The final hits table is a real table with units in its header (and each hit's family,
+once the models have found families).
 """
 
 from __future__ import annotations
@@ -26,9 +28,18 @@ from rich.table import Table
 from rich.text import Text
 
 from agent.campaign.monitor import Monitor
-from agent.campaign.state import CampaignState, missing_hits
+from agent.campaign.state import CampaignState, families_covered, latest_families, missing_hits
 
-__all__ = ["LineView", "LiveView", "hits_table", "open_view"]
+__all__ = ["LineView", "LiveView", "families_text", "hits_table", "open_view"]
+
+
+def families_text(covered: int | None, total: int | None, wanted: int | None) -> str:
+    """``'6/10 families'``: families holding a hit of the ``total`` the models last found, or of
+    the ``wanted`` ones a target asks for; ``''`` when there is nothing to say (no families
+    yet and none asked for, or ``families = 1``, which keeps no families)."""
+    if covered is None:
+        return "" if wanted is None or wanted == 1 else f"0/{wanted} families"
+    return f"{covered}/{wanted or total} families"
 
 
 def _clock(seconds: float) -> str:
@@ -46,6 +57,7 @@ class _Tally(Monitor):
         self.phase = "starting"
         self.batch = (0, 0, 0)  # results recorded, in flight, failed: the current batch
         self.last = ""
+        self._families: tuple[CampaignState | None, list[str]] = (None, [])
 
     def started(self, state: CampaignState) -> None:
         with self.lock:
@@ -86,6 +98,7 @@ class _Tally(Monitor):
         b = st.config.budget
         wanted = [t.hits for t in st.config.targets]
         hits = [w - m for w, m in zip(wanted, missing_hits(st))]
+        fams = self._families_of(st)
         elapsed = time.time() - self.t0
         return {
             "name": st.config.name,
@@ -96,8 +109,20 @@ class _Tally(Monitor):
             "calls_left": None if b.oracle_calls is None else max(0, b.oracle_calls - calls - out),
             "time_left": None if b.wall_time_s is None else max(0.0, b.wall_time_s - st.elapsed_s - elapsed),
             "elapsed": elapsed,
-            "targets": [(t.range.label(), t.short, h, w) for t, h, w in zip(st.config.targets, hits, wanted)],
+            "targets": [
+                (t.range.label(), t.short, h, w, f) for t, h, w, f in zip(st.config.targets, hits, wanted, fams)
+            ],
         }
+
+    def _families_of(self, st: CampaignState) -> list[str]:
+        """Per target, `families_text` of ``st``; worked out once per state (the live view redraws
+        four times a second, the state changes once per stage)."""
+        seen, text = self._families
+        if seen is not st:
+            totals = [None if f is None else f.k for f in latest_families(st)]
+            text = [families_text(c, k, t.families) for c, k, t in zip(families_covered(st), totals, st.config.targets)]
+            self._families = (st, text)
+        return text
 
 
 class LiveView(_Tally):
@@ -131,9 +156,10 @@ class LiveView(_Tally):
             f"{c['done']} done · {c['in_flight']} out · {c['failed']} failed",
             ("left: " + ", ".join(left)) if left else "",
         )
-        for label, _, hits, wanted in c["targets"]:
+        for label, _, hits, wanted, fams in c["targets"]:
             bar = ProgressBar(total=max(wanted, 1), completed=min(hits, wanted), width=24)
-            grid.add_row(f"{label} {self.unit}".strip(), bar, f"{hits} / {wanted} hits")
+            said = f"{hits} / {wanted} hits" + (f" · {fams.replace('/', ' / ')}" if fams else "")
+            grid.add_row(f"{label} {self.unit}".strip(), bar, said)
         parts: list[Any] = [head, grid]
         if last:
             parts.append(Text(last[:200], style="dim", overflow="ellipsis", no_wrap=True))
@@ -157,7 +183,9 @@ class LineView(_Tally):
         super().iteration(state)
         c = self.counts()
         m = state.history[-1]
-        hits = ", ".join(f"{h}/{w} at {v} {self.unit}".rstrip() for _, v, h, w in c["targets"])
+        hits = ", ".join(
+            f"{h}/{w} at {v} {self.unit}".rstrip() + (f" in {f}" if f else "") for _, v, h, w, f in c["targets"]
+        )
         left = []
         if c["calls_left"] is not None:
             left.append(f"{c['calls_left']} calls")
@@ -209,23 +237,35 @@ def _num(v: float | str) -> str:
 
 
 def hits_table(status: dict[str, Any], units: dict[str, str], target: str, target_unit: str) -> Table:
-    """The campaign's diverse hits per target, one row each, units in the header."""
+    """The campaign's diverse hits per target, one row each, units in the header; last, the
+    family each hit lies in (`agent.campaign.runner.campaign_status`) once there are families."""
 
     def head(name: str, unit: str) -> str:
         return f"{name} ({unit})" if unit else name
 
     names: Sequence[str] = list(units)
+    family = "family" not in (*names, target) and any(t.get("families_total") is not None for t in status["targets"])
     table = Table(box=box.SIMPLE_HEAD, show_edge=False, pad_edge=False)
     table.add_column(head("target", target_unit), justify="right", no_wrap=True)
     table.add_column("#", justify="right")
     for n in names:
         table.add_column(head(n, units[n]), justify="right")
     table.add_column(head(target, target_unit), justify="right")
+    if family:
+        table.add_column("family", justify="right")
     for t in status["targets"]:
         label = t["label"]
         if not t["designs"]:
-            table.add_row(label, "-", *["" for _ in names], "no hits yet")
+            table.add_row(label, "-", *["" for _ in names], "no hits yet", *([""] if family else []))
         for i, row in enumerate(t["designs"], 1):
-            table.add_row(label if i == 1 else "", str(i), *[_num(row[n]) for n in names], f"{row[target]:.3f}")
+            where = row.get("family") if family else None
+            cells = [_num(row[n]) for n in names]
+            table.add_row(
+                label if i == 1 else "",
+                str(i),
+                *cells,
+                f"{row[target]:.3f}",
+                *([] if not family else ["-" if where is None else str(where)]),
+            )
         table.add_section()
     return table

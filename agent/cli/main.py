@@ -144,8 +144,17 @@ def _status(args: argparse.Namespace) -> int:
     )
     print("results: " + ", ".join(f"{k} {v}" for k, v in sorted(status["results"].items())))
     for t in status["targets"]:
-        print(f"target {t['label']}: {t['hits']} of {t['wanted']} diverse hits")
+        print(f"target {t['label']}: {t['hits']} of {t['wanted']} diverse hits" + _families_said(t))
     return 0
+
+
+def _families_said(t: dict[str, Any]) -> str:
+    """How many of a target's believed families hold a hit, for `_status` ('' when it has none)."""
+    covered, total, wanted = t.get("families"), t.get("families_total"), t.get("families_wanted")
+    asked = "" if wanted is None else f" ({wanted} wanted)"
+    if covered is None or total is None:  # no model yet, or `families = 1`: hits wherever they are
+        return "" if wanted is None or wanted == 1 else f", families not known yet{asked}"
+    return f", in {covered} of {total} families{asked}"
 
 
 def _report(args: argparse.Namespace) -> int:

@@ -34,7 +34,7 @@ from rich.console import Console
 from agent.campaign.config import load_config
 from agent.campaign.monitor import watching
 from agent.campaign.state import FAILURE_STOP
-from agent.cli.console import hits_table, open_view
+from agent.cli.console import families_text, hits_table, open_view
 from agent.core.errors import CampaignStopped, InnloopError
 from agent.core.paths import resolve_state_dir
 
@@ -178,14 +178,18 @@ def _campaign(args: argparse.Namespace, cfg: Any, state_dir: str, view: Any) -> 
 
 
 def _finish(state_dir: str, name: str, reason: str, seconds: dict[str, float], material: Any) -> int:
-    """The final table: why it stopped, oracle calls, hits per target with units, time per phase."""
+    """The final table: why it stopped, oracle calls, hits (and the families holding them) per target
+    with units, time per phase."""
     from agent.campaign.runner import campaign_status  # loaded by the run already; a late import costs nothing
 
     status = campaign_status(state_dir, name)
     console = Console(soft_wrap=False) if sys.stdout.isatty() else Console(width=160, soft_wrap=False)
     phases = ", ".join(f"{k} {v:.0f} s" for k, v in seconds.items() if k != "total")
     unit = f" {material.target_unit}" if material.target_unit else ""
-    hits = ", ".join(f"{t['hits']}/{t['wanted']} at {t['short']}{unit}" for t in status["targets"])
+    hits = ", ".join(
+        f"{t['hits']}/{t['wanted']} at {t['short']}{unit}" + (f" in {fams}" if (fams := _families(t)) else "")
+        for t in status["targets"]
+    )
     console.print(
         f"{name}: {reason}; {status['oracle_calls']} oracle calls in {status['iterations']} iterations, "
         f"diverse hits {hits}; {seconds['total']:.0f} s" + (f" ({phases})" if phases else ""),
@@ -195,6 +199,11 @@ def _finish(state_dir: str, name: str, reason: str, seconds: dict[str, float], m
     )
     console.print(hits_table(status, material.space.units, material.target, material.target_unit))
     return 3 if reason.startswith(FAILURE_STOP) else 0
+
+
+def _families(t: dict[str, Any]) -> str:
+    """A target's families holding a hit, as `families_text` says them (``''``: none to speak of)."""
+    return families_text(t.get("families"), t.get("families_total"), t.get("families_wanted"))
 
 
 def _kept(state_dir: str, name: str, signum: int, args: argparse.Namespace) -> str:

@@ -10,6 +10,13 @@ is then filled greedily under distance rules that make it *batch-aware*:
   measurement there cannot add a *diverse* hit);
 - nothing already measured.
 
+A target's hits can be *spread*: "0.1 apart" is a rule one basin satisfies many times over,
+while a scientist wants every distinct way to reach the target. Given a radius per target
+(the campaign's: the size of the families its models believe in, `agent.design.coverage`),
+hit slots go first to likely candidates in regions no hit or pending design has reached
+(probes), then to the least crowded likely candidates, so hits cover the regions instead
+of mining the likeliest one (measured in ``benchmarks/coverage.py``).
+
 Exploitation slots rank by `LogProbabilityOfFeasibility` of the target window (the
 log-probability that the oracle value lands in ``[target - w, target + w]``); the
 exploration share ranks by `PosteriorStandardDeviation` among candidates that still have
@@ -38,6 +45,7 @@ from scipy.spatial import cKDTree
 __all__ = [
     "BatchChoice",
     "SelectionConfig",
+    "Spread",
     "allocate",
     "choose_batch",
     "log_window_probability",
@@ -55,6 +63,26 @@ class SelectionConfig:
     # exploration only among candidates whose window probability is at least this share
     # of the best one: uncertainty far from any target teaches nothing useful
     explore_floor: float = 0.05
+    # spreading a target's hits (``spread`` given): first up to this share of its hit slots
+    # probe regions holding no hit or pending design yet, each a candidate with at least
+    # ``probe_floor`` window probability; the rest go to the least crowded candidates whose
+    # probability is at least ``spread_floor`` of the target's best. Measured in
+    # benchmarks/coverage.py (the note of issue 16): a larger share covers more families
+    # and finds fewer hits.
+    probe_share: float = 0.75
+    probe_floor: float = 0.05
+    spread_floor: float = 0.5
+
+
+@dataclass(frozen=True)
+class Spread:
+    """How a target's hits are spread: over ``radius`` (unit box), with at most ``probes``
+    probes per batch (the regions known to lack a hit; ``None``: the probe share alone) and
+    ``floor`` for the crowding order (``None``: the config's ``spread_floor``)."""
+
+    radius: float
+    probes: int | None = None
+    floor: float | None = None
 
 
 @dataclass(frozen=True)
@@ -141,6 +169,7 @@ def choose_batch(
     pending: np.ndarray | None = None,
     hits: Sequence[np.ndarray] | None = None,
     hit_ok: np.ndarray | None = None,
+    spread: Sequence[Spread | None] | None = None,
 ) -> BatchChoice:
     """Pick up to ``batch_size`` rows of ``U (n, d)``.
 
@@ -151,6 +180,13 @@ def choose_batch(
     chosen as hits (``exploit``; ``None``: every row). With ``hit_ok`` given, slots left
     after the hits and the exploration share go to exploration of the targets still
     lacking hits (ranked by ``sigma``, as the exploration share is).
+
+    ``spread[t]``: a radius (unit box) over which target ``t``'s hits are spread (``None``: by
+    probability alone). A candidate's crowding is the number of the target's hits, pending
+    designs and designs already chosen within that radius; hit slots go first, up to
+    ``probe_share`` of them, to uncrowded candidates (a region no hit has reached, at least
+    ``probe_floor`` likely, one per region), then to the least crowded candidates at least
+    ``spread_floor`` as likely as the best one, likeliest first among equals.
     """
     U = np.asarray(U, dtype=np.float64)
     n, dim = U.shape
@@ -189,10 +225,43 @@ def choose_batch(
             why.append(reason)
             got += 1
 
+    def spread_fill(t: int, how: Spread, count: int) -> int:
+        """Up to ``count`` hit slots of target ``t``, spread (see the docstring); how many filled."""
+        radius = how.radius
+        loaded = np.vstack([hit_sets[t], pending])
+        crowd = np.zeros(n)  # hits, pending and chosen designs within ``radius`` of each row
+        if len(loaded):
+            crowd = cKDTree(loaded).query_ball_point(U, radius, return_length=True).astype(np.float64)
+        near = cKDTree(U)
+        got = 0
+
+        def take(ok: np.ndarray, limit: int, probe: bool) -> None:
+            nonlocal got
+            while got < limit and ok.any():
+                rows = np.flatnonzero(ok)
+                i = int(rows[np.lexsort((-log_pf[t, rows], crowd[rows]))[0]])  # least crowded, then likeliest
+                ok[i] = False
+                before = len(idx)
+                fill(np.array([i]), t, 1, "exploit")
+                if len(idx) > before:
+                    got += 1
+                    crowd[near.query_ball_point(U[i], radius)] += 1
+                    if probe:  # one probe per uncovered region
+                        ok &= crowd == 0
+
+        probes = round(config.probe_share * count)
+        probes = probes if how.probes is None else min(probes, how.probes)
+        take((crowd == 0) & (log_pf[t] >= np.log(config.probe_floor)), probes, True)
+        floor = config.spread_floor if how.floor is None else how.floor
+        take(log_pf[t] >= log_pf[t].max() + np.log(floor), count, False)
+        return got
+
     # round-robin over targets, exploitation first: the likeliest hits claim their space
     orders = [np.argsort(-log_pf[t], kind="stable") for t in range(T)]
     for t in range(T):
-        fill(orders[t], t, quota_exploit[t], "exploit")
+        how = spread[t] if spread is not None else None
+        got = spread_fill(t, how, quota_exploit[t]) if how is not None and quota_exploit[t] else 0
+        fill(orders[t], t, quota_exploit[t] - got, "exploit")
 
     def explore_order(t: int) -> np.ndarray:
         floor = log_pf[t].max() + np.log(config.explore_floor)

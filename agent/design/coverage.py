@@ -12,6 +12,7 @@ The count depends on ``k``, so callers report it for more than one.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 from scipy.spatial import cKDTree
@@ -19,7 +20,7 @@ from sklearn.cluster import KMeans
 
 from agent.core.errors import DataError
 
-__all__ = ["Families", "find_families"]
+__all__ = ["Families", "believed_families", "find_families"]
 
 
 @dataclass(frozen=True)
@@ -29,6 +30,7 @@ class Families:
 
     centres: np.ndarray
     sizes: np.ndarray
+    radius: float = 0.0  # mean distance of a member to its family's centre
 
     @property
     def k(self) -> int:
@@ -44,6 +46,26 @@ class Families:
     def covered(self, U: np.ndarray) -> np.ndarray:
         """The sorted families holding at least one of the designs ``U (n, d)``."""
         return np.unique(self.assign(U))
+
+    def load(self, U: np.ndarray) -> np.ndarray:
+        """How many of the designs ``U (n, d)`` each family holds ``(k,)``."""
+        return np.bincount(self.assign(U), minlength=self.k)
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain lists for a JSON file (centres rounded to 1e-6 of the unit box)."""
+        return {
+            "centres": np.round(self.centres, 6).tolist(),
+            "sizes": [int(s) for s in self.sizes],
+            "radius": round(float(self.radius), 6),
+        }
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> Families:
+        centres = np.asarray(data["centres"], dtype=np.float64)
+        sizes = np.asarray(data["sizes"], dtype=int)
+        if centres.ndim != 2 or len(centres) == 0 or sizes.shape != (len(centres),):
+            raise DataError(f"families: {len(centres)} centres and {sizes.shape} sizes do not match")
+        return cls(centres, sizes, float(data.get("radius", 0.0)))
 
     def curve(self, U: np.ndarray) -> list[int]:
         """Families covered after each of the designs ``U (n, d)``, taken in order."""
@@ -63,4 +85,19 @@ def find_families(solutions: np.ndarray, k: int, *, seed: int = 0) -> Families:
         raise DataError(f"cannot split {len(U)} solutions into {k} families (need at least {k})")
     model = KMeans(n_clusters=k, n_init=10, random_state=seed).fit(U)
     sizes = np.bincount(model.labels_, minlength=k)
-    return Families(np.asarray(model.cluster_centers_, dtype=np.float64), sizes)
+    centres = np.asarray(model.cluster_centers_, dtype=np.float64)
+    radius = float(np.linalg.norm(U - centres[model.labels_], axis=1).mean())
+    return Families(centres, sizes, radius)
+
+
+def believed_families(U: np.ndarray, believed: np.ndarray, k: int, *, seed: int = 0) -> Families | None:
+    """The families of the designs a model believes reach the target: the rows of ``U (n, d)``
+    where ``believed (n,)`` holds, split into ``k`` (fewer when fewer believed designs exist,
+    ``None`` when there are none). ``U`` should spread evenly over the space (uniform draws or
+    the oracle's pool): k-means splits what it is given, so a sample crowded in one basin
+    would split that basin instead of finding the others."""
+    inside = np.asarray(U, dtype=np.float64)[np.asarray(believed, dtype=bool)]
+    if len(inside) == 0:
+        return None
+    distinct = len(np.unique(inside, axis=0))  # k-means needs as many distinct points as families
+    return find_families(inside, min(k, distinct), seed=seed)

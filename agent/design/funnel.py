@@ -36,6 +36,7 @@ import pandas as pd
 
 from agent.core.errors import ConfigError, TargetError
 from agent.core.space import DesignSpace
+from agent.design.coverage import Families
 from agent.design.localize import LocalizeConfig, downselect, localize
 from agent.design.sampling import sample_job
 from agent.models.surrogate import SurrogateEnsemble
@@ -108,6 +109,20 @@ class Candidates:
     counts: dict[str, int] = field(default_factory=dict)
     mean: np.ndarray | None = None
     std: np.ndarray | None = None
+    families: tuple[Families | None, ...] = ()  # per target, where its models believe hits lie
+
+    def plus(self, U: np.ndarray, source: int) -> Candidates:
+        """These candidates and the designs ``U (m, d)`` from ``source`` after them (a new object;
+        predictions dropped when ``U`` adds rows, as the new ones have none)."""
+        if len(U) == 0:
+            return self
+        return replace(
+            self,
+            U=np.vstack([self.U, U]),
+            source=np.concatenate([self.source, np.full(len(U), source)]),
+            mean=None,
+            std=None,
+        )
 
     def frame(self, space: DesignSpace) -> pd.DataFrame:
         """Physical design columns plus ``pred`` and ``pred_std`` (NaN where not predicted)."""

@@ -1,8 +1,8 @@
 """``innloop report``: the campaign report, from ``state/<campaign>/`` to ``report/report.html``.
 
 `build_report` reads the campaign (`agent.report.inputs`), computes every table
-(`agent.report.tables`, `agent.report.switch`, `agent.insight`), draws the figures
-(`agent.report.figures`), writes PNG and CSV files beside one self-contained HTML file
+(`agent.report.tables`, `agent.report.families`, `agent.report.switch`, `agent.insight`),
+draws the figures (`agent.report.figures`), writes PNG and CSV files beside one self-contained HTML file
 (`agent.report.html`) and returns where everything went with the seconds per stage.
 Tables and figures a campaign's designs cannot have (strains, switching pairs and
 structure files of a design space that is not a strained crystal; switching without two
@@ -30,6 +30,7 @@ from agent.insight import SwitchingReport
 from agent.report import figures, tables
 from agent.report.cache import ArrayCache, cache_dir
 from agent.report.export import best_hit_table, clear_scratch, export_structures, write_csv
+from agent.report.families import families_summary, families_table, hit_families, report_families
 from agent.report.html import render
 from agent.report.inputs import (
     ReportInputs,
@@ -181,6 +182,7 @@ def _build(state_dir: str | Path, name: str, opt: ReportOptions, log: Callable[[
 
     sets = candidate_sets(inputs, targets, opt.samples, opt.seed)
     hits = _hit_frames(inputs, targets)
+    found, families_at = report_families(inputs.state, inputs.models_iteration)  # the campaign's targets only
     lap("candidates")
 
     confirm = default_confirm(cfg.oracle.name) if opt.confirm is None else opt.confirm
@@ -213,8 +215,11 @@ def _build(state_dir: str | Path, name: str, opt: ReportOptions, log: Callable[[
         "umap_data": emb.data,
         "candidates": pd.concat([s.assign(target=tg.key) for tg, s in zip(targets, sets)], ignore_index=True),
     }
+    t["families"] = families_table(targets[:n_campaign], found, space)
     if not gaps.strain:
-        t["diversity"] = tables.diversity_table(targets[:n_campaign], sets, data_frame, data_y, hits, mat)
+        t["diversity"] = tables.diversity_table(
+            targets[:n_campaign], sets, data_frame, data_y, hits, mat, hit_families(found)
+        )
         t["design_rules"], t["design_rules_quantiles"] = tables.design_rule_tables(targets[:n_campaign], sets, mat)
     if pair is not None:
         t["switching_pairs"], t["umap_switching"] = sw.table, emb.switching
@@ -274,6 +279,8 @@ def _build(state_dir: str | Path, name: str, opt: ReportOptions, log: Callable[[
         "umap_fitted": emb.fitted,
         "umap_cached": emb.cached,
         "notes": inputs.notes,
+        "families": families_summary(targets[:n_campaign], found),
+        "families_iteration": families_at,
     }
     title, intro, body = sections(inputs, plan, stats, summary, t, pngs)
     html_path = write_text(folder / "report.html", render(title, intro, body))

@@ -40,6 +40,10 @@ _SETS = {
 }
 
 
+_FAMILY_HIT: dict[str, Any] = {"s": 36, "marker": "o", "edgecolors": "black", "linewidths": 0.8, "zorder": 3}
+"""How a hit coloured by its family is drawn: a filled, outlined disc that stands out over the candidates."""
+
+
 def _figure(name: str, rows: int = 1, cols: int = 1) -> tuple[Any, Any]:
     import matplotlib  # matplotlib (a second to import) only when a figure is drawn
 
@@ -119,6 +123,24 @@ def umap_map(
     return _png(fig)
 
 
+def _family_colours(family: pd.Series) -> list[Any]:
+    """A colour per hit: its family's (tab10, tab20 past ten families), grey without one."""
+    import matplotlib  # loaded by `_figure` already
+
+    n = int(family.max()) + 1 if family.notna().any() else 0
+    cmap = matplotlib.colormaps["tab10" if n <= 10 else "tab20"]
+    return [cmap(int(f) % cmap.N) if pd.notna(f) else "#808080" for f in family]
+
+
+def _family_legend(ax: Any, label: str, family: pd.Series) -> None:
+    """Legend entries: the hits (``label``, unfilled), then ``family 0``, ``family 3`` … for
+    the families that hold a hit, in their colours."""
+    ax.scatter([], [], c="white", label=label, **_FAMILY_HIT)
+    ids = sorted({int(f) for f in family.dropna()})
+    for f, c in zip(ids, _family_colours(pd.Series(ids, dtype="Int64"))):
+        ax.scatter([], [], c=[c], label=f"family {f}", **_FAMILY_HIT)
+
+
 def diversity(t: pd.DataFrame, labels: Mapping[Any, str] | None = None) -> bytes:
     targets = _targets(t["target"]) if len(t) else []
     fig, ax = _figure("diversity", 1, max(1, len(targets)))
@@ -128,13 +150,19 @@ def diversity(t: pd.DataFrame, labels: Mapping[Any, str] | None = None) -> bytes
         part = t[t["target"] == value]
         for name, (c, m, s, alpha) in _SETS.items():
             sel = part[part["set"] == name]
-            if len(sel):
-                label = f"{name} ({len(sel)})"
+            if not len(sel):
+                continue
+            label = f"{name} ({len(sel)})"
+            fam = sel["family"] if "family" in sel.columns else pd.Series(pd.NA, index=sel.index)
+            if name == "campaign hit" and fam.notna().any():  # a colour per family (grey: none), outlined
+                a.scatter(sel["in_plane"], sel["out_of_plane"], c=_family_colours(fam), **_FAMILY_HIT)
+                _family_legend(a, f"{name} ({len(sel)}), coloured by family", fam)
+            else:
                 a.scatter(sel["in_plane"], sel["out_of_plane"], s=s, color=c, marker=m, alpha=alpha, label=label)
         a.set_title(f"target {_label(value, labels)}", fontsize=10)
         a.set_xlabel("in-plane strain a, b, γ (%)")
         a.set_ylabel("out-of-plane strain c, α, β (%)")
-        a.legend(fontsize=7)
+        a.legend(fontsize=7, ncol=2 if len(a.get_legend_handles_labels()[1]) > 6 else 1)
     return _png(fig)
 
 

@@ -2,10 +2,12 @@
 
 Captions say how each number was obtained (what the random baseline replays, which
 models made the candidates, what "verified", "evidence" and "confirmed" mean), so a reader can
-judge a figure without the code. A section the campaign's designs cannot have (strains and
-structures of a design space that is not a crystal, switching without two two-sided
-targets) keeps its place and says in one line why it is empty, so no reader wonders
-whether it was forgotten.
+judge a figure without the code. The diversity section says per target how its hits spread
+over the families its models believe reach it, and that these are the models' regions, since
+no campaign knows the true solution set (`agent.report.families`). A section the campaign's
+designs cannot have (strains and structures of a design space that is not a crystal,
+switching without two two-sided targets) keeps its place and says in one line why it is
+empty, so no reader wonders whether it was forgotten.
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ from typing import Any
 
 import pandas as pd
 
+from agent.report.families import families_text
 from agent.report.html import Figure, Section, Table
 from agent.report.inputs import ReportInputs, ReportTargets, Target, crystal_gaps
 from agent.report.switch import ConfirmStats
@@ -147,20 +150,31 @@ def sections(
         ],
     )
     candidates = Table("candidates", "The candidates per target.", t["candidates"], 5)
+    spread = families_text(summary["families"], summary["families_iteration"], inputs.pool_oracle)
+    families = Table(
+        "families",
+        "Families per target, the most believed first: believed designs, diverse hits, centre.",
+        t["families"],
+        60,
+    )
     if gaps.strain:
-        diversity = Section("2. Diversity", [made, f"No strain diversity figure: {gaps.strain}."], [candidates])
+        diversity = Section(
+            "2. Diversity", [made, f"No strain diversity figure: {gaps.strain}.", *spread], [families, candidates]
+        )
         rules = _skipped("3. Design rules", f"the design rules are strain statistics and {gaps.strain}")
     else:
         diversity = Section(
             "2. Diversity",
-            [made],
+            [made, *spread],
             [
                 fig(
                     "diversity",
                     "Average in-plane (a, b, γ) against out-of-plane (c, α, β) strain per target: bundled data "
-                    "inside the window, the candidates and the campaign's measured hits.",
+                    "inside the window, the candidates and the campaign's measured hits (coloured by family once the "
+                    "models have families).",
                 ),
-                Table("diversity", "One row per design.", t["diversity"], 8),
+                families,
+                Table("diversity", "One row per design (family: a hit's family).", t["diversity"], 8),
                 candidates,
             ],
         )

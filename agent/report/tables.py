@@ -65,11 +65,13 @@ def diversity_table(
     data_y: np.ndarray | None,
     hits: Sequence[pd.DataFrame],
     material: str | Material,
+    hit_families: Sequence[np.ndarray] | None = None,
 ) -> pd.DataFrame:
-    """Average in-plane vs out-of-plane strain (%) per design: ``target, set, in_plane, out_of_plane``.
+    """Average in-plane vs out-of-plane strain (%) per design: ``target, set, in_plane, out_of_plane, family``.
 
     Sets: ``data`` (bundled rows measured inside the window), ``candidates``
-    and ``campaign hit`` (the campaign's measured diverse hits).
+    and ``campaign hit`` (the campaign's measured diverse hits). ``family``: a hit's family
+    (`agent.report.families.hit_families`, per target of ``hits``; negative or absent: none).
     """
     rows = []
     for i, t in enumerate(targets):
@@ -81,12 +83,15 @@ def diversity_table(
             if not len(frame):
                 continue
             f = strain_features(frame, material)
-            rows.append(
-                pd.DataFrame(
-                    {"target": t.key, "set": name, "in_plane": f["in_plane"], "out_of_plane": f["out_of_plane"]}
-                )
+            part = pd.DataFrame(
+                {"target": t.key, "set": name, "in_plane": f["in_plane"], "out_of_plane": f["out_of_plane"]}
             )
-    cols = ["target", "set", "in_plane", "out_of_plane"]
+            part["family"] = pd.array([pd.NA] * len(part), dtype="Int64")
+            if name == "campaign hit" and hit_families is not None and i < len(hit_families):
+                fam = np.asarray(hit_families[i], dtype=np.int64)
+                part["family"] = pd.array([int(v) if v >= 0 else pd.NA for v in fam], dtype="Int64")
+            rows.append(part)
+    cols = ["target", "set", "in_plane", "out_of_plane", "family"]
     return pd.concat(rows, ignore_index=True)[cols] if rows else pd.DataFrame(columns=cols)
 
 

@@ -24,6 +24,7 @@ SPACE = "tests/agent/campaign/test_space_campaign.py"
 DECLARES = f"{SPACE}::test_the_space_section_declares_the_material"
 SYMMETRIES = f"{SPACE}::test_declared_symmetries_reach_the_acquisition_gp"
 RANGES = f"{SPACE}::test_range_targets_count_hits_in_the_range"
+FAMILIES = "tests/agent/campaign/test_families_config.py"
 # key -> the test proving it is read ("file::test", more than one when a rule is tested apart)
 AUDIT: dict[str, str] = {
     "name": f"{KEYS}::test_name_is_the_campaign_folder",
@@ -34,6 +35,8 @@ AUDIT: dict[str, str] = {
     "targets.hits": f"{KEYS}::test_targets_decide_the_hits",
     "targets.low": RANGES,
     "targets.high": RANGES,
+    "targets.families": f"{FAMILIES}::test_enough_hits_in_too_few_families_keeps_the_campaign_going"
+    f" (hits from families: {FAMILIES}::test_families_without_hits_asks_one_hit_per_family)",
     **{
         f"space.{key}": DECLARES
         for key in (

@@ -66,10 +66,17 @@ def ready(tmp_path_factory: pytest.TempPathFactory) -> tuple[CampaignState, Trai
 def _choose(
     ready: tuple[CampaignState, TrainedModels, Candidates, Context], max_sigma: float | None
 ) -> tuple[Batch, dict]:
+    batch, counted = _choose_all(ready, max_sigma)
+    return batch, counted.counts
+
+
+def _choose_all(
+    ready: tuple[CampaignState, TrainedModels, Candidates, Context], max_sigma: float | None
+) -> tuple[Batch, Candidates]:
+    """The batch and every candidate it was chosen from (the believed designs `choose` adds too)."""
     state, models, cands, ctx = ready
     capped = replace(state, config=with_loop(state.config, max_sigma=max_sigma))
-    batch, counted = choose(capped, models, cands, gather(capped, ctx))
-    return batch, counted.counts
+    return choose(capped, models, cands, gather(capped, ctx))
 
 
 def _surrogate_sigma(models: TrainedModels, batch: Batch) -> np.ndarray:
@@ -79,7 +86,7 @@ def _surrogate_sigma(models: TrainedModels, batch: Batch) -> np.ndarray:
 def test_the_cap_changes_the_batch_and_every_hit_is_under_it(
     ready: tuple[CampaignState, TrainedModels, Candidates, Context],
 ) -> None:
-    state, models, cands, _ = ready
+    state, models, _, _ = ready
     free, free_counts = _choose(ready, None)
     assert "over_max_sigma" not in free_counts, "no cap, nothing recorded"
     assert len(free.U) == state.config.loop.batch_size
@@ -89,14 +96,15 @@ def test_the_cap_changes_the_batch_and_every_hit_is_under_it(
     cap = float(np.median(free_sigma[exploit]))
     assert (free_sigma[exploit] > cap).any()
 
-    capped, counts = _choose(ready, cap)
+    capped, considered = _choose_all(ready, cap)
+    counts = considered.counts
     sigma = _surrogate_sigma(models, capped)
     hits = np.array([r == "exploit" for r in capped.reason])
     assert hits.any(), "candidates under the cap remain hits"
     assert (sigma[hits] <= cap + 1e-6).all(), (sigma[hits], cap)
     assert len(capped.U) == len(free.U), "the cap moves slots, it never shrinks the batch"
     assert {tuple(u) for u in capped.U} != {tuple(u) for u in free.U}
-    all_sigma = models.surrogate.predict(cands.U)[1]
+    all_sigma = models.surrogate.predict(considered.U)[1]
     assert 0 < counts["over_max_sigma"] <= int((all_sigma > cap).sum())
 
     again, _ = _choose(ready, cap)  # deterministic: the same state chooses the same batch
@@ -107,18 +115,19 @@ def test_the_cap_changes_the_batch_and_every_hit_is_under_it(
 def test_a_tiny_cap_turns_the_batch_to_exploration(
     ready: tuple[CampaignState, TrainedModels, Candidates, Context],
 ) -> None:
-    state, models, cands, _ = ready
+    state, models, _, _ = ready
     # only a unanimous ensemble meets it (σ is 0 where every member predicts a metal)
     cap = 1e-6
     free, _ = _choose(ready, None)
-    capped, counts = _choose(ready, cap)
+    capped, considered = _choose_all(ready, cap)
+    counts = considered.counts
     free_hits = np.array([r == "exploit" for r in free.reason])
     hits = np.array([r == "exploit" for r in capped.reason])
     assert (_surrogate_sigma(models, free)[free_hits] > cap).any()
     assert (_surrogate_sigma(models, capped)[hits] <= cap).all()
     assert len(capped.U) == len(free.U) == state.config.loop.batch_size
     assert {tuple(u) for u in capped.U} != {tuple(u) for u in free.U}
-    all_sigma = models.surrogate.predict(cands.U)[1]
+    all_sigma = models.surrogate.predict(considered.U)[1]
     assert counts["over_max_sigma"] == int((all_sigma > cap).sum())  # every candidate is fresh after the seed batch
 
 
