@@ -3,7 +3,8 @@
 1. `retrain`    ┐
 2. `sample`     │ planning (`agent.campaign.plan`): pure, state and models in, models and
 3. `refine`     │ batch out; here the models are saved after `retrain` and the batch
-4. `choose`     ┘ into ``batch.csv`` after `choose`;
+4. `choose`     ┘ into ``batch.csv`` after `choose` (the families it spread hits over
+                   into ``families.json`` just before);
 5. `measure`    submit and collect (`agent.campaign.collect`: ledger first, retries, timeouts);
 6. `update`     observations, hits per target, metrics;
 7. `checkpoint` candidates and metrics into ``iterations/NNNN/``, then commit it.
@@ -19,6 +20,7 @@ task and the kill tests (`agent.testing.crash`) stop a run between or inside the
 
 from __future__ import annotations
 
+import json
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
@@ -38,7 +40,9 @@ from agent.campaign.plan import PlanInputs
 from agent.campaign.state import CampaignState, hit_designs
 from agent.campaign.store import CampaignStore
 from agent.core.atomic import write_text
+from agent.core.errors import InnloopError, StateError
 from agent.core.materials import read_designs
+from agent.design.coverage import Families
 from agent.design.funnel import Candidates
 from agent.design.metrics import mean_nn_distance
 from agent.design.sampling import LocalSampler, Sampler
@@ -79,13 +83,15 @@ class Leftovers:
     since: float | None = None
     models: TrainedModels | None = None
     batch: Batch | None = None
+    families: tuple[Families | None, ...] = ()  # those the batch's hits were spread over
 
     @classmethod
     def read(cls, store: CampaignStore, state: CampaignState) -> Leftovers:
         jobs, since = in_flight(store)  # first: a damaged file stops the run before it writes anything
         folder = store.iteration_dir(state.iteration)
         batch = Batch.read(folder / "batch.csv", state) if (folder / "batch.csv").exists() else None
-        return cls(tuple(jobs), since, TrainedModels.load(folder, state.config.models.generator), batch)
+        families = read_families(folder / FAMILIES_FILE) if batch is not None else ()
+        return cls(tuple(jobs), since, TrainedModels.load(folder, state.config.models.generator), batch, families)
 
     def pending(self, state: CampaignState) -> np.ndarray:
         """Unit-box designs ``(k, d)`` of the jobs still at the oracle."""
@@ -127,8 +133,8 @@ def step(
     folder = ctx.store.iteration_dir(state.iteration)
     if left.batch is not None:
         mine, batch = left.models, left.batch
-        fams = plan.families_again(state, mine, gather(state, ctx, models, left))  # as the killed run saw them
-        cands = Candidates(np.zeros((0, state.space.unit_dim)), np.zeros(0, int), {"resumed": 1}, families=fams)
+        nothing = np.zeros((0, state.space.unit_dim))
+        cands = Candidates(nothing, np.zeros(0, int), {"resumed": 1}, families=left.families)
     else:
         given = gather(state, ctx, models, left)
         mine = stage("retrain", lambda: plan.retrain(state, given))
@@ -137,6 +143,7 @@ def step(
         samples = stage("sample", lambda: plan.sample(state, mine, given))
         found = stage("refine", lambda: plan.refine(state, mine, samples, given))
         batch, cands = stage("choose", lambda: plan.choose(state, mine, found, given))
+        write_families(folder / FAMILIES_FILE, cands.families)  # first: a batch on disk has its families
         write_csv(folder / "batch.csv", batch.frame(state))
     jobs = left.jobs(state, batch)
     new = stage("measure", lambda: measure(state, jobs, ctx, left.since))
@@ -245,6 +252,25 @@ def checkpoint(
         metrics["diversity"] = mean_nn_distance(cands.U[:2000]) if len(cands.U) > 1 else None
     store.commit_iteration(state.iteration, metrics)
     return replace(state, iteration=state.iteration + 1, history=(*state.history[:-1], metrics))
+
+
+FAMILIES_FILE = "families.json"
+
+
+def write_families(path: Path, families: tuple[Families | None, ...]) -> None:
+    """The families a batch spread its hits over, per target (``null``: none), atomically."""
+    write_text(path, json.dumps([f.to_dict() if f is not None else None for f in families]))
+
+
+def read_families(path: Path) -> tuple[Families | None, ...]:
+    """`write_families`'s file read back; none when a run older than families wrote the batch."""
+    if not path.exists():
+        return ()
+    try:
+        data = json.loads(path.read_text())
+        return tuple(Families.from_dict(f) if f is not None else None for f in data)
+    except (ValueError, TypeError, KeyError, InnloopError) as e:
+        raise StateError(f"{path}: damaged families file ({e}); delete it to resume without them") from e
 
 
 def write_csv(path: Path, df: pd.DataFrame, float_format: str = "%.17g") -> None:

@@ -58,6 +58,7 @@ __all__ = [
     "LOOP_FUNNEL",
     "MIN_TRAIN",
     "PlanInputs",
+    "believed_families",
     "choose",
     "first_batch",
     "loop_funnel",
@@ -258,7 +259,7 @@ def choose(
         for t, f, h in zip(cfg.targets, fams, hits)
     ]
     choice = choose_batch(
-        lpf, sigma, U, still_wanted(state), sel, pending=pending, hits=hits, hit_ok=hit_ok, spread=spread
+        lpf, sigma, U, still_wanted(state, fams), sel, pending=pending, hits=hits, hit_ok=hit_ok, spread=spread
     )
     mean, std = _predict(scorer, U[choice.index])
     return Batch(U[choice.index], choice.target, choice.reason, mean, std, choice.score), cands
@@ -288,7 +289,7 @@ def believed_families(
     ``(m, d)`` for every target together (candidates in every family, not only where draws went).
 
     Believed designs: with a pool, its rows the surrogate predicts in the target's range;
-    otherwise ``BELIEF_SAMPLES`` uniform valid designs (stream 5) localized onto the
+    otherwise ``BELIEF_SAMPLES`` uniform valid designs (stream ``50 + t``) localized onto the
     surrogate's level set of the target's anchor, those that reached the range. Uniform
     starts cover every basin the surrogate has, so k-means finds its regions instead of
     splitting the densest one. ``targets[t].families`` families per target
@@ -305,19 +306,13 @@ def believed_families(
             U = localize(surrogate, U, anchor, BELIEF_LOCALIZE).U
             U = snap_candidates(space, U[space.valid_mask(space.from_unit(U))])[0]
         inside = t.range.contains(surrogate.predict(U)[0]) if len(U) else np.zeros(0, dtype=bool)
-        found.append(U[inside])
+        found.append(U[inside])  # a target asking families = 1 still gets these as candidates
         k = t.families or DEFAULT_FAMILIES
         fams.append(believed_families_of(U, inside, k, seed=state.config.seed) if k > 1 else None)
-    return fams, np.vstack(found)
-
-
-def families_again(
-    state: CampaignState, models: TrainedModels | None, given: PlanInputs
-) -> tuple[Families | None, ...]:
-    """The families `choose` drew for this iteration, drawn again from its saved models (a
-    resumed batch is measured as it was, but its metrics still say where hits were believed)."""
-    models = with_acquisition_model(state, models)
-    return () if models is None else tuple(believed_families(state, models, given)[0])
+    believed = np.vstack(found)
+    if len(believed):  # targets believe in the same designs at times (snapped, or a pool's rows)
+        believed = believed[np.sort(np.unique(believed, axis=0, return_index=True)[1])]
+    return fams, believed
 
 
 def _given_designs(state: CampaignState, X: np.ndarray, random: int) -> Batch:

@@ -59,7 +59,7 @@ class TargetSpec(Spec):
     def _hits_from_families(cls, data: Any) -> Any:
         # families without hits: one hit per family is what was asked for
         families = data.get("families") if isinstance(data, dict) else None
-        if isinstance(families, int) and families >= 1 and "hits" not in data:
+        if type(families) is int and families >= 1 and "hits" not in data:  # not a bool
             return {**data, "hits": data["families"]}
         return data
 

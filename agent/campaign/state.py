@@ -12,7 +12,7 @@ are pure so the loop, the CLI's ``status`` and the benchmark agree on every coun
 from __future__ import annotations
 
 import time
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, replace
 from typing import Any
 
@@ -165,11 +165,13 @@ def latest_families(state: CampaignState) -> list[Families | None]:
     return [None] * len(state.config.targets)
 
 
-def families_covered(state: CampaignState) -> list[int | None]:
-    """Per target, how many of its `latest_families` hold one of its diverse hits (``None``: no
-    families yet; a target with ``families = 1`` has one, covered by any hit)."""
+def families_covered(state: CampaignState, families: Sequence[Families | None] | None = None) -> list[int | None]:
+    """Per target, how many of its families hold one of its diverse hits (``None``: no families
+    yet; a target with ``families = 1`` has one, covered by any hit). ``families``: those to
+    count in (`agent.campaign.plan.choose` passes the ones it just drew); `latest_families` by default."""
+    fams = families or latest_families(state)
     out: list[int | None] = []
-    for t, f, h in zip(state.config.targets, latest_families(state), hit_designs(state)):
+    for t, f, h in zip(state.config.targets, fams, hit_designs(state)):
         if t.families == 1:  # one family: the whole solution set, covered by any hit
             out.append(min(1, len(h)))
         else:
@@ -177,14 +179,29 @@ def families_covered(state: CampaignState) -> list[int | None]:
     return out
 
 
-def still_wanted(state: CampaignState) -> list[int]:
+def still_wanted(state: CampaignState, families: Sequence[Families | None] | None = None) -> list[int]:
     """Per target, what it still lacks: hits, or families without a hit when it asks for
-    ``families`` (whichever is more); the batch's slots are shared out by these."""
+    ``families`` (whichever is more); the batch's slots are shared out by these. A target
+    whose models found fewer families than it asks for (too few designs believed in range
+    to split further) waits only for those (`stop_reason` says so)."""
+    fams = families or latest_families(state)
     out = []
-    for t, missing, covered in zip(state.config.targets, missing_hits(state), families_covered(state)):
-        lacking = 0 if t.families is None else t.families - (covered or 0)
+    for t, missing, covered, f in zip(state.config.targets, missing_hits(state), families_covered(state, fams), fams):
+        lacking = 0
+        if t.families is not None and t.families > 1:
+            lacking = t.families - (covered or 0) if f is None else min(t.families, f.k) - (covered or 0)
         out.append(max(missing, lacking))
     return out
+
+
+def _fewer_families(state: CampaignState) -> str:
+    """Where targets' models found fewer families than asked: a note for the stop reason."""
+    notes = [
+        f"{t.short}: its models found {f.k} of the {t.families} families asked"
+        for t, f in zip(state.config.targets, latest_families(state))
+        if f is not None and t.families is not None and f.k < t.families
+    ]
+    return f" ({'; '.join(notes)})" if notes else ""
 
 
 FAILURE_STOP = "stopped: oracle failure rate"  # the prefix of the one reason that is not a success
@@ -228,7 +245,7 @@ def stop_reason(state: CampaignState, *, run_started: float | None = None, now: 
     b = state.config.budget
     if not any(still_wanted(state)):
         asked = any(t.families is not None for t in state.config.targets)
-        return "every target has its diverse hits" + (" and families" if asked else "")
+        return "every target has its diverse hits" + (" and families" + _fewer_families(state) if asked else "")
     if (failing := failure_report(state)) is not None:
         return failing
     if b.oracle_calls is not None and state.calls >= b.oracle_calls:

@@ -37,8 +37,10 @@ def families_text(covered: int | None, total: int | None, wanted: int | None) ->
     """``'6/10 families'``: families holding a hit of the ``total`` the models last found, or of
     the ``wanted`` ones a target asks for; ``''`` when there is nothing to say (no families
     yet and none asked for, or ``families = 1``, which keeps no families)."""
+    if wanted == 1:
+        return ""
     if covered is None:
-        return "" if wanted is None or wanted == 1 else f"0/{wanted} families"
+        return "" if wanted is None else f"0/{wanted} families"
     return f"{covered}/{wanted or total} families"
 
 

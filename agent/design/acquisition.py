@@ -21,7 +21,8 @@ Exploitation slots rank by `LogProbabilityOfFeasibility` of the target window (t
 log-probability that the oracle value lands in ``[target - w, target + w]``); the
 exploration share ranks by `PosteriorStandardDeviation` among candidates that still have
 a fair chance of a hit, so an exploration slot teaches the model where it matters.
-Targets share a batch in proportion to the hits each still lacks.
+Targets share a batch in proportion to what each still lacks (hits, or families without a
+hit where a target asks for them: the caller's ``missing``).
 
 An optional ``hit_ok`` mask (the loop's ``[loop] max_sigma``: the surrogate's σ at most
 the cap) bars rows from the slots that bet on a hit (``exploit``), never from
@@ -174,7 +175,7 @@ def choose_batch(
     """Pick up to ``batch_size`` rows of ``U (n, d)``.
 
     ``log_pf (T, n)``: log window probability per target; ``sigma (n,)``: posterior std;
-    ``missing (T,)``: hits each target still lacks; ``pending (p, d)`` designs at the
+    ``missing (T,)``: what each target still lacks (hits, or families); ``pending (p, d)`` designs at the
     oracle; ``hits[t] (h_t, d)`` diverse hits of target ``t`` (candidates already measured are
     the caller's to drop: the loop does, before scoring); ``hit_ok (n,)`` bool, the rows that may be
     chosen as hits (``exploit``; ``None``: every row). With ``hit_ok`` given, slots left
@@ -237,17 +238,22 @@ def choose_batch(
 
         def take(ok: np.ndarray, limit: int, probe: bool) -> None:
             nonlocal got
+            ok = ok & may_hit  # hit slots only
+            ok[list(taken)] = False
             while got < limit and ok.any():
                 rows = np.flatnonzero(ok)
-                i = int(rows[np.lexsort((-log_pf[t, rows], crowd[rows]))[0]])  # least crowded, then likeliest
-                ok[i] = False
-                before = len(idx)
-                fill(np.array([i]), t, 1, "exploit")
-                if len(idx) > before:
-                    got += 1
-                    crowd[near.query_ball_point(U[i], radius)] += 1
-                    if probe:  # one probe per uncovered region
-                        ok &= crowd == 0
+                order = rows[np.lexsort((-log_pf[t, rows], crowd[rows]))]  # least crowded, then likeliest
+                for i in order:  # the order holds until a row is taken (crowding changes only then)
+                    i = int(i)
+                    ok[i] = False
+                    before = len(idx)
+                    fill(np.array([i]), t, 1, "exploit")
+                    if len(idx) > before:
+                        got += 1
+                        crowd[near.query_ball_point(U[i], radius)] += 1
+                        if probe:  # one probe per uncovered region
+                            ok &= crowd == 0
+                        break
 
         probes = round(config.probe_share * count)
         probes = probes if how.probes is None else min(probes, how.probes)

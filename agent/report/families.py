@@ -26,7 +26,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from agent.campaign.state import CampaignState, hit_designs, latest_families
+from agent.campaign.state import DEFAULT_FAMILIES, CampaignState, hit_designs, latest_families
 from agent.core.space import DesignSpace
 from agent.design.coverage import Families
 from agent.report.inputs import Target, design_frame
@@ -150,7 +150,8 @@ def families_text(summary: Sequence[dict[str, Any]], at: int | None, pool: bool)
     where = f"the models of iteration {at}" if at is not None else "the campaign's models"
     text = [
         f"Families: the designs {where} believe reach each target ({believed}) split by k-means into the "
-        "target's families (10 unless it asks for a number); a hit belongs to the family with the nearest centre. "
+        f"target's families ({DEFAULT_FAMILIES} unless it asks for a number); "
+        "a hit belongs to the family with the nearest centre. "
         "The table lists each family (numbered as innloop run and status name a hit's family), the designs "
         "believed in it, the diverse hits in it and its centre in physical units, the largest family first."
     ]
