@@ -90,6 +90,12 @@ def test_readme_run_command_works_first_time_in_a_fresh_home(tmp_path: Path) -> 
     for name, size in SIZES.items():
         with Image.open(report / f"{name}.png") as img:
             assert img.size == size, name
+    # hits spread: each target's in more than one of the families its models believe in,
+    # in the status, the report's summary and its families table beside the diversity figure
+    assert all(t["families"] is not None and t["families"] > 1 for t in status["targets"]), status["targets"]
+    assert all(s["covered"] > 1 for s in json.loads((report / "summary.json").read_text())["families"])
+    html = (report / "report.html").read_text()
+    assert html.index('id="figure-diversity"') < html.index('id="table-families"')
     again = _innloop(["run", "-q", "--no-prefect", "--no-ray"], work, env)  # finished: nothing is redone
     assert again.returncode == 0 and f"{status['oracle_calls']} oracle calls" in again.stdout
     assert again.stdout.splitlines()[0].startswith("mos2-default: every target has its diverse hits")
