@@ -42,7 +42,7 @@ from agent.campaign.store import CampaignStore
 from agent.core.atomic import write_text
 from agent.core.errors import InnloopError, StateError
 from agent.core.materials import read_designs
-from agent.design.coverage import Families
+from agent.design.coverage import Families, families_from_json, families_to_json
 from agent.design.funnel import Candidates
 from agent.design.metrics import mean_nn_distance
 from agent.design.sampling import LocalSampler, Sampler
@@ -247,7 +247,7 @@ def checkpoint(
         write_csv(folder / "candidates.csv", df, float_format="%.6g")
     metrics = dict(state.history[-1]) | {"candidates": cands.counts, "fit": models.fit if models else {}}
     if cands.families:  # where the models believed each target's hits lie: `state.families_covered`
-        metrics["families"] = [f.to_dict() if f is not None else None for f in cands.families]
+        metrics["families"] = families_to_json(cands.families)
     if models is not None:
         metrics["diversity"] = mean_nn_distance(cands.U[:2000]) if len(cands.U) > 1 else None
     store.commit_iteration(state.iteration, metrics)
@@ -259,7 +259,7 @@ FAMILIES_FILE = "families.json"
 
 def write_families(path: Path, families: tuple[Families | None, ...]) -> None:
     """The families a batch spread its hits over, per target (``null``: none), atomically."""
-    write_text(path, json.dumps([f.to_dict() if f is not None else None for f in families]))
+    write_text(path, json.dumps(families_to_json(families)))
 
 
 def read_families(path: Path) -> tuple[Families | None, ...]:
@@ -268,7 +268,7 @@ def read_families(path: Path) -> tuple[Families | None, ...]:
         return ()
     try:
         data = json.loads(path.read_text())
-        return tuple(Families.from_dict(f) if f is not None else None for f in data)
+        return families_from_json(data)
     except (ValueError, TypeError, KeyError, InnloopError) as e:
         raise StateError(f"{path}: damaged families file ({e}); delete it to resume without them") from e
 

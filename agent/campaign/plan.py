@@ -298,14 +298,18 @@ def believed_families(
     space, surrogate = state.space, models.surrogate
     fams: list[Families | None] = []
     found: list[np.ndarray] = []
+    pool = given.pool
+    pool_mean = surrogate.predict(pool)[0] if pool is not None and len(pool) else None  # once for every target
     for i, (t, anchor) in enumerate(zip(state.config.targets, anchors(state))):
-        if given.pool is not None:
-            U = given.pool
+        mean = pool_mean
+        if pool is not None:
+            U = pool
         else:
             U = space.sample_unit(_rng(state, 50 + i), BELIEF_SAMPLES)
             U = localize(surrogate, U, anchor, BELIEF_LOCALIZE).U
             U = snap_candidates(space, U[space.valid_mask(space.from_unit(U))])[0]
-        inside = t.range.contains(surrogate.predict(U)[0]) if len(U) else np.zeros(0, dtype=bool)
+            mean = surrogate.predict(U)[0] if len(U) else None
+        inside = t.range.contains(mean) if mean is not None else np.zeros(0, dtype=bool)
         found.append(U[inside])  # a target asking families = 1 still gets these as candidates
         k = t.families or DEFAULT_FAMILIES
         fams.append(believed_families_of(U, inside, k, seed=state.config.seed) if k > 1 else None)

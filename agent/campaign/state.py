@@ -23,7 +23,7 @@ from agent.campaign.config import CampaignConfig
 from agent.campaign.ledger import LedgerRecord
 from agent.core.space import DesignSpace
 from agent.core.targets import TargetRange
-from agent.design.coverage import Families
+from agent.design.coverage import Families, families_from_json
 from oracles.base import design_digest
 
 __all__ = [
@@ -161,7 +161,7 @@ def latest_families(state: CampaignState) -> list[Families | None]:
     for metrics in reversed(state.history):
         stored = metrics.get("families")
         if stored:
-            return [Families.from_dict(f) if f else None for f in stored]
+            return list(families_from_json(stored))
     return [None] * len(state.config.targets)
 
 
@@ -169,9 +169,13 @@ def families_covered(state: CampaignState, families: Sequence[Families | None] |
     """Per target, how many of its families hold one of its diverse hits (``None``: no families
     yet; a target with ``families = 1`` has one, covered by any hit). ``families``: those to
     count in (`agent.campaign.plan.choose` passes the ones it just drew); `latest_families` by default."""
-    fams = families or latest_families(state)
+    return _covered(state, families or latest_families(state), hit_designs(state))
+
+
+def _covered(state: CampaignState, fams: Sequence[Families | None], hits: list[np.ndarray]) -> list[int | None]:
+    """`families_covered` for per target ``fams`` and diverse ``hits`` already in hand."""
     out: list[int | None] = []
-    for t, f, h in zip(state.config.targets, fams, hit_designs(state)):
+    for t, f, h in zip(state.config.targets, fams, hits):
         if t.families == 1:  # one family: the whole solution set, covered by any hit
             out.append(min(1, len(h)))
         else:
@@ -185,8 +189,10 @@ def still_wanted(state: CampaignState, families: Sequence[Families | None] | Non
     whose models found fewer families than it asks for (too few designs believed in range
     to split further) waits only for those (`stop_reason` says so)."""
     fams = families or latest_families(state)
+    hits = hit_designs(state)  # once: the diverse-hit rule walks the whole ledger
     out = []
-    for t, missing, covered, f in zip(state.config.targets, missing_hits(state), families_covered(state, fams), fams):
+    for t, h, covered, f in zip(state.config.targets, hits, _covered(state, fams, hits), fams):
+        missing = max(0, t.hits - len(h))
         lacking = 0
         if t.families is not None and t.families > 1:
             lacking = t.families - (covered or 0) if f is None else min(t.families, f.k) - (covered or 0)

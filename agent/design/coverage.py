@@ -11,6 +11,7 @@ The count depends on ``k``, so callers report it for more than one.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -20,7 +21,7 @@ from sklearn.cluster import KMeans
 
 from agent.core.errors import DataError
 
-__all__ = ["Families", "believed_families", "find_families"]
+__all__ = ["Families", "believed_families", "families_from_json", "families_to_json", "find_families"]
 
 
 @dataclass(frozen=True)
@@ -75,6 +76,16 @@ class Families:
             seen.add(int(f))
             out.append(len(seen))
         return out
+
+
+def families_to_json(families: Sequence[Families | None]) -> list[dict[str, Any] | None]:
+    """Per target families as plain JSON data (``None`` for a target without them)."""
+    return [f.to_dict() if f is not None else None for f in families]
+
+
+def families_from_json(data: Sequence[dict[str, Any] | None]) -> tuple[Families | None, ...]:
+    """`families_to_json`'s data read back (a `DataError` when an entry is malformed)."""
+    return tuple(Families.from_dict(f) if f else None for f in data)
 
 
 def find_families(solutions: np.ndarray, k: int, *, seed: int = 0) -> Families:
