@@ -27,6 +27,7 @@ campaign killed between `submit` returning and saving them).
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import json
 import os
 import resource
@@ -36,8 +37,11 @@ import sys
 import time
 import uuid
 from collections.abc import Mapping, Sequence
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
+
+import numpy as np
 
 from agent.core.atomic import write_json
 from agent.core.errors import ConfigError, UnknownNameError
@@ -72,13 +76,17 @@ class GpawOracle:
     ``settings`` (ecut_eV, kpts, smearing_eV, spin, xc, maxiter; kpts default to the
     material's mesh, `oracles.kpoints`), ``walltime_s``,
     ``memory_gb``, ``command`` (the job's argv prefix; default runs ``python -m
-    oracles.gpaw_job``) and ``calibration``. Defaults come from ``INNLOOP_GPAW_*`` where set.
+    oracles.gpaw_job``), ``calibration`` and ``strain_reference``. Defaults come from ``INNLOOP_GPAW_*`` where set.
 
     Results carry ``gap`` on the scale of the bundled VASP data (through ``calibration``,
     by default the bundled fit ``mos2-gpaw-to-vasp``, for MoS2 only: another material
     reports GPAW's raw gap unless given a calibration of its own; see
     `oracles.calibration`) and ``gap_raw``, GPAW's own number. ``calibration=None`` (or
-    ``"none"``) reports the raw gap as ``gap``.
+    ``"none"``) reports the raw gap as ``gap``. They also carry ``energy``, the total energy
+    per formula unit (eV), and ``strain_energy``, that energy less the unstrained cell's
+    (`Material.unstrained_design`, no field) under the same material, convention and
+    settings: one reference job per work folder and setting set, queued before the first
+    design and waited for (``strain_reference=False``: none, no ``strain_energy``).
 
     A material that builds no structure (its designs are not crystals) is refused here
     with a `ConfigError`, and so is a `Material` object that is not the registered one of
@@ -97,6 +105,7 @@ class GpawOracle:
         command: Sequence[str] | None = None,
         material: str | Material = "mos2",
         calibration: str | Path | dict[str, Any] | GapCalibration | None = "mos2-gpaw-to-vasp",
+        strain_reference: bool = True,
     ) -> None:
         self.material = as_material(material)
         self.material.builder()  # a material that is not a crystal: ConfigError now, not per job
@@ -122,6 +131,12 @@ class GpawOracle:
         self.command = absolute_command(command) if command else [sys.executable, "-m", "oracles.gpaw_job"]
         self.workdir = absolute_path(workdir) if workdir is not None else default_state_dir() / "oracles" / "gpaw"
         self.workdir.mkdir(parents=True, exist_ok=True)
+        self._unstrained: np.ndarray | None = None  # the design strain energies are measured from
+        if not isinstance(strain_reference, bool):
+            raise OracleError(f"gpaw oracle: strain_reference must be true or false, got {strain_reference!r}")
+        if strain_reference and self.material.reference_cell is not None:
+            with contextlib.suppress(ConfigError):  # no unstrained design in this space: energies only
+                self._unstrained = self.material.unstrained_design()
 
     @staticmethod
     def resolve_paths(settings: Mapping[str, Any], base: Path) -> dict[str, Any]:
@@ -138,9 +153,32 @@ class GpawOracle:
             out["command"] = absolute_command(command, base)
         return out
 
+    def reference_folder(self) -> Path | None:
+        """The job folder of the unstrained cell under this oracle's material, convention and
+        settings (None: the material declares no unstrained cell), named so it sorts before
+        every design's job and is launched first."""
+        if self._unstrained is None:
+            return None
+        key = {"material": self.material.name, "convention": self.convention, "settings": self.settings}
+        digest = hashlib.sha256(json.dumps(key, sort_keys=True).encode()).hexdigest()
+        return self.workdir / f"0-reference-{digest[:16]}"
+
+    def _queue_reference(self) -> None:
+        """Queue the unstrained cell's job once per work folder and setting set: every
+        result's ``strain_energy`` is measured from its energy."""
+        folder = self.reference_folder()
+        if folder is None or self._unstrained is None or (folder / "input.json").exists():
+            return
+        folder.mkdir(parents=True, exist_ok=True)
+        design = dict(zip(self.space.names, (float(v) for v in self._unstrained), strict=True))
+        payload = {"material": self.material.name, "design": design, "convention": self.convention}
+        write_json(folder / "input.json", payload | {"settings": self.settings}, indent=1)
+
     def submit(self, designs: Any) -> list[Handle]:
-        """Queue the designs (one folder each) and start as many as free slots allow."""
+        """Queue the designs (one folder each) and start as many as free slots allow; the
+        unstrained reference is queued first when it has not been."""
         rows = designs_to_rows(self.space, designs)
+        self._queue_reference()
         handles = []
         for row in rows:
             job_id = f"{time.time_ns():x}-{uuid.uuid4().hex[:8]}"  # sorts in submission order
@@ -256,7 +294,8 @@ class GpawOracle:
             )
         out = folder / "output.json"
         if out.exists():
-            return _parse_output(h, out, prov, log, self.calibration)
+            result = _parse_output(h, out, prov, log, self.calibration)
+            return self._with_strain_energy(result)
         if (folder / "cancelled").exists():
             return Result(h, JobStatus.CANCELLED, message="cancelled", provenance=prov, log=log)
         meta = _job_meta(folder)
@@ -300,6 +339,46 @@ class GpawOracle:
             log=str(folder / "stdout.txt"),
         )
 
+    def _with_strain_energy(self, result: Result) -> Result:
+        """A completed result with ``strain_energy`` (eV per formula unit above the unstrained
+        cell's energy, `reference_folder`): RUNNING while that reference job has not finished,
+        left without it (and saying why) when the reference failed or there is none."""
+        if not result.ok or result.values is None or "energy" not in result.values:
+            return result
+        folder = self.reference_folder()
+        if folder is None:
+            return result
+        out = folder / "output.json"
+        if not out.exists():
+            self._queue_reference()  # a work folder from before references: queue it now
+            return Result(
+                result.handle,
+                JobStatus.RUNNING,
+                message="waiting for the unstrained cell's energy",
+                provenance=result.provenance,
+                log=result.log,
+            )
+        reference = _energy_per_unit(out)
+        prov = dict(result.provenance or {})
+        if reference is None:
+            prov["strain_energy"] = f"no strain energy: the unstrained cell's job ({folder}) gave no energy"
+            return replace(result, provenance=prov)
+        prov["reference_energy_eV_per_fu"] = reference
+        values = dict(result.values) | {"strain_energy": result.values["energy"] - reference}
+        return replace(result, values=values, provenance=prov)
+
+
+def _energy_per_unit(out: Path) -> float | None:
+    """A finished job's total energy per formula unit (eV), or None (failed, unreadable, older)."""
+    try:
+        data = json.loads(out.read_text())
+        energy, units = data.get("energy_eV"), data.get("formula_units")
+    except (OSError, ValueError, AttributeError):
+        return None
+    if not data.get("converged") or not isinstance(energy, int | float) or not isinstance(units, int) or units < 1:
+        return None
+    return float(energy) / units
+
 
 def _parse_output(h: Handle, out: Path, prov: dict[str, Any], log: str, cal: GapCalibration | None) -> Result:
     try:
@@ -310,10 +389,13 @@ def _parse_output(h: Handle, out: Path, prov: dict[str, Any], log: str, cal: Gap
     prov = prov | {k: data.get(k) for k in ("gpaw_version", "settings", "wall_s")}
     if converged and isinstance(data.get("gap_eV"), int | float):
         raw = float(data["gap_eV"])
+        energy = _energy_per_unit(out)
+        extra = {} if energy is None else {"energy": energy}  # eV per formula unit; older outputs have none
         if cal is None:
-            return Result(h, JobStatus.COMPLETED, values={"gap": raw, "gap_raw": raw}, provenance=prov, log=log)
+            values = {"gap": raw, "gap_raw": raw} | extra
+            return Result(h, JobStatus.COMPLETED, values=values, provenance=prov, log=log)
         prov["calibration"] = {"slope": cal.slope, "shift": cal.shift, "target": cal.target}
-        values = {"gap": float(cal.apply(raw)), "gap_raw": raw}
+        values = {"gap": float(cal.apply(raw)), "gap_raw": raw} | extra
         return Result(h, JobStatus.COMPLETED, values=values, provenance=prov, log=log)
     err = data.get("error") or {}
     cls = ErrorClass.PHYSICS if err.get("class") == "physics" else ErrorClass.INFRASTRUCTURE

@@ -24,7 +24,7 @@ INPUT::
      "settings": {"ecut_eV": 350, "kpts": [9, 9, 1], "smearing_eV": 0.01,
                   "spin": false, "xc": "PBE"}}
 
-OUTPUT: ``{"gap_eV", "converged", "wall_s", "gpaw_version", "settings", "convention",
+OUTPUT: ``{"gap_eV", "energy_eV", "formula_units", "converged", "wall_s", "gpaw_version", "settings", "convention",
 "error"}`` where ``error`` is null or ``{"class": "physics"|"infrastructure",
 "message"}``: "physics" means the calculation ran but gave no usable answer (SCF did not
 converge, the design is not a buildable cell); "infrastructure" means the machinery
@@ -60,6 +60,7 @@ if TYPE_CHECKING:
 __all__ = [
     "JobInput",
     "JobSettings",
+    "formula_units",
     "gap_from_eigenvalues",
     "job_atoms",
     "main",
@@ -89,6 +90,12 @@ class JobSettings:
     spin: bool = False
     xc: str = "PBE"
     maxiter: int = 200
+    # SCF stopping criteria beyond GPAW's defaults, among ``CONVERGENCE_KEYS`` (e.g. a
+    # looser ``density`` for a large table); empty: GPAW's own
+    convergence: tuple[tuple[str, float], ...] = ()
+
+
+CONVERGENCE_KEYS = ("energy", "density", "eigenstates")  # GPAW's SCF criteria a job may set
 
 
 @dataclass(frozen=True)
@@ -147,7 +154,25 @@ def _parse_settings(raw: Any, kpts_default: tuple[int, int, int]) -> JobSettings
         raise ConfigError(f"xc must be a functional name, got {xc!r}")
     if maxiter < 1:
         raise ConfigError(f"maxiter must be positive, got {maxiter}")
-    return JobSettings(ecut, (kpts[0], kpts[1], kpts[2]), smearing, spin, xc, maxiter)
+    convergence = _parse_convergence(raw.get("convergence", {}))
+    return JobSettings(ecut, (kpts[0], kpts[1], kpts[2]), smearing, spin, xc, maxiter, convergence)
+
+
+def _parse_convergence(raw: Any) -> tuple[tuple[str, float], ...]:
+    """``{"density": 1e-3, ...}`` as sorted pairs, each key one of `CONVERGENCE_KEYS` and each
+    value a positive number; `ConfigError` otherwise."""
+    if not isinstance(raw, Mapping):
+        raise ConfigError(f"convergence must be an object of {list(CONVERGENCE_KEYS)}, got {raw!r}")
+    unknown = sorted(set(raw) - set(CONVERGENCE_KEYS))
+    if unknown:
+        raise ConfigError(f"unknown convergence criteria {unknown}; known: {list(CONVERGENCE_KEYS)}")
+    out = []
+    for key in sorted(raw):
+        value = raw[key]
+        if isinstance(value, bool) or not isinstance(value, int | float) or not (math.isfinite(value) and value > 0):
+            raise ConfigError(f"convergence {key!r} must be a positive number, got {value!r}")
+        out.append((str(key), float(value)))
+    return tuple(out)
 
 
 def parse_input(raw: Mapping[str, Any]) -> JobInput:
@@ -260,6 +285,8 @@ def result_dict(
     *,
     gap: float | None,
     converged: bool,
+    energy: float | None = None,
+    formula_units: int | None = None,
     wall_s: float,
     gpaw_version: str | None,
     settings: JobSettings | Mapping[str, Any] | None,
@@ -270,8 +297,12 @@ def result_dict(
     sett = asdict(settings) if isinstance(settings, JobSettings) else (dict(settings) if settings else None)
     if sett is not None and "kpts" in sett:
         sett["kpts"] = list(sett["kpts"])
+    if sett is not None and isinstance(sett.get("convergence"), list | tuple):
+        sett["convergence"] = {str(k): float(v) for k, v in sett["convergence"]}
     return {
         "gap_eV": gap,
+        "energy_eV": energy,
+        "formula_units": formula_units,
         "converged": converged,
         "wall_s": round(wall_s, 3),
         "gpaw_version": gpaw_version,
@@ -282,8 +313,13 @@ def result_dict(
 
 
 # -- the DFT run -------------------------------------------------------------------
-def run_job(job: JobInput, folder: str | os.PathLike[str]) -> tuple[float, str]:
-    """Run GPAW on ``job`` in ``folder``; returns (gap in eV, GPAW version).
+def run_job(job: JobInput, folder: str | os.PathLike[str]) -> tuple[float, float, int, str]:
+    """Run GPAW on ``job`` in ``folder``; returns (gap in eV, total energy in eV, formula
+    units in the cell, GPAW version).
+
+    The total energy is GPAW's extrapolated-to-zero-width free energy of the cell (the
+    field's work on the electrons included): what a strain energy is taken from
+    (`strain_energy`), per formula unit so cells of one material compare.
 
     PW mode, periodic on all three axes (what the builder gives; PW needs them). The
     field (`job_atoms`) is GPAW's `ConstantElectricField` (V/Å, as in the design): a
@@ -312,14 +348,14 @@ def run_job(job: JobInput, folder: str | os.PathLike[str]) -> tuple[float, str]:
         occupations=FermiDirac(s.smearing_eV),
         spinpol=s.spin,
         nbands=-N_EMPTY_BANDS,
-        convergence={"bands": -N_UNCONVERGED_BANDS},
+        convergence={"bands": -N_UNCONVERGED_BANDS, **dict(s.convergence)},
         maxiter=s.maxiter,
         external=ConstantElectricField(efield, direction) if efield != 0.0 else None,
         txt=str(Path(folder) / LOG_NAME),
     )
     atoms.calc = calc
     try:
-        atoms.get_potential_energy()
+        energy = float(atoms.get_potential_energy())
     except KohnShamConvergenceError as exc:
         raise JobFailed("physics", f"SCF did not converge in {s.maxiter} iterations ({exc!r})") from exc
     nspins = calc.get_number_of_spins()
@@ -335,7 +371,15 @@ def run_job(job: JobInput, folder: str | os.PathLike[str]) -> tuple[float, str]:
     write_result(
         Path(folder) / SPECTRUM_NAME, {"eigenvalues_eV": eps.tolist(), "k_weights": weights, "fermi_eV": fermi}
     )
-    return gap_from_eigenvalues(eps, fermi), str(gpaw.__version__)
+    units = formula_units(atoms.get_chemical_symbols())
+    return gap_from_eigenvalues(eps, fermi), energy, units, str(gpaw.__version__)
+
+
+def formula_units(symbols: Sequence[str]) -> int:
+    """Formula units in a cell of these atoms: the greatest common divisor of the element
+    counts (MX2 monolayer: M1X2 -> 1)."""
+    counts = [symbols.count(s) for s in set(symbols)]
+    return math.gcd(*counts) if counts else 0
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -355,9 +399,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         raw = json.loads(in_path.read_text())
         job = parse_input(raw)
-        gap, version = run_job(job, out_path.parent)
+        gap, energy, units, version = run_job(job, out_path.parent)
         result = result_dict(
             gap=gap,
+            energy=energy,
+            formula_units=units,
             converged=True,
             wall_s=time.perf_counter() - start,
             gpaw_version=version,

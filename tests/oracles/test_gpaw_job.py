@@ -132,7 +132,17 @@ def test_write_result_is_atomic_and_complete(tmp_path: Path) -> None:
     )
     write_result(out, res)
     data = json.loads(out.read_text())
-    assert set(data) == {"gap_eV", "converged", "wall_s", "gpaw_version", "settings", "convention", "error"}
+    assert set(data) == {
+        "gap_eV",
+        "energy_eV",
+        "formula_units",
+        "converged",
+        "wall_s",
+        "gpaw_version",
+        "settings",
+        "convention",
+        "error",
+    }
     assert data["settings"]["kpts"] == [9, 9, 1] and data["error"] is None
     assert [p.name for p in out.parent.iterdir()] == ["out.json"]  # no temp file left behind
 

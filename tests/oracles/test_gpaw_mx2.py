@@ -15,6 +15,7 @@ import sys
 import time
 from pathlib import Path
 
+import ase.io
 import numpy as np
 import pytest
 from pymatgen.core import SETTINGS, Lattice
@@ -158,3 +159,13 @@ def test_real_gpaw_puts_the_unstrained_gap_in_the_published_pbe_range(tmp_path: 
     if rest:
         strained = rest[0][0]
         assert 0.0 < strained < gap - 0.1, "3 % biaxial tension shrinks the WS2 gap"
+    # The total energy, per formula unit, and the strain energy above the unstrained reference job
+    results = oracle.results([handle] + [h for _, h in rest])
+    energies = [r.values["energy"] for r in results if r.values]
+    log_energy = ase.io.read(Path(handle.workdir or "") / "gpaw.txt").get_potential_energy()
+    assert energies[0] == pytest.approx(log_energy, abs=1e-4), "the energy is the log's, one MX2 per cell"
+    assert -40.0 < energies[0] < -10.0, f"{name}: {energies[0]:.3f} eV per formula unit"
+    strain = [r.values["strain_energy"] for r in results if r.values]
+    assert strain[0] == pytest.approx(0.0, abs=1e-6), "the unstrained design is the reference cell"
+    if rest:
+        assert 0.02 < strain[1] < 0.5, f"3 % biaxial tension costs {strain[1]:.3f} eV per formula unit"

@@ -48,7 +48,13 @@ def _design(efield: float) -> list[float]:
 def oracle(tmp_path: Path) -> GpawOracle:
     script = tmp_path / "stand_in.py"
     script.write_text(STAND_IN)
-    return GpawOracle(workdir=tmp_path / "jobs", command=[sys.executable, str(script)], walltime_s=5, memory_gb=1)
+    return GpawOracle(
+        workdir=tmp_path / "jobs",
+        command=[sys.executable, str(script)],
+        walltime_s=5,
+        memory_gb=1,
+        strain_reference=False,  # the queue's own behaviour; the reference job has its test
+    )
 
 
 def test_every_outcome_is_classified(oracle: GpawOracle) -> None:
@@ -87,7 +93,8 @@ def test_cancel(oracle: GpawOracle) -> None:
 def test_killed_submitter_is_reattached(tmp_path: Path, oracle: GpawOracle) -> None:
     setup = (
         "from oracles.gpaw import GpawOracle\n"
-        f"o = GpawOracle(workdir={str(oracle.workdir)!r}, command={oracle.command!r}, walltime_s=30)\n"
+        f"o = GpawOracle(workdir={str(oracle.workdir)!r}, command={oracle.command!r}, walltime_s=30,"
+        " strain_reference=False)\n"
     )
     designs = [[3.16, 3.16, 12.3, 90, 90, 120, 0.0], [3.3, 3.0, 12.0, 90, 90, 120, 0.1]]
     handles = submit_then_sigkill(setup, designs, tmp_path / "handles.json")
@@ -123,7 +130,7 @@ def test_local_queue_runs_at_most_max_parallel(oracle: GpawOracle) -> None:
     assert oracle.poll(handles) == [JobStatus.CANCELLED, JobStatus.CANCELLED, JobStatus.RUNNING]
     assert not Path(handles[1].workdir or "", "job.json").exists()
     assert wait_terminal(oracle.poll, handles)[2] is JobStatus.COMPLETED
-    two = GpawOracle(workdir=oracle.workdir, command=oracle.command, max_parallel=2)
+    two = GpawOracle(workdir=oracle.workdir, command=oracle.command, max_parallel=2, strain_reference=False)
     hung = two.submit([_design(0.9), _design(0.9)])
     assert two.poll(hung) == [JobStatus.RUNNING] * 2
     two.cancel(hung)
@@ -159,3 +166,54 @@ def test_adopt_finds_the_jobs_of_a_lost_submit(oracle: GpawOracle) -> None:
     assert [h.workdir for h in found if h] == [handles[1].workdir, handles[0].workdir]
     assert oracle.adopt([_design(0.0)], time.time() + 1) == [None], "only jobs submitted since"
     oracle.cancel(handles)
+
+
+ENERGY_STAND_IN = textwrap.dedent("""
+    import json, sys, time
+    inp, out = sys.argv[1], sys.argv[2]
+    d = json.load(open(inp))["design"]
+    time.sleep(0.2)
+    res = {"gap_eV": 1.0, "converged": True, "error": None, "gpaw_version": "stand-in",
+           "energy_eV": -20.0 + 10.0 * (d["a"] - 3.16) ** 2 + d["efield"], "formula_units": 1}
+    open(out + ".tmp", "w").write(json.dumps(res))
+    import os; os.replace(out + ".tmp", out)
+""")
+
+
+def test_strain_energy_is_measured_from_one_unstrained_reference_job(tmp_path: Path) -> None:
+    script = tmp_path / "stand_in.py"
+    script.write_text(ENERGY_STAND_IN)
+    oracle = GpawOracle(workdir=tmp_path / "jobs", command=[sys.executable, str(script)], walltime_s=30, memory_gb=1)
+    strained = [3.36, 3.16, 12.3, 90.0, 90.0, 120.0, 0.0]
+    handles = oracle.submit([strained, _design(0.5)])
+    reference = oracle.reference_folder()
+    assert reference is not None and (reference / "input.json").exists()
+    assert oracle.poll(handles) == [JobStatus.PENDING, JobStatus.PENDING]  # the reference runs first
+    wait_terminal(oracle.poll, handles)
+    first, second = oracle.results(handles)
+    assert first.values is not None and second.values is not None
+    assert first.values["energy"] == pytest.approx(-20.0 + 10.0 * 0.2**2)
+    assert first.values["strain_energy"] == pytest.approx(0.4)
+    assert second.values["strain_energy"] == pytest.approx(0.5)  # the field's work counts too
+    assert first.provenance["reference_energy_eV_per_fu"] == pytest.approx(-20.0)
+    # A second submit in the same work folder reuses the reference: one job, never paid twice.
+    (third,) = oracle.submit([_design(0.0)])
+    wait_terminal(oracle.poll, [third])
+    assert len(list(oracle.workdir.glob("0-reference-*"))) == 1
+    assert oracle.results([third])[0].values["strain_energy"] == pytest.approx(0.0)  # type: ignore[index]
+
+
+def test_a_failed_reference_keeps_the_gap_and_says_why(tmp_path: Path) -> None:
+    script = tmp_path / "stand_in.py"
+    script.write_text(ENERGY_STAND_IN)
+    oracle = GpawOracle(workdir=tmp_path / "jobs", command=[sys.executable, str(script)], walltime_s=30, memory_gb=1)
+    reference = oracle.reference_folder()
+    assert reference is not None
+    reference.mkdir(parents=True)
+    (reference / "input.json").write_text("{}")
+    (reference / "output.json").write_text('{"gap_eV": null, "converged": false, "error": {"class": "physics"}}')
+    (h,) = oracle.submit([_design(0.0)])
+    wait_terminal(oracle.poll, [h])
+    (r,) = oracle.results([h])
+    assert r.ok and r.values is not None and "strain_energy" not in r.values and r.values["gap_raw"] == 1.0
+    assert "unstrained cell" in r.provenance["strain_energy"]

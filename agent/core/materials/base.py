@@ -199,6 +199,22 @@ class Material:
             )
         return self.build
 
+    def unstrained_design(self) -> np.ndarray:
+        """The ``(d,)`` design of the unstrained cell: `reference_cell`'s value for each cell
+        parameter (a, b, c, alpha, beta, gamma) and 0 for every other one (no field).
+
+        What a strain energy is measured from. `ConfigError` for a material without a
+        reference cell, or one where 0 lies outside a non-cell parameter's bounds."""
+        ref = self.reference_cell
+        if ref is None:
+            raise ConfigError(f"material {self.name!r} declares no unstrained (reference) cell")
+        cell = ("a", "b", "c", "alpha", "beta", "gamma")
+        x = np.array([ref.value(p.name) if p.name in cell else 0.0 for p in self.space.parameters])
+        outside = [p.name for p, v in zip(self.space.parameters, x, strict=True) if not p.lower <= v <= p.upper]
+        if outside:
+            raise ConfigError(f"material {self.name!r}: its unstrained design lies outside the bounds of {outside}")
+        return x
+
     def field_strength(self, x: np.ndarray) -> float:
         """The applied field of one design point in V/Å, from `metadata` (0 without an `applied_field`)."""
         if self.applied_field is None:
