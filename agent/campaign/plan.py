@@ -289,7 +289,8 @@ def believed_families(
     ``(m, d)`` for every target together (candidates in every family, not only where draws went).
 
     Believed designs: with a pool, its rows the surrogate predicts in the target's range;
-    otherwise ``BELIEF_SAMPLES`` uniform valid designs (stream ``50 + t``) localized onto the
+    otherwise ``BELIEF_SAMPLES`` uniform valid designs (stream ``50 + t``; fewer when
+    ``[loop] samples_per_target`` asks for fewer generator draws) localized onto the
     surrogate's level set of the target's anchor, those that reached the range. Uniform
     starts cover every basin the surrogate has, so k-means finds its regions instead of
     splitting the densest one. ``targets[t].families`` families per target
@@ -305,7 +306,7 @@ def believed_families(
         if pool is not None:
             U = pool
         else:
-            U = space.sample_unit(_rng(state, 50 + i), BELIEF_SAMPLES)
+            U = space.sample_unit(_rng(state, 50 + i), min(BELIEF_SAMPLES, state.config.loop.samples_per_target))
             U = localize(surrogate, U, anchor, BELIEF_LOCALIZE).U
             U = snap_candidates(space, U[space.valid_mask(space.from_unit(U))])[0]
             mean = surrogate.predict(U)[0] if len(U) else None
