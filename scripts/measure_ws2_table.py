@@ -9,10 +9,11 @@ oracle can replay them and every method meets the same answers.
 Resumable by the oracle's own re-attach. The designs are drawn and written first
 (``designs.csv``); all of them are queued at once in the work folder (one job folder
 each; the oracle starts at most ``--parallel`` at a time) and their handles saved
-(``handles.json``); a rerun reads the handles back, or, if the run died between queueing
-and saving, finds the queued jobs again (`GpawOracle.adopt`), and polls on. No design
-is ever measured twice. Growing the table (``--n`` larger) draws the same first designs
-again and queues only the new ones.
+(``handles.json``). A rerun reads the handles back, or, if the run died between queueing
+and saving, finds the queued jobs again (`GpawOracle.adopt`); it queues again the jobs
+whose process ended without an answer (killed with the script, a reboot) and polls on.
+No answer is ever paid for twice. Growing the table (``--n`` larger) draws the same
+first designs again and queues only the new ones.
 
 Every poll rewrites ``ws2_gpaw_table.csv`` (design columns, ``gap`` and ``strain_energy``,
 both on GPAW's scale, ``energy`` per formula unit) with what has finished, and
@@ -34,7 +35,7 @@ import pandas as pd
 
 from agent.core.atomic import write_json, write_text
 from agent.core.materials import get_material
-from oracles.base import Handle, Result
+from oracles.base import ErrorClass, Handle, Result
 from oracles.gpaw import GpawOracle
 
 # The table's GPAW settings: production's PBE with a lower cutoff, a 6×6×1 mesh (it holds K,
@@ -84,6 +85,14 @@ def handles_for(gpaw: GpawOracle, folder: Path, X: np.ndarray) -> list[Handle]:
         fresh = iter(gpaw.submit(rest[missing]) if missing else [])
         saved = saved + [h if h is not None else next(fresh) for h in found]
         write_json(path, [h.to_json() for h in saved], indent=None)
+    # Jobs the machinery lost (killed with this script, the machine rebooted) never gave an
+    # answer: queue them again, once per run. A physics failure is an answer and stays.
+    lost = [i for i, r in enumerate(gpaw.results(saved)) if r.error_class is ErrorClass.INFRASTRUCTURE]
+    if lost:
+        for i, h in zip(lost, gpaw.submit(X[lost]), strict=True):
+            saved[i] = h
+        write_json(path, [h.to_json() for h in saved], indent=None)
+        print(f"queued {len(lost)} jobs again whose process ended without an answer")
     return saved[: len(X)]
 
 
