@@ -61,9 +61,12 @@ def draw(n: int, seed: int = 0) -> np.ndarray:
     return space.from_unit(U)
 
 
-def oracle(folder: Path, parallel: int, settings: dict[str, Any] = TABLE_SETTINGS) -> GpawOracle:
+def oracle(
+    folder: Path, parallel: int, settings: dict[str, Any] = TABLE_SETTINGS, command: list[str] | None = None
+) -> GpawOracle:
     return GpawOracle(
         workdir=folder / "jobs",
+        command=command,
         material="ws2",
         settings=settings,
         max_parallel=parallel,
@@ -110,12 +113,13 @@ def table(space_names: list[str], results: list[Result]) -> tuple[pd.DataFrame, 
     return pd.DataFrame(rows, columns=columns), pd.DataFrame(failed)
 
 
-def main(argv: list[str] | None = None) -> int:
+def main(argv: list[str] | None = None, ship_dir: Path = SHIP_DIR) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--n", type=int, default=1000, help="designs in the table")
     ap.add_argument("--dir", type=Path, default=DEFAULT_DIR, help="work folder (jobs, handles, the table)")
     ap.add_argument("--parallel", type=int, default=2, help="GPAW jobs at once")
     ap.add_argument("--poll", type=float, default=10.0, help="seconds between polls")
+    ap.add_argument("--command", nargs="+", help="each job's argv prefix (default: python -m oracles.gpaw_job)")
     ap.add_argument("--ship", action="store_true", help="copy the finished table into agent/data/ws2/")
     args = ap.parse_args(argv)
     folder = args.dir.resolve()
@@ -124,7 +128,7 @@ def main(argv: list[str] | None = None) -> int:
     X = draw(args.n)
     write_text(folder / "designs.csv", space.to_frame(X).to_csv(index=False))
     write_json(folder / "settings.json", {"material": "ws2", "settings": TABLE_SETTINGS, "seed": 0}, indent=1)
-    gpaw = oracle(folder, args.parallel)
+    gpaw = oracle(folder, args.parallel, command=args.command)
     handles = handles_for(gpaw, folder, X)
     start = time.time()
     while True:
@@ -138,9 +142,9 @@ def main(argv: list[str] | None = None) -> int:
             break
         time.sleep(args.poll)
     if args.ship:
-        SHIP_DIR.mkdir(parents=True, exist_ok=True)
-        write_text(SHIP_DIR / "ws2_gpaw_table.csv", done.to_csv(index=False, float_format="%.6g"))
-        write_json(SHIP_DIR / "settings.json", json.loads((folder / "settings.json").read_text()), indent=1)
+        ship_dir.mkdir(parents=True, exist_ok=True)
+        write_text(ship_dir / "ws2_gpaw_table.csv", done.to_csv(index=False, float_format="%.6g"))
+        write_json(ship_dir / "settings.json", json.loads((folder / "settings.json").read_text()), indent=1)
     return 0
 
 

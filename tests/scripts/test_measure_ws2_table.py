@@ -1,0 +1,62 @@
+"""The WS2 table script with a stand-in for GPAW: it measures, resumes without paying twice,
+queues again what the machinery lost, and ships the table the `table` oracle reads."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import sys
+import textwrap
+from pathlib import Path
+from types import ModuleType
+
+import numpy as np
+import pandas as pd
+
+from agent.core.materials import get_material, read_observations
+
+ROOT = Path(__file__).resolve().parents[2]
+
+STAND_IN = textwrap.dedent("""
+    import json, os, sys
+    inp, out = sys.argv[1], sys.argv[2]
+    d = json.load(open(inp))["design"]
+    with open(os.path.join(os.path.dirname(inp), "..", "..", "runs.txt"), "a") as log:
+        log.write(os.path.basename(os.path.dirname(inp)) + "\\n")
+    res = {"gap_eV": max(0.0, 1.8 - 4 * abs(d["a"] - 3.18)), "converged": True, "error": None,
+           "energy_eV": -22.0 + (d["a"] - 3.18) ** 2 + 0.1 * d["efield"], "formula_units": 1, "wall_s": 0.1}
+    open(out + ".tmp", "w").write(json.dumps(res))
+    os.replace(out + ".tmp", out)
+""")
+
+
+def _script() -> ModuleType:
+    spec = importlib.util.spec_from_file_location("measure_ws2_table", ROOT / "scripts" / "measure_ws2_table.py")
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_the_table_is_measured_resumed_and_shipped(tmp_path: Path) -> None:
+    script, stand_in = _script(), tmp_path / "stand_in.py"
+    stand_in.write_text(STAND_IN)
+    work, ship = tmp_path / "work", tmp_path / "ship"
+    args = ["--dir", str(work), "--n", "6", "--poll", "0.2", "--command", sys.executable, str(stand_in)]
+    assert script.main(args) == 0
+    table = pd.read_csv(work / "ws2_gpaw_table.csv")
+    assert len(table) == 6 and table["strain_energy"].notna().all() and (table["energy"] < -21).all()
+    assert json.loads((work / "settings.json").read_text())["settings"] == script.TABLE_SETTINGS
+    runs = (work / "runs.txt").read_text().split()
+    assert len(runs) == 7 and runs[0].startswith("0-reference-"), "six designs and the unstrained reference"
+
+    # One job's process died without an answer; growing the table to 8 rows reruns that one
+    # job and measures the two new designs, nothing else.
+    lost = json.loads((work / "handles.json").read_text())[2]["workdir"]
+    (Path(lost) / "output.json").unlink()
+    assert script.main([*args[:3], "8", *args[4:], "--ship"], ship_dir=ship) == 0
+    rerun = (work / "runs.txt").read_text().split()[7:]
+    assert len(rerun) == 3 and Path(lost).name not in rerun, "a new job for the lost one, two for the new designs"
+    assert np.array_equal(script.draw(8)[:6], script.draw(6)), "a larger table starts with the same designs"
+    shipped = read_observations(ship / "ws2_gpaw_table.csv", get_material("ws2"))
+    assert len(shipped.y) == 8
