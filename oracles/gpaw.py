@@ -27,7 +27,6 @@ campaign killed between `submit` returning and saving them).
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import json
 import os
 import resource
@@ -40,8 +39,6 @@ from collections.abc import Mapping, Sequence
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
-
-import numpy as np
 
 from agent.core.atomic import write_json
 from agent.core.errors import ConfigError, UnknownNameError
@@ -62,6 +59,7 @@ from oracles.base import (
     site_setting,
 )
 from oracles.calibration import BUNDLED, GapCalibration, load_calibration
+from oracles.gpaw_reference import PREFIX, StrainReference, energy_per_unit
 
 __all__ = ["GpawOracle"]
 
@@ -131,12 +129,13 @@ class GpawOracle:
         self.command = absolute_command(command) if command else [sys.executable, "-m", "oracles.gpaw_job"]
         self.workdir = absolute_path(workdir) if workdir is not None else default_state_dir() / "oracles" / "gpaw"
         self.workdir.mkdir(parents=True, exist_ok=True)
-        self._unstrained: np.ndarray | None = None  # the design strain energies are measured from
         if not isinstance(strain_reference, bool):
             raise OracleError(f"gpaw oracle: strain_reference must be true or false, got {strain_reference!r}")
+        self._reference: StrainReference | None = None  # what strain energies are measured from
         if strain_reference and self.material.reference_cell is not None:
             with contextlib.suppress(ConfigError):  # no unstrained design in this space: energies only
-                self._unstrained = self.material.unstrained_design()
+                unstrained = self.material.unstrained_design()
+                self._reference = StrainReference(self.workdir, self.material, self.convention, unstrained, self.name)
 
     @staticmethod
     def resolve_paths(settings: Mapping[str, Any], base: Path) -> dict[str, Any]:
@@ -154,31 +153,21 @@ class GpawOracle:
         return out
 
     def reference_folder(self) -> Path | None:
-        """The job folder of the unstrained cell under this oracle's material, convention and
-        settings (None: the material declares no unstrained cell), named so it sorts before
-        every design's job and is launched first."""
-        if self._unstrained is None:
-            return None
-        key = {"material": self.material.name, "convention": self.convention, "settings": self.settings}
-        digest = hashlib.sha256(json.dumps(key, sort_keys=True).encode()).hexdigest()
-        return self.workdir / f"0-reference-{digest[:16]}"
+        """The unstrained cell's job folder for this oracle's settings (`oracles.gpaw_reference`);
+        None when results carry no ``strain_energy``."""
+        return None if self._reference is None else self._reference.folder(self.settings)
 
-    def _queue_reference(self) -> None:
-        """Queue the unstrained cell's job once per work folder and setting set: every
-        result's ``strain_energy`` is measured from its energy."""
-        folder = self.reference_folder()
-        if folder is None or self._unstrained is None or (folder / "input.json").exists():
-            return
-        folder.mkdir(parents=True, exist_ok=True)
-        design = dict(zip(self.space.names, (float(v) for v in self._unstrained), strict=True))
-        payload = {"material": self.material.name, "design": design, "convention": self.convention}
-        write_json(folder / "input.json", payload | {"settings": self.settings}, indent=1)
+    def value_names(self) -> frozenset[str]:
+        """The values a completed result carries (`oracles.base.NamesValues`)."""
+        names = {"gap", "gap_raw", "energy"}
+        return frozenset(names | ({"strain_energy"} if self._reference is not None else set()))
 
     def submit(self, designs: Any) -> list[Handle]:
         """Queue the designs (one folder each) and start as many as free slots allow; the
         unstrained reference is queued first when it has not been."""
         rows = designs_to_rows(self.space, designs)
-        self._queue_reference()
+        if self._reference is not None:
+            self._reference.queue(self.settings)
         handles = []
         for row in rows:
             job_id = f"{time.time_ns():x}-{uuid.uuid4().hex[:8]}"  # sorts in submission order
@@ -201,6 +190,8 @@ class GpawOracle:
         rows = designs_to_rows(self.space, designs)
         found: list[Handle] = []
         for inp in self.workdir.glob("*/input.json"):
+            if inp.parent.name.startswith(PREFIX):  # a reference job is nobody's design
+                continue
             with contextlib.suppress(OSError, ValueError, TypeError, KeyError):
                 at = int(inp.parent.name.split("-")[0], 16) / 1e9  # job ids start with time_ns in hex
                 if at < since:
@@ -268,7 +259,7 @@ class GpawOracle:
     def results(self, handles: Sequence[Handle]) -> list[Result]:
         check_own(self.name, handles)
         self._start_queued()
-        return [self._result(h) for h in handles]
+        return [self._with_strain_energy(self._status(h)) for h in handles]
 
     def cancel(self, handles: Sequence[Handle]) -> None:
         check_own(self.name, handles)
@@ -280,7 +271,8 @@ class GpawOracle:
             if meta is not None:
                 _kill_group(int(meta["pid"]))
 
-    def _result(self, h: Handle) -> Result:
+    def _status(self, h: Handle) -> Result:
+        """What a job's folder says (no strain energy yet: `_with_strain_energy`)."""
         folder = Path(h.workdir or "")
         log = str(folder / "gpaw.txt")
         prov: dict[str, Any] = {"oracle": self.name, "code": "gpaw", "convention": self.convention}
@@ -294,8 +286,7 @@ class GpawOracle:
             )
         out = folder / "output.json"
         if out.exists():
-            result = _parse_output(h, out, prov, log, self.calibration)
-            return self._with_strain_energy(result)
+            return _parse_output(h, out, prov, log, self.calibration)
         if (folder / "cancelled").exists():
             return Result(h, JobStatus.CANCELLED, message="cancelled", provenance=prov, log=log)
         meta = _job_meta(folder)
@@ -341,43 +332,19 @@ class GpawOracle:
 
     def _with_strain_energy(self, result: Result) -> Result:
         """A completed result with ``strain_energy`` (eV per formula unit above the unstrained
-        cell's energy, `reference_folder`): RUNNING while that reference job has not finished,
-        left without it (and saying why) when the reference failed or there is none."""
-        if not result.ok or result.values is None or "energy" not in result.values:
+        cell's energy): RUNNING while that reference is queued or running, final without it
+        (saying why) when the reference gave no energy (`oracles.gpaw_reference`)."""
+        if self._reference is None or not result.ok or result.values is None or "energy" not in result.values:
             return result
-        folder = self.reference_folder()
-        if folder is None:
-            return result
-        out = folder / "output.json"
-        if not out.exists():
-            self._queue_reference()  # a work folder from before references: queue it now
-            return Result(
-                result.handle,
-                JobStatus.RUNNING,
-                message="waiting for the unstrained cell's energy",
-                provenance=result.provenance,
-                log=result.log,
-            )
-        reference = _energy_per_unit(out)
+        reference, why, folder = self._reference.energy(Path(result.handle.workdir or ""), self._status)
         prov = dict(result.provenance or {})
+        if why is not None:
+            return replace(result, provenance=prov | {"strain_energy": f"no strain energy: {why}"})
         if reference is None:
-            prov["strain_energy"] = f"no strain energy: the unstrained cell's job ({folder}) gave no energy"
-            return replace(result, provenance=prov)
-        prov["reference_energy_eV_per_fu"] = reference
+            waiting = f"waiting for the unstrained cell's energy ({folder.name})"
+            return Result(result.handle, JobStatus.RUNNING, message=waiting, provenance=prov, log=result.log)
         values = dict(result.values) | {"strain_energy": result.values["energy"] - reference}
-        return replace(result, values=values, provenance=prov)
-
-
-def _energy_per_unit(out: Path) -> float | None:
-    """A finished job's total energy per formula unit (eV), or None (failed, unreadable, older)."""
-    try:
-        data = json.loads(out.read_text())
-        energy, units = data.get("energy_eV"), data.get("formula_units")
-    except (OSError, ValueError, AttributeError):
-        return None
-    if not data.get("converged") or not isinstance(energy, int | float) or not isinstance(units, int) or units < 1:
-        return None
-    return float(energy) / units
+        return replace(result, values=values, provenance=prov | {"reference_energy_eV_per_fu": reference})
 
 
 def _parse_output(h: Handle, out: Path, prov: dict[str, Any], log: str, cal: GapCalibration | None) -> Result:
@@ -389,7 +356,7 @@ def _parse_output(h: Handle, out: Path, prov: dict[str, Any], log: str, cal: Gap
     prov = prov | {k: data.get(k) for k in ("gpaw_version", "settings", "wall_s")}
     if converged and isinstance(data.get("gap_eV"), int | float):
         raw = float(data["gap_eV"])
-        energy = _energy_per_unit(out)
+        energy = energy_per_unit(out)
         extra = {} if energy is None else {"energy": energy}  # eV per formula unit; older outputs have none
         if cal is None:
             values = {"gap": raw, "gap_raw": raw} | extra

@@ -92,8 +92,13 @@ def handles_for(gpaw: GpawOracle, folder: Path, X: np.ndarray) -> list[Handle]:
     # answer: queue them again, once per run. A physics failure is an answer and stays.
     lost = [i for i, r in enumerate(gpaw.results(saved)) if r.error_class is ErrorClass.INFRASTRUCTURE]
     if lost:
-        for i, h in zip(lost, gpaw.submit(X[lost]), strict=True):
-            saved[i] = h
+        # a run killed after queueing them again but before saving: adopt those, queue the rest
+        since = min(saved[i].submitted_at for i in lost) + 1e-3
+        found = gpaw.adopt(X[lost], since=since)
+        missing = [i for i, h in zip(lost, found, strict=True) if h is None]
+        fresh = iter(gpaw.submit(X[missing]) if missing else [])
+        for i, h in zip(lost, found, strict=True):
+            saved[i] = h if h is not None else next(fresh)
         write_json(path, [h.to_json() for h in saved], indent=None)
         print(f"queued {len(lost)} jobs again whose process ended without an answer")
     return saved[: len(X)]
@@ -134,7 +139,7 @@ def main(argv: list[str] | None = None, ship_dir: Path = SHIP_DIR) -> int:
     while True:
         results = gpaw.results(handles)
         done, failed = table(space.names, results)
-        write_text(folder / "ws2_gpaw_table.csv", done.to_csv(index=False, float_format="%.6g"))
+        write_text(folder / "ws2_gpaw_table.csv", done.to_csv(index=False, float_format="%.10g"))
         write_text(folder / "failures.csv", failed.to_csv(index=False))
         finished = len(done) + len(failed)
         print(f"{time.strftime('%H:%M:%S')} {finished}/{len(X)} ({len(failed)} failed), {time.time() - start:.0f} s")
@@ -143,7 +148,7 @@ def main(argv: list[str] | None = None, ship_dir: Path = SHIP_DIR) -> int:
         time.sleep(args.poll)
     if args.ship:
         ship_dir.mkdir(parents=True, exist_ok=True)
-        write_text(ship_dir / "ws2_gpaw_table.csv", done.to_csv(index=False, float_format="%.6g"))
+        write_text(ship_dir / "ws2_gpaw_table.csv", done.to_csv(index=False, float_format="%.10g"))
         write_json(ship_dir / "settings.json", json.loads((folder / "settings.json").read_text()), indent=1)
     return 0
 

@@ -6,6 +6,7 @@ The stand-in reads the same input.json and writes the same output.json as
 
 from __future__ import annotations
 
+import json
 import os
 import sys
 import textwrap
@@ -203,7 +204,7 @@ def test_strain_energy_is_measured_from_one_unstrained_reference_job(tmp_path: P
     assert oracle.results([third])[0].values["strain_energy"] == pytest.approx(0.0)  # type: ignore[index]
 
 
-def test_a_failed_reference_keeps_the_gap_and_says_why(tmp_path: Path) -> None:
+def test_a_reference_that_gave_no_energy_keeps_the_gap_and_says_why(tmp_path: Path) -> None:
     script = tmp_path / "stand_in.py"
     script.write_text(ENERGY_STAND_IN)
     oracle = GpawOracle(workdir=tmp_path / "jobs", command=[sys.executable, str(script)], walltime_s=30, memory_gb=1)
@@ -211,9 +212,62 @@ def test_a_failed_reference_keeps_the_gap_and_says_why(tmp_path: Path) -> None:
     assert reference is not None
     reference.mkdir(parents=True)
     (reference / "input.json").write_text("{}")
-    (reference / "output.json").write_text('{"gap_eV": null, "converged": false, "error": {"class": "physics"}}')
+    physics = {"gap_eV": None, "converged": False, "error": {"class": "physics", "message": "SCF did not converge"}}
+    (reference / "output.json").write_text(json.dumps(physics))
     (h,) = oracle.submit([_design(0.0)])
     wait_terminal(oracle.poll, [h])
     (r,) = oracle.results([h])
     assert r.ok and r.values is not None and "strain_energy" not in r.values and r.values["gap_raw"] == 1.0
-    assert "unstrained cell" in r.provenance["strain_energy"]
+    assert "SCF did not converge" in r.provenance["strain_energy"], "an answer about the cell: not retried"
+    assert not list(oracle.workdir.glob("*-failed-*"))
+
+
+def test_a_lost_reference_is_run_again_a_bounded_number_of_times(tmp_path: Path) -> None:
+    """The reference's process died without an answer (a reboot): results wait for a new
+    attempt instead of forever, and after the last attempt go on without a strain energy."""
+    script = tmp_path / "stand_in.py"
+    script.write_text(ENERGY_STAND_IN)
+    oracle = GpawOracle(workdir=tmp_path / "jobs", command=[sys.executable, str(script)], walltime_s=30, memory_gb=1)
+    reference = oracle.reference_folder()
+    assert reference is not None
+
+    def die() -> None:  # a launched reference whose process is gone, without output
+        reference.mkdir(parents=True, exist_ok=True)
+        (reference / "input.json").write_text(json.dumps({"design": {}, "settings": {}}))
+        (reference / "job.json").write_text(json.dumps({"pid": 2**22 + 7, "started": 0, "deadline": 1e12}))
+
+    die()
+    (h,) = oracle.submit([_design(0.0)])
+    wait_terminal(oracle.poll, [h])
+    (r,) = oracle.results([h])
+    assert r.values is not None and r.values["strain_energy"] == pytest.approx(0.0), "the second attempt ran"
+    assert [p.name for p in oracle.workdir.glob("*-failed-*")] == [f"{reference.name}-failed-1"]
+
+    # A reference that dies every time it is tried: two more attempts, then results go on
+    dying = tmp_path / "dying.py"
+    dying.write_text(
+        "import json, sys\nif json.load(open(sys.argv[1]))['design']['efield'] == 0.0: sys.exit(3)\n" + ENERGY_STAND_IN
+    )
+    again = GpawOracle(workdir=tmp_path / "other", command=[sys.executable, str(dying)], walltime_s=30, memory_gb=1)
+    (h,) = again.submit([_design(0.1)])
+    assert wait_terminal(again.poll, [h]) == [JobStatus.COMPLETED]
+    (r,) = again.results([h])
+    assert r.values is not None and "strain_energy" not in r.values and r.values["energy"] == pytest.approx(-19.9)
+    assert "after 3 attempts" in r.provenance["strain_energy"]
+    assert len(list(again.workdir.glob("0-reference-*-failed-*"))) == 2
+
+
+def test_one_reference_per_setting_set_and_none_is_a_design(tmp_path: Path) -> None:
+    script = tmp_path / "stand_in.py"
+    script.write_text(ENERGY_STAND_IN)
+    command = [sys.executable, str(script)]
+    implicit = GpawOracle(workdir=tmp_path / "jobs", command=command)
+    explicit = GpawOracle(workdir=tmp_path / "jobs", command=command, settings={"ecut_eV": 350, "kpts": [9, 9, 1]})
+    cheaper = GpawOracle(workdir=tmp_path / "jobs", command=command, settings={"ecut_eV": 250})
+    assert implicit.reference_folder() == explicit.reference_folder() != cheaper.reference_folder()
+    assert implicit.value_names() == {"gap", "gap_raw", "energy", "strain_energy"}
+    assert GpawOracle(workdir=tmp_path / "x", strain_reference=False).value_names() == {"gap", "gap_raw", "energy"}
+    unstrained = [3.16, 3.16, 12.3, 90.0, 90.0, 120.0, 0.0]
+    (h,) = implicit.submit([unstrained])
+    (found,) = implicit.adopt([unstrained], since=0.0)
+    assert found is not None and found.job_id == h.job_id, "the reference has the same design but is not adopted"

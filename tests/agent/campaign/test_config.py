@@ -13,7 +13,7 @@ import pytest
 from agent.campaign.config import CampaignConfig, config_from_dict, load_config
 from agent.core.errors import ConfigError
 from oracles.gpaw import GpawOracle
-from oracles.gpaw_job import _parse_settings
+from oracles.gpaw_settings import parse_settings as _parse_settings
 from oracles.http import HttpOracle
 from oracles.mock import MockOracle
 from oracles.table import TableOracle
