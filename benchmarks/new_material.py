@@ -33,6 +33,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 import tempfile
 import time
@@ -43,6 +44,7 @@ import numpy as np
 import pandas as pd
 import torch
 
+from agent.campaign.transfer import CACHE_ENV
 from agent.core.materials import get_material
 from benchmarks.campaign import Problem, run_baseline, run_innloop, summarise
 from oracles import make_oracle
@@ -105,8 +107,15 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--max-calls", type=int, default=600)
     p.add_argument("--exploration", type=float, default=0.0, help="innloop's exploration share (default 0)")
     p.add_argument("--json", help="write every run here")
+    p.add_argument(
+        "--cache",
+        type=Path,
+        default=Path(tempfile.gettempdir()) / "innloop-bench-cache",
+        help=f"where the MoS2 source model is trained once for every seed and run (unless ${CACHE_ENV} is set)",
+    )
     args = p.parse_args(argv)
     torch.set_num_threads(1)
+    os.environ.setdefault(CACHE_ENV, str(args.cache))  # every seed's campaign shares one trained source
     print(table_summary(args.table, args.targets), flush=True)
     problem = WS2Problem(args.table, args.initial)
     runs: list[dict[str, Any]] = []

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import numpy as np
 
-from agent.campaign.state import CampaignState, diverse_hits, hit_table, ledger_arrays
+from agent.campaign.state import CampaignState, diverse_hits, feasible_rows, hit_table, ledger_arrays
 from agent.core.atomic import write_bytes
 
 __all__ = ["hits_curve", "progress_markdown", "progress_png"]
@@ -23,9 +23,10 @@ def hits_curve(state: CampaignState) -> tuple[np.ndarray, list[np.ndarray]]:
     """Oracle calls ``(n,)`` and, per target, diverse hits found by then ``(n,)``."""
     calls = np.arange(1, state.calls + 1)
     U, y = ledger_arrays(state)
+    ok = feasible_rows(state)  # a hit also meets the campaign's [[constraints]]
     curves = []
     for t in state.config.targets:
-        hits = diverse_hits(U, y, t.range, state.config.loop.min_distance)  # ascending ledger rows
+        hits = diverse_hits(U, y, t.range, state.config.loop.min_distance, ok)  # ascending ledger rows
         curves.append(np.searchsorted(hits, np.arange(len(calls)), side="right").astype(float))
     return calls, curves
 
@@ -81,13 +82,16 @@ def progress_markdown(state: CampaignState, png: Path | None = None) -> str:
         lines.append("None yet.")
     else:
         lines += ["Up to three per target, closest to it first.", ""]
-        lines.append("| target | " + " | ".join(names) + f" | {state.target_name} |")
-        lines.append("|---" * (len(names) + 2) + "|")
+        limited = [c.property for c in state.config.constraints]  # each hit's constrained values
+        head = "| target | " + " | ".join(names) + f" | {state.target_name} |"
+        lines.append(head + "".join(f" {n} |" for n in limited))
+        lines.append("|---" * (len(names) + 2 + len(limited)) + "|")
     for t, h in zip(state.config.targets, hits):
         rng, label = t.range, t.range.label() if t.value is None else f"{t.value:g}"
         for row in sorted(h, key=lambda r: float(rng.distance(np.array(r[state.target_name]))))[:3]:
             vals = " | ".join(_cell(row[n]) for n in names)
-            lines.append(f"| {label} | {vals} | {row[state.target_name]:.3f} |")
+            extra = "".join(f" {row[c.property]:.4g} |" for c in state.config.constraints)
+            lines.append(f"| {label} | {vals} | {row[state.target_name]:.3f} |{extra}")
     if png is not None and png.exists():
         data = base64.b64encode(png.read_bytes()).decode()
         lines += [

@@ -19,7 +19,7 @@ so the protocol is built around never losing or repeating one:
   retry a failed submit without paying twice.
 
 What an oracle can do beyond the four calls is declared, never probed: it implements a
-capability protocol (`Adopts`, `IdempotentSubmit`, `MeasuresPool`, `ResolvesPaths`) and
+capability protocol (`Adopts`, `IdempotentSubmit`, `MeasuresPool`, `NamesValues`, `ResolvesPaths`) and
 callers check it with ``isinstance`` (``issubclass`` for a class).
 """
 
@@ -47,6 +47,7 @@ __all__ = [
     "IdempotentSubmit",
     "JobStatus",
     "MeasuresPool",
+    "NamesValues",
     "Oracle",
     "OracleError",
     "OracleRefused",
@@ -240,6 +241,15 @@ class MeasuresPool(Protocol):
     generator, since generated designs could not be measured."""
 
     def pool(self) -> pd.DataFrame: ...
+
+
+@runtime_checkable
+class NamesValues(Protocol):
+    """An oracle that knows before measuring which values its results carry (the mock's
+    ``gap``; a table's columns): a campaign limited on another property is refused before
+    anything is submitted (`agent.campaign.constraints`) instead of never finding a hit."""
+
+    def value_names(self) -> frozenset[str]: ...
 
 
 def designs_to_rows(space: DesignSpace, designs: Any) -> list[dict[str, Any]]:

@@ -92,6 +92,10 @@ class MockOracle:
         """Settings with ``workdir`` absolute against ``base`` (a campaign file's folder)."""
         return resolve_path_settings(settings, ("workdir",), base)
 
+    def value_names(self) -> frozenset[str]:
+        """What a completed result carries: the emulated gap only (`oracles.base.NamesValues`)."""
+        return frozenset({"gap"})
+
     # -- the protocol ------------------------------------------------------------------
     def submit(self, designs: Any) -> list[Handle]:
         rows = designs_to_rows(self.space, designs)

@@ -3,7 +3,9 @@
 The bundled MoS2 VASP data is the default table; any CSV with the material's design
 columns and target works. A design is answered from the nearest table row when that row
 lies within ``tolerance`` (unit-box distance); anything farther is refused, because
-inventing a label would silently corrupt a campaign.
+inventing a label would silently corrupt a campaign. Every other numeric column of the
+table (a strain energy, a cost) comes back as a value of its own, so a campaign can bound
+it (``[[constraints]]``); an empty cell is no value, never a guessed one.
 """
 
 from __future__ import annotations
@@ -64,11 +66,16 @@ class TableOracle:
         self._y = self._obs.y
         self._tree = cKDTree(self._U)
         self.target = self._obs.target
+        self._extra = _extra_columns(self._obs, self.space.names)
 
     @staticmethod
     def resolve_paths(settings: Mapping[str, Any], base: Path) -> dict[str, Any]:
         """Settings with ``path`` absolute against ``base`` (a campaign file's folder)."""
         return resolve_path_settings(settings, ("path",), base)
+
+    def value_names(self) -> frozenset[str]:
+        """The target and every other numeric column of the table (`oracles.base.NamesValues`)."""
+        return frozenset({self.target, *self._extra})
 
     def pool(self) -> pd.DataFrame:
         """The table's designs without their labels: what pool-based active learning picks from."""
@@ -106,11 +113,28 @@ class TableOracle:
                 Result(
                     h,
                     JobStatus.COMPLETED,
-                    values={self.target: float(self._y[row])},
+                    values={self.target: float(self._y[row])} | self._extras(row),
                     provenance={"oracle": self.name, "source": self.source, "row": row},
                 )
             )
         return out
 
+    def _extras(self, row: int) -> dict[str, float]:
+        """The row's other measured values (an empty cell: no value, never a made-up one)."""
+        return {k: float(v[row]) for k, v in self._extra.items() if np.isfinite(v[row])}
+
     def cancel(self, handles: Sequence[Handle]) -> None:
         check_own(self.name, handles)
+
+
+def _extra_columns(obs: Observations, design: Sequence[str]) -> dict[str, np.ndarray]:
+    """The table's numeric columns besides the design and the target, by name (float64, NaN
+    for an empty cell): values such as a strain energy that a campaign may bound."""
+    frame = obs.frame
+    out = {}
+    for col in frame.columns:
+        if col in design or col == obs.target or not isinstance(col, str):
+            continue
+        if pd.api.types.is_numeric_dtype(frame[col]) and not pd.api.types.is_bool_dtype(frame[col]):
+            out[col] = frame[col].to_numpy(dtype=np.float64)
+    return out

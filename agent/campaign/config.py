@@ -30,15 +30,18 @@ from pydantic import (
     PrivateAttr,
     ValidationError,
     ValidationInfo,
+    ValidatorFunctionWrapHandler,
     field_validator,
     model_validator,
 )
 from pydantic_core import PydanticCustomError
 
-from agent.campaign.config_errors import NO_VALUE, Spec, error_lines
+from agent.campaign.config_errors import NO_VALUE, Spec, error_lines, problems_of
+from agent.campaign.constraints import LimitSpec, limit_names, limit_problems
 from agent.campaign.run_config import RaySpec, RetrySpec
 from agent.campaign.space_config import SpaceSpec, TargetSpec, material_in, target_problems
 from agent.campaign.store import CAMPAIGN_NAME
+from agent.campaign.transfer_config import TransferSpec
 from agent.core.errors import ConfigError, DataError
 from agent.core.materials import Material, available_materials, get_material
 from oracles import available_oracles, oracle_class
@@ -49,6 +52,7 @@ __all__ = [
     "BudgetSpec",
     "CampaignConfig",
     "InitialSpec",
+    "LimitSpec",
     "LoopSpec",
     "ModelSpec",
     "OracleSpec",
@@ -56,6 +60,7 @@ __all__ = [
     "RetrySpec",
     "SpaceSpec",
     "TargetSpec",
+    "TransferSpec",
     "config_from_dict",
     "load_config",
 ]
@@ -201,11 +206,14 @@ class CampaignConfig(Spec):
     space: SpaceSpec | None = None  # a design space declared here instead of a registered material
     seed: int = 0
     targets: list[TargetSpec] = Field(min_length=1)
+    # [[constraints]]: bounds on other measured values a hit must satisfy (agent.campaign.constraints)
+    constraints: list[LimitSpec] = Field(default_factory=list)
     oracle: OracleSpec = Field(default_factory=OracleSpec)
     initial: InitialSpec = Field(default_factory=InitialSpec)
     loop: LoopSpec = Field(default_factory=LoopSpec)
     budget: BudgetSpec = Field(default_factory=BudgetSpec)
     models: ModelSpec = Field(default_factory=ModelSpec)
+    transfer: TransferSpec | None = None  # [transfer]: prior knowledge from another material (transfer_config)
     ray: RaySpec = Field(default_factory=RaySpec)
     _source: str = PrivateAttr(default="<dict>")  # where it was read from, for error messages
     retry: RetrySpec = Field(default_factory=RetrySpec)
@@ -266,6 +274,32 @@ class CampaignConfig(Spec):
             raise PydanticCustomError("innloop_many", "several target problems", {"problems": problems})
         return targets
 
+    @field_validator("constraints", mode="wrap")
+    @classmethod
+    def _constraints_fit(cls, raw: Any, check: ValidatorFunctionWrapHandler, info: ValidationInfo) -> list[LimitSpec]:
+        """A second property: not the target, not a design parameter, each limited once. Checked
+        on the raw entries, with each entry's own mistakes (an after-validator would not run while
+        any entry is wrong: a limit on the target would show up only once the rest was fixed)."""
+        problems = limit_problems(limit_names(raw), material_in(info.data))
+        try:
+            limits: list[LimitSpec] = check(raw)
+        except ValidationError as exc:
+            problems += problems_of(exc, CampaignConfig, ("constraints",))
+        else:
+            if not problems:
+                return limits
+        problems.sort(key=lambda problem: [(isinstance(part, str), part) for part in problem[0]])  # entry by entry
+        raise PydanticCustomError("innloop_many", "several constraint problems", {"problems": problems})
+
+    @field_validator("transfer")
+    @classmethod
+    def _transfer_fits(cls, transfer: TransferSpec | None, info: ValidationInfo) -> TransferSpec | None:
+        """A source whose parameters differ from the campaign's cannot share its unit box."""
+        material = material_in(info.data)
+        if transfer is not None and material is not None and (why := transfer.difference(material)):
+            raise ValueError(why)
+        return transfer
+
     @field_validator("initial")
     @classmethod
     def _initial_files_fit(cls, initial: InitialSpec, info: ValidationInfo) -> InitialSpec:
@@ -295,9 +329,15 @@ class CampaignConfig(Spec):
     def to_dict(self) -> dict[str, Any]:
         """Plain JSON-able data; `config_from_dict` reads it back to an equal config. Keys a
         file leaves unset and older versions did not have (``space``, a target's
-        ``low``/``high``) are left out, so a campaign started before keeps its fingerprint."""
+        ``low``/``high``, an empty ``constraints``) are left out, so a campaign started before keeps its fingerprint."""
         data = self.model_dump(mode="json")
         data["targets"] = [t.to_dict() for t in self.targets]
+        if self.constraints:  # unconstrained campaigns keep the fingerprint they had before constraints
+            data["constraints"] = [c.to_dict() for c in self.constraints]
+        else:
+            del data["constraints"]
+        if self.transfer is None:  # campaigns without [transfer] keep the fingerprint they had before it
+            del data["transfer"]
         if self.space is None:
             del data["space"]
         else:

@@ -16,7 +16,10 @@ from typing import Any, get_args
 from pydantic import BaseModel, ConfigDict, ValidationError
 from pydantic_core import ErrorDetails
 
-__all__ = ["NO_VALUE", "Spec", "error_lines"]
+__all__ = ["NO_VALUE", "Problem", "Spec", "error_lines", "problems_of"]
+
+# one mistake: where (relative to the error's own location), what is wrong, the value found or `NO_VALUE`
+Problem = tuple[tuple[int | str, ...], str, Any]
 
 
 class Spec(BaseModel):
@@ -81,13 +84,27 @@ def _line(loc: Sequence[int | str], message: str, got: Any = NO_VALUE) -> str:
     return f"  - {where}: {message} (got {shown if len(shown) <= 80 else shown[:77] + '...'})"
 
 
-def error_lines(exc: ValidationError, root: type[BaseModel]) -> list[str]:
-    """One line per mistake in ``exc``, raised while validating ``root``."""
-    lines: list[str] = []
+def problems_of(exc: ValidationError, root: type[BaseModel], at: Sequence[int | str] = ()) -> list[Problem]:
+    """``exc``'s mistakes as ``(location, what is wrong, value)`` problems, locations relative
+    to ``at``, where ``exc`` was raised inside ``root``.
+
+    A validator wrapping another (a list whose entries are checked one by one) turns the
+    inner mistakes into problems with this and raises them together with problems of its
+    own in one ``innloop_many`` error: otherwise a failed entry would hide every check that
+    needs the whole list, and the user would fix the file in two rounds.
+    """
+    out: list[Problem] = []
     for err in exc.errors(include_url=False):
         many = (err.get("ctx") or {}).get("problems")
         if err["type"] == "innloop_many" and many:
-            lines += [_line((*err["loc"], *sub), message, got) for sub, message, got in many]
+            out += [((*err["loc"], *sub), message, got) for sub, message, got in many]
         else:
-            lines.append(_line(err["loc"], *_describe(root, err)))
-    return lines
+            whole = err.copy()  # `_describe` looks up the keys a model has by the full location
+            whole["loc"] = (*at, *err["loc"])
+            out.append((tuple(err["loc"]), *_describe(root, whole)))
+    return out
+
+
+def error_lines(exc: ValidationError, root: type[BaseModel]) -> list[str]:
+    """One line per mistake in ``exc``, raised while validating ``root``."""
+    return [_line(loc, message, got) for loc, message, got in problems_of(exc, root)]

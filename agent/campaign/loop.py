@@ -47,6 +47,7 @@ from agent.design.funnel import Candidates
 from agent.design.metrics import mean_nn_distance
 from agent.design.sampling import LocalSampler, Sampler
 from agent.design.trained import TrainedModels
+from agent.models.transfer import TransferSource
 from oracles.base import MeasuresPool, Oracle, design_digest
 
 __all__ = ["Context", "Leftovers", "gather", "measure", "step", "update"]
@@ -67,6 +68,7 @@ class Context:
     log: Callable[[str], None] = lambda _m: None
     # runs one named stage; a Prefect flow swaps in one that makes each stage a task
     run_stage: StageRunner = lambda _name, fn: fn()
+    transfer: TransferSource | None = None  # [transfer]'s source, loaded once per run (agent.campaign.transfer)
 
 
 @dataclass(frozen=True)
@@ -116,7 +118,7 @@ def gather(
         pool = space.to_unit(space.from_frame(oracle.pool(), source=f"{oracle.name} pool"))
     path = state.config.initial.designs
     designs = read_designs(path, state.config.design_material()) if path and plan.first_batch(state) else None
-    return PlanInputs(previous, left.models, pool, left.pending(state), designs, ctx.sampler)
+    return PlanInputs(previous, left.models, pool, left.pending(state), designs, ctx.sampler, ctx.transfer)
 
 
 # -- the step ---------------------------------------------------------------------------------

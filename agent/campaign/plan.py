@@ -10,7 +10,8 @@ The four planning stages of `agent.campaign.loop.step`, in order:
               loop's settings (`loop_funnel`), or the rows of an oracle that measures only
               its own pool;
 4. `choose`   the batch: random while there is too little data, else the batch-aware
-              acquisition (BoTorch window probability and uncertainty, `choose_batch`),
+              acquisition (BoTorch window probability, times the probability of
+              meeting ``[[constraints]]``, and uncertainty, `choose_batch`),
               each target's hits spread over the families of designs its models believe
               reach it (`believed_families`; those designs join the candidates).
 
@@ -33,6 +34,7 @@ import torch
 from botorch.models.model import Model
 
 from agent.campaign.batch import Batch
+from agent.campaign.feasibility import believed_feasible, log_feasible, with_feasibility_models
 from agent.campaign.state import (
     DEFAULT_FAMILIES,
     CampaignState,
@@ -51,6 +53,7 @@ from agent.design.sampling import LocalSampler, Sampler
 from agent.design.trained import TrainedModels
 from agent.models.gp import fit_gp
 from agent.models.surrogate import EnsembleConfig, SurrogateEnsemble
+from agent.models.transfer import ScaleMap, TransferSource
 from generators import make_generator
 from generators.base import TrainConfig
 
@@ -65,6 +68,7 @@ __all__ = [
     "refine",
     "retrain",
     "sample",
+    "transfer_map",
     "with_acquisition_model",
 ]
 
@@ -104,6 +108,7 @@ class PlanInputs:
     pending: np.ndarray | None = None
     designs: np.ndarray | None = None
     sampler: Sampler = field(default_factory=LocalSampler)
+    source: TransferSource | None = None  # [transfer]: informs the models, never a measurement
 
 
 def first_batch(state: CampaignState) -> bool:
@@ -136,19 +141,42 @@ def _rng(state: CampaignState, stage: int) -> np.random.Generator:
 
 # -- 1. retrain ------------------------------------------------------------------------------
 def retrain(state: CampaignState, given: PlanInputs) -> TrainedModels | None:
-    """This iteration's models: those a killed run saved, or fitted now; with the acquisition's model."""
-    models = given.trained if given.trained is not None else _fit(state, given.previous, given.pool is not None)
-    return with_acquisition_model(state, models)
+    """This iteration's models: those a killed run saved, or fitted now; with the acquisition's
+    model and the models of the constrained properties (both refitted from the ledger)."""
+    source = given.source
+    models = given.trained if given.trained is not None else _fit(state, given.previous, given.pool is not None, source)
+    if models is not None and source is not None:  # the map, in metrics.json and `innloop status`
+        record = source.record(transfer_map(state, source), n_observed(state))
+        models = replace(models, fit=models.fit | {"transfer": record})
+    return with_feasibility_models(state, with_acquisition_model(state, models, source))
 
 
-def _fit(state: CampaignState, previous: TrainedModels | None, pool: bool) -> TrainedModels | None:
-    """Fit the surrogate and (unless the oracle measures a pool) the generator on every observation.
+def transfer_map(state: CampaignState, source: TransferSource) -> ScaleMap:
+    """The source's map onto this campaign's scale, fitted on its results so far (`agent.models.transfer`)."""
+    return source.fit_map(*observed(state))
+
+
+def n_observed(state: CampaignState) -> int:
+    return len(observed(state)[1])
+
+
+def _fit(
+    state: CampaignState, previous: TrainedModels | None, pool: bool, source: TransferSource | None = None
+) -> TrainedModels | None:
+    """Fit the surrogate and (unless the oracle measures a pool) the generator on every observation,
+    plus, with a transfer ``source``, its replayed rows on this campaign's scale (`TransferSource.replay`);
+    those train the networks but never calibrate the surrogate's σ (the measurements alone do).
 
     A warm start trains copies of ``previous``'s models, so the bundle passed in stays as it was.
     """
     U, y = observed(state)
     if len(y) < MIN_TRAIN:
         return None
+    measured = None  # the rows σ may be calibrated on: the measurements, never the replay
+    if source is not None:
+        replay_U, replay_y = source.replay(transfer_map(state, source), len(y), state.config.seed)
+        measured = np.arange(len(y) + len(replay_y)) < len(y)
+        U, y = np.vstack([U, replay_U]), np.concatenate([y, replay_y])
     m = state.config.models
     if previous is not None:
         surrogate = copy.deepcopy(previous.surrogate)
@@ -157,7 +185,7 @@ def _fit(state: CampaignState, previous: TrainedModels | None, pool: bool) -> Tr
             members=m.members, epochs=m.surrogate_epochs, warm_epochs=m.surrogate_warm_epochs, seed=state.config.seed
         )
         surrogate = SurrogateEnsemble(U.shape[1], cfg)
-    summary = surrogate.fit(U, y, warm_start=True)
+    summary = surrogate.fit(U, y, warm_start=True, calibrate=measured)
     fit: dict[str, Any] = {"n_train": len(y), "surrogate_s": summary.seconds, "sigma_scale": summary.sigma_scale}
     fit["warm"] = summary.warm_started
     generator = copy.deepcopy(previous.generator) if previous is not None and previous.generator is not None else None
@@ -175,9 +203,12 @@ def _tensor(a: np.ndarray) -> torch.Tensor:
     return torch.as_tensor(a, dtype=torch.float32)
 
 
-def with_acquisition_model(state: CampaignState, models: TrainedModels | None) -> TrainedModels | None:
+def with_acquisition_model(
+    state: CampaignState, models: TrainedModels | None, source: TransferSource | None = None
+) -> TrainedModels | None:
     """``models`` with the acquisition's GP fitted when the config asks for one (a new bundle;
-    deterministic for given data); unchanged otherwise."""
+    deterministic for given data), its prior mean the mapped transfer ``source`` if any;
+    unchanged otherwise."""
     m = state.config.models
     if models is None or m.acquisition != "gp" or models.acquisition is not None:
         return models
@@ -189,6 +220,7 @@ def with_acquisition_model(state: CampaignState, models: TrainedModels | None) -
         targets=anchors(state),
         max_points=m.gp_max_points,
         seed=state.config.seed,
+        prior=None if source is None else source.prior(transfer_map(state, source)),
     )
     return replace(models, acquisition=gp)
 
@@ -259,7 +291,16 @@ def choose(
         for t, f, h in zip(cfg.targets, fams, hits)
     ]
     choice = choose_batch(
-        lpf, sigma, U, still_wanted(state, fams), sel, pending=pending, hits=hits, hit_ok=hit_ok, spread=spread
+        lpf,
+        sigma,
+        U,
+        still_wanted(state, fams),
+        sel,
+        pending=pending,
+        hits=hits,
+        hit_ok=hit_ok,
+        spread=spread,
+        log_feasible=log_feasible(state, models, U),  # P(window) × P(feasible) under [[constraints]]
     )
     mean, std = _predict(scorer, U[choice.index])
     return Batch(U[choice.index], choice.target, choice.reason, mean, std, choice.score), cands
@@ -291,7 +332,8 @@ def believed_families(
     Believed designs: with a pool, its rows the surrogate predicts in the target's range;
     otherwise ``BELIEF_SAMPLES`` uniform valid designs (stream ``50 + t``; fewer when
     ``[loop] samples_per_target`` asks for fewer generator draws) localized onto the
-    surrogate's level set of the target's anchor, those that reached the range. Uniform
+    surrogate's level set of the target's anchor, those that reached the range and whose
+    constrained properties' models put them within their limits (``[[constraints]]``). Uniform
     starts cover every basin the surrogate has, so k-means finds its regions instead of
     splitting the densest one. ``targets[t].families`` families per target
     (`DEFAULT_FAMILIES` unset); ``families = 1`` leaves hits to probability alone (``None``).
@@ -301,6 +343,7 @@ def believed_families(
     found: list[np.ndarray] = []
     pool = given.pool
     pool_mean = surrogate.predict(pool)[0] if pool is not None and len(pool) else None  # once for every target
+    pool_ok = believed_feasible(state, models, pool) if pool is not None else None
     for i, (t, anchor) in enumerate(zip(state.config.targets, anchors(state))):
         mean = pool_mean
         if pool is not None:
@@ -310,7 +353,8 @@ def believed_families(
             U = localize(surrogate, U, anchor, BELIEF_LOCALIZE).U
             U = snap_candidates(space, U[space.valid_mask(space.from_unit(U))])[0]
             mean = surrogate.predict(U)[0] if len(U) else None
-        inside = t.range.contains(mean) if mean is not None else np.zeros(0, dtype=bool)
+        ok = pool_ok if pool_ok is not None else believed_feasible(state, models, U)
+        inside = t.range.contains(mean) & ok if mean is not None else np.zeros(0, dtype=bool)
         found.append(U[inside])  # a target asking families = 1 still gets these as candidates
         k = t.families or DEFAULT_FAMILIES
         fams.append(believed_families_of(U, inside, k, seed=state.config.seed) if k > 1 else None)

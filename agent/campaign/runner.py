@@ -16,28 +16,33 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 
 from agent.campaign.config import CampaignConfig, config_from_dict
+from agent.campaign.constraints import check_oracle_values, unmeasured, unmeasured_message
 from agent.campaign.loop import Context, step
 from agent.campaign.monitor import Monitor
 from agent.campaign.monitor import current as current_monitor
 from agent.campaign.state import (
     CampaignState,
     families_covered,
+    feasible_rows,
     hit_designs,
     hit_table,
     latest_families,
+    ledger_arrays,
     missing_hits,
     stop_reason,
 )
 from agent.campaign.store import CampaignStore
-from agent.core.errors import ConfigError, InnloopError, StateError
+from agent.campaign.transfer import load_transfer
+from agent.core.errors import CampaignStopped, ConfigError, InnloopError, StateError
 from agent.core.materials import read_observations
 from agent.design.sampling import LocalSampler, Sampler
 from agent.design.trained import SURROGATE_FILE, TrainedModels
 from oracles import make_oracle, oracle_class
-from oracles.base import Oracle
+from oracles.base import NamesValues, Oracle
 
 PAUSED = "paused after"  # the reason of a run that stopped at its own iteration limit
 
@@ -137,6 +142,10 @@ def run_campaign(
     the one installed by `agent.campaign.monitor.watching`); ``log`` hears every message as well as
     one line per iteration.
 
+    Raises `CampaignStopped` when the latest results of an oracle that does not declare its
+    values lack a ``[[constraints]]`` value (`agent.campaign.constraints.unmeasured`): no hit
+    could come. Everything is kept; run again once the cause is fixed.
+
     Torch runs with ``$INNLOOP_TORCH_THREADS`` threads (default 1): the models are small,
     and on a shared or small machine more threads than free cores slow training by
     orders of magnitude (spinning OpenMP workers), not the other way round.
@@ -190,6 +199,12 @@ def _run_locked(
         if isinstance(exc, InnloopError):
             raise ConfigError(f"invalid configuration {config.source}: oracle.settings: {exc}") from None
         raise
+    try:  # an oracle that names its values and lacks a limited one: refused before anything is submitted
+        check_oracle_values(config.constraints, oracle)
+    except ConfigError as exc:
+        if fresh:
+            (store.root / "config.json").unlink(missing_ok=True)
+        raise ConfigError(f"invalid configuration {config.source}: {exc}") from None
     started = time.time()
     wall = config.budget.wall_time_s
 
@@ -208,12 +223,23 @@ def _run_locked(
     )
     if run_stage is not None:
         ctx = replace(ctx, run_stage=run_stage)
+    if config.transfer is not None:  # a ledger source pinned on the first run; its model trained once, then cached
+        ctx = replace(ctx, transfer=load_transfer(config, state_dir))
     models, _ = last_models(store, state)
     monitor.started(state)
     if state.iteration:
         say(f"resuming {config.name} after iteration {state.iteration - 1}: {state.calls} results in the ledger")
-    first = state.iteration
+    first, known, warned = state.iteration, {r.seq for r in state.records}, False
+    declared = isinstance(oracle, NamesValues)  # checked above, before anything was sent
     while (reason := stop_reason(state, run_started=started)) is None:
+        # a constrained value missing from the latest results: an oracle that does not declare its values
+        # may not measure it (stop: no hit could ever come); one that does has a setup problem (say so)
+        if missing := unmeasured(state.records, config.constraints, known=known):
+            if not declared:
+                raise CampaignStopped(unmeasured_message(missing, config.oracle.name, state.records))
+            if not warned:
+                say(unmeasured_message(missing, config.oracle.name, state.records, declared=True))
+                warned = True
         if max_iterations is not None and state.iteration - first >= max_iterations:
             reason = f"{PAUSED} {max_iterations} iteration(s) of this run (--iterations); run again to go on"
             break
@@ -246,8 +272,11 @@ def campaign_status(state_dir: str | Path, name: str) -> dict[str, Any]:
     Per target also the families of its believed solution set (`agent.campaign.state.latest_families`)
     that hold one of its hits: ``families`` (``None`` before any model, or with ``families = 1``),
     ``families_total`` (how many the models last found) and ``families_wanted`` (the config's
-    ``families``, ``None`` unset); each hit design row then says its ``family`` (index into
-    those families, ``None`` without them; left out where a design column is called ``family``).
+    ``families``, ``None`` unset); ``infeasible_in_window``: its in-window measurements that a
+    ``[[constraints]]`` limit barred from being hits. ``constraints`` lists the limits (with a
+    ``label``) and ``infeasible`` counts the completed measurements outside them. Each hit
+    design row carries its constrained values and says its ``family`` (index into those
+    families, ``None`` without them; left out where a design column is called ``family``).
     """
     store = CampaignStore(state_dir, name)
     if not store.exists():
@@ -271,6 +300,7 @@ def campaign_status(state_dir: str | Path, name: str) -> dict[str, Any]:
     statuses: dict[str, int] = {}
     for r in records:
         statuses[r.result.status.value] = statuses.get(r.result.status.value, 0) + 1
+    infeasible = _infeasible(state)
     return {
         "campaign": name,
         "state": str(store.root),
@@ -293,16 +323,28 @@ def campaign_status(state_dir: str | Path, name: str) -> dict[str, Any]:
                 "families": c,
                 "families_wanted": t.families,
                 "families_total": None if f is None else f.k,
+                "infeasible_in_window": n_out,
                 "designs": h,
             }
-            for t, h, m, c, f in zip(config.targets, hits, missing_hits(state), covered, fams)
+            for t, h, m, c, f, n_out in zip(config.targets, hits, missing_hits(state), covered, fams, infeasible[1])
         ],
+        "constraints": [c.to_dict() | {"label": c.label()} for c in config.constraints],
+        "infeasible": infeasible[0],
         "elapsed_s": history[-1].get("elapsed_s") if history else 0.0,
+        "transfer": (history[-1].get("fit") or {}).get("transfer") if history else None,  # [transfer]'s map
         "done": stop_reason(state) is not None and not (inflight and inflight.get("jobs")),
     }
 
 
 FAMILY = "family"  # the key of a hit design row naming its family in `campaign_status`
+
+
+def _infeasible(state: CampaignState) -> tuple[int, list[int]]:
+    """Completed measurements outside a ``[[constraints]]`` limit (or without its value), and
+    per target those of them inside its window: what would have been hits but for the limits."""
+    _, y = ledger_arrays(state)
+    out = (~feasible_rows(state)) & np.isfinite(y)
+    return int(out.sum()), [int((out & t.range.contains(y)).sum()) for t in state.config.targets]
 
 
 def _status_history(store: CampaignStore, config: CampaignConfig, last: int) -> list[dict[str, Any]]:

@@ -20,6 +20,7 @@ import numpy as np
 from scipy.spatial import cKDTree
 
 from agent.campaign.config import CampaignConfig
+from agent.campaign.constraints import feasible, limit_values
 from agent.campaign.ledger import LedgerRecord
 from agent.core.space import DesignSpace
 from agent.core.targets import TargetRange
@@ -34,6 +35,7 @@ __all__ = [
     "diverse_hits",
     "failure_report",
     "families_covered",
+    "feasible_rows",
     "hit_designs",
     "latest_families",
     "ledger_arrays",
@@ -91,6 +93,14 @@ def ledger_arrays(state: CampaignState, *, arrival: bool = False) -> tuple[np.nd
     return space.to_unit(X), y
 
 
+def feasible_rows(state: CampaignState) -> np.ndarray:
+    """``(n,)`` bool over `ledger_arrays`' rows (the canonical order): every ``[[constraints]]``
+    value present and within its bounds (`agent.campaign.constraints`); all true for an
+    unconstrained campaign."""
+    limits = state.config.constraints
+    return feasible(limit_values(state.records, limits), limits)
+
+
 def observed(state: CampaignState) -> tuple[np.ndarray, np.ndarray]:
     """Unit-box ``U (n, d)`` and values ``y (n,)`` of every completed measurement plus the prior."""
     U, y = ledger_arrays(state)
@@ -107,15 +117,19 @@ def measured_unit(state: CampaignState) -> np.ndarray:
     return ledger_arrays(state)[0]
 
 
-def diverse_hits(U: np.ndarray, y: np.ndarray, target: TargetRange, min_distance: float) -> np.ndarray:
+def diverse_hits(
+    U: np.ndarray, y: np.ndarray, target: TargetRange, min_distance: float, feasible: np.ndarray | None = None
+) -> np.ndarray:
     """Indices of the diverse hits among ``U (n, d)``, ``y (n,)`` taken in order.
 
-    A row is a hit when ``y`` lies in the target's range; it counts when it lies at least
+    A row is a hit when ``y`` lies in the target's range and, with ``feasible (n,)`` given
+    (`feasible_rows`), the row is feasible; it counts when it lies at least
     ``min_distance`` (unit box) from every hit counted before it. Taken in `canonical_order`,
     iteration by iteration, the count is a property of the campaign's history that the
     results of later iterations cannot lower.
     """
-    idx = np.flatnonzero(target.contains(y))
+    inside = target.contains(y)
+    idx = np.flatnonzero(inside if feasible is None else inside & np.asarray(feasible, dtype=bool))
     kept: list[int] = []
     for i in idx:
         if all(np.linalg.norm(U[i] - U[j]) >= min_distance for j in kept):
@@ -126,11 +140,12 @@ def diverse_hits(U: np.ndarray, y: np.ndarray, target: TargetRange, min_distance
 def _campaign_hits(state: CampaignState) -> tuple[np.ndarray, np.ndarray, list[np.ndarray]]:
     """Oracle-measured rows only (prior data are not discoveries) and hit indices per target.
 
-    Rows without a value (failures) are never hits: NaN lies in no range.
+    Rows without a value (failures) are never hits: NaN lies in no range; nor are rows
+    outside a ``[[constraints]]`` limit or without its value.
     """
     U, y = ledger_arrays(state)
-    md = state.config.loop.min_distance
-    return U, y, [diverse_hits(U, y, t.range, md) for t in state.config.targets]
+    md, ok = state.config.loop.min_distance, feasible_rows(state)
+    return U, y, [diverse_hits(U, y, t.range, md, ok) for t in state.config.targets]
 
 
 def hit_designs(state: CampaignState) -> list[np.ndarray]:
@@ -140,12 +155,21 @@ def hit_designs(state: CampaignState) -> list[np.ndarray]:
 
 
 def hit_table(state: CampaignState) -> list[list[dict[str, Any]]]:
-    """Per target, its diverse hits as physical designs with the measured value."""
+    """Per target, its diverse hits as physical designs with the measured value (and each
+    ``[[constraints]]`` value, which a hit always has)."""
     U, y, idx = _campaign_hits(state)
+    limits = state.config.constraints
+    extra = limit_values(state.records, limits)
     out = []
     for ids in idx:
         X = state.space.from_unit(U[ids]) if len(ids) else np.zeros((0, state.space.dim))
-        out.append([row | {state.target_name: float(y[i])} for row, i in zip(state.space.to_rows(X), ids)])
+        rows = state.space.to_rows(X)
+        out.append(
+            [
+                row | {state.target_name: float(y[i])} | {c.property: float(extra[i, j]) for j, c in enumerate(limits)}
+                for row, i in zip(rows, ids)
+            ]
+        )
     return out
 
 

@@ -239,8 +239,9 @@ def _num(v: float | str) -> str:
 
 
 def hits_table(status: dict[str, Any], units: dict[str, str], target: str, target_unit: str) -> Table:
-    """The campaign's diverse hits per target, one row each, units in the header; last, the
-    family each hit lies in (`agent.campaign.runner.campaign_status`) once there are families."""
+    """The campaign's diverse hits per target, one row each, units in the header; then each
+    ``[[constraints]]`` value the hit satisfied (e.g. its strain energy); last, the family each
+    hit lies in (`agent.campaign.runner.campaign_status`) once there are families."""
 
     def head(name: str, unit: str) -> str:
         return f"{name} ({unit})" if unit else name
@@ -253,12 +254,17 @@ def hits_table(status: dict[str, Any], units: dict[str, str], target: str, targe
     for n in names:
         table.add_column(head(n, units[n]), justify="right")
     table.add_column(head(target, target_unit), justify="right")
+    limited = [c["property"] for c in status.get("constraints", [])]
+    for n in limited:
+        table.add_column(n, justify="right")
     if family:
         table.add_column("family", justify="right")
     for t in status["targets"]:
         label = t["label"]
         if not t["designs"]:
-            table.add_row(label, "-", *["" for _ in names], "no hits yet", *([""] if family else []))
+            table.add_row(
+                label, "-", *["" for _ in names], "no hits yet", *["" for _ in limited], *([""] if family else [])
+            )
         for i, row in enumerate(t["designs"], 1):
             where = row.get("family") if family else None
             cells = [_num(row[n]) for n in names]
@@ -267,6 +273,7 @@ def hits_table(status: dict[str, Any], units: dict[str, str], target: str, targe
                 str(i),
                 *cells,
                 f"{row[target]:.3f}",
+                *[_num(row[n]) for n in limited],
                 *([] if not family else ["-" if where is None else str(where)]),
             )
         table.add_section()

@@ -132,6 +132,7 @@ def _run(args: argparse.Namespace) -> int:
 
 def _status(args: argparse.Namespace) -> int:
     from agent.campaign.runner import campaign_status  # the campaign's stack: see the note at the top
+    from agent.campaign.transfer import transfer_line  # as above
 
     status = campaign_status(str(resolve_state_dir(args.state)), args.campaign)
     if args.json:
@@ -143,8 +144,14 @@ def _status(args: argparse.Namespace) -> int:
         + (", done" if status["done"] else "")
     )
     print("results: " + ", ".join(f"{k} {v}" for k, v in sorted(status["results"].items())))
+    if status["constraints"]:
+        limits = ", ".join(c["label"] for c in status["constraints"])
+        print(f"constraints: {limits}; {status['infeasible']} completed measurements infeasible")
     for t in status["targets"]:
-        print(f"target {t['label']}: {t['hits']} of {t['wanted']} diverse hits" + _families_said(t))
+        barred = f", {t['infeasible_in_window']} in the window but infeasible" if status["constraints"] else ""
+        print(f"target {t['label']}: {t['hits']} of {t['wanted']} diverse hits" + _families_said(t) + barred)
+    if line := transfer_line(status.get("transfer")):
+        print(line)
     return 0
 
 

@@ -192,7 +192,10 @@ def _finish(state_dir: str, name: str, reason: str, seconds: dict[str, float], m
     )
     console.print(
         f"{name}: {reason}; {status['oracle_calls']} oracle calls in {status['iterations']} iterations, "
-        f"diverse hits {hits}; {seconds['total']:.0f} s" + (f" ({phases})" if phases else ""),
+        f"diverse hits {hits}"
+        + (f" ({status['infeasible']} measurements infeasible)" if status["constraints"] else "")
+        + f"; {seconds['total']:.0f} s"
+        + (f" ({phases})" if phases else ""),
         highlight=False,
         markup=False,
         soft_wrap=True,

@@ -18,7 +18,9 @@ hit slots go first to likely candidates in regions no hit or pending design has 
 of mining the likeliest one (measured in ``benchmarks/coverage.py``).
 
 Exploitation slots rank by `LogProbabilityOfFeasibility` of the target window (the
-log-probability that the oracle value lands in ``[target - w, target + w]``); the
+log-probability that the oracle value lands in ``[target - w, target + w]``), times the
+probability of meeting the campaign's limits on other properties where it sets any
+(``[[constraints]]``, `log_feasibility`: a design in the window is worthless if infeasible); the
 exploration share ranks by `PosteriorStandardDeviation` among candidates that still have
 a fair chance of a hit, so an exploration slot teaches the model where it matters.
 Targets share a batch in proportion to what each still lacks (hits, or families without a
@@ -49,6 +51,7 @@ __all__ = [
     "Spread",
     "allocate",
     "choose_batch",
+    "log_feasibility",
     "log_window_probability",
     "posterior_std",
 ]
@@ -118,6 +121,19 @@ def log_window_probability(model: Model, U: np.ndarray, lower: float, upper: flo
     return _evaluate(acq, np.asarray(U), _dtype(model), chunk)
 
 
+def log_feasibility(limits: Sequence[tuple[Model | None, float, float]], U: np.ndarray) -> np.ndarray:
+    """``log P(feasible)`` at ``U (n, d)`` -> ``(n,)``: the sum over ``limits`` (a model of one
+    more property and its bounds, an infinite bound an open side) of the log Gaussian
+    probability of lying within the bounds, log(Φ((hi-μ)/σ) - Φ((lo-μ)/σ)), the properties
+    taken as independent. A limit without a model (too few measurements yet) adds nothing:
+    unknown is not infeasible, and only measuring there can tell."""
+    total = np.zeros(len(U))
+    for model, lo, hi in limits:
+        if model is not None:
+            total = total + log_window_probability(model, U, lo, hi)
+    return total
+
+
 def posterior_std(model: Model, U: np.ndarray, *, chunk: int = 8192) -> np.ndarray:
     """Posterior standard deviation of ``y`` at ``U (n, d)`` -> ``(n,)``."""
     return _evaluate(PosteriorStandardDeviation(model), np.asarray(U), _dtype(model), chunk)
@@ -171,6 +187,7 @@ def choose_batch(
     hits: Sequence[np.ndarray] | None = None,
     hit_ok: np.ndarray | None = None,
     spread: Sequence[Spread | None] | None = None,
+    log_feasible: np.ndarray | None = None,
 ) -> BatchChoice:
     """Pick up to ``batch_size`` rows of ``U (n, d)``.
 
@@ -188,11 +205,19 @@ def choose_batch(
     ``probe_share`` of them, to uncrowded candidates (a region no hit has reached, at least
     ``probe_floor`` likely, one per region), then to the least crowded candidates at least
     ``spread_floor`` as likely as the best one, likeliest first among equals.
+
+    ``log_feasible (n,)``: the log-probability that each row satisfies the campaign's limits on
+    other properties (`log_feasibility`); a hit must be in the window *and* feasible, so every
+    use of the window probability above (hits, spreading, the exploration floor, the score)
+    takes ``log_pf + log_feasible``, the log of P(window) × P(feasible). The exploration
+    share and its σ ranking are unchanged.
     """
     U = np.asarray(U, dtype=np.float64)
     n, dim = U.shape
     T = len(missing)
     log_pf = np.asarray(log_pf, dtype=np.float64).reshape(T, n)
+    if log_feasible is not None:
+        log_pf = log_pf + np.asarray(log_feasible, dtype=np.float64).reshape(1, n)
     empty = np.zeros((0, dim))
     pending = empty if pending is None else np.asarray(pending, dtype=np.float64).reshape(-1, dim)
     hit_sets = [empty] * T if hits is None else [np.asarray(h, dtype=np.float64).reshape(-1, dim) for h in hits]

@@ -3,7 +3,8 @@
 `TrainedModels` is innloop's one "models" concept: the deep-ensemble surrogate (it
 localizes candidates and gives their σ), the generator (it proposes designs; none for an
 oracle that measures only its own pool), the acquisition's model (the symmetry-invariant
-GP when a campaign asks for one) and what their fits reported. Each place that needs
+GP when a campaign asks for one), a model per constrained property (`agent.campaign.feasibility`)
+and what their fits reported. Each place that needs
 models gets this bundle, and each job on it is one function:
 
 - a campaign keeps one bundle per iteration in the iteration's folder: `TrainedModels.save`
@@ -51,6 +52,9 @@ class TrainedModels:
     generator: Generator | None = None
     acquisition: Model | None = None  # None: the acquisition scores on the surrogate
     fit: dict[str, Any] = field(default_factory=dict)
+    # one model per [[constraints]] entry (None: too few results carry it yet); like the
+    # acquisition's GP, refitted from the ledger each iteration, never saved
+    feasibility: tuple[Model | None, ...] = ()
 
     @property
     def scorer(self) -> Model:
@@ -156,6 +160,10 @@ class ModelCache:
     def _path(self, material: str, kind: str, key: str) -> Path:
         return Path(self.root) / "models" / material / f"{kind}-{key}.pt"
 
+    def surrogate_path(self, material: str, U: np.ndarray, y: np.ndarray, config: EnsembleConfig) -> Path:
+        """The file `surrogate` reads or writes for these rows and settings (it may not exist yet)."""
+        return self._path(material, "surrogate", fingerprint(U, y, extra={"surrogate": _plain(config)}))
+
     def surrogate(
         self,
         material: str,
@@ -165,8 +173,7 @@ class ModelCache:
         config: EnsembleConfig,
     ) -> tuple[SurrogateEnsemble, Path, bool]:
         """Return ``(model, path, trained_now)`` for unit-box ``U (n, d)`` and ``y (n,)``."""
-        key = fingerprint(U, y, extra={"surrogate": _plain(config)})
-        path = self._path(material, "surrogate", key)
+        path = self.surrogate_path(material, U, y, config)
         if path.exists() and not self.retrain:
             return SurrogateEnsemble.load(path), path, False
         model = SurrogateEnsemble(U.shape[1], config)

@@ -12,13 +12,18 @@ which is positive definite and invariant in both arguments when the length scale
 equal along each orbit of the group's coordinate permutations (they are tied here).
 Beyond ``max_points`` observations the GP is fitted on the rows closest to the targets
 (its cost grows with the cube of the rows), which keeps an iteration's overhead bounded.
+
+A ``prior`` mean (a campaign's transfer source, `agent.models.transfer.SourcePrior`)
+replaces the constant mean by that function plus a learned constant (`PriorMean`): the
+kernel then models what the prior gets wrong, and the posterior falls back to the prior
+only far from the data.
 """
 
 from __future__ import annotations
 
 import itertools
 import math
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 import numpy as np
 import torch
@@ -27,12 +32,13 @@ from botorch.fit import fit_gpytorch_mll
 from botorch.models import SingleTaskGP
 from botorch.models.transforms import Standardize
 from gpytorch.kernels import Kernel, MaternKernel, ScaleKernel
+from gpytorch.means import ConstantMean
 from gpytorch.mlls import ExactMarginalLogLikelihood
 from torch import Tensor
 
 from agent.core.materials.base import Symmetry
 
-__all__ = ["InvariantMatern", "fit_gp", "fit_marginal_likelihood", "symmetry_group"]
+__all__ = ["InvariantMatern", "PriorMean", "fit_gp", "fit_marginal_likelihood", "symmetry_group"]
 
 
 def symmetry_group(generators: Sequence[Symmetry], dim: int) -> list[Symmetry]:
@@ -109,6 +115,25 @@ class InvariantMatern(Kernel):
         return total / len(self.perms)
 
 
+class PriorMean(ConstantMean):
+    """A fixed prior ``f(X)`` (in the property's units) plus a learned constant, in the
+    standardised units the GP works in: ``(f(X) - mean) / std`` of its `Standardize`."""
+
+    def __init__(self, prior: Callable[[Tensor], Tensor]) -> None:
+        super().__init__()
+        self.prior = prior
+        self.register_buffer("y_mean", torch.zeros((), dtype=torch.float64))
+        self.register_buffer("y_std", torch.ones((), dtype=torch.float64))
+
+    def standardise_like(self, transform: Standardize) -> None:
+        """Take the outcome transform's mean and spread (set when the model was built)."""
+        self.y_mean = transform.means.reshape(()).detach().clone()
+        self.y_std = transform.stdvs.reshape(()).detach().clone()
+
+    def forward(self, x: Tensor) -> Tensor:
+        return super().forward(x) + (self.prior(x) - self.y_mean) / self.y_std
+
+
 def fit_gp(
     U: np.ndarray,
     y: np.ndarray,
@@ -117,11 +142,12 @@ def fit_gp(
     targets: Sequence[float] = (),
     max_points: int = 500,
     seed: int = 0,
+    prior: Callable[[Tensor], Tensor] | None = None,
 ) -> SingleTaskGP:
     """Fit an exact GP (float64, standardised outputs) on at most ``max_points`` rows.
 
     With more rows, each target keeps an equal share of the rows whose value lies closest
-    to it (without targets: the most recent rows).
+    to it (without targets: the most recent rows). ``prior``: a prior mean (`PriorMean`).
     """
     U = np.asarray(U, dtype=np.float64)
     y = np.asarray(y, dtype=np.float64)
@@ -133,7 +159,12 @@ def fit_gp(
         InvariantMatern(symmetry_group(symmetries, dim), dim) if symmetries else MaternKernel(nu=2.5, ard_num_dims=dim)
     )
     torch.manual_seed(seed)
-    model = SingleTaskGP(X, Y, covar_module=ScaleKernel(base), outcome_transform=Standardize(1))
+    mean = PriorMean(prior) if prior is not None else None
+    model = SingleTaskGP(X, Y, covar_module=ScaleKernel(base), mean_module=mean, outcome_transform=Standardize(1))
+    if mean is not None:
+        transform = model.outcome_transform
+        assert isinstance(transform, Standardize)
+        mean.standardise_like(transform)
     fit_marginal_likelihood(ExactMarginalLogLikelihood(model.likelihood, model))
     model.eval()
     return model

@@ -9,7 +9,8 @@ Why this shape:
   loss. The signed gap stays informative inside the metallic region, which is what
   localization towards a 0 eV target needs.
 - The spread across members is rescaled by one factor fitted on held-out calibration
-  groups, so that ±2σ covers about 95 % of unseen rows.
+  groups, so that ±2σ covers about 95 % of unseen rows. Rows that are not measurements
+  (a transfer source's replay) can be kept out of that split (``fit(calibrate=...)``).
 
 Inputs are unit-box coordinates ``u`` in ``[0, 1]^d`` (see `agent.core.space.DesignSpace`).
 """
@@ -164,18 +165,29 @@ class SurrogateEnsemble(EnsembleModel):
         groups: np.ndarray | None = None,
         *,
         warm_start: bool = True,
+        calibrate: np.ndarray | None = None,
     ) -> FitSummary:
-        """Train on unit-box ``U (n, d)`` and targets ``y (n,)``; ``groups`` keeps duplicates together."""
+        """Train on unit-box ``U (n, d)`` and targets ``y (n,)``; ``groups`` keeps duplicates together.
+
+        ``calibrate``: boolean ``(n,)``, the rows the σ calibration may hold out (default
+        all). Rows outside it are always trained on and never calibrate σ: a campaign's
+        replayed transfer rows are a model's labels, not measurements (`agent.models.transfer`).
+        The split is drawn among the eligible rows' groups only, so with rows appended
+        outside it the held-out rows are those the eligible rows alone would give.
+        """
         U, y = _check_xy(U, y, self.dim)
         groups = np.arange(len(y)) if groups is None else np.asarray(groups)
         if groups.shape != y.shape:
             raise DataError(f"groups must have shape {y.shape}, got {groups.shape}")
+        eligible = np.ones(len(y), dtype=bool) if calibrate is None else np.asarray(calibrate, dtype=bool)
+        if eligible.shape != y.shape:
+            raise DataError(f"calibrate must have shape {y.shape}, got {eligible.shape}")
         cfg = self.config
         warm = warm_start and self.fitted
         rng = np.random.default_rng(cfg.seed)
-        uniq = rng.permutation(np.unique(groups))
+        uniq = rng.permutation(np.unique(groups[eligible]))
         n_cal_groups = round(cfg.calibration_fraction * len(uniq))
-        cal_mask = np.isin(groups, uniq[:n_cal_groups])
+        cal_mask = np.isin(groups, uniq[:n_cal_groups]) & eligible
         tr_U, tr_y = U[~cal_mask], y[~cal_mask]
         if len(tr_y) < 2:
             raise DataError("need at least two training rows outside the calibration split")

@@ -23,14 +23,17 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from agent.campaign.state import diverse_hits, ledger_arrays
+from agent.campaign.constraints import feasible
+from agent.campaign.state import feasible_rows, ledger_arrays
 from agent.core.atomic import write_bytes, write_json, write_text
 from agent.core.errors import ConfigError, StateError
 from agent.insight import SwitchingReport
 from agent.report import figures, tables
 from agent.report.cache import ArrayCache, cache_dir
+from agent.report.dft import campaign_dft
 from agent.report.export import best_hit_table, clear_scratch, export_structures, write_csv
 from agent.report.families import families_summary, families_table, hit_families, report_families
+from agent.report.feasibility import hit_frames, rules_with_limits
 from agent.report.html import render
 from agent.report.inputs import (
     ReportInputs,
@@ -93,19 +96,6 @@ def default_confirm(oracle_name: str) -> int:
     return 20 if oracle_name == "table" else 0
 
 
-def _hit_frames(inputs: ReportInputs, targets: list[Target]) -> list[pd.DataFrame]:
-    """Per target, the campaign's measured diverse hits (design columns in real values, plus the value)."""
-    U, y = ledger_arrays(inputs.state)
-    space, name = inputs.material.space, inputs.material.target
-    out = []
-    for t in targets:
-        idx = diverse_hits(U, y, t.range, inputs.config.loop.min_distance)
-        frame = design_frame(space, space.from_unit(U[idx]))
-        frame[name] = y[idx]
-        out.append(frame)
-    return out
-
-
 def _no_switching(why: str) -> tuple[SwitchingReport, ConfirmStats]:
     """The switching results of a report that has none: no pairs, and why (``switching``)."""
     columns = ["rank", "distance", "change", "verified", "confirmed", "note"]
@@ -114,14 +104,20 @@ def _no_switching(why: str) -> tuple[SwitchingReport, ConfirmStats]:
     return SwitchingReport(pd.DataFrame(columns=columns), summary), ConfirmStats()
 
 
-def _random_basis(inputs: ReportInputs) -> tuple[np.ndarray | None, np.ndarray | None, str]:
-    if inputs.data is not None:
-        return inputs.data.U, inputs.data.y, "replaying the bundled data (drawn uniformly over the design box)"
+def _random_basis(inputs: ReportInputs) -> tuple[np.ndarray | None, np.ndarray | None, np.ndarray | None, str]:
+    """Designs drawn uniformly with their values, and which of them meet the campaign's limits
+    (``None``: no limits); the bundled data serve only when they carry every limited value."""
+    limits = inputs.config.constraints
+    data = inputs.data
+    if data is not None and all(c.property in data.frame.columns for c in limits):
+        ok = feasible(data.frame[[c.property for c in limits]].to_numpy(dtype=np.float64), limits) if limits else None
+        return data.U, data.y, ok, "replaying the bundled data (drawn uniformly over the design box)"
     U, y = ledger_arrays(inputs.state)
     keep = np.array([r.tag.startswith("seed") for r in inputs.state.records], dtype=bool)
     if not keep.any():
-        return None, None, "no uniform random designs to estimate it from"
-    return U[keep], y[keep], "replaying the campaign's own uniform random seed designs"
+        return None, None, None, "no uniform random designs to estimate it from"
+    ok = feasible_rows(inputs.state)[keep] if limits else None
+    return U[keep], y[keep], ok, "replaying the campaign's own uniform random seed designs"
 
 
 def _batches(inputs: ReportInputs) -> list[tuple[int, pd.DataFrame]]:
@@ -181,7 +177,8 @@ def _build(state_dir: str | Path, name: str, opt: ReportOptions, log: Callable[[
     lap("load")
 
     sets = candidate_sets(inputs, targets, opt.samples, opt.seed)
-    hits = _hit_frames(inputs, targets)
+    hits = hit_frames(inputs.state, mat, targets)
+    limited = [c.property for c in cfg.constraints]
     found, families_at = report_families(inputs.state, inputs.models_iteration)  # the campaign's targets only
     lap("candidates")
 
@@ -223,22 +220,41 @@ def _build(state_dir: str | Path, name: str, opt: ReportOptions, log: Callable[[
         t["design_rules"], t["design_rules_quantiles"] = tables.design_rule_tables(targets[:n_campaign], sets, mat)
     if pair is not None:
         t["switching_pairs"], t["umap_switching"] = sw.table, emb.switching
-    rU, ry, basis = _random_basis(inputs)
+    if cfg.constraints:  # the design rules over measured designs, with and without the limits
+        t["design_rules_limits"], t["design_rules_limits_quantiles"] = rules_with_limits(
+            inputs.state, mat, targets[:n_campaign], not gaps.strain
+        )
+    rU, ry, rok, basis = _random_basis(inputs)
     camp = targets[:n_campaign]
-    t["campaign_hits"] = tables.hits_table(U_l, y_ledger, camp, cfg.loop.min_distance, rU, ry, seed=opt.seed)
+    t["campaign_hits"] = tables.hits_table(
+        U_l,
+        y_ledger,
+        camp,
+        cfg.loop.min_distance,
+        rU,
+        ry,
+        seed=opt.seed,
+        feasible=feasible_rows(inputs.state),
+        random_feasible=rok,
+    )
     t["campaign_batch_error"] = tables.batch_error_table(inputs.state.history)
     points = tables.calibration_points(_batches(inputs), inputs.state.records, space, tname)
     t["campaign_calibration_points"], t["campaign_calibration"] = points, tables.calibration_curve(points)
     t["campaign_failures"] = tables.failure_table(inputs.state.records)
     t["campaign_stages"] = tables.stage_table(inputs.state.history)
+    dft = campaign_dft(inputs.state, [(tg.label, tg.range) for tg in camp])  # None: no hit ran in a DFT job
+    if dft is not None:
+        t["dft_evidence"] = dft[0]
     lap("tables")
 
     structure_files: list[Path] = []
+    # a DFT campaign's every hit is evidence: all of them as structures, not only the best
+    best = opt.best if dft is None else max([opt.best, *(len(h) for h in hits[:n_campaign])])
     if gaps.structures:
-        t["best_hits"] = best_hit_table(mat, camp, hits[:n_campaign], opt.best)
+        t["best_hits"] = best_hit_table(mat, camp, hits[:n_campaign], best, limited)
     else:
         t["structures"], structure_files = export_structures(
-            mat, camp, hits[:n_campaign], folder / "structures", opt.best
+            mat, camp, hits[:n_campaign], folder / "structures", best, limited
         )
     lap("structures")
 
@@ -281,7 +297,11 @@ def _build(state_dir: str | Path, name: str, opt: ReportOptions, log: Callable[[
         "notes": inputs.notes,
         "families": families_summary(targets[:n_campaign], found),
         "families_iteration": families_at,
+        "constraints": [c.label() for c in cfg.constraints],
+        "infeasible": int((~feasible_rows(inputs.state) & np.isfinite(y_ledger)).sum()),
     }
+    if dft is not None:
+        summary["dft"] = dft[1]
     title, intro, body = sections(inputs, plan, stats, summary, t, pngs)
     html_path = write_text(folder / "report.html", render(title, intro, body))
     lap("html")

@@ -26,10 +26,11 @@ from typing import Any
 import pandas as pd
 
 from agent.campaign.ledger import LedgerRecord
-from agent.campaign.state import CampaignState
+from agent.campaign.state import CampaignState, diverse_hits, feasible_rows, ledger_arrays
+from agent.core.targets import TargetRange
 from oracles.gpaw_job import SPECTRUM_NAME, gap_from_eigenvalues
 
-__all__ = ["dft_cost", "dft_evidence", "records_cost", "reread_gap"]
+__all__ = ["campaign_dft", "dft_cost", "dft_evidence", "records_cost", "reread_gap"]
 
 AGREE_EV = 1e-6  # re-read and recorded gaps agree within rounding of the JSON files
 
@@ -109,3 +110,17 @@ def dft_evidence(hits: Sequence[tuple[str, LedgerRecord]], target_name: str) -> 
             }
         )
     return pd.DataFrame(rows)
+
+
+def campaign_dft(
+    state: CampaignState, targets: Sequence[tuple[str, TargetRange]]
+) -> tuple[pd.DataFrame, dict[str, Any]] | None:
+    """The evidence table of every diverse hit of ``targets`` (label, range) and the campaign's
+    cost with how many hits' gaps were re-read and agree; None when no hit ran in a job folder."""
+    U, y = ledger_arrays(state)
+    ok, md = feasible_rows(state), state.config.loop.min_distance
+    pairs = [(label, state.records[i]) for label, r in targets for i in diverse_hits(U, y, r, md, ok)]
+    table = dft_evidence(pairs, state.target_name)
+    if table.empty:
+        return None
+    return table, dft_cost(state) | {"hits": len(table), "hits_agree": int(table["agrees"].sum())}

@@ -38,29 +38,37 @@ def best_hits(hits: pd.DataFrame, target: Target, target_name: str, n: int) -> p
     return hits.iloc[order[:n]].reset_index(drop=True)
 
 
-def best_hit_table(material: Material, targets: Sequence[Target], hits: Sequence[pd.DataFrame], n: int) -> pd.DataFrame:
+def best_hit_table(
+    material: Material, targets: Sequence[Target], hits: Sequence[pd.DataFrame], n: int, extra: Sequence[str] = ()
+) -> pd.DataFrame:
     """The ``n`` best hits per target: ``target, rank``, the design columns in real values
-    (category names, integers) and the measured value."""
+    (category names, integers), the measured value and the ``extra`` measured values (the
+    campaign's constrained properties)."""
     space, name = material.space, material.target
     parts = []
     for t, frame in zip(targets, hits):
         best = best_hits(frame, t, name, n)
         if len(best):
-            part = best[[*space.names, name]].copy()
+            part = best[[*space.names, name, *extra]].copy()
             part.insert(0, "rank", np.arange(1, len(best) + 1))
             part.insert(0, "target", t.key)
             parts.append(part)
-    cols = ["target", "rank", *space.names, name]
+    cols = ["target", "rank", *space.names, name, *extra]
     return pd.concat(parts, ignore_index=True)[cols] if parts else pd.DataFrame(columns=cols)
 
 
 def export_structures(
-    material: Material, targets: Sequence[Target], hits: Sequence[pd.DataFrame], folder: Path, n: int
+    material: Material,
+    targets: Sequence[Target],
+    hits: Sequence[pd.DataFrame],
+    folder: Path,
+    n: int,
+    extra: Sequence[str] = (),
 ) -> tuple[pd.DataFrame, list[Path]]:
     """CIF and POSCAR of the ``n`` best hits per target into ``folder``; the table listing them.
 
-    Table columns: ``target, rank``, the design columns, the measured value, ``cif``,
-    ``poscar`` (paths relative to the report folder).
+    Table columns: ``target, rank``, the design columns, the measured value, the ``extra``
+    measured values (constrained properties), ``cif``, ``poscar`` (paths relative to the report folder).
     """
     space, name = material.space, material.target
     folder.mkdir(parents=True, exist_ok=True)
@@ -83,11 +91,12 @@ def export_structures(
                     "rank": k + 1,
                     **{c: float(best.iloc[k][c]) for c in space.names},
                     name: float(best.iloc[k][name]),
+                    **{c: float(best.iloc[k][c]) for c in extra},
                     "cif": f"{folder.name}/{cif.name}",
                     "poscar": f"{folder.name}/{poscar.name}",
                 }
             )
-    cols = ["target", "rank", *space.names, name, "cif", "poscar"]
+    cols = ["target", "rank", *space.names, name, *extra, "cif", "poscar"]
     return pd.DataFrame(rows, columns=cols), written
 
 

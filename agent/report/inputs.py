@@ -7,7 +7,8 @@ samples through the loop's own candidate funnel (`agent.campaign.plan.loop_funne
 `agent.design.funnel.design`) on the last committed surrogate, those predicted in the
 target's window; or, for an oracle that measures a listed pool only (``table``), the pool
 rows the surrogate puts in the window. The models come with the acquisition's model the
-campaign scores with (`agent.campaign.plan.with_acquisition_model`).
+campaign scores with (`agent.campaign.plan.with_acquisition_model`); a ``[transfer]``
+source's prior mean joins it only when its model is already cached (a note says when not).
 
 A target is a range (`agent.core.targets.TargetRange`): ``value ± window`` or
 ``low..high``, possibly one-sided. Where a report needs one number (the generator's
@@ -30,13 +31,15 @@ from agent.campaign.plan import anchors, loop_funnel, with_acquisition_model
 from agent.campaign.runner import last_models, open_campaign, oracle_for
 from agent.campaign.state import CampaignState
 from agent.campaign.store import CampaignStore
-from agent.core.errors import InnloopError, StateError
+from agent.campaign.transfer import SourceNotCached, load_transfer
+from agent.core.errors import InnloopError, StateError, one_line
 from agent.core.materials import Material
 from agent.core.observations import Observations
 from agent.core.space import DesignSpace
 from agent.core.targets import TargetRange
 from agent.design.funnel import design
 from agent.design.trained import TrainedModels, training_data
+from agent.models.transfer import TransferSource
 from oracles import oracle_class
 from oracles.base import MeasuresPool
 
@@ -144,13 +147,28 @@ def load_inputs(state_dir: str | Path, name: str) -> ReportInputs:
     material = config.design_material()
     models, at = last_models(store, state)
     notes: list[str] = []
+    gp = models is not None and config.models.acquisition == "gp"
+    source = _cached_source(config, state_dir, notes) if gp and config.transfer is not None else None
     try:
-        models = with_acquisition_model(state, models)
+        models = with_acquisition_model(state, models, source)  # the campaign's own GP
     except Exception as exc:  # the ensemble's word beats no report
         notes.append(f"the acquisition GP could not be fitted ({type(exc).__name__}); ensemble used instead")
     pool = issubclass(oracle_class(config.oracle.name), MeasuresPool)
     data = training_data(material) if material.dataset is not None else None
     return ReportInputs(store, state, config, material, models, at, pool, data, notes)
+
+
+def _cached_source(config: CampaignConfig, state_dir: str | Path, notes: list[str]) -> TransferSource | None:
+    """The ``[transfer]`` source for the GP's prior mean, its model from the cache only: a
+    report never trains it (minutes, on a machine or cache the campaign did not run on)."""
+    try:
+        return load_transfer(config, state_dir, read_only=True)
+    except SourceNotCached as exc:
+        notes.append(f"{exc}: the acquisition GP was fitted without the source's prior mean, unlike the campaign's")
+    except InnloopError as exc:
+        why = one_line(exc, kind=False)
+        notes.append(f"the transfer source could not be read ({why}): the acquisition GP was fitted without it")
+    return None
 
 
 @dataclass(frozen=True)

@@ -17,7 +17,9 @@ from typing import Any
 
 import pandas as pd
 
+from agent.campaign.config import CampaignConfig
 from agent.report.families import families_text
+from agent.report.feasibility import limits_text
 from agent.report.html import Figure, Section, Table
 from agent.report.inputs import ReportInputs, ReportTargets, Target, crystal_gaps
 from agent.report.switch import ConfirmStats
@@ -190,6 +192,8 @@ def sections(
                 Table("design_rules", "One row per candidate.", t["design_rules"], 5),
             ],
         )
+    if cfg.constraints:
+        rules = _with_limits(rules, cfg, t, strain=not gaps.strain)
     if plan.switch is None:
         switching = _skipped("4. Switching pairs", plan.skipped)
     else:
@@ -212,7 +216,42 @@ def sections(
                 Table("umap_switching", "Embedded designs of the switching map.", t["umap_switching"], 5),
             ],
         )
-    return title, intro, [data, diversity, rules, switching, _campaign(summary, t, fig), _hits(gaps.structures, t)]
+    body = [data, diversity, rules, switching, _campaign(summary, t, fig), _hits(gaps.structures, t)]
+    return title, intro, body + ([_dft(summary["dft"], t["dft_evidence"])] if "dft" in summary else [])
+
+
+def _dft(cost: dict[str, Any], evidence: pd.DataFrame) -> Section:
+    """Section 7: what the DFT cost and every hit's gap re-read from its job (`agent.report.dft`)."""
+    return Section(
+        "7. DFT evidence",
+        [
+            f"{cost['calls']} oracle calls, {cost['jobs']} of them DFT jobs: {cost['dft_hours']:.2f} DFT hours "
+            f"(each job's own seconds, failed jobs included), {cost['wall_hours']:.2f} hours of campaign wall time.",
+            f"Every hit's gap re-read from its job's eigenvalues (eigenvalues.json beside the GPAW log) with the "
+            f"job's own rule: {cost['hits_agree']} of {cost['hits']} agree with the ledger. Each hit's structure "
+            "is in section 6; its job folder holds the GPAW log, input and output.",
+        ],
+        [Table("dft_evidence", "Every diverse hit, re-read from its job folder.", evidence, 200)],
+    )
+
+
+def _with_limits(rules: Section, cfg: CampaignConfig, t: dict[str, pd.DataFrame], *, strain: bool) -> Section:
+    """Section 3 with the design rules over measured designs, all in a window and the feasible ones."""
+    q = t["design_rules_limits_quantiles"]
+    return Section(
+        rules.title,
+        [*rules.text, *limits_text(cfg.constraints, q, strain)],
+        [
+            *rules.items,
+            Table(
+                "design_rules_limits_quantiles",
+                "Quantiles per target and set: all measurements in the window, and the feasible ones.",
+                q,
+                80,
+            ),
+            Table("design_rules_limits", "One row per measurement and set.", t["design_rules_limits"], 5),
+        ],
+    )
 
 
 def _campaign(summary: dict[str, Any], t: dict[str, pd.DataFrame], fig: Callable[[str, str], Figure]) -> Section:

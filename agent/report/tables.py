@@ -127,27 +127,32 @@ def hits_table(
     *,
     repeats: int = 16,
     seed: int = 0,
+    feasible: np.ndarray | None = None,
+    random_feasible: np.ndarray | None = None,
 ) -> pd.DataFrame:
     """Diverse hits against oracle calls, and what random screening would have found.
 
     ``U, y``: the ledger in order (unit box, NaN for failures). The random expectation
     replays ``random_U, random_y`` (designs drawn uniformly over the box with their
     values) in ``repeats`` random orders, counting diverse hits exactly as the campaign
-    does, and averages. Columns: ``calls, target, hits, random_expected``.
+    does, and averages. ``feasible``, ``random_feasible``: which rows meet the campaign's
+    ``[[constraints]]`` (`agent.campaign.state.feasible_rows`; ``None``: every row), as a hit
+    must. Columns: ``calls, target, hits, random_expected``.
     """
     n = len(y)
     calls = np.arange(1, n + 1)
     rng = np.random.default_rng(seed)
     frames = []
     for t in targets:
-        found = diverse_hits(U, y, t.range, min_distance)
+        found = diverse_hits(U, y, t.range, min_distance, feasible)
         curve = np.searchsorted(found, np.arange(n), side="right")
         expected = np.full(n, np.nan)
         if random_U is not None and random_y is not None and len(random_y) and n:
             acc = np.zeros(n)
             for _ in range(repeats):
                 take = rng.permutation(len(random_y))[:n]
-                rh = diverse_hits(random_U[take], random_y[take], t.range, min_distance)
+                ok = None if random_feasible is None else random_feasible[take]
+                rh = diverse_hits(random_U[take], random_y[take], t.range, min_distance, ok)
                 c = np.searchsorted(rh, np.arange(len(take)), side="right").astype(float)
                 acc += np.pad(c, (0, n - len(c)), mode="edge") if len(c) < n else c
             expected = acc / repeats

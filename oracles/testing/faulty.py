@@ -36,6 +36,7 @@ from oracles.base import (
     Handle,
     IdempotentSubmit,
     JobStatus,
+    NamesValues,
     Oracle,
     OracleError,
     Result,
@@ -64,9 +65,11 @@ class _Job:
 
 
 class FaultyOracle:
-    """``inner`` with faults injected; exposes ``adopt``/``idempotent_submit`` only when ``inner`` does."""
+    """``inner`` with faults injected; exposes ``adopt``/``idempotent_submit``/``value_names``
+    only when ``inner`` does."""
 
     adopt: Callable[[Any, float], list[Handle | None]]  # set in __init__ when the inner oracle has it
+    value_names: Callable[[], frozenset[str]]  # likewise: a result here is the inner one's, or none
 
     def __init__(
         self,
@@ -98,6 +101,8 @@ class FaultyOracle:
             self.idempotent_submit = True
         if isinstance(inner, Adopts):
             self.adopt = self._adopt
+        if isinstance(inner, NamesValues):
+            self.value_names = inner.value_names
 
     def __repr__(self) -> str:
         return f"FaultyOracle({self.inner!r})"

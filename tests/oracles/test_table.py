@@ -39,3 +39,23 @@ def test_user_table_with_missing_columns(tmp_path: Path) -> None:
     bad.write_text("a,b,gap\n3.1,3.2,0.5\n")
     with pytest.raises(DataError, match=r"mine\.csv"):
         TableOracle(path=bad)
+
+
+def test_every_other_numeric_column_comes_back_as_a_value(tmp_path: Path) -> None:
+    from agent.core.materials import get_material
+
+    space = get_material("mos2").space
+    frame = space.to_frame(space.from_unit(space.sample_unit(np.random.default_rng(0), 3)))
+    frame = frame.assign(gap=[0.5, 1.0, 1.5], strain_energy=[0.2, np.nan, 2.5], note=["x", "y", "z"], flag=True)
+    path = tmp_path / "measured.csv"
+    frame.to_csv(path, index=False, float_format="%.17g")
+    oracle = TableOracle(path=path)
+    assert oracle.value_names() == {"gap", "strain_energy"}, "text and true/false columns are no measurements"
+    assert list(oracle.pool().columns) == space.names, "the pool shows designs only"
+    results = oracle.results(oracle.submit(frame[space.names]))
+    assert [r.values for r in results] == [
+        {"gap": 0.5, "strain_energy": 0.2},
+        {"gap": 1.0},  # an empty cell is no value, never a made-up one
+        {"gap": 1.5, "strain_energy": 2.5},
+    ]
+    assert TableOracle().value_names() == {"gap"}, "the bundled data measure the gap only"

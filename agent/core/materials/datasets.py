@@ -19,7 +19,7 @@ from agent.core.errors import DataError, UnknownNameError
 from agent.core.materials.base import Material, get_material
 from agent.core.observations import Observations, read_csv_table, validate_frame
 
-__all__ = ["load_dataset", "read_designs", "read_observations"]
+__all__ = ["available_datasets", "dataset_material", "load_dataset", "read_designs", "read_observations"]
 
 # Bundled datasets: name -> (folder inside agent/data, CSV file, material name).
 _DATASETS = MappingProxyType({"mos2": ("mos2", "mos2_pbe_bandgaps.csv", "mos2")})
@@ -28,6 +28,18 @@ _DATASETS = MappingProxyType({"mos2": ("mos2", "mos2_pbe_bandgaps.csv", "mos2")}
 def _from_csv(handle: IO[bytes] | Path, material: Material, source: str) -> Observations:
     frame = read_csv_table(handle, source)
     return Observations(material.space, frame, material.target, source, lower_bound=material.target_lower_bound)
+
+
+def available_datasets() -> list[str]:
+    """The names `load_dataset` knows."""
+    return sorted(_DATASETS)
+
+
+def dataset_material(name: str) -> Material:
+    """The material a bundled dataset measures (its space and property), without reading it."""
+    if name not in _DATASETS:
+        raise UnknownNameError(f"unknown dataset {name!r}; bundled datasets: {', '.join(available_datasets())}")
+    return get_material(_DATASETS[name][2])
 
 
 def load_dataset(name: str = "mos2") -> Observations:

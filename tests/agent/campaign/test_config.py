@@ -19,7 +19,7 @@ from oracles.mock import MockOracle
 from oracles.table import TableOracle
 from oracles.vasp import VaspOracle
 
-SHIPPED = ["default", "table", "gpaw", "vasp", "http"]
+SHIPPED = ["default", "table", "gpaw", "vasp", "http", "ws2_gpaw"]
 ORACLES = {"mock": MockOracle, "table": TableOracle, "gpaw": GpawOracle, "vasp": VaspOracle, "http": HttpOracle}
 BASE: dict[str, Any] = {"name": "t", "targets": [{"value": 1.0}]}
 DELETE = object()  # marks a key to remove in `with_`

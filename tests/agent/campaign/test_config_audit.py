@@ -25,6 +25,8 @@ DECLARES = f"{SPACE}::test_the_space_section_declares_the_material"
 SYMMETRIES = f"{SPACE}::test_declared_symmetries_reach_the_acquisition_gp"
 RANGES = f"{SPACE}::test_range_targets_count_hits_in_the_range"
 FAMILIES = "tests/agent/campaign/test_families_config.py"
+LIMITED = "tests/agent/campaign/test_constraints_campaign.py"
+TRANSFER = "tests/agent/campaign/test_transfer.py"
 # key -> the test proving it is read ("file::test", more than one when a rule is tested apart)
 AUDIT: dict[str, str] = {
     "name": f"{KEYS}::test_name_is_the_campaign_folder",
@@ -37,6 +39,13 @@ AUDIT: dict[str, str] = {
     "targets.high": RANGES,
     "targets.families": f"{FAMILIES}::test_enough_hits_in_too_few_families_keeps_the_campaign_going"
     f" (hits from families: {FAMILIES}::test_families_without_hits_asks_one_hit_per_family)",
+    # [[constraints]]: limits on other measured values a hit must meet
+    "constraints.property": f"{LIMITED}::test_no_infeasible_measurement_is_ever_a_hit",
+    "constraints.max": f"{LIMITED}::test_no_infeasible_measurement_is_ever_a_hit",
+    "constraints.min": "tests/agent/campaign/test_constraints.py::test_min_and_max_both_bound_a_hit",
+    # [transfer]: prior knowledge from another material
+    "transfer.source": f"{TRANSFER}::test_a_dataset_source_is_the_bundled_data_in_the_shared_unit_box",
+    "transfer.ledger": f"{TRANSFER}::test_a_ledger_source_informs_a_campaign_that_resumes_identically",
     **{
         f"space.{key}": DECLARES
         for key in (

@@ -103,3 +103,51 @@ def test_config_validation() -> None:
         EnsembleConfig(members=1)
     with pytest.raises(ConfigError, match="calibration_fraction"):
         EnsembleConfig(calibration_fraction=0.7)
+
+
+def calibration_spy(monkeypatch: pytest.MonkeyPatch) -> list[np.ndarray]:
+    """The rows each later ``fit`` calibrates σ on (its held-out split), in call order."""
+    seen: list[np.ndarray] = []
+    original = SurrogateEnsemble._fit_scale
+
+    def spy(self: SurrogateEnsemble, U: np.ndarray, y: np.ndarray) -> float:
+        seen.append(np.array(U))
+        return original(self, U, y)
+
+    monkeypatch.setattr(SurrogateEnsemble, "_fit_scale", spy)
+    return seen
+
+
+def test_rows_outside_calibrate_are_trained_on_but_never_calibrate_sigma(
+    synthetic_data: tuple[np.ndarray, np.ndarray], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A campaign's 60 measurements and 600 replayed rows: σ is calibrated on measurements only."""
+    U, y = synthetic_data[0][:660], synthetic_data[1][:660]
+    seen = calibration_spy(monkeypatch)
+    cfg = EnsembleConfig(members=2, hidden=16, layers=1, epochs=2, seed=3)
+    summary = SurrogateEnsemble(3, cfg).fit(U, y, calibrate=np.arange(660) < 60)
+    assert summary.n_calibration == len(seen[0]) == 6 and summary.n_train == 654  # 10 % of the 60, not of 660
+    assert all((U[:60] == row).all(1).any() for row in seen[0])
+    SurrogateEnsemble(3, cfg).fit(U[:60], y[:60])  # the held-out rows are those the measurements alone give
+    np.testing.assert_array_equal(seen[1], seen[0])
+    with pytest.raises(DataError, match="calibrate must have shape"):
+        SurrogateEnsemble(3, cfg).fit(U, y, calibrate=np.ones(5, dtype=bool))
+
+
+def test_the_calibration_split_without_a_mask_is_the_seeded_share_of_groups(
+    synthetic_data: tuple[np.ndarray, np.ndarray], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Without ``calibrate`` (or with every row eligible) a fit is what it always was: bit for bit."""
+    U, y = synthetic_data[0][:200], synthetic_data[1][:200]
+    groups = np.arange(200) // 2
+    seen = calibration_spy(monkeypatch)
+    cfg = EnsembleConfig(members=2, hidden=16, layers=1, epochs=3, seed=5)
+    a, b = SurrogateEnsemble(3, cfg), SurrogateEnsemble(3, cfg)
+    first = a.fit(U, y, groups)
+    second = b.fit(U, y, groups, calibrate=np.ones(200, dtype=bool))
+    held = np.random.default_rng(cfg.seed).permutation(np.unique(groups))[:10]  # round(0.1 × 100 groups)
+    np.testing.assert_array_equal(seen[0], U[np.isin(groups, held)])
+    np.testing.assert_array_equal(seen[1], seen[0])
+    assert first.sigma_scale == second.sigma_scale and first.n_calibration == 20
+    for name, value in a.state_dict().items():
+        assert torch.equal(value, b.state_dict()[name]), name

@@ -7,8 +7,11 @@ from pathlib import Path
 
 import pytest
 
+from agent.campaign.config import config_from_dict
 from agent.campaign.ledger import LedgerRecord
-from agent.report.dft import dft_evidence, records_cost, reread_gap
+from agent.campaign.state import CampaignState
+from agent.core.targets import TargetRange
+from agent.report.dft import campaign_dft, dft_evidence, records_cost, reread_gap
 from oracles.base import ErrorClass, Handle, JobStatus, Result
 
 
@@ -55,3 +58,28 @@ def test_dft_hours_count_every_paid_job_failures_included(tmp_path: Path) -> Non
     records = [_record(1, tmp_path, {"gap": 1.0}, 1800.0), _record(2, tmp_path, None, 1800.0)]
     cost = records_cost(records, 7200.0)
     assert cost == {"calls": 2, "jobs": 2, "dft_hours": pytest.approx(1.0), "wall_hours": pytest.approx(2.0)}
+
+
+def test_a_campaigns_hits_are_its_evidence_and_a_mock_campaign_has_none(tmp_path: Path) -> None:
+    raw = {"name": "dft", "targets": [{"value": 1.0, "window": 0.1, "hits": 2}], "ray": {"enabled": False}}
+    config = config_from_dict(raw)
+    space = config.design_material().space
+    design = dict(zip(space.names, [3.16, 3.16, 12.3, 90.0, 90.0, 120.0, 0.0], strict=True))
+    _job(tmp_path / "hit", -1.0, 0.02)
+    _job(tmp_path / "miss", -1.0, 0.5)
+    hit = Result(Handle("gpaw", "h", design, workdir=str(tmp_path / "hit")), JobStatus.COMPLETED, {"gap": 1.02})
+    miss = Result(Handle("gpaw", "m", design | {"a": 3.3}, workdir=str(tmp_path / "miss")), JobStatus.COMPLETED)
+    miss.values = {"gap": 1.5}
+    for r in (hit, miss):
+        r.provenance = {"code": "gpaw", "wall_s": 900.0}
+    state = CampaignState(
+        config, space, "gap", records=(LedgerRecord(1, 0, 0.0, hit, "seed"), LedgerRecord(2, 0, 0.0, miss, "seed"))
+    )
+    found = campaign_dft(state, [("1 ± 0.1", TargetRange.around(1.0, 0.1))])
+    assert found is not None
+    table, cost = found
+    assert list(table["job"]) == ["hit"] and bool(table["agrees"][0])
+    assert cost["hits"] == 1 and cost["hits_agree"] == 1 and cost["dft_hours"] == pytest.approx(0.5)
+    plain = Result(Handle("mock", "x", design), JobStatus.COMPLETED, {"gap": 1.0})
+    mock = CampaignState(config, space, "gap", records=(LedgerRecord(1, 0, 0.0, plain, "seed"),))
+    assert campaign_dft(mock, [("1 ± 0.1", TargetRange.around(1.0, 0.1))]) is None
