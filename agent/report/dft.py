@@ -80,13 +80,13 @@ def records_cost(records: Sequence[LedgerRecord], elapsed_s: float) -> dict[str,
 
 
 def dft_evidence(hits: Sequence[tuple[str, LedgerRecord]], target_name: str) -> pd.DataFrame:
-    """One row per ``(target label, hit record)`` measured in a job folder: the recorded gap,
+    """One row per ``(target label, hit record)`` measured by a GPAW job: the recorded gap,
     the gap re-read from the folder, whether they agree, the energy and strain energy, the
     job's seconds and GPAW version, and the folder. Empty when no hit ran in a job folder."""
     rows = []
     for label, record in hits:
         res = record.result
-        if not res.handle.workdir:
+        if not res.handle.workdir or (res.provenance or {}).get("code") != "gpaw":  # a GPAW job's folder only
             continue
         folder = Path(res.handle.workdir)
         values = res.values or {}

@@ -80,6 +80,7 @@ def test_a_campaigns_hits_are_its_evidence_and_a_mock_campaign_has_none(tmp_path
     table, cost = found
     assert list(table["job"]) == ["hit"] and bool(table["agrees"][0])
     assert cost["hits"] == 1 and cost["hits_agree"] == 1 and cost["dft_hours"] == pytest.approx(0.5)
-    plain = Result(Handle("mock", "x", design), JobStatus.COMPLETED, {"gap": 1.0})
+    plain = Result(Handle("mock", "x", design, workdir=str(tmp_path / "hit")), JobStatus.COMPLETED, {"gap": 1.0})
+    plain.provenance = {"oracle": "mock"}  # a job folder of its own, but not a GPAW job's
     mock = CampaignState(config, space, "gap", records=(LedgerRecord(1, 0, 0.0, plain, "seed"),))
     assert campaign_dft(mock, [("1 ± 0.1", TargetRange.around(1.0, 0.1))]) is None
