@@ -17,7 +17,6 @@ from typing import Any
 
 import numpy as np
 from scipy.spatial import cKDTree
-from sklearn.cluster import KMeans
 
 from agent.core.errors import DataError
 
@@ -94,6 +93,8 @@ def find_families(solutions: np.ndarray, k: int, *, seed: int = 0) -> Families:
     U = np.asarray(solutions, dtype=np.float64)
     if U.ndim != 2 or len(U) < k or k < 1:
         raise DataError(f"cannot split {len(U)} solutions into {k} families (need at least {k})")
+    from sklearn.cluster import KMeans  # scikit-learn (~1 s to import) only when families are drawn
+
     model = KMeans(n_clusters=k, n_init=10, random_state=seed).fit(U)
     sizes = np.bincount(model.labels_, minlength=k)
     centres = np.asarray(model.cluster_centers_, dtype=np.float64)
