@@ -30,7 +30,6 @@ import contextlib
 import json
 import os
 import resource
-import signal
 import subprocess
 import sys
 import time
@@ -60,6 +59,7 @@ from oracles.base import (
 )
 from oracles.calibration import BUNDLED, GapCalibration, load_calibration
 from oracles.gpaw_reference import PREFIX, StrainReference, energy_per_unit
+from oracles.local_jobs import absolute_pythonpath, alive, job_meta, kill_group
 
 __all__ = ["GpawOracle"]
 
@@ -211,9 +211,9 @@ class GpawOracle:
         for folder in sorted(p for p in self.workdir.iterdir() if p.is_dir()):
             if (folder / "output.json").exists() or (folder / "cancelled").exists():
                 continue
-            meta = _job_meta(folder)
+            meta = job_meta(folder)
             if meta is not None:
-                running += _alive(int(meta["pid"]))
+                running += alive(int(meta["pid"]))
             elif (folder / "input.json").exists() and not (folder / "launch.lock").exists():
                 queued.append(folder)
         for folder in queued[: max(0, int(self.max_parallel) - running)]:
@@ -240,7 +240,7 @@ class GpawOracle:
 
         env = os.environ | {"OMP_NUM_THREADS": "1", "OPENBLAS_NUM_THREADS": "1"}
         if env.get("PYTHONPATH"):  # e.g. a source checkout run as `PYTHONPATH=. innloop …`
-            env["PYTHONPATH"] = _absolute_pythonpath(env["PYTHONPATH"])
+            env["PYTHONPATH"] = absolute_pythonpath(env["PYTHONPATH"])
         with open(folder / "stdout.txt", "wb") as log:
             proc = subprocess.Popen(
                 [*self.command, str(folder / "input.json"), str(folder / "output.json")],
@@ -267,9 +267,9 @@ class GpawOracle:
             folder = Path(h.workdir or "")
             if folder.is_dir() and not (folder / "output.json").exists():
                 (folder / "cancelled").touch()  # first, so a queued job is never started
-            meta = _job_meta(folder)
+            meta = job_meta(folder)
             if meta is not None:
-                _kill_group(int(meta["pid"]))
+                kill_group(int(meta["pid"]))
 
     def _status(self, h: Handle) -> Result:
         """What a job's folder says (no strain energy yet: `_with_strain_energy`)."""
@@ -289,7 +289,7 @@ class GpawOracle:
             return _parse_output(h, out, prov, log, self.calibration)
         if (folder / "cancelled").exists():
             return Result(h, JobStatus.CANCELLED, message="cancelled", provenance=prov, log=log)
-        meta = _job_meta(folder)
+        meta = job_meta(folder)
         if meta is None:
             lock = folder / "launch.lock"
             if lock.exists() and time.time() - lock.stat().st_mtime > LAUNCH_GRACE_S:
@@ -308,10 +308,10 @@ class GpawOracle:
             )
         pid = int(meta["pid"])
         prov["pid"] = pid
-        if _alive(pid):
+        if alive(pid):
             if time.time() <= float(meta.get("deadline", float("inf"))):
                 return Result(h, JobStatus.RUNNING, provenance=prov, log=log)
-            _kill_group(pid)
+            kill_group(pid)
             (folder / "timed_out").touch()
         if (folder / "timed_out").exists():
             return Result.failure(
@@ -375,43 +375,3 @@ def _registered(name: str) -> Material | None:
         return get_material(name)
     except UnknownNameError:
         return None
-
-
-def _absolute_pythonpath(value: str) -> str:
-    """``PYTHONPATH`` with every entry absolute (an empty one means the current folder): the job
-    process starts in its own folder and must import the same code as this one."""
-    return os.pathsep.join(str(absolute_path(p or ".")) for p in value.split(os.pathsep))
-
-
-def _job_meta(folder: Path) -> dict[str, Any] | None:
-    """The launched job's ``{"pid", "started", "deadline"}``, or None while it is queued."""
-    path = folder / "job.json"
-    if not path.exists():
-        return None
-    try:
-        meta: dict[str, Any] = json.loads(path.read_text())
-        int(meta["pid"])
-    except (OSError, ValueError, KeyError, TypeError) as exc:
-        raise OracleError(f"gpaw job file {path} is corrupt: {exc}") from None
-    return meta
-
-
-def _alive(pid: int) -> bool:
-    try:
-        done, _ = os.waitpid(pid, os.WNOHANG)  # reap our own children so they do not linger
-        if done == pid:
-            return False
-    except ChildProcessError:
-        pass  # not our child (submitted by an earlier process): ask the kernel instead
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
-
-
-def _kill_group(pid: int) -> None:
-    with contextlib.suppress(ProcessLookupError, PermissionError):
-        os.killpg(pid, signal.SIGKILL)

@@ -1,0 +1,60 @@
+"""A local job's process, as the GPAW oracle's work folder records it: alive, dead or killed.
+
+Why apart from the oracle: these few rules (a pid file per job, reaping our own children,
+asking the kernel about anyone else's, killing a whole process group) are the part of
+`oracles.gpaw` that talks to the operating system, and the part its reference job
+(`oracles.gpaw_reference`) relies on through it. They need no GPAW and no campaign.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import signal
+from pathlib import Path
+from typing import Any
+
+from oracles.base import OracleError, absolute_path
+
+__all__ = ["absolute_pythonpath", "alive", "job_meta", "kill_group"]
+
+
+def absolute_pythonpath(value: str) -> str:
+    """``PYTHONPATH`` with every entry absolute (an empty one means the current folder): the job
+    process starts in its own folder and must import the same code as this one."""
+    return os.pathsep.join(str(absolute_path(p or ".")) for p in value.split(os.pathsep))
+
+
+def job_meta(folder: Path) -> dict[str, Any] | None:
+    """The launched job's ``{"pid", "started", "deadline"}``, or None while it is queued."""
+    path = folder / "job.json"
+    if not path.exists():
+        return None
+    try:
+        meta: dict[str, Any] = json.loads(path.read_text())
+        int(meta["pid"])
+    except (OSError, ValueError, KeyError, TypeError) as exc:
+        raise OracleError(f"gpaw job file {path} is corrupt: {exc}") from None
+    return meta
+
+
+def alive(pid: int) -> bool:
+    try:
+        done, _ = os.waitpid(pid, os.WNOHANG)  # reap our own children so they do not linger
+        if done == pid:
+            return False
+    except ChildProcessError:
+        pass  # not our child (submitted by an earlier process): ask the kernel instead
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def kill_group(pid: int) -> None:
+    with contextlib.suppress(ProcessLookupError, PermissionError):
+        os.killpg(pid, signal.SIGKILL)
