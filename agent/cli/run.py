@@ -129,17 +129,18 @@ def run_command(args: argparse.Namespace) -> int:
     _quiet_frameworks(args.verbose)
     try:
         with _signals(), open_view(_view_mode(args), unit=material.target_unit) as view, watching(view):
-            reason, seconds = _campaign(args, cfg, state_dir, view)
+            reason, seconds, stopped = _campaign(args, cfg, state_dir, view)
     except (KeyboardInterrupt, Interrupted) as exc:
         signum = exc.signum if isinstance(exc, Interrupted) else signal.SIGINT
         print(_kept(state_dir, cfg.name, signum, args), file=sys.stderr, flush=True)
         return EXIT_SIGNAL[signal.Signals(signum)]
     seconds["total"] = time.perf_counter() - t0
-    return _finish(state_dir, cfg.name, reason, seconds, material)
+    return _finish(state_dir, cfg.name, reason, seconds, material, stopped)
 
 
-def _campaign(args: argparse.Namespace, cfg: Any, state_dir: str, view: Any) -> tuple[str, dict[str, float]]:
-    """Run the campaign (through Prefect unless ``--no-prefect``); ``(why it stopped, seconds per phase)``."""
+def _campaign(args: argparse.Namespace, cfg: Any, state_dir: str, view: Any) -> tuple[str, dict[str, float], bool]:
+    """Run the campaign (through Prefect unless ``--no-prefect``); ``(why it stopped, seconds per phase,
+    whether it was stopped for a person: `CampaignStopped`)``."""
     # the loop's stack (torch) loads here, inside the run's own clock
     from agent.campaign.runner import run_campaign
     from flows.samplers import make_sampler
@@ -155,7 +156,7 @@ def _campaign(args: argparse.Namespace, cfg: Any, state_dir: str, view: Any) -> 
             run = run_campaign(cfg, state_dir, source_text=text, sampler=sampler, max_iterations=args.iterations)
         finally:
             sampler.close()
-        return run.reason, {"campaign": time.perf_counter() - t}
+        return run.reason, {"campaign": time.perf_counter() - t}, False
     from flows.server import ensure_api  # Prefect only when the flow runs
 
     view.set_phase("starting Prefect")
@@ -172,12 +173,14 @@ def _campaign(args: argparse.Namespace, cfg: Any, state_dir: str, view: Any) -> 
             use_ray=use_ray,
             max_iterations=args.iterations,
         )
-        return str(out["reason"]), seconds | {k: float(v) for k, v in out.get("seconds", {}).items()}
+        return str(out["reason"]), seconds | {k: float(v) for k, v in out.get("seconds", {}).items()}, False
     except CampaignStopped as exc:
-        return str(exc).removeprefix(f"{cfg.name}: "), seconds
+        return str(exc).removeprefix(f"{cfg.name}: "), seconds, True
 
 
-def _finish(state_dir: str, name: str, reason: str, seconds: dict[str, float], material: Any) -> int:
+def _finish(
+    state_dir: str, name: str, reason: str, seconds: dict[str, float], material: Any, stopped: bool = False
+) -> int:
     """The final table: why it stopped, oracle calls, hits (and the families holding them) per target
     with units, time per phase."""
     from agent.campaign.runner import campaign_status  # loaded by the run already; a late import costs nothing
@@ -201,7 +204,7 @@ def _finish(state_dir: str, name: str, reason: str, seconds: dict[str, float], m
         soft_wrap=True,
     )
     console.print(hits_table(status, material.space.units, material.target, material.target_unit))
-    return 3 if reason.startswith(FAILURE_STOP) else 0
+    return 3 if stopped or reason.startswith(FAILURE_STOP) else 0  # 3: stopped for a person, as without Prefect
 
 
 def _families(t: dict[str, Any]) -> str:
