@@ -27,7 +27,6 @@ the cache or raises `SourceNotCached`, so ``innloop report`` never spends minute
 
 from __future__ import annotations
 
-import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeGuard
@@ -41,6 +40,7 @@ from agent.campaign.transfer_config import TransferSpec, ledger_store, material_
 from agent.core.atomic import write_json
 from agent.core.errors import DataError, InnloopError, StateError
 from agent.core.materials.datasets import load_dataset
+from agent.core.paths import CACHE_ENV, cache_dir
 from agent.core.space import DesignSpace
 from agent.design.trained import ModelCache, fingerprint
 from agent.models.surrogate import EnsembleConfig, SurrogateEnsemble
@@ -58,7 +58,6 @@ __all__ = [
     "transfer_line",
 ]
 
-CACHE_ENV = "INNLOOP_CACHE_DIR"  # one cache for every state folder (the report's UMAP uses it too)
 SOURCE_SEED = 0  # the source model's seed: shared by every campaign that uses the source
 PIN_FILE = "transfer.json"  # in the campaign's folder: the ledger source as its first run read it
 
@@ -149,11 +148,6 @@ def _count(value: Any) -> TypeGuard[int]:
     return isinstance(value, int) and not isinstance(value, bool) and value >= 0
 
 
-def cache_root(state_dir: str | Path) -> Path:
-    """Where source models are cached: ``$INNLOOP_CACHE_DIR`` or ``<state_dir>/cache``."""
-    return Path(os.environ.get(CACHE_ENV) or Path(state_dir) / "cache")
-
-
 def load_transfer(config: CampaignConfig, state_dir: str | Path, *, read_only: bool = False) -> TransferSource | None:
     """The campaign's source with its trained (or cached) ensemble; None without ``[transfer]``.
 
@@ -169,7 +163,7 @@ def load_transfer(config: CampaignConfig, state_dir: str | Path, *, read_only: b
     settings = EnsembleConfig(
         members=m.members, epochs=m.surrogate_epochs, warm_epochs=m.surrogate_warm_epochs, seed=SOURCE_SEED
     )
-    cache = ModelCache(cache_root(state_dir))
+    cache = ModelCache(cache_dir(state_dir))
     if read_only:
         path = cache.surrogate_path(rows.material, rows.U, rows.y, settings)
         if not path.exists():

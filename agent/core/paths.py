@@ -9,7 +9,9 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-__all__ = ["default_state_dir", "resolve_state_dir"]
+__all__ = ["CACHE_ENV", "cache_dir", "default_state_dir", "resolve_state_dir"]
+
+CACHE_ENV = "INNLOOP_CACHE_DIR"  # one cache for every state folder: report maps, transfer source models
 
 
 def default_state_dir() -> Path:
@@ -25,3 +27,9 @@ def resolve_state_dir(given: str | os.PathLike[str] | None = None) -> Path:
     if given is None or not str(given):
         return default_state_dir()
     return Path(os.path.abspath(Path(given).expanduser()))
+
+
+def cache_dir(state_dir: str | os.PathLike[str]) -> Path:
+    """The cache folder: ``$INNLOOP_CACHE_DIR`` or ``<state_dir>/cache``."""
+    env = os.environ.get(CACHE_ENV, "").strip()
+    return Path(env) if env else Path(state_dir) / "cache"

@@ -35,19 +35,13 @@ from typing import Any
 import numpy as np
 
 from agent.core.atomic import write_bytes
+from agent.core.paths import CACHE_ENV, cache_dir
 
 __all__ = ["CACHE_ENV", "SHIPPED", "ArrayCache", "cache_dir", "content_key"]
 
-CACHE_ENV = "INNLOOP_CACHE_DIR"
 SHIPPED = Path(__file__).resolve().parent / "data"
 FORMAT = 1  # bump when what an entry means changes: every old entry is then recomputed
 _KIND = re.compile(r"[a-z0-9-]{1,40}")
-
-
-def cache_dir(state_dir: str | os.PathLike[str]) -> Path:
-    """The cache folder: ``$INNLOOP_CACHE_DIR`` or ``<state_dir>/cache``."""
-    env = os.environ.get(CACHE_ENV, "").strip()
-    return Path(env) if env else Path(state_dir) / "cache"
 
 
 def content_key(*parts: Any) -> str:
