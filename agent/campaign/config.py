@@ -13,17 +13,14 @@ target range needs a valid ``material`` -- and appears once that mistake is fixe
 
 from __future__ import annotations
 
-import difflib
 import hashlib
-import inspect
 import json
 import os
-import re
 import tomllib
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable
 from importlib import resources
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
 from pydantic import (
     Field,
@@ -39,13 +36,19 @@ from pydantic_core import PydanticCustomError
 from agent.campaign.config_errors import NO_VALUE, Spec, error_lines, problems_of
 from agent.campaign.constraints import LimitSpec, limit_names, limit_problems
 from agent.campaign.run_config import RaySpec, RetrySpec
+from agent.campaign.section_config import (
+    BudgetSpec,
+    InitialSpec,
+    LoopSpec,
+    ModelSpec,
+    OracleSpec,
+    known_name,
+)
 from agent.campaign.space_config import SpaceSpec, TargetSpec, material_in, target_problems
 from agent.campaign.store import CAMPAIGN_NAME
 from agent.campaign.transfer_config import TransferSpec
 from agent.core.errors import ConfigError, DataError
 from agent.core.materials import Material, available_materials, get_material
-from oracles import available_oracles, oracle_class
-from oracles.base import ResolvesPaths
 
 __all__ = [
     "DEFAULT_CONFIG",
@@ -66,136 +69,6 @@ __all__ = [
 ]
 
 DEFAULT_CONFIG = "default.toml"  # shipped in agent/configs/
-# Oracle settings that hold a secret. The config is copied into state/ and shown in logs
-# and Prefect artifacts, so secrets come from a file or the environment, never the file.
-SECRET_RE = re.compile(r"(?i)(.*_)?(token|password|passwd|secret|api_key|apikey|credentials?)")
-
-
-def _known_name(name: str, known: Sequence[str], kind: str) -> str:
-    """``name`` if registered, else a ValueError suggesting the closest registered name."""
-    if name in known:
-        return name
-    close = difflib.get_close_matches(name, known, n=1)
-    hint = f" (did you mean {close[0]!r}?)" if close else ""
-    raise ValueError(f"unknown {kind}{hint}; available: {', '.join(known) or 'none'}")
-
-
-class OracleSpec(Spec):
-    """The oracle by name; ``settings`` go to its constructor as they are (it checks them),
-    except that relative paths among them are made absolute against the config file's folder."""
-
-    name: str = "mock"
-    settings: dict[str, Any] = Field(default_factory=dict)
-
-    @field_validator("name")
-    @classmethod
-    def _registered(cls, name: str) -> str:
-        return _known_name(name, available_oracles(), "oracle")
-
-    @field_validator("settings")
-    @classmethod
-    def _absolute_paths(cls, settings: dict[str, Any], info: ValidationInfo) -> dict[str, Any]:
-        """Path settings (``workdir``, ``token_file``, a table's ``path`` …: the oracle class's
-        ``resolve_paths``) relative to the config file's folder, like ``initial.data``, and
-        absolute from then on: the stored config, a resumed run and the oracle's job processes
-        (which start in their own folders) must all mean the same files."""
-        name = info.data.get("name")  # absent while the name is itself a mistake
-        oracle = oracle_class(name) if isinstance(name, str) else None
-        if not isinstance(oracle, ResolvesPaths):  # the capability is declared, or the oracle has no paths
-            return settings
-        base = Path((info.context or {}).get("base_dir") or Path.cwd())
-        return dict(oracle.resolve_paths(settings, base))
-
-    @model_validator(mode="after")
-    def _known_settings(self) -> OracleSpec:
-        """Setting names the oracle's constructor takes; a typo must fail here, not as a TypeError mid-run."""
-        params = inspect.signature(oracle_class(self.name)).parameters
-        if any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params.values()):
-            return self  # takes anything: only the oracle itself can tell
-        known = [n for n, p in params.items() if p.kind is not inspect.Parameter.VAR_POSITIONAL]
-        problems = []
-        for key in self.settings:
-            if SECRET_RE.fullmatch(key):
-                words = (
-                    "a secret must not be written in a campaign file (the file is copied into the campaign's "
-                    f"state folder); give `{key}_file` or the oracle's environment variable instead"
-                )
-                problems.append((("settings", key), words, NO_VALUE))  # the value itself is never echoed
-            elif key not in known:
-                close = difflib.get_close_matches(key, known, n=1)
-                hint = f" (did you mean {close[0]!r}?)" if close else ""
-                words = f"unknown setting of the {self.name} oracle{hint}; it takes: {', '.join(known) or 'none'}"
-                problems.append((("settings", key), words, NO_VALUE))
-        if problems:
-            raise PydanticCustomError("innloop_many", "unknown oracle settings", {"problems": problems})
-        return self
-
-
-class InitialSpec(Spec):
-    """What is measured or known before the loop starts."""
-
-    random: int = Field(default=50, ge=0)  # random seed designs measured first
-    data: str | None = None  # CSV of prior observations; relative to the config file's folder
-    designs: str | None = None  # CSV of designs (no values) measured first, before the random ones
-
-    @field_validator("data", "designs")
-    @classmethod
-    def _exists(cls, data: str | None, info: ValidationInfo) -> str | None:
-        if data is None:
-            return None
-        base = Path((info.context or {}).get("base_dir") or Path.cwd())
-        path = (base / Path(data).expanduser()).resolve()
-        if not path.is_file():
-            raise ValueError(f"{'not a regular file' if path.exists() else 'no such file'}: {path}")
-        return str(path)  # absolute, so the stored config means the same from any folder
-
-
-class LoopSpec(Spec):
-    """How each iteration proposes its batch."""
-
-    batch_size: int = Field(default=10, ge=1)
-    exploration: float = Field(default=0.1, ge=0, le=1)  # share of a batch chosen for information, not hits
-    min_distance: float = Field(default=0.1, ge=0)  # unit-box distance below which designs are near-duplicates
-    samples_per_target: int = Field(default=2000, ge=1)  # generator samples per target per iteration
-    # optional cap on the deep ensemble's calibrated σ of a candidate chosen as a hit (exploration
-    # is not capped); None: no cap. See `agent.campaign.plan.choose`.
-    max_sigma: float | None = Field(default=None, gt=0)
-
-
-class BudgetSpec(Spec):
-    """When to stop besides collecting every target's hits; the first limit reached wins."""
-
-    oracle_calls: int | None = Field(default=200, ge=1)
-    iterations: int | None = Field(default=None, ge=1)
-    wall_time_s: float | None = Field(default=None, gt=0)
-
-    @model_validator(mode="after")
-    def _bounded(self) -> BudgetSpec:
-        if self.oracle_calls is None and self.iterations is None and self.wall_time_s is None:
-            raise ValueError("set at least one of oracle_calls, iterations, wall_time_s (targets may never be hit)")
-        return self
-
-
-class ModelSpec(Spec):
-    """The generator and the surrogate ensemble; warm epochs are for refits on grown data."""
-
-    generator: str = "cinn"
-    members: int = Field(default=5, ge=2)  # an ensemble of one has no spread, so no uncertainty
-    surrogate_epochs: int = Field(default=300, ge=1)
-    surrogate_warm_epochs: int = Field(default=100, ge=1)
-    generator_epochs: int = Field(default=200, ge=1)
-    generator_warm_epochs: int = Field(default=60, ge=1)
-    # the model the acquisition scores with: "gp" (exact GP invariant under the material's
-    # symmetries, fitted on at most gp_max_points rows) or "ensemble" (the deep ensemble)
-    acquisition: Literal["gp", "ensemble"] = "gp"
-    gp_max_points: int = Field(default=500, ge=10)
-
-    @field_validator("generator")
-    @classmethod
-    def _registered(cls, name: str) -> str:
-        from generators import available_generators  # lazy: imports torch
-
-        return _known_name(name, available_generators(), "generator")
 
 
 class CampaignConfig(Spec):
@@ -230,7 +103,7 @@ class CampaignConfig(Spec):
     def _registered(cls, name: str | None) -> str | None:
         if name is None:
             return None
-        found = _known_name(name, available_materials(), "material")
+        found = known_name(name, available_materials(), "material")
         try:
             get_material(found)  # a plugin material that fails to load is named here, not later
         except ConfigError as exc:

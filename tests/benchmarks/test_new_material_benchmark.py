@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 from pathlib import Path
 
@@ -52,3 +53,16 @@ def test_the_source_model_cache_is_shared_by_default(tmp_path: Path, monkeypatch
     argv = ["--table", str(tmp_path / "ws2.csv"), "--methods", "random", "--seeds", "1", "--hits", "2"]
     assert new_material.main([*argv, "--initial", "10", "--cache", str(tmp_path / "cache")]) == 0
     assert os.environ[new_material.CACHE_ENV] == str(tmp_path / "cache")
+
+
+def test_a_target_the_table_cannot_supply_is_named_and_skipped(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv(new_material.CACHE_ENV, str(tmp_path / "cache"))
+    _table(tmp_path / "ws2.csv")
+    argv = ["--table", str(tmp_path / "ws2.csv"), "--methods", "random", "--seeds", "1", "--hits", "2"]
+    assert new_material.main([*argv, "--targets", "1.0", "5.0", "--json", str(tmp_path / "runs.json")]) == 0
+    out = capsys.readouterr().out
+    assert "5 eV skipped: the table holds 0 rows within ±0.1 eV, fewer than 2 hits" in out
+    runs = json.loads((tmp_path / "runs.json").read_text())
+    assert {r["target"] for r in runs} == {1.0} and len(runs) == 1

@@ -60,3 +60,28 @@ def test_the_table_is_measured_resumed_and_shipped(tmp_path: Path) -> None:
     assert np.array_equal(script.draw(8)[:6], script.draw(6)), "a larger table starts with the same designs"
     shipped = read_observations(ship / "ws2_gpaw_table.csv", get_material("ws2"))
     assert len(shipped.y) == 8
+
+
+def test_shipping_while_measuring_takes_the_finished_prefix_of_the_draw(tmp_path: Path) -> None:
+    """Rows 0, 1, 3 finished and row 2 failed, row 4 still running: designs 0-3 are shipped
+    (three rows, one failure), row 5 finished out of order is held back with row 4."""
+    script, work, ship = _script(), tmp_path / "work", tmp_path / "ship"
+    work.mkdir()
+    space = get_material("ws2").space
+    X = script.draw(6)
+    frame = space.to_frame(X)
+    frame.to_csv(work / "designs.csv", index=False)
+    done = frame.iloc[[0, 1, 3, 5]].assign(gap=[0.0, 1.0, 0.5, 1.2], strain_energy=1.0, energy=-20.0, wall_s=9.0)
+    done.to_csv(work / "ws2_gpaw_table.csv", index=False, float_format="%.10g")
+    frame.iloc[[2]].assign(status="failed", message="SCF").to_csv(work / "failures.csv", index=False)
+    (work / "settings.json").write_text(json.dumps({"material": "ws2", "settings": script.TABLE_SETTINGS}))
+    assert script.main(["--dir", str(work), "--ship-measured"], ship_dir=ship) == 0
+    shipped = pd.read_csv(ship / "ws2_gpaw_table.csv")
+    assert shipped["gap"].tolist() == [0.0, 1.0, 0.5]
+    assert len(pd.read_csv(ship / "failures.csv")) == 1
+    assert json.loads((ship / "settings.json").read_text())["settings"] == script.TABLE_SETTINGS
+
+    (work / "failures.csv").write_text("\n")  # no failure yet: the script writes an empty frame
+    done.iloc[[0, 1]].to_csv(work / "ws2_gpaw_table.csv", index=False, float_format="%.10g")
+    assert script.main(["--dir", str(work), "--ship-measured"], ship_dir=ship) == 0
+    assert len(pd.read_csv(ship / "ws2_gpaw_table.csv")) == 2

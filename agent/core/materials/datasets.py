@@ -22,7 +22,12 @@ from agent.core.observations import Observations, read_csv_table, validate_frame
 __all__ = ["available_datasets", "dataset_material", "load_dataset", "read_designs", "read_observations"]
 
 # Bundled datasets: name -> (folder inside agent/data, CSV file, material name).
-_DATASETS = MappingProxyType({"mos2": ("mos2", "mos2_pbe_bandgaps.csv", "mos2")})
+_DATASETS = MappingProxyType(
+    {
+        "mos2": ("mos2", "mos2_pbe_bandgaps.csv", "mos2"),
+        "ws2": ("ws2", "ws2_gpaw_table.csv", "ws2"),  # GPAW, made here: scripts/measure_ws2_table.py
+    }
+)
 
 
 def _from_csv(handle: IO[bytes] | Path, material: Material, source: str) -> Observations:

@@ -8,8 +8,10 @@ one frozen `MX2` of those constants plus `mx2_material` gives each member the sa
 strain-and-field design space *relative to its own unstrained cell*, the same atomic
 convention, the same vacuum rule and the same symmetries. `agent.core.materials.mos2`
 builds MoS2 from it (with its data's bounds and its bundled dataset); this module
-registers the others, which have no bundled data (``dataset=None``): a campaign on one
-of them starts from random designs or from data the user gives.
+registers the others. WS2 ships a GPAW replay table made by innloop itself
+(``agent/data/ws2``, the ``table`` oracle's default for it); the rest have no bundled data
+(``dataset=None``): a campaign on one of them starts from random designs or from data the
+user gives.
 
 Design point, in physical units: ``(a, b, c, alpha, beta, gamma, efield)`` (Å, degrees,
 V/Å); target: the PBE band gap ``gap`` in eV, floor 0. Bounds: 0.8..1.2 × ``a0`` for a
@@ -314,7 +316,22 @@ def mx2_material(
     )
 
 
-# -- the members without bundled data (MoS2: agent.core.materials.mos2) ---------------------
+def _bundled(name: str) -> Callable[[], Observations] | None:
+    """The loader of a member's bundled table (`DATA_MEMBERS`), or None: no data."""
+    if name not in DATA_MEMBERS:
+        return None
+
+    def load() -> Observations:
+        from agent.core.materials.datasets import load_dataset  # lazy: datasets imports the registry
+
+        return load_dataset(name)
+
+    return load
+
+
+# -- the members besides MoS2 (agent.core.materials.mos2) ----------------------------------
+# Members with a bundled table of their own: WS2's GPAW replay table (agent/data/ws2).
+DATA_MEMBERS = frozenset({"ws2"})
 WS2 = MX2("ws2", "W", "S", a0=3.18, c0=12.32, d=1.575, pbe_gap_eV=1.81)
 MOSE2 = MX2("mose2", "Mo", "Se", a0=3.32, c0=12.93, d=1.67, pbe_gap_eV=1.44)
 WSE2 = MX2("wse2", "W", "Se", a0=3.32, c0=12.96, d=1.68, pbe_gap_eV=1.55)
@@ -324,4 +341,4 @@ MEMBERS: tuple[MX2, ...] = (WS2, MOSE2, WSE2, MOTE2)
 # Last, so that everything above exists when registering imports the built-in modules
 # (agent.core.materials.mos2 imports this module and registers MoS2 from its prototype).
 for _member in MEMBERS:
-    register_material(mx2_material(_member))
+    register_material(mx2_material(_member, dataset=_bundled(_member.name)))

@@ -1,0 +1,64 @@
+"""The shipped WS2 GPAW table: what the benchmark and the ``table`` oracle replay.
+
+Every row must be a valid WS2 design with a physical answer, the settings beside it must be
+the script's, and the README's figures must be this file's (it is re-shipped as it grows).
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import re
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from agent.core.materials import get_material, load_dataset
+from oracles.table import TableOracle
+
+DATA = Path(__file__).resolve().parents[3] / "agent" / "data" / "ws2"
+
+
+def _table_settings() -> dict[str, object]:
+    path = Path(__file__).resolve().parents[3] / "scripts" / "measure_ws2_table.py"
+    spec = importlib.util.spec_from_file_location("measure_ws2_table", path)
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return dict(module.TABLE_SETTINGS)
+
+
+def test_every_row_is_a_valid_ws2_design_with_a_physical_answer() -> None:
+    obs = load_dataset("ws2")
+    frame, space = obs.frame, get_material("ws2").space
+    assert len(frame) >= 500 and obs.target == "gap"
+    assert space.valid_mask(obs.X).all()
+    assert (frame["gap"] >= 0).all() and frame["gap"].max() < 2.0  # unstrained WS2: 1.85 eV at these settings
+    assert np.isfinite(frame[["strain_energy", "energy", "wall_s"]].to_numpy()).all()
+    assert (frame["strain_energy"] > -0.1).all(), "no strained cell far below the unstrained one"
+    assert np.allclose(frame["strain_energy"] - frame["energy"], (frame["strain_energy"] - frame["energy"]).iloc[0])
+    assert json.loads((DATA / "settings.json").read_text())["settings"] == _table_settings()
+
+
+def test_the_readme_states_this_files_figures() -> None:
+    frame = pd.read_csv(DATA / "ws2_gpaw_table.csv")
+    failed = pd.read_csv(DATA / "failures.csv") if (DATA / "failures.csv").stat().st_size > 1 else []
+    text = (DATA / "README.md").read_text()
+    rows = re.search(r"`ws2_gpaw_table.csv`: ([\d,]+) ", text)
+    assert rows is not None and int(rows.group(1).replace(",", "")) == len(frame)
+    metals = re.search(r"(\d+) % are metallic", text)
+    assert metals is not None and int(metals.group(1)) == round(100 * (frame["gap"] <= 0).mean())
+    assert f"{len(failed)} designs" in text, "the README says how many designs GPAW gave no answer for"
+
+
+@pytest.mark.parametrize("material", ["ws2"])
+def test_the_table_oracle_replays_it_by_default(material: str) -> None:
+    oracle = TableOracle(material=material)
+    assert oracle.source == "bundled:ws2"
+    assert oracle.value_names() == {"gap", "strain_energy", "energy", "wall_s"}
+    first = oracle.pool().iloc[:3]
+    got = oracle.results(oracle.submit(first))
+    frame = pd.read_csv(DATA / "ws2_gpaw_table.csv")
+    assert [r.values["gap"] for r in got if r.values] == pytest.approx(frame["gap"].iloc[:3].tolist())
