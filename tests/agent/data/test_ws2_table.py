@@ -44,13 +44,14 @@ def test_every_row_is_a_valid_ws2_design_with_a_physical_answer() -> None:
 
 def test_the_readme_states_this_files_figures() -> None:
     frame = pd.read_csv(DATA / "ws2_gpaw_table.csv")
-    failed = pd.read_csv(DATA / "failures.csv") if (DATA / "failures.csv").stat().st_size > 1 else []
+    failures = DATA / "failures.csv"
+    failed = len(pd.read_csv(failures)) if failures.stat().st_size > 1 else 0
     text = (DATA / "README.md").read_text()
     rows = re.search(r"`ws2_gpaw_table.csv`: ([\d,]+) ", text)
     assert rows is not None and int(rows.group(1).replace(",", "")) == len(frame)
     metals = re.search(r"(\d+) % are metallic", text)
     assert metals is not None and int(metals.group(1)) == round(100 * (frame["gap"] <= 0).mean())
-    assert f"{len(failed)} designs" in text, "the README says how many designs GPAW gave no answer for"
+    assert f"{failed} designs" in text, "the README says how many designs GPAW gave no answer for"
 
 
 @pytest.mark.parametrize("material", ["ws2"])
