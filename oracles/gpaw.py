@@ -200,8 +200,11 @@ class GpawOracle:
                 found.append(Handle(self.name, inp.parent.name, design, workdir=str(inp.parent), submitted_at=at))
         return newest_per_design(rows, found)
 
-    def _start_queued(self) -> None:
-        """Launch queued jobs of this work folder, oldest first, up to ``max_parallel`` running.
+    def _start_queued(self, first: Sequence[Handle] = ()) -> None:
+        """Launch queued jobs of this work folder up to ``max_parallel`` running: the
+        unstrained reference, then those of the handles ``first`` in their order (the jobs
+        the caller waits for: a job queued again after its process was lost is not sent to
+        the back), then the rest, oldest first.
 
         The queue is the folders themselves (``input.json`` without ``job.json``), so any
         process that polls drives it; a ``launch.lock`` created with O_EXCL makes sure two
@@ -216,6 +219,8 @@ class GpawOracle:
                 running += alive(int(meta["pid"]))
             elif (folder / "input.json").exists() and not (folder / "launch.lock").exists():
                 queued.append(folder)
+        rank = {h.job_id: i for i, h in reversed(list(enumerate(first)))}
+        queued.sort(key=lambda f: (not f.name.startswith(PREFIX), rank.get(f.name, len(rank))))  # stable
         for folder in queued[: max(0, int(self.max_parallel) - running)]:
             try:
                 os.close(os.open(folder / "launch.lock", os.O_CREAT | os.O_EXCL | os.O_WRONLY))
@@ -258,7 +263,7 @@ class GpawOracle:
 
     def results(self, handles: Sequence[Handle]) -> list[Result]:
         check_own(self.name, handles)
-        self._start_queued()
+        self._start_queued(first=handles)
         return [self._with_strain_energy(self._status(h)) for h in handles]
 
     def cancel(self, handles: Sequence[Handle]) -> None:

@@ -116,7 +116,8 @@ def table(space_names: list[str], results: list[Result]) -> tuple[pd.DataFrame, 
             values = {k: r.values.get(k, np.nan) for k in ("gap", "strain_energy", "energy")}
             rows.append(r.handle.design | values | {"wall_s": wall})
         elif r.status.terminal:
-            failed.append(r.handle.design | {"status": r.status.value, "message": r.message})
+            cls = r.error_class.value if r.error_class is not None else ""
+            failed.append(r.handle.design | {"status": r.status.value, "error_class": cls, "message": r.message})
     columns = [*space_names, "gap", "strain_energy", "energy", "wall_s"]
     return pd.DataFrame(rows, columns=columns), pd.DataFrame(failed)
 
@@ -168,36 +169,46 @@ def ship_prefix(folder: Path, ship_dir: Path) -> tuple[int, int]:
 
     Why a prefix. The first ``k`` designs of a uniform draw are a uniform sample; the rows
     finished so far are not quite (a slow job is more often still running), so a table
-    shipped while measuring goes on stops at the first design without an answer. Reads
-    only the files a running measurement rewrites; never touches its jobs.
+    shipped while measuring goes on stops at the first design without an answer. A design
+    whose job the machinery lost (``error_class`` infrastructure) has no answer yet: the
+    next run queues it again. Reads only the files a running measurement rewrites; never
+    touches its jobs. Refuses to ship fewer rows than ``ship_dir`` holds already.
     """
     space = get_material("ws2").space
-    designs = pd.read_csv(folder / "designs.csv")
-    done = pd.read_csv(folder / "ws2_gpaw_table.csv")
-    failed_path = folder / "failures.csv"
-    failed = pd.read_csv(failed_path) if failed_path.stat().st_size > 1 else pd.DataFrame(columns=space.names)
+    need = [folder / name for name in ("designs.csv", "ws2_gpaw_table.csv", "failures.csv", "settings.json")]
+    if missing := [p.name for p in need if not p.is_file()]:
+        raise SystemExit(f"{folder}: no table measured here ({', '.join(missing)} missing)")
+    designs, done = pd.read_csv(need[0]), pd.read_csv(need[1])
+    failed = pd.read_csv(need[2]) if need[2].stat().st_size > 1 else pd.DataFrame(columns=space.names)
+    if "error_class" in failed:  # lost by the machinery: queued again, not an answer
+        failed = failed[failed["error_class"].fillna("") != ErrorClass.INFRASTRUCTURE.value]
     tree = cKDTree(space.to_unit(space.from_frame(designs)))
 
-    def index_of(frame: pd.DataFrame) -> np.ndarray:
+    def draw_order(frame: pd.DataFrame) -> tuple[pd.DataFrame, np.ndarray]:
+        """``frame``'s rows sorted by their design's place in the draw, and those places."""
         if frame.empty:
-            return np.zeros(0, dtype=np.int64)
+            return frame, np.zeros(0, dtype=np.int64)
         dist, idx = tree.query(space.to_unit(space.from_frame(frame[space.names])))
         if (dist > 1e-6).any():
             raise SystemExit(f"{folder}: a finished row is not among designs.csv; was the draw changed?")
-        return np.asarray(idx, dtype=np.int64)
+        order = np.argsort(idx, kind="stable")
+        return frame.iloc[order], np.asarray(idx, dtype=np.int64)[order]
 
-    done_idx, failed_idx = index_of(done), index_of(failed)
+    (rows, done_idx), (lost, failed_idx) = draw_order(done), draw_order(failed)
     finished = np.zeros(len(designs) + 1, dtype=bool)
     finished[done_idx] = finished[failed_idx] = True
     k = int(np.argmin(finished))  # the first design without an answer (the sentinel if every one has)
-    rows = done.iloc[np.argsort(done_idx, kind="stable")]
-    rows = rows[np.sort(done_idx) < k]
+    rows, lost = rows[done_idx < k], lost[failed_idx < k]
+    shipped = ship_dir / "ws2_gpaw_table.csv"
+    before = len(pd.read_csv(shipped)) if shipped.is_file() else 0
+    if len(rows) == 0 or len(rows) < before:
+        raise SystemExit(f"{folder}: its finished prefix has {len(rows)} rows, {shipped} holds {before}: not shipped")
+    text = readme(rows, len(lost), k)
     ship_dir.mkdir(parents=True, exist_ok=True)
-    write_text(ship_dir / "ws2_gpaw_table.csv", rows.to_csv(index=False, float_format="%.10g"))
-    write_json(ship_dir / "settings.json", json.loads((folder / "settings.json").read_text()), indent=1)
-    lost = failed.iloc[np.argsort(failed_idx, kind="stable")][np.sort(failed_idx) < k] if len(failed) else failed
+    write_json(ship_dir / "settings.json", json.loads(need[3].read_text()), indent=1)
     write_text(ship_dir / "failures.csv", lost.to_csv(index=False))
-    write_text(ship_dir / "README.md", readme(rows, len(lost), k if k < len(designs) else len(designs)))
+    write_text(shipped, rows.to_csv(index=False, float_format="%.10g"))
+    write_text(ship_dir / "README.md", text)
     return len(rows), len(lost)
 
 
@@ -218,6 +229,7 @@ def readme(rows: pd.DataFrame, failures: int, drawn: int) -> str:
         windows=windows,
         hours=f"{wall.sum() / 3600:.1f}",
         median=f"{wall.median():.0f}",
+        paused=int((wall > 10 * wall.median()).sum()),
     )
 
 
@@ -258,9 +270,10 @@ the production setting (350 eV, 9×9×1), in 4 s instead of 15 s on one core.
 **Strain energy.** The total energy per formula unit less that of the unstrained cell
 without field, computed once under the same settings (the oracle's reference job).
 
-**Cost.** {hours} core-hours of GPAW for these rows, median {median} s a row, two jobs at a
-time on a 2-core machine. Measuring is resumable: the oracle re-attaches to its jobs and
-never pays for a design twice.
+**Cost.** {hours} hours of GPAW for these rows by the jobs' own clocks, median {median} s a
+row, one core a job and two jobs at a time on a 2-core machine. A job's clock also runs
+while the machine pauses or slows it: {paused} rows took over ten times the median. Measuring
+is resumable: the oracle re-attaches to its jobs and never pays for a design twice.
 
 Licence: MIT, like the rest of innloop.
 """

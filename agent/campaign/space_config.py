@@ -279,7 +279,7 @@ def _symmetry(spec: SymmetrySpec, params: Sequence[Parameter]) -> Symmetry:
 def _data_range(material: str) -> tuple[float, float, str] | None:
     """(min, max, words) of a registered material's bundled target column; None without data."""
     mat = get_material(material)
-    if mat.dataset is None:
+    if mat.dataset is None or not mat.dataset_bounds_targets:
         return None
     y = mat.dataset().y
     lo, hi = float(y.min()), float(y.max())

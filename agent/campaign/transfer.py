@@ -18,8 +18,10 @@ and the replay, so a resumed campaign would plan differently from an uninterrupt
 Its first run records in this campaign's folder (``transfer.json``, written atomically
 beside ``config.json``) the highest ledger ``seq`` it read and a fingerprint of the rows;
 every later run reads only the records up to that ``seq`` and refuses, in one line, when
-they no longer give those rows (the source's ledger was rewritten). A bundled dataset
-ships with the code and needs no pin.
+they no longer give those rows (the source's ledger was rewritten). A bundled dataset is
+pinned the same way by its row count: a table that grows by measuring more of its draw (the
+WS2 table) keeps its first rows, so a resumed campaign reads those and nothing more, and
+one whose first rows changed (another version of the data) is refused.
 
 A report (``read_only``) writes nothing and trains nothing: it takes the source model from
 the cache or raises `SourceNotCached`, so ``innloop report`` never spends minutes training.
@@ -111,37 +113,45 @@ def _columns(source: DesignSpace, target: DesignSpace) -> list[int]:
 def pinned_rows(spec: TransferSpec, space: DesignSpace, folder: Path, *, pin: bool = True) -> SourceRows:
     """The source's rows as campaign ``folder``'s first run read them (see the module's words on pinning).
 
-    A ledger source without a pin yet is read whole and, with ``pin``, pinned (only in a
-    folder that holds a campaign). Raises `StateError` when the pinned records no longer
-    give the pinned rows, or the pin itself is damaged.
+    A source without a pin yet is read whole and, with ``pin``, pinned (only in a folder
+    that holds a campaign). Raises `StateError` when the pinned records (a ledger's, up to
+    the pinned ``seq``; a dataset's first rows) no longer give the pinned rows, or the pin
+    itself is damaged.
     """
-    if spec.ledger is None:
-        return source_rows(spec, space)
     path = Path(folder) / PIN_FILE
     if not path.exists():
         rows = source_rows(spec, space)
         if pin and (Path(folder) / "config.json").is_file():
-            pinned = {"ledger": spec.ledger, "seq": rows.seq, "rows": len(rows.y), "fingerprint": rows.fingerprint()}
-            write_json(path, pinned, indent=2)
+            where = {"ledger": spec.ledger, "seq": rows.seq} if spec.ledger is not None else {"dataset": spec.source}
+            write_json(path, where | {"rows": len(rows.y), "fingerprint": rows.fingerprint()}, indent=2)
         return rows
-    seq, n, key = _read_pin(path)
+    seq, n, key = _read_pin(path, ledger=spec.ledger is not None)
     rows = source_rows(spec, space, upto=seq)
+    if spec.ledger is None:  # a dataset: its first n rows, however many it holds now
+        rows = SourceRows(rows.U[:n], rows.y[:n], rows.material)
     if (len(rows.y), rows.fingerprint()) != (n, key):
+        what, fix = (
+            (f"its results up to seq {seq} are", "restore that ledger")
+            if spec.ledger is not None
+            else (f"its first {n} rows are", "install the innloop version that shipped them")
+        )
         raise StateError(
-            f"transfer source {spec.label} was rewritten: its results up to seq {seq} are not those this "
-            f"campaign started with ({n} rows, fingerprint {key}; now {len(rows.y)} rows, {rows.fingerprint()}, "
-            f"pinned in {path}); restore that ledger, or start another campaign"
+            f"transfer source {spec.label} was rewritten: {what} not those this campaign started with "
+            f"({n} rows, fingerprint {key}; now {len(rows.y)} rows, {rows.fingerprint()}, pinned in {path}); "
+            f"{fix}, or start another campaign"
         )
     return rows
 
 
-def _read_pin(path: Path) -> tuple[int, int, str]:
+def _read_pin(path: Path, *, ledger: bool) -> tuple[int | None, int, str]:
+    """(seq, rows, fingerprint) of a pin; ``seq`` only for a ledger source (None for a dataset)."""
     data = read_state_json(path, "the transfer source's pin")
     if isinstance(data, dict):
         seq, n, key = data.get("seq"), data.get("rows"), data.get("fingerprint")
-        if _count(seq) and _count(n) and isinstance(key, str):
-            return seq, n, key
-    raise StateError(f"{path}: expected 'seq' and 'rows' (non-negative integers) and 'fingerprint' (a string)")
+        if (_count(seq) or not ledger) and _count(n) and isinstance(key, str):
+            return (seq if ledger else None), n, key
+    wanted = "'seq' and 'rows' (non-negative integers)" if ledger else "'rows' (a non-negative integer)"
+    raise StateError(f"{path}: expected {wanted} and 'fingerprint' (a string)")
 
 
 def _count(value: Any) -> TypeGuard[int]:

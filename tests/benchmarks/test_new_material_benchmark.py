@@ -63,6 +63,7 @@ def test_a_target_the_table_cannot_supply_is_named_and_skipped(
     argv = ["--table", str(tmp_path / "ws2.csv"), "--methods", "random", "--seeds", "1", "--hits", "2"]
     assert new_material.main([*argv, "--targets", "1.0", "5.0", "--json", str(tmp_path / "runs.json")]) == 0
     out = capsys.readouterr().out
-    assert "5 eV skipped: the table holds 0 rows within ±0.1 eV, fewer than 2 hits" in out
+    assert "5 eV skipped: the table holds 0 rows within ±0.1 eV (0 diverse), fewer than the 2 hits asked" in out
     runs = json.loads((tmp_path / "runs.json").read_text())
     assert {r["target"] for r in runs} == {1.0} and len(runs) == 1
+    assert new_material.main([*argv, "--targets", "5.0"]) == 1, "nothing to run is a failure, not an empty table"

@@ -137,6 +137,16 @@ def test_local_queue_runs_at_most_max_parallel(oracle: GpawOracle) -> None:
     two.cancel(hung)
 
 
+def test_the_jobs_the_caller_polls_start_first_in_its_order(oracle: GpawOracle) -> None:
+    """A job queued again (its process lost) must not wait behind every job queued after it:
+    a poll starts the polled handles' queued jobs first, in the caller's order."""
+    a, b, c = oracle.submit([_design(0.9), _design(0.0), _design(0.1)])
+    assert oracle.poll([a]) == [JobStatus.RUNNING]
+    oracle.cancel([a])
+    assert oracle.poll([c, b]) == [JobStatus.RUNNING, JobStatus.PENDING], "c first: the caller asked for it first"
+    assert wait_terminal(oracle.poll, [c, b]) == [JobStatus.COMPLETED, JobStatus.COMPLETED]
+
+
 def test_a_launcher_that_died_mid_start_is_reported(oracle: GpawOracle) -> None:
     (h,) = oracle.submit([_design(0.0)])
     wait_terminal(oracle.poll, [h])

@@ -12,6 +12,7 @@ from types import ModuleType
 
 import numpy as np
 import pandas as pd
+import pytest
 
 from agent.core.materials import get_material, read_observations
 
@@ -63,25 +64,36 @@ def test_the_table_is_measured_resumed_and_shipped(tmp_path: Path) -> None:
 
 
 def test_shipping_while_measuring_takes_the_finished_prefix_of_the_draw(tmp_path: Path) -> None:
-    """Rows 0, 1, 3 finished and row 2 failed, row 4 still running: designs 0-3 are shipped
-    (three rows, one failure), row 5 finished out of order is held back with row 4."""
+    """Rows 0, 1, 3 finished (written out of order), row 2 failed, row 4 still running: designs
+    0-3 are shipped in draw order (three rows, one failure); row 5, finished early, waits with
+    row 4. A job the machinery lost is no answer; a shorter prefix never replaces a longer one."""
     script, work, ship = _script(), tmp_path / "work", tmp_path / "ship"
     work.mkdir()
     space = get_material("ws2").space
-    X = script.draw(6)
-    frame = space.to_frame(X)
+    frame = space.to_frame(script.draw(6))
     frame.to_csv(work / "designs.csv", index=False)
-    done = frame.iloc[[0, 1, 3, 5]].assign(gap=[0.0, 1.0, 0.5, 1.2], strain_energy=1.0, energy=-20.0, wall_s=9.0)
+    done = frame.iloc[[3, 0, 5, 1]].assign(gap=[0.5, 0.0, 1.2, 1.0], strain_energy=1.0, energy=-20.0, wall_s=9.0)
     done.to_csv(work / "ws2_gpaw_table.csv", index=False, float_format="%.10g")
-    frame.iloc[[2]].assign(status="failed", message="SCF").to_csv(work / "failures.csv", index=False)
+    failed = frame.iloc[[2]].assign(status="failed", error_class="physics", message="SCF")
+    failed.to_csv(work / "failures.csv", index=False)
     (work / "settings.json").write_text(json.dumps({"material": "ws2", "settings": script.TABLE_SETTINGS}))
-    assert script.main(["--dir", str(work), "--ship-measured"], ship_dir=ship) == 0
+    ship_measured = ["--dir", str(work), "--ship-measured"]
+    assert script.main(ship_measured, ship_dir=ship) == 0
     shipped = pd.read_csv(ship / "ws2_gpaw_table.csv")
     assert shipped["gap"].tolist() == [0.0, 1.0, 0.5]
+    assert np.allclose(shipped[space.names].to_numpy(), frame.iloc[[0, 1, 3]].to_numpy())
     assert len(pd.read_csv(ship / "failures.csv")) == 1
     assert json.loads((ship / "settings.json").read_text())["settings"] == script.TABLE_SETTINGS
+    assert (ship / "README.md").read_text() == script.readme(shipped, 1, 4)
 
+    # design 2's job was lost by the machinery, not answered: the prefix ends before it, and
+    # shipping those two rows would shrink the shipped table, so nothing is written
+    failed.assign(status="failed", error_class="infrastructure").to_csv(work / "failures.csv", index=False)
+    with pytest.raises(SystemExit, match=r"finished prefix has 2 rows, .* holds 3: not shipped"):
+        script.main(ship_measured, ship_dir=ship)
+    assert len(pd.read_csv(ship / "ws2_gpaw_table.csv")) == 3
     (work / "failures.csv").write_text("\n")  # no failure yet: the script writes an empty frame
-    done.iloc[[0, 1]].to_csv(work / "ws2_gpaw_table.csv", index=False, float_format="%.10g")
-    assert script.main(["--dir", str(work), "--ship-measured"], ship_dir=ship) == 0
-    assert len(pd.read_csv(ship / "ws2_gpaw_table.csv")) == 2
+    assert script.main(ship_measured, ship_dir=tmp_path / "other") == 0
+    assert len(pd.read_csv(tmp_path / "other" / "ws2_gpaw_table.csv")) == 2
+    with pytest.raises(SystemExit, match="no table measured here"):
+        script.main(["--dir", str(tmp_path / "nowhere"), "--ship-measured"], ship_dir=ship)

@@ -127,7 +127,10 @@ class Material:
     ``metadata`` returns what is part of the design but not of the geometry (e.g. an
     applied field) so writers and oracles can carry it alongside the structure;
     ``applied_field`` says which metadata entry is an electric field and where it points.
-    ``dataset`` loads the bundled observations, or is ``None`` when there are none.
+    ``dataset`` loads the bundled observations, or is ``None`` when there are none;
+    ``dataset_bounds_targets``: whether the data's target range bounds the targets a
+    campaign may ask for (False for a table that samples too little of the space to say
+    what the property cannot reach).
     ``target_lower_bound`` is the physical floor of the target (0 for a band gap), used
     to reject impossible data and clip predictions; ``None`` means unbounded;
     ``target_upper_bound`` is its ceiling (1 for a yield), likewise.
@@ -149,6 +152,7 @@ class Material:
     target_upper_bound: float | None = None
     metadata: Callable[[np.ndarray], dict[str, Any]] = _no_metadata
     dataset: Callable[[], Observations] | None = None
+    dataset_bounds_targets: bool = True
     symmetries: tuple[Symmetry, ...] = ()
     conventions: Mapping[str, Callable[[np.ndarray], Structure]] = field(default_factory=dict, hash=False)
     applied_field: AppliedField | None = None

@@ -293,6 +293,7 @@ def mx2_material(
     *,
     space: DesignSpace | None = None,
     dataset: Callable[[], Observations] | None = None,
+    dataset_bounds_targets: bool = True,
     description: str | None = None,
 ) -> Material:
     """The `Material` of ``member``: its space (default `MX2.space`), the gap target,
@@ -309,6 +310,7 @@ def mx2_material(
         build=build,
         metadata=member.metadata,
         dataset=dataset,
+        dataset_bounds_targets=dataset_bounds_targets,
         symmetries=SYMMETRIES,
         conventions={"fractional": build, "cartesian": member.build_cartesian},
         applied_field=AppliedField(EFIELD_KEY, axis=2),
@@ -341,4 +343,5 @@ MEMBERS: tuple[MX2, ...] = (WS2, MOSE2, WSE2, MOTE2)
 # Last, so that everything above exists when registering imports the built-in modules
 # (agent.core.materials.mos2 imports this module and registers MoS2 from its prototype).
 for _member in MEMBERS:
-    register_material(mx2_material(_member, dataset=_bundled(_member.name)))
+    # WS2's replay table samples the space uniformly, too thinly to bound the targets asked of it
+    register_material(mx2_material(_member, dataset=_bundled(_member.name), dataset_bounds_targets=False))

@@ -277,3 +277,43 @@ def test_a_report_takes_the_source_model_from_the_cache_only(
     [note] = [n for n in inputs.notes if "transfer" in n]
     assert note.startswith(f"the model of transfer source ledger {source_ledger} is not in the cache ({elsewhere}")
     assert note.endswith("the acquisition GP was fitted without the source's prior mean, unlike the campaign's")
+
+
+def test_a_dataset_source_is_pinned_by_its_first_rows(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A bundled table that grew between two runs gives its first rows only; one whose first
+    rows changed (another version of the data) is refused in one line."""
+    mose2 = get_material("mose2").space
+    spec = config_from_dict(campaign("c", "mose2", tmp_path / "x.csv", transfer={"source": "ws2"}))
+    assert spec.transfer is not None
+    shipped = load_dataset("ws2")
+    folder = tmp_path / "c"
+    folder.mkdir()
+    (folder / "config.json").write_text("{}")
+    small = type(shipped)(shipped.space, shipped.frame.iloc[:100], shipped.target, "first 100")
+    monkeypatch.setattr("agent.campaign.transfer.load_dataset", lambda name: small)
+    first = pinned_rows(spec.transfer, mose2, folder)
+    pin = json.loads((folder / PIN_FILE).read_text())
+    assert pin == {"dataset": "ws2", "rows": 100, "fingerprint": first.fingerprint()}
+    grown = type(shipped)(shipped.space, shipped.frame.iloc[:150], shipped.target, "first 150")
+    monkeypatch.setattr("agent.campaign.transfer.load_dataset", lambda name: grown)
+    again = pinned_rows(spec.transfer, mose2, folder)
+    np.testing.assert_array_equal(again.U, first.U)
+    np.testing.assert_array_equal(again.y, first.y)
+    other = type(shipped)(shipped.space, shipped.frame.iloc[1:150], shipped.target, "another version")
+    monkeypatch.setattr("agent.campaign.transfer.load_dataset", lambda name: other)
+    with pytest.raises(StateError) as err:
+        pinned_rows(spec.transfer, mose2, folder)
+    assert str(err.value).startswith("transfer source dataset ws2 was rewritten: its first 100 rows are not")
+    assert "install the innloop version that shipped them" in str(err.value) and "\n" not in str(err.value)
+    (folder / PIN_FILE).write_text('{"dataset": "ws2"}')
+    with pytest.raises(StateError, match=r"expected 'rows' \(a non-negative integer\)"):
+        pinned_rows(spec.transfer, mose2, folder)
+
+
+def test_a_ws2_target_above_its_tables_range_is_a_valid_campaign(tmp_path: Path) -> None:
+    """WS2's table is a thin uniform sample at cheap settings: it does not bound what a live
+    campaign may ask for (MoS2's data still do)."""
+    raw = campaign("w", "ws2", tmp_path / "x.csv") | {"targets": [{"value": 2.3, "window": 0.1, "hits": 5}]}
+    assert config_from_dict(raw).targets[0].value == 2.3
+    with pytest.raises(ConfigError, match="outside the mos2 data's gap range"):
+        config_from_dict(campaign("m", "mos2", tmp_path / "x.csv") | {"targets": [{"value": 2.6, "window": 0.1}]})
