@@ -73,6 +73,7 @@ from pymatgen.core import Lattice, Structure
 
 from agent.core.errors import ConfigError, DesignError
 from agent.core.materials.base import AppliedField, Material, ReferenceCell, Symmetry, register_material
+from agent.core.materials.datasets import available_datasets, load_dataset
 from agent.core.observations import Observations
 from agent.core.space import Constraint, DesignSpace, Parameter
 
@@ -319,21 +320,12 @@ def mx2_material(
 
 
 def _bundled(name: str) -> Callable[[], Observations] | None:
-    """The loader of a member's bundled table (`DATA_MEMBERS`), or None: no data."""
-    if name not in DATA_MEMBERS:
-        return None
-
-    def load() -> Observations:
-        from agent.core.materials.datasets import load_dataset  # lazy: datasets imports the registry
-
-        return load_dataset(name)
-
-    return load
+    """The loader of the bundled dataset named like the member (WS2's GPAW replay table,
+    `agent.core.materials.datasets`), or None: no data."""
+    return functools.partial(load_dataset, name) if name in available_datasets() else None
 
 
 # -- the members besides MoS2 (agent.core.materials.mos2) ----------------------------------
-# Members with a bundled table of their own: WS2's GPAW replay table (agent/data/ws2).
-DATA_MEMBERS = frozenset({"ws2"})
 WS2 = MX2("ws2", "W", "S", a0=3.18, c0=12.32, d=1.575, pbe_gap_eV=1.81)
 MOSE2 = MX2("mose2", "Mo", "Se", a0=3.32, c0=12.93, d=1.67, pbe_gap_eV=1.44)
 WSE2 = MX2("wse2", "W", "Se", a0=3.32, c0=12.96, d=1.68, pbe_gap_eV=1.55)
