@@ -13,7 +13,9 @@ each; the oracle starts at most ``--parallel`` at a time) and their handles save
 and saving, finds the queued jobs again (`GpawOracle.adopt`); it queues again the jobs
 whose process ended without an answer (killed with the script, a reboot) and polls on.
 No answer is ever paid for twice. Growing the table (``--n`` larger) draws the same
-first designs again and queues only the new ones.
+first designs again and queues only the new ones. A new work folder starts from the shipped
+table (`seed_from_shipped`): its designs are the draw's first ones and are not measured
+again, so the table grows on any machine with this checkout, the old work folder gone.
 
 Every poll rewrites ``ws2_gpaw_table.csv`` (design columns, ``gap`` and ``strain_energy``,
 both on GPAW's scale, ``energy`` per formula unit) with what has finished, and
@@ -107,6 +109,50 @@ def handles_for(gpaw: GpawOracle, folder: Path, X: np.ndarray) -> list[Handle]:
     return saved[: len(X)]
 
 
+def seed_from_shipped(
+    folder: Path, ship_dir: Path, X: np.ndarray, use_shipped: bool = True
+) -> tuple[int, pd.DataFrame, pd.DataFrame]:
+    """The designs already answered in ``ship_dir``: ``(k, rows, failures)``, the first ``k``
+    designs of the draw ``X`` ``(n, 7)``, which this folder does not measure again.
+
+    Why. Shipped rows are answers paid for; a new work folder (another machine, the old one
+    lost) would otherwise measure them all again. The split is written once into the folder
+    (``seed.json`` and copies of the rows), so later shipments, which grow ``ship_dir`` with
+    this folder's own rows, never move it. A folder that measured without a seed keeps
+    measuring every design (``k = 0``), as does a new one with ``use_shipped`` off. Refused
+    in one line: a shipped table under other settings, one that is not a prefix of this
+    draw, one longer than ``X``.
+    """
+    seed = folder / "seed.json"
+    empty = pd.DataFrame()
+    if seed.is_file():
+        k = int(json.loads(seed.read_text())["designs"])
+        rows = pd.read_csv(folder / "seeded_rows.csv")
+        failures = folder / "seeded_failures.csv"
+        return k, rows, pd.read_csv(failures) if failures.stat().st_size > 1 else empty
+    shipped = ship_dir / "ws2_gpaw_table.csv"
+    if not use_shipped or (folder / "handles.json").is_file() or not shipped.is_file():
+        return 0, empty, empty
+    settings = json.loads((ship_dir / "settings.json").read_text()).get("settings")
+    if settings != TABLE_SETTINGS:
+        raise SystemExit(f"{ship_dir}: shipped under other settings ({settings}); use a folder of its own")
+    space = get_material("ws2").space
+    rows = pd.read_csv(shipped)
+    failed_path = ship_dir / "failures.csv"
+    failures = pd.read_csv(failed_path) if failed_path.is_file() and failed_path.stat().st_size > 1 else empty
+    k = len(rows) + len(failures)
+    if k > len(X):
+        raise SystemExit(f"{ship_dir} holds {k} designs of the draw already: ask --n larger than {k}")
+    answered = pd.concat([rows[space.names], failures[space.names]]) if len(failures) else rows[space.names]
+    dist, idx = cKDTree(space.to_unit(X[:k])).query(space.to_unit(space.from_frame(answered)))
+    if (dist > 1e-6).any() or len(set(idx.tolist())) != k:
+        raise SystemExit(f"{ship_dir}: the shipped designs are not the first {k} of this draw; was the draw changed?")
+    write_text(folder / "seeded_rows.csv", rows.to_csv(index=False, float_format="%.10g"))
+    write_text(folder / "seeded_failures.csv", failures.to_csv(index=False))
+    write_json(seed, {"designs": k, "from": str(ship_dir)}, indent=1)
+    return k, rows, failures
+
+
 def table(space_names: list[str], results: list[Result]) -> tuple[pd.DataFrame, pd.DataFrame]:
     """The finished rows and the failed designs (with the oracle's message)."""
     rows, failed = [], []
@@ -129,6 +175,9 @@ def main(argv: list[str] | None = None, ship_dir: Path = SHIP_DIR) -> int:
     ap.add_argument("--parallel", type=int, default=2, help="GPAW jobs at once")
     ap.add_argument("--poll", type=float, default=10.0, help="seconds between polls")
     ap.add_argument("--command", nargs="+", help="each job's argv prefix (default: python -m oracles.gpaw_job)")
+    ap.add_argument(
+        "--no-shipped", action="store_true", help="a new folder measures every design, the shipped ones too"
+    )
     ap.add_argument("--ship", action="store_true", help="copy the finished table into agent/data/ws2/")
     ap.add_argument(
         "--ship-measured",
@@ -146,12 +195,17 @@ def main(argv: list[str] | None = None, ship_dir: Path = SHIP_DIR) -> int:
     X = draw(args.n)
     write_text(folder / "designs.csv", space.to_frame(X).to_csv(index=False))
     write_json(folder / "settings.json", {"material": "ws2", "settings": TABLE_SETTINGS, "seed": 0}, indent=1)
+    k, seeded, seeded_failed = seed_from_shipped(folder, ship_dir, X, use_shipped=not args.no_shipped)
+    if k:
+        print(f"the first {k} designs are answered in {ship_dir}: measuring designs {k + 1}-{len(X)}")
     gpaw = oracle(folder, args.parallel, command=args.command)
-    handles = handles_for(gpaw, folder, X)
+    handles = handles_for(gpaw, folder, X[k:])
     start = time.time()
     while True:
         results = gpaw.results(handles)
         done, failed = table(space.names, results)
+        done = pd.concat([seeded, done], ignore_index=True) if k else done
+        failed = pd.concat([seeded_failed, failed], ignore_index=True) if k else failed
         write_text(folder / "ws2_gpaw_table.csv", done.to_csv(index=False, float_format="%.10g"))
         write_text(folder / "failures.csv", failed.to_csv(index=False))
         finished = len(done) + len(failed)

@@ -44,7 +44,7 @@ def test_the_table_is_measured_resumed_and_shipped(tmp_path: Path) -> None:
     stand_in.write_text(STAND_IN)
     work, ship = tmp_path / "work", tmp_path / "ship"
     args = ["--dir", str(work), "--n", "6", "--poll", "0.2", "--command", sys.executable, str(stand_in)]
-    assert script.main(args) == 0
+    assert script.main(args, ship_dir=ship) == 0  # nothing shipped there yet: every design measured
     table = pd.read_csv(work / "ws2_gpaw_table.csv")
     assert len(table) == 6 and table["strain_energy"].notna().all() and (table["energy"] < -21).all()
     assert json.loads((work / "settings.json").read_text())["settings"] == script.TABLE_SETTINGS
@@ -97,3 +97,41 @@ def test_shipping_while_measuring_takes_the_finished_prefix_of_the_draw(tmp_path
     assert len(pd.read_csv(tmp_path / "other" / "ws2_gpaw_table.csv")) == 2
     with pytest.raises(SystemExit, match="no table measured here"):
         script.main(["--dir", str(tmp_path / "nowhere"), "--ship-measured"], ship_dir=ship)
+
+
+def test_a_new_folder_starts_from_the_shipped_table_and_pays_for_no_row_twice(tmp_path: Path) -> None:
+    """Six designs measured and shipped from one folder, that folder lost: a new folder asked
+    for nine measures designs 7-9 only, its table holds all nine, and shipping it grows the
+    shipped table. A shipped table that is not this draw's prefix is refused."""
+    script, stand_in, ship = _script(), tmp_path / "stand_in.py", tmp_path / "ship"
+    stand_in.write_text(STAND_IN)
+    command = ["--poll", "0.2", "--command", sys.executable, str(stand_in)]
+    assert script.main(["--dir", str(tmp_path / "old"), "--n", "6", *command, "--ship"], ship_dir=ship) == 0
+    first = pd.read_csv(ship / "ws2_gpaw_table.csv")
+    new = tmp_path / "new"
+    with pytest.raises(SystemExit, match="holds 6 designs of the draw already: ask --n larger than 6"):
+        script.main(["--dir", str(new), "--n", "5", *command], ship_dir=ship)
+    assert script.main(["--dir", str(new), "--n", "9", *command, "--ship"], ship_dir=ship) == 0
+    runs = (new / "runs.txt").read_text().split()
+    assert len(runs) == 4 and runs[0].startswith("0-reference-"), "the reference and the three new designs"
+    grown = pd.read_csv(ship / "ws2_gpaw_table.csv")
+    assert len(grown) == 9 and grown.iloc[:6].equals(first), "the shipped rows first, unchanged"
+    space = get_material("ws2").space
+    assert np.allclose(grown[space.names].to_numpy(), space.to_frame(script.draw(9)).to_numpy())
+
+    # the split is the folder's own: a rerun after shipping (the shipped table now longer)
+    # measures nothing; a folder without a seed and --no-shipped measures every design
+    assert script.main(["--dir", str(new), "--n", "9", *command], ship_dir=ship) == 0
+    assert len((new / "runs.txt").read_text().split()) == 4
+    assert script.main(["--dir", str(tmp_path / "all"), "--n", "2", *command, "--no-shipped"], ship_dir=ship) == 0
+    assert len((tmp_path / "all" / "runs.txt").read_text().split()) == 3
+
+    other = tmp_path / "other"
+    other.mkdir()
+    grown.iloc[[1, 0, 2]].assign(a=3.5).to_csv(other / "ws2_gpaw_table.csv", index=False)
+    (other / "settings.json").write_text((ship / "settings.json").read_text())
+    with pytest.raises(SystemExit, match="not the first 3 of this draw"):
+        script.main(["--dir", str(tmp_path / "x"), "--n", "9", *command], ship_dir=other)
+    (other / "settings.json").write_text(json.dumps({"settings": {"ecut_eV": 350.0}}))
+    with pytest.raises(SystemExit, match="shipped under other settings"):
+        script.main(["--dir", str(tmp_path / "y"), "--n", "9", *command], ship_dir=other)
