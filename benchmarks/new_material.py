@@ -24,7 +24,8 @@ table oracle, no prior data, exploration share 0 -- the benchmark rewards hits o
 ``innloop-mos2`` (the same campaign with ``[transfer] source = "mos2"``: the bundled
 MoS2 VASP data inform its models, never counted as a measurement).
 
-Tables printed: the WS2 table itself (rows, failures, metals, rows per target window, DFT
+``--workers 2`` runs two at once (one process and one thread each; the figures are the
+same as one at a time). Tables printed: the WS2 table itself (rows, failures, metals, rows per target window, DFT
 time), cold start, and transfer. Run ``python -m benchmarks.new_material --seeds 5
 --json runs.json``.
 """
@@ -33,10 +34,13 @@ from __future__ import annotations
 
 import argparse
 import json
+import multiprocessing
 import os
 import sys
 import tempfile
 import time
+from concurrent.futures import ProcessPoolExecutor
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -52,7 +56,7 @@ from benchmarks.campaign import SPACING, Problem, run_baseline, run_innloop, sum
 from oracles import make_oracle
 from oracles.base import MeasuresPool
 
-__all__ = ["METHODS", "WS2Problem", "main", "reachable", "table_summary"]
+__all__ = ["METHODS", "Job", "WS2Problem", "main", "reachable", "run_jobs", "table_summary"]
 
 METHODS = ("random", "gp", "innloop", "innloop-mos2")
 INITIAL, HITS, WINDOW = 20, 20, 0.1
@@ -125,6 +129,57 @@ def reachable(problem: WS2Problem, targets: list[float], hits: int) -> list[floa
     return keep
 
 
+@dataclass(frozen=True)
+class Job:
+    """One run: a method at a target with a seed, under the command line's settings."""
+
+    args: argparse.Namespace
+    target: float
+    seed: int
+    method: str
+
+
+_PROBLEMS: dict[tuple[str, int], WS2Problem] = {}  # a worker process's table, read once
+
+
+def run_one(job: Job, tmp: Path) -> dict[str, Any]:
+    """``job``'s run: the calls to the hits and its figures (`run_innloop`, `run_baseline`)."""
+    torch.set_num_threads(1)
+    a, t0 = job.args, time.perf_counter()
+    key = (str(a.table), a.initial)
+    problem = _PROBLEMS.get(key) or _PROBLEMS.setdefault(key, WS2Problem(a.table, a.initial))
+    if job.method in SECTIONS:
+        problem.extra = SECTIONS[job.method]
+        work = tmp / f"{job.method}-{job.target}-{job.seed}"
+        out = run_innloop(problem, job.target, job.seed, a.max_calls, work, a.exploration, a.hits)
+    else:
+        limit = len(problem.pool) if job.method == "random" else a.max_calls
+        out = run_baseline(job.method, problem, job.target, job.seed, limit, a.hits)
+    out |= {"oracle": "ws2 table", "target": job.target, "seed": job.seed, "method": job.method}
+    out |= {"hits": a.hits, "wall_s": time.perf_counter() - t0}
+    line = f"{job.target:g} seed {job.seed} {job.method}: {out['calls']} calls ({out['wall_s']:.0f} s)"
+    print(line, file=sys.stderr, flush=True)
+    return out
+
+
+def run_jobs(jobs: list[Job], tmp: Path, workers: int) -> list[dict[str, Any]]:
+    """Every job's run, in ``jobs``' order; ``workers > 1``: that many processes at once.
+
+    Why the first transfer run goes alone: it trains the MoS2 source model into the shared
+    cache, which every later transfer run then reads instead of training it again. Each run
+    seeds itself, so a run's figures do not depend on the process it ran in."""
+    if workers <= 1:
+        return [run_one(job, tmp) for job in jobs]
+    first = next((i for i, j in enumerate(jobs) if j.method == "innloop-mos2"), None)
+    done: dict[int, dict[str, Any]] = {} if first is None else {first: run_one(jobs[first], tmp)}
+    rest = [i for i in range(len(jobs)) if i not in done]
+    # spawn, not fork: a forked child of a process that has started torch's threads can hang
+    with ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn")) as pool:
+        futures = {i: pool.submit(run_one, jobs[i], tmp) for i in rest}
+        done |= {i: f.result() for i, f in futures.items()}
+    return [done[i] for i in range(len(jobs))]
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="benchmarks.new_material", description=__doc__.split("\n")[0])
     p.add_argument("--table", type=Path, default=SHIPPED, help="the WS2 table (default: the shipped one)")
@@ -136,6 +191,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--max-calls", type=int, default=600)
     p.add_argument("--exploration", type=float, default=0.0, help="innloop's exploration share (default 0)")
     p.add_argument("--json", help="write every run here")
+    p.add_argument("--workers", type=int, default=1, help="runs at once, one process and one thread each (default 1)")
     p.add_argument(
         "--cache",
         type=Path,
@@ -147,28 +203,15 @@ def main(argv: list[str] | None = None) -> int:
     os.environ.setdefault(CACHE_ENV, str(args.cache))  # every seed's campaign shares one trained source
     print(table_summary(args.table, args.targets), flush=True)
     problem = WS2Problem(args.table, args.initial)
-    runs: list[dict[str, Any]] = []
     targets = reachable(problem, args.targets, args.hits)
     if not targets:
         print("\nno target to run: measure a larger table or ask fewer --hits", file=sys.stderr)
         return 1
+    jobs = [
+        Job(args, target, seed, method) for target in targets for seed in range(args.seeds) for method in args.methods
+    ]
     with tempfile.TemporaryDirectory(prefix="innloop-bench-ws2-") as tmp:
-        for target in targets:
-            for seed in range(args.seeds):
-                for method in args.methods:
-                    t0 = time.perf_counter()
-                    if method in SECTIONS:
-                        problem.extra = SECTIONS[method]
-                        work = Path(tmp) / f"{method}-{target}-{seed}"
-                        out = run_innloop(problem, target, seed, args.max_calls, work, args.exploration, args.hits)
-                    else:
-                        limit = len(problem.pool) if method == "random" else args.max_calls
-                        out = run_baseline(method, problem, target, seed, limit, args.hits)
-                    out |= {"oracle": "ws2 table", "target": target, "seed": seed, "method": method}
-                    out |= {"hits": args.hits, "wall_s": time.perf_counter() - t0}
-                    runs.append(out)
-                    line = f"{target:g} seed {seed} {method}: {out['calls']} calls ({out['wall_s']:.0f} s)"
-                    print(line, file=sys.stderr, flush=True)
+        runs = run_jobs(jobs, Path(tmp), args.workers)
     cold = [r for r in runs if r["method"] != "innloop-mos2"]
     transfer = [r for r in runs if r["method"] in SECTIONS]
     if cold:

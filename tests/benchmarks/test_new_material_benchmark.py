@@ -67,3 +67,17 @@ def test_a_target_the_table_cannot_supply_is_named_and_skipped(
     runs = json.loads((tmp_path / "runs.json").read_text())
     assert {r["target"] for r in runs} == {1.0} and len(runs) == 1
     assert new_material.main([*argv, "--targets", "5.0"]) == 1, "nothing to run is a failure, not an empty table"
+
+
+def test_runs_in_worker_processes_give_the_same_figures(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv(new_material.CACHE_ENV, str(tmp_path / "cache"))
+    _table(tmp_path / "ws2.csv")
+    argv = ["--table", str(tmp_path / "ws2.csv"), "--methods", "random", "gp", "--seeds", "2", "--hits", "2"]
+    argv += ["--initial", "10", "--max-calls", "40", "--targets", "1.0"]
+    runs = {}
+    for workers in ("1", "2"):
+        assert new_material.main([*argv, "--workers", workers, "--json", str(tmp_path / f"{workers}.json")]) == 0
+        runs[workers] = [
+            (r["seed"], r["method"], r["calls"]) for r in json.loads((tmp_path / f"{workers}.json").read_text())
+        ]
+    assert runs["1"] == runs["2"] and len(runs["1"]) == 4
