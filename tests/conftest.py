@@ -44,11 +44,30 @@ def small_ensemble(synthetic_data: tuple[np.ndarray, np.ndarray]) -> SurrogateEn
     return model
 
 
+# Session fixtures that cost tens of seconds, and the worker group of the tests that use
+# them: a session fixture is built once per worker, so its tests run on one (``--dist
+# loadgroup``). SLURM also because one cluster serves the session.
+SHARED = {
+    "slurm_cluster": "slurm",
+    "mock_report": "mock-report",
+    "table_report": "table-report",
+    "group_probe": "group-probe",  # tests/test_suite_groups.py: the groups take effect
+}
+
+
+@pytest.hookimpl(tryfirst=True)  # before xdist's own hook reads the groups off the markers
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
-    """Tests that use the session's SLURM run on one worker (``--dist loadgroup``): one cluster."""
+    """Each test that uses a `SHARED` fixture joins that fixture's worker group."""
     for item in items:
-        if "slurm_cluster" in getattr(item, "fixturenames", ()):
-            item.add_marker(pytest.mark.xdist_group("slurm"))
+        names = getattr(item, "fixturenames", ())
+        group = next((g for fixture, g in SHARED.items() if fixture in names), None)
+        if group is not None:
+            item.add_marker(pytest.mark.xdist_group(group))
+
+
+@pytest.fixture(scope="session")
+def group_probe() -> None:
+    """Nothing: a `SHARED` fixture whose test checks that worker groups take effect."""
 
 
 @pytest.fixture(scope="session")

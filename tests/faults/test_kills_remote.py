@@ -33,7 +33,9 @@ VASP_POINTS = [
 HTTP_CONFIG = small_config("http", "retries = 3\nbackoff_s = 0.1")
 
 
-@pytest.fixture(scope="module")
+# session scope, not module: --dist loadgroup interleaves this module with others on a
+# worker, and a module fixture would run its reference campaign again each time it returns
+@pytest.fixture(scope="session")
 def http_expected(tmp_path_factory: pytest.TempPathFactory) -> list[str]:
     root = tmp_path_factory.mktemp("http-ref")
     config = write_config(root, HTTP_CONFIG)
@@ -52,7 +54,7 @@ def test_http_campaign_killed_and_resumed(point: str, http_expected: list[str], 
     assert report.submissions == report.results == len(http_expected)
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="session")
 def vasp_expected(slurm_cluster: LocalSlurm, tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, list[str]]:
     root = tmp_path_factory.mktemp("vasp-ref")
     config = write_config(root, small_config("vasp", vasp_settings(slurm_cluster.partition), poll_s=0.5))
