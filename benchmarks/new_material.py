@@ -139,14 +139,17 @@ class Job:
     method: str
 
 
-_PROBLEMS: dict[tuple[str, int], WS2Problem] = {}  # a worker process's table, read once
+# a process's tables, each read once; keyed by the file's size and time too, so a table
+# rewritten at the same path is read again
+_PROBLEMS: dict[tuple[str, int, int, int], WS2Problem] = {}
 
 
 def run_one(job: Job, tmp: Path) -> dict[str, Any]:
     """``job``'s run: the calls to the hits and its figures (`run_innloop`, `run_baseline`)."""
     torch.set_num_threads(1)
     a, t0 = job.args, time.perf_counter()
-    key = (str(a.table), a.initial)
+    stat = Path(a.table).stat()
+    key = (str(a.table), a.initial, stat.st_size, stat.st_mtime_ns)
     problem = _PROBLEMS.get(key) or _PROBLEMS.setdefault(key, WS2Problem(a.table, a.initial))
     if job.method in SECTIONS:
         problem.extra = SECTIONS[job.method]
@@ -170,13 +173,18 @@ def run_jobs(jobs: list[Job], tmp: Path, workers: int) -> list[dict[str, Any]]:
     seeds itself, so a run's figures do not depend on the process it ran in."""
     if workers <= 1:
         return [run_one(job, tmp) for job in jobs]
+    os.environ.setdefault("OMP_NUM_THREADS", "1")  # inherited by the workers: one thread each
     first = next((i for i, j in enumerate(jobs) if j.method == "innloop-mos2"), None)
     done: dict[int, dict[str, Any]] = {} if first is None else {first: run_one(jobs[first], tmp)}
     rest = [i for i in range(len(jobs)) if i not in done]
     # spawn, not fork: a forked child of a process that has started torch's threads can hang
     with ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn")) as pool:
         futures = {i: pool.submit(run_one, jobs[i], tmp) for i in rest}
-        done |= {i: f.result() for i, f in futures.items()}
+        try:
+            done |= {i: f.result() for i, f in futures.items()}
+        except BaseException:  # one run failed (or ^C): the queued runs are not started
+            pool.shutdown(wait=True, cancel_futures=True)
+            raise
     return [done[i] for i in range(len(jobs))]
 
 

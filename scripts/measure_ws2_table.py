@@ -127,12 +127,21 @@ def seed_from_shipped(
     empty = pd.DataFrame()
     if seed.is_file():
         k = int(json.loads(seed.read_text())["designs"])
+        if k == 0:
+            return 0, empty, empty
         rows = pd.read_csv(folder / "seeded_rows.csv")
-        failures = folder / "seeded_failures.csv"
-        return k, rows, pd.read_csv(failures) if failures.stat().st_size > 1 else empty
+        seeded_failures = folder / "seeded_failures.csv"
+        return k, rows, pd.read_csv(seeded_failures) if seeded_failures.stat().st_size > 1 else empty
     shipped = ship_dir / "ws2_gpaw_table.csv"
-    if not use_shipped or (folder / "handles.json").is_file() or not shipped.is_file():
+    jobs = folder / "jobs"
+    # a folder that queued jobs measures every design (a run may have died before saving
+    # their handles: the jobs are adopted, never queued again)
+    queued = (folder / "handles.json").is_file() or (jobs.is_dir() and any(jobs.iterdir()))
+    if not use_shipped or queued or not shipped.is_file():
+        write_json(seed, {"designs": 0}, indent=1)  # decided once: later runs read it
         return 0, empty, empty
+    if not (ship_dir / "settings.json").is_file():
+        raise SystemExit(f"{ship_dir}: a table without its settings.json; use a folder of its own")
     settings = json.loads((ship_dir / "settings.json").read_text()).get("settings")
     if settings != TABLE_SETTINGS:
         raise SystemExit(f"{ship_dir}: shipped under other settings ({settings}); use a folder of its own")
@@ -142,7 +151,7 @@ def seed_from_shipped(
     failures = pd.read_csv(failed_path) if failed_path.is_file() and failed_path.stat().st_size > 1 else empty
     k = len(rows) + len(failures)
     if k > len(X):
-        raise SystemExit(f"{ship_dir} holds {k} designs of the draw already: ask --n larger than {k}")
+        raise SystemExit(f"{ship_dir} holds {k} designs of the draw already: ask --n {k + 1} or more")
     answered = pd.concat([rows[space.names], failures[space.names]]) if len(failures) else rows[space.names]
     dist, idx = cKDTree(space.to_unit(X[:k])).query(space.to_unit(space.from_frame(answered)))
     if (dist > 1e-6).any() or len(set(idx.tolist())) != k:
@@ -151,6 +160,25 @@ def seed_from_shipped(
     write_text(folder / "seeded_failures.csv", failures.to_csv(index=False))
     write_json(seed, {"designs": k, "from": str(ship_dir)}, indent=1)
     return k, rows, failures
+
+
+def _stack(first: pd.DataFrame, second: pd.DataFrame) -> pd.DataFrame:
+    """``first`` then ``second``; an empty one adds nothing."""
+    frames = [f for f in (first, second) if len(f)]
+    return pd.concat(frames, ignore_index=True) if frames else second
+
+
+def same_reference(seeded: pd.DataFrame, new: pd.DataFrame) -> pd.DataFrame:
+    """``new`` rows with their strain energy taken against the seeded rows' reference.
+
+    Why. This folder's oracle measured the unstrained reference again; under the same
+    settings it gives the same energy (seen: the same to 1e-8 eV), but on another machine
+    the loose SCF stop may move it a little, and one table keeps one reference: every row's
+    ``energy - strain_energy`` is the same number."""
+    if new.empty or seeded.empty:
+        return new
+    reference = float((seeded["energy"] - seeded["strain_energy"]).median())
+    return new.assign(strain_energy=new["energy"] - reference)
 
 
 def table(space_names: list[str], results: list[Result]) -> tuple[pd.DataFrame, pd.DataFrame]:
@@ -196,6 +224,8 @@ def main(argv: list[str] | None = None, ship_dir: Path = SHIP_DIR) -> int:
     write_text(folder / "designs.csv", space.to_frame(X).to_csv(index=False))
     write_json(folder / "settings.json", {"material": "ws2", "settings": TABLE_SETTINGS, "seed": 0}, indent=1)
     k, seeded, seeded_failed = seed_from_shipped(folder, ship_dir, X, use_shipped=not args.no_shipped)
+    if k > len(X):
+        raise SystemExit(f"{folder} starts after design {k} of the draw: ask --n {k + 1} or more")
     if k:
         print(f"the first {k} designs are answered in {ship_dir}: measuring designs {k + 1}-{len(X)}")
     gpaw = oracle(folder, args.parallel, command=args.command)
@@ -204,8 +234,9 @@ def main(argv: list[str] | None = None, ship_dir: Path = SHIP_DIR) -> int:
     while True:
         results = gpaw.results(handles)
         done, failed = table(space.names, results)
-        done = pd.concat([seeded, done], ignore_index=True) if k else done
-        failed = pd.concat([seeded_failed, failed], ignore_index=True) if k else failed
+        if k:  # empty frames left out: their object columns would turn the floats into objects
+            done = _stack(seeded, same_reference(seeded, done))
+            failed = _stack(seeded_failed, failed)
         write_text(folder / "ws2_gpaw_table.csv", done.to_csv(index=False, float_format="%.10g"))
         write_text(folder / "failures.csv", failed.to_csv(index=False))
         finished = len(done) + len(failed)

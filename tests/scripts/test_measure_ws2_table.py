@@ -109,7 +109,7 @@ def test_a_new_folder_starts_from_the_shipped_table_and_pays_for_no_row_twice(tm
     assert script.main(["--dir", str(tmp_path / "old"), "--n", "6", *command, "--ship"], ship_dir=ship) == 0
     first = pd.read_csv(ship / "ws2_gpaw_table.csv")
     new = tmp_path / "new"
-    with pytest.raises(SystemExit, match="holds 6 designs of the draw already: ask --n larger than 6"):
+    with pytest.raises(SystemExit, match="holds 6 designs of the draw already: ask --n 7 or more"):
         script.main(["--dir", str(new), "--n", "5", *command], ship_dir=ship)
     assert script.main(["--dir", str(new), "--n", "9", *command, "--ship"], ship_dir=ship) == 0
     runs = (new / "runs.txt").read_text().split()
@@ -118,6 +118,10 @@ def test_a_new_folder_starts_from_the_shipped_table_and_pays_for_no_row_twice(tm
     assert len(grown) == 9 and grown.iloc[:6].equals(first), "the shipped rows first, unchanged"
     space = get_material("ws2").space
     assert np.allclose(grown[space.names].to_numpy(), space.to_frame(script.draw(9)).to_numpy())
+    reference = grown["energy"] - grown["strain_energy"]
+    assert np.allclose(reference, reference.iloc[0], atol=1e-9), "one reference for the seeded and the new rows"
+    with pytest.raises(SystemExit, match="starts after design 6 of the draw: ask --n 7 or more"):
+        script.main(["--dir", str(new), "--n", "5", *command], ship_dir=ship)
 
     # the split is the folder's own: a rerun after shipping (the shipped table now longer)
     # measures nothing; a folder without a seed and --no-shipped measures every design
@@ -125,6 +129,13 @@ def test_a_new_folder_starts_from_the_shipped_table_and_pays_for_no_row_twice(tm
     assert len((new / "runs.txt").read_text().split()) == 4
     assert script.main(["--dir", str(tmp_path / "all"), "--n", "2", *command, "--no-shipped"], ship_dir=ship) == 0
     assert len((tmp_path / "all" / "runs.txt").read_text().split()) == 3
+
+    # a folder that queued jobs before it died (no handles saved) is never seeded: its jobs
+    # for the first designs are adopted, not left unused
+    queued = tmp_path / "queued" / "jobs" / "0-some-job"
+    queued.mkdir(parents=True)
+    assert script.seed_from_shipped(queued.parents[1], ship, script.draw(12))[0] == 0
+    assert json.loads((queued.parents[1] / "seed.json").read_text()) == {"designs": 0}
 
     other = tmp_path / "other"
     other.mkdir()
