@@ -25,9 +25,9 @@ table oracle, no prior data, exploration share 0 -- the benchmark rewards hits o
 MoS2 VASP data inform its models, never counted as a measurement).
 
 ``--workers 2`` runs two at once (one process and one thread each; the figures are the
-same as one at a time). Tables printed: the WS2 table itself (rows, failures, metals, rows per target window, DFT
-time), cold start, and transfer. Run ``python -m benchmarks.new_material --seeds 5
---json runs.json``.
+same as one at a time). Tables printed: the WS2 table itself (rows, failures, metals,
+rows per target window, DFT time), cold start, and transfer. Run ``python -m
+benchmarks.new_material --seeds 5 --json runs.json``.
 """
 
 from __future__ import annotations
@@ -144,13 +144,20 @@ class Job:
 _PROBLEMS: dict[tuple[str, int, int, int], WS2Problem] = {}
 
 
+def problem_for(table: Path, initial: int) -> WS2Problem:
+    """The WS2 problem over ``table``, read once per process (and again once rewritten)."""
+    stat = table.stat()
+    key = (str(table), initial, stat.st_size, stat.st_mtime_ns)
+    if key not in _PROBLEMS:
+        _PROBLEMS[key] = WS2Problem(table, initial)
+    return _PROBLEMS[key]
+
+
 def run_one(job: Job, tmp: Path) -> dict[str, Any]:
     """``job``'s run: the calls to the hits and its figures (`run_innloop`, `run_baseline`)."""
     torch.set_num_threads(1)
     a, t0 = job.args, time.perf_counter()
-    stat = Path(a.table).stat()
-    key = (str(a.table), a.initial, stat.st_size, stat.st_mtime_ns)
-    problem = _PROBLEMS.get(key) or _PROBLEMS.setdefault(key, WS2Problem(a.table, a.initial))
+    problem = problem_for(a.table, a.initial)
     if job.method in SECTIONS:
         problem.extra = SECTIONS[job.method]
         work = tmp / f"{job.method}-{job.target}-{job.seed}"
@@ -210,7 +217,7 @@ def main(argv: list[str] | None = None) -> int:
     torch.set_num_threads(1)
     os.environ.setdefault(CACHE_ENV, str(args.cache))  # every seed's campaign shares one trained source
     print(table_summary(args.table, args.targets), flush=True)
-    problem = WS2Problem(args.table, args.initial)
+    problem = problem_for(args.table, args.initial)
     targets = reachable(problem, args.targets, args.hits)
     if not targets:
         print("\nno target to run: measure a larger table or ask fewer --hits", file=sys.stderr)

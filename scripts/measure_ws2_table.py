@@ -109,6 +109,24 @@ def handles_for(gpaw: GpawOracle, folder: Path, X: np.ndarray) -> list[Handle]:
     return saved[: len(X)]
 
 
+def read_rows(path: Path, columns: list[str] | None = None) -> pd.DataFrame:
+    """The CSV at ``path``; an empty frame (``columns``) when it is missing or has no header
+    (the script writes an empty failure list as one line break)."""
+    if path.is_file() and path.stat().st_size > 1:
+        return pd.read_csv(path)
+    return pd.DataFrame(columns=columns)
+
+
+def draw_places(designs: np.ndarray, frame: pd.DataFrame) -> np.ndarray | None:
+    """Each of ``frame``'s designs' row in ``designs`` ``(n, 7)`` (physical), ``(m,)``; None
+    when one of them is not among ``designs``."""
+    space = get_material("ws2").space
+    if frame.empty:
+        return np.zeros(0, dtype=np.int64)
+    dist, idx = cKDTree(space.to_unit(designs)).query(space.to_unit(space.from_frame(frame[space.names])))
+    return None if (dist > 1e-6).any() else np.asarray(idx, dtype=np.int64)
+
+
 def seed_from_shipped(
     folder: Path, ship_dir: Path, X: np.ndarray, use_shipped: bool = True
 ) -> tuple[int, pd.DataFrame, pd.DataFrame]:
@@ -127,11 +145,11 @@ def seed_from_shipped(
     empty = pd.DataFrame()
     if seed.is_file():
         k = int(json.loads(seed.read_text())["designs"])
+        if k > len(X):
+            raise SystemExit(f"{folder} starts after design {k} of the draw: ask --n {k + 1} or more")
         if k == 0:
             return 0, empty, empty
-        rows = pd.read_csv(folder / "seeded_rows.csv")
-        seeded_failures = folder / "seeded_failures.csv"
-        return k, rows, pd.read_csv(seeded_failures) if seeded_failures.stat().st_size > 1 else empty
+        return k, pd.read_csv(folder / "seeded_rows.csv"), read_rows(folder / "seeded_failures.csv")
     shipped = ship_dir / "ws2_gpaw_table.csv"
     jobs = folder / "jobs"
     # a folder that queued jobs measures every design (a run may have died before saving
@@ -145,16 +163,13 @@ def seed_from_shipped(
     settings = json.loads((ship_dir / "settings.json").read_text()).get("settings")
     if settings != TABLE_SETTINGS:
         raise SystemExit(f"{ship_dir}: shipped under other settings ({settings}); use a folder of its own")
-    space = get_material("ws2").space
-    rows = pd.read_csv(shipped)
-    failed_path = ship_dir / "failures.csv"
-    failures = pd.read_csv(failed_path) if failed_path.is_file() and failed_path.stat().st_size > 1 else empty
+    rows, failures = pd.read_csv(shipped), read_rows(ship_dir / "failures.csv")
     k = len(rows) + len(failures)
     if k > len(X):
         raise SystemExit(f"{ship_dir} holds {k} designs of the draw already: ask --n {k + 1} or more")
-    answered = pd.concat([rows[space.names], failures[space.names]]) if len(failures) else rows[space.names]
-    dist, idx = cKDTree(space.to_unit(X[:k])).query(space.to_unit(space.from_frame(answered)))
-    if (dist > 1e-6).any() or len(set(idx.tolist())) != k:
+    found = [draw_places(X[:k], frame) for frame in (rows, failures)]
+    places = [p for p in found if p is not None]
+    if len(places) < len(found) or len(set(np.concatenate(places).tolist())) != k:
         raise SystemExit(f"{ship_dir}: the shipped designs are not the first {k} of this draw; was the draw changed?")
     write_text(folder / "seeded_rows.csv", rows.to_csv(index=False, float_format="%.10g"))
     write_text(folder / "seeded_failures.csv", failures.to_csv(index=False))
@@ -224,8 +239,6 @@ def main(argv: list[str] | None = None, ship_dir: Path = SHIP_DIR) -> int:
     write_text(folder / "designs.csv", space.to_frame(X).to_csv(index=False))
     write_json(folder / "settings.json", {"material": "ws2", "settings": TABLE_SETTINGS, "seed": 0}, indent=1)
     k, seeded, seeded_failed = seed_from_shipped(folder, ship_dir, X, use_shipped=not args.no_shipped)
-    if k > len(X):
-        raise SystemExit(f"{folder} starts after design {k} of the draw: ask --n {k + 1} or more")
     if k:
         print(f"the first {k} designs are answered in {ship_dir}: measuring designs {k + 1}-{len(X)}")
     gpaw = oracle(folder, args.parallel, command=args.command)
@@ -263,21 +276,18 @@ def ship_prefix(folder: Path, ship_dir: Path) -> tuple[int, int]:
     need = [folder / name for name in ("designs.csv", "ws2_gpaw_table.csv", "failures.csv", "settings.json")]
     if missing := [p.name for p in need if not p.is_file()]:
         raise SystemExit(f"{folder}: no table measured here ({', '.join(missing)} missing)")
-    designs, done = pd.read_csv(need[0]), pd.read_csv(need[1])
-    failed = pd.read_csv(need[2]) if need[2].stat().st_size > 1 else pd.DataFrame(columns=space.names)
+    designs, done = space.from_frame(pd.read_csv(need[0])), pd.read_csv(need[1])
+    failed = read_rows(need[2], columns=space.names)
     if "error_class" in failed:  # lost by the machinery: queued again, not an answer
         failed = failed[failed["error_class"].fillna("") != ErrorClass.INFRASTRUCTURE.value]
-    tree = cKDTree(space.to_unit(space.from_frame(designs)))
 
     def draw_order(frame: pd.DataFrame) -> tuple[pd.DataFrame, np.ndarray]:
         """``frame``'s rows sorted by their design's place in the draw, and those places."""
-        if frame.empty:
-            return frame, np.zeros(0, dtype=np.int64)
-        dist, idx = tree.query(space.to_unit(space.from_frame(frame[space.names])))
-        if (dist > 1e-6).any():
+        places = draw_places(designs, frame)
+        if places is None:
             raise SystemExit(f"{folder}: a finished row is not among designs.csv; was the draw changed?")
-        order = np.argsort(idx, kind="stable")
-        return frame.iloc[order], np.asarray(idx, dtype=np.int64)[order]
+        order = np.argsort(places, kind="stable")
+        return frame.iloc[order], places[order]
 
     (rows, done_idx), (lost, failed_idx) = draw_order(done), draw_order(failed)
     finished = np.zeros(len(designs) + 1, dtype=bool)
