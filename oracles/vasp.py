@@ -5,13 +5,8 @@ One folder per job under ``workdir`` (INCAR, KPOINTS, POSCAR, POTCAR or POTCAR.s
 the scheduler's job id (psij's ``native_id``) and the folder, so a restarted campaign
 re-attaches with ``executor.attach`` instead of paying for the same DFT twice.
 
-Status. psij learns job states from a background thread that runs the scheduler's
-status command (``squeue`` for SLURM) every ``poll_interval_s``; `poll` only reads what
-that thread last saw, so it never blocks. A job attached in a fresh process reads as
-PENDING until the thread's first look (about two seconds). Once psij says a job is
-final, that verdict (state, exit code, message) is written to ``scheduler.json`` in
-the job folder and is what every later poll, from any process, reads: a scheduler
-forgets finished jobs after a few minutes, and a walltime kill must stay a TIMEOUT.
+Status and re-attach follow `oracles.scheduler` (shared with the ``gpaw`` oracle's
+scheduler mode): ``scheduler.json`` in the job folder keeps the scheduler's final word.
 
 Outcomes:
 
@@ -36,29 +31,23 @@ design is submitted again; the orphan job may still run, once, and its folder is
 read -- no result is ever invented for it.
 
 Site settings come from the constructor or ``INNLOOP_VASP_*``: ``COMMAND`` (required,
-e.g. ``vasp_std``; split like a shell would), ``EXECUTOR`` (default ``slurm``), ``QUEUE``,
-``ACCOUNT``, ``WALLTIME_S`` (3600), ``NODES`` (1), ``PPN`` (1), ``LAUNCHER`` (psij's:
-``single``, ``srun``, ``mpirun``...; default ``single``) and ``POLL_S`` (30).
+e.g. ``vasp_std``; split like a shell would) and the scheduler's (`oracles.scheduler`:
+``EXECUTOR`` slurm, ``QUEUE``, ``ACCOUNT``, ``WALLTIME_S`` 3600, ``NODES`` 1, ``PPN`` 1,
+``LAUNCHER``, ``POLL_S`` 30).
 """
 
 from __future__ import annotations
 
 import contextlib
 import json
-import math
 import os
 import shlex
 import shutil
 import time
 import uuid
 from collections.abc import Mapping, Sequence
-from datetime import timedelta
 from pathlib import Path
 from typing import Any
-
-import psij
-from psij import JobState
-from psij.executors.batch.batch_scheduler_executor import BatchSchedulerExecutorConfig
 
 from agent.core.atomic import write_json
 from agent.core.materials import Material, as_material
@@ -75,17 +64,11 @@ from oracles.base import (
     designs_to_rows,
     newest_per_design,
     resolve_path_settings,
-    site_setting,
-    site_text,
 )
+from oracles.scheduler import VERDICT, Scheduler
 from oracles.vasp_inputs import has_potcar_library, parse_vasprun, write_inputs
 
 __all__ = ["VaspOracle"]
-
-_BATCH = ("slurm", "pbs", "pbs_classic", "lsf", "cobalt")
-# psij's words when it could not ask the scheduler (not a verdict on the job)
-_POLL_FAILURE = ("Failed to poll", "Failed to update job status", "Error updating job statuses")
-_TIME_LIMIT = ("time limit", "TimeLimit", "TIMEOUT")
 
 
 class VaspOracle:
@@ -124,22 +107,21 @@ class VaspOracle:
             raise OracleError(
                 "vasp oracle: no VASP command; pass command=... (e.g. 'vasp_std') or set INNLOOP_VASP_COMMAND"
             )
-        self.executor_name = site_text(executor, "INNLOOP_VASP_EXECUTOR", "slurm") or "slurm"
-        self.queue = site_text(queue, "INNLOOP_VASP_QUEUE")
-        self.account = site_text(account, "INNLOOP_VASP_ACCOUNT")
-        self.launcher = site_text(launcher, "INNLOOP_VASP_LAUNCHER")
-        self.walltime_s = site_setting(walltime_s, "INNLOOP_VASP_WALLTIME_S", 3600.0)
-        self.nodes = int(site_setting(nodes, "INNLOOP_VASP_NODES", 1))
-        self.ppn = int(site_setting(ppn, "INNLOOP_VASP_PPN", 1))
-        self.poll_interval_s = site_setting(poll_interval_s, "INNLOOP_VASP_POLL_S", 30.0)
-        if self.walltime_s <= 0 or self.nodes < 1 or self.ppn < 1 or self.poll_interval_s <= 0:
-            raise OracleError("vasp oracle: walltime_s, nodes, ppn and poll_interval_s must be positive")
         self.incar = dict(incar or {})
         self.workdir = absolute_path(workdir) if workdir is not None else default_state_dir() / "oracles" / "vasp"
         self.workdir.mkdir(parents=True, exist_ok=True)
-        self._executor: Any = None
-        self._jobs: dict[str, Any] = {}  # our job id -> psij Job (submitted or attached here)
-        self._last: dict[str, JobStatus] = {}  # our job id -> last non-final status seen
+        self.site = Scheduler(
+            self.name,
+            self.workdir,
+            executor=executor,
+            queue=queue,
+            account=account,
+            walltime_s=walltime_s,
+            nodes=nodes,
+            ppn=ppn,
+            launcher=launcher,
+            poll_interval_s=poll_interval_s,
+        )
 
     @staticmethod
     def resolve_paths(settings: Mapping[str, Any], base: Path) -> dict[str, Any]:
@@ -155,64 +137,13 @@ class VaspOracle:
             out["command"] = absolute_command(command, base)
         return out
 
-    # -- psij ---------------------------------------------------------------------------
-    @property
-    def executor(self) -> Any:
-        """The psij executor, made on first use (it starts psij's status thread)."""
-        if self._executor is None:
-            # Submit scripts and exit-code files live next to the jobs and are kept, so a
-            # process that re-attaches later can still read a job's exit code.
-            psij_dir = self.workdir / ".psij"
-            config: Any
-            if self.executor_name in _BATCH:
-                config = BatchSchedulerExecutorConfig(
-                    work_directory=psij_dir,
-                    queue_polling_interval=max(1, math.ceil(self.poll_interval_s)),  # psij wants whole seconds
-                    keep_files=True,
-                )
-            else:
-                config = psij.JobExecutorConfig(work_directory=psij_dir)
-            try:
-                self._executor = psij.JobExecutor.get_instance(self.executor_name, config=config)
-            except ValueError as exc:
-                names = sorted(psij.JobExecutor.get_executor_names())
-                raise OracleError(
-                    f"vasp oracle: unknown psij executor {self.executor_name!r} (INNLOOP_VASP_EXECUTOR); "
-                    f"available: {names}"
-                ) from exc
-        return self._executor
-
-    def _spec(self, folder: Path, job_id: str) -> Any:
-        return psij.JobSpec(
-            executable=self.command[0],
-            arguments=self.command[1:],
-            directory=folder,
-            name=f"innloop-vasp-{job_id[:8]}",
-            stdout_path=folder / "vasp.out",
-            stderr_path=folder / "vasp.err",
-            attributes=psij.JobAttributes(
-                duration=timedelta(seconds=self.walltime_s), queue_name=self.queue, account=self.account
-            ),
-            resources=psij.ResourceSpecV1(node_count=self.nodes, processes_per_node=self.ppn),
-            launcher=self.launcher,
-        )
-
-    def _job(self, h: Handle) -> Any:
-        """The psij Job for a handle: the one submitted here, or a new one attached to its native id."""
-        job = self._jobs.get(h.job_id)
-        if job is None:
-            job = psij.Job()
-            self.executor.attach(job, h.native_id)
-            self._jobs[h.job_id] = job
-        return job
-
     # -- protocol -----------------------------------------------------------------------
     def submit(self, designs: Any) -> list[Handle]:
         """Write every job's inputs, then submit them all; if the scheduler refuses one,
         cancel the ones already accepted, remove the batch's folders and raise one
         `OracleError` -- no handle is ever returned for a job that is not queued."""
         rows = designs_to_rows(self.space, designs)
-        executor = self.executor  # an unknown executor fails here, before anything is written
+        _ = self.site.executor  # an unknown executor fails here, before anything is written
         folders: list[tuple[str, Path, dict[str, float]]] = []
         incars: list[dict[str, Any]] = []
         try:
@@ -227,39 +158,29 @@ class VaspOracle:
             raise
 
         handles: list[Handle] = []
-        jobs: list[Any] = []
         for (job_id, folder, row), incar in zip(folders, incars, strict=True):
-            job = psij.Job(self._spec(folder, job_id))
             try:
-                executor.submit(job)
-            except (psij.SubmitException, OSError) as exc:
-                self._undo(jobs, [f for _, f, _ in folders])
-                detail = " ".join(str(exc).split())[:300]
-                raise OracleError(
-                    f"vasp oracle: the {self.executor_name} scheduler refused the job ({detail}); "
-                    f"nothing of this batch of {len(rows)} was submitted"
-                ) from None
-            jobs.append(job)
+                native = self.site.submit(
+                    job_id, folder, self.command, stdout=folder / "vasp.out", stderr=folder / "vasp.err"
+                )
+            except OracleError as exc:
+                self.site.cancel_quietly([h.job_id for h in handles])
+                for _, f, _ in folders:
+                    shutil.rmtree(f, ignore_errors=True)
+                raise type(exc)(f"{exc}; nothing of this batch of {len(rows)} was submitted") from None
             now = time.time()
             meta = {
-                "native_id": job.native_id,
-                "executor": self.executor_name,
+                "native_id": native,
+                "executor": self.site.executor_name,
                 "command": self.command,
-                "queue": self.queue,
-                "account": self.account,
-                "walltime_s": self.walltime_s,
-                "nodes": self.nodes,
-                "ppn": self.ppn,
+                **{k: v for k, v in self.site.describe().items() if k not in ("executor", "launcher")},
                 "incar": incar,
                 "potcar": "POTCAR" if has_potcar_library() else "POTCAR.spec",
                 "design": row,
                 "submitted_at": now,
             }
             write_json(folder / "job.json", meta, indent=1)
-            self._jobs[job_id] = job
-            handles.append(
-                Handle(self.name, job_id, row, native_id=str(job.native_id), workdir=str(folder), submitted_at=now)
-            )
+            handles.append(Handle(self.name, job_id, row, native_id=native, workdir=str(folder), submitted_at=now))
         return handles
 
     def adopt(self, designs: Any, since: float) -> list[Handle | None]:
@@ -280,13 +201,6 @@ class VaspOracle:
                 found.append(Handle(self.name, folder.name, design, str(meta["native_id"]), str(folder), at))
         return newest_per_design(rows, found)
 
-    def _undo(self, jobs: list[Any], folders: list[Path]) -> None:
-        for job in jobs:
-            with contextlib.suppress(Exception):
-                self.executor.cancel(job)
-        for folder in folders:
-            shutil.rmtree(folder, ignore_errors=True)
-
     def poll(self, handles: Sequence[Handle]) -> list[JobStatus]:
         return [r.status for r in self.results(handles)]
 
@@ -299,12 +213,9 @@ class VaspOracle:
         check_own(self.name, handles)
         for h in handles:
             folder = Path(h.workdir or "")
-            if not folder.is_dir() or not h.native_id or (folder / "scheduler.json").exists():
+            if not folder.is_dir() or not h.native_id or (folder / VERDICT).exists():
                 continue
-            try:
-                self.executor.cancel(self._job(h))
-            except psij.SubmitException as exc:
-                raise OracleError(f"vasp oracle: cancelling job {h.native_id} failed: {exc}") from None
+            self.site.cancel(h.job_id, h.native_id)
             (folder / "cancelled").touch()
 
     # -- outcome of one job -------------------------------------------------------------
@@ -320,15 +231,15 @@ class VaspOracle:
         with contextlib.suppress(OSError, ValueError):
             meta = json.loads((folder / "job.json").read_text())
             prov |= {k: meta.get(k) for k in ("executor", "incar", "walltime_s", "submitted_at")}
-        verdict = self._verdict(h, folder)
+        verdict = self.site.verdict(h.job_id, h.native_id, folder)
         if verdict is None:
-            return Result(h, self._last.get(h.job_id, JobStatus.PENDING), provenance=prov, log=log)
+            return Result(h, self.site.status_while_running(h.job_id), provenance=prov, log=log)
         state, exit_code, message = verdict["state"], verdict.get("exit_code"), verdict.get("message") or ""
         prov["exit_code"] = exit_code
         if state == "CANCELED" or (folder / "cancelled").exists():
             return Result(h, JobStatus.CANCELLED, message="cancelled", provenance=prov, log=log)
-        if state == "FAILED" and any(w in message for w in _TIME_LIMIT):
-            msg = f"killed by the scheduler at its wall time of {self.walltime_s:g} s ({message})"
+        if Scheduler.timed_out(verdict):
+            msg = f"killed by the scheduler at its wall time of {self.site.walltime_s:g} s ({message})"
             return Result.failure(h, ErrorClass.INFRASTRUCTURE, msg, status=JobStatus.TIMEOUT, provenance=prov, log=log)
         run = parse_vasprun(folder / "vasprun.xml")
         prov |= run.provenance
@@ -339,24 +250,3 @@ class VaspOracle:
             how = "without an exit code (killed from outside)" if exit_code is None else f"with exit code {exit_code}"
             msg = f"job {h.native_id} ended {how} and wrote no vasprun.xml; see {folder / 'vasp.err'}"
         return Result.failure(h, run.error_class or ErrorClass.INFRASTRUCTURE, msg, provenance=prov, log=log)
-
-    def _verdict(self, h: Handle, folder: Path) -> dict[str, Any] | None:
-        """The scheduler's final word on a job (recorded once in scheduler.json), or None while
-        it runs -- updating the last seen PENDING/RUNNING status on the way."""
-        record = folder / "scheduler.json"
-        with contextlib.suppress(OSError, ValueError):
-            return dict(json.loads(record.read_text()))
-        status = self._job(h).status
-        if status.state in (JobState.NEW, JobState.QUEUED):
-            self._last.setdefault(h.job_id, JobStatus.PENDING)
-            return None
-        if status.state == JobState.ACTIVE:
-            self._last[h.job_id] = JobStatus.RUNNING
-            return None
-        message = status.message or ""
-        if status.state == JobState.FAILED and status.exit_code is None and message.startswith(_POLL_FAILURE):
-            self._jobs.pop(h.job_id, None)  # the scheduler did not answer: ask again later
-            return None
-        verdict = {"state": status.state.name, "exit_code": status.exit_code, "message": message, "at": time.time()}
-        write_json(record, verdict, indent=1)
-        return verdict

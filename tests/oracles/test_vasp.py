@@ -99,7 +99,7 @@ def test_missing_command_is_one_clear_error(tmp_path: Path, monkeypatch: pytest.
     monkeypatch.setenv("INNLOOP_VASP_COMMAND", "vasp_std --flag")
     monkeypatch.setenv("INNLOOP_VASP_QUEUE", "short")
     o = make_oracle("vasp", workdir=tmp_path)
-    assert isinstance(o, VaspOracle) and o.command == ["vasp_std", "--flag"] and o.queue == "short"
+    assert isinstance(o, VaspOracle) and o.command == ["vasp_std", "--flag"] and o.site.queue == "short"
 
 
 def test_unknown_executor_and_lost_jobs(tmp_path: Path) -> None:
@@ -131,11 +131,11 @@ def test_unreachable_scheduler_is_no_verdict(tmp_path: Path) -> None:
     h = Handle("vasp", "j1", dict(DESIGN), native_id="17", workdir=str(folder))
     job = psij.Job()
     job.status = psij.JobStatus(psij.JobState.ACTIVE)
-    o._jobs["j1"] = job
+    o.site.jobs["j1"] = job
     assert o.poll([h]) == [JobStatus.RUNNING]
     job.status = psij.JobStatus(psij.JobState.FAILED, message="Failed to poll for job status: squeue: ...")
     assert o.poll([h]) == [JobStatus.RUNNING], "the last known status stands"
-    assert "j1" not in o._jobs and not (folder / "scheduler.json").exists(), "re-attached next time, no verdict"
+    assert "j1" not in o.site.jobs and not (folder / "scheduler.json").exists(), "re-attached next time, no verdict"
 
 
 def _job_folder(root: Path, name: str, design: dict[str, float] | None, at: float, native: str | None) -> Path:
