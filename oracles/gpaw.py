@@ -7,16 +7,26 @@ a wall-time limit and an address-space limit (a degenerate cell once made GPAW e
 holds the pid (``job.json``), so a restarted campaign re-attaches instead of paying for
 the same DFT twice.
 
-The work folder is also a small local queue: at most ``max_parallel`` jobs run at once
+The work folder is also a small queue: at most ``max_parallel`` jobs are in flight at once
 (default 1, ``INNLOOP_GPAW_MAX_PARALLEL``), the rest wait as PENDING and are started,
 oldest first, by whichever process polls next -- sixty designs on a two-core machine
 must not become sixty DFT processes.
 
+Where a job runs (`oracles.job_runners`): by default a process on this machine. With
+``executor`` set (``slurm``, ``pbs``, ``lsf``... or ``INNLOOP_GPAW_EXECUTOR``) each job is a
+batch job submitted through psij, exactly as the ``vasp`` oracle's (`oracles.scheduler`:
+``queue``, ``account``, ``nodes``, ``ppn``, ``launcher``, ``poll_interval_s``; the scheduler
+enforces ``walltime_s`` and ``memory_gb``), found again by its native id from ``job.json``.
+``max_parallel`` then caps the jobs at the scheduler (a site's limit honoured by a campaign
+that restarts: the count is read from the folders), and a submission that a per-user limit
+refuses (`oracles.scheduler.SiteLimit`) stays queued and is tried again at the next poll.
+
 Status comes from the folder: ``output.json`` present -> finished (COMPLETED, or FAILED
-with the job's own error class); not started -> PENDING; process alive -> RUNNING, or
-TIMEOUT once past its wall time (the process group is killed); process gone without
-output -> FAILED, infrastructure (killed, out of memory, machine rebooted); a job whose
-process could not be started at all -> FAILED, infrastructure, with the reason.
+with the job's own error class); not started -> PENDING; started -> what its runner sees:
+RUNNING (or PENDING at a scheduler), TIMEOUT past its wall time, FAILED, infrastructure,
+once it ended without output (killed, out of memory, machine rebooted); a job that could
+not be started at all (the command missing, the scheduler refusing it) -> FAILED,
+infrastructure, with the reason.
 
 `submit` only queues: once a job's ``input.json`` is written it is the polling side's
 to start, so a failure to start one never makes `submit` raise with jobs left behind.
@@ -29,8 +39,6 @@ from __future__ import annotations
 import contextlib
 import json
 import os
-import resource
-import subprocess
 import sys
 import time
 import uuid
@@ -56,10 +64,13 @@ from oracles.base import (
     newest_per_design,
     resolve_path_settings,
     site_setting,
+    site_text,
 )
 from oracles.calibration import BUNDLED, GapCalibration, load_calibration
 from oracles.gpaw_reference import PREFIX, StrainReference, energy_per_unit
-from oracles.local_jobs import absolute_pythonpath, alive, job_meta, kill_group
+from oracles.job_runners import BatchRunner, LocalRunner, Runner
+from oracles.local_jobs import absolute_pythonpath, job_meta
+from oracles.scheduler import Scheduler, SiteLimit
 
 __all__ = ["GpawOracle"]
 
@@ -72,9 +83,10 @@ class GpawOracle:
     material, e.g. the MX2 family ``mos2``, ``ws2``, ``mose2``, ``wse2``, ``mote2``),
     ``convention`` (one of the material's atomic-position conventions; default its first),
     ``settings`` (ecut_eV, kpts, smearing_eV, spin, xc, maxiter; kpts default to the
-    material's mesh, `oracles.kpoints`), ``walltime_s``,
-    ``memory_gb``, ``command`` (the job's argv prefix; default runs ``python -m
-    oracles.gpaw_job``), ``calibration`` and ``strain_reference``. Defaults come from ``INNLOOP_GPAW_*`` where set.
+    material's mesh, `oracles.kpoints`), ``walltime_s``, ``memory_gb``, ``max_parallel``,
+    ``command`` (the job's argv prefix; default runs ``python -m oracles.gpaw_job``),
+    ``calibration``, ``strain_reference``, and ``executor`` with the scheduler's settings
+    (module docstring). Defaults come from ``INNLOOP_GPAW_*`` where set.
 
     Results carry ``gap`` on the scale of the bundled VASP data (through ``calibration``,
     by default the bundled fit ``mos2-gpaw-to-vasp``, for MoS2 only: another material
@@ -104,6 +116,13 @@ class GpawOracle:
         material: str | Material = "mos2",
         calibration: str | Path | dict[str, Any] | GapCalibration | None = "mos2-gpaw-to-vasp",
         strain_reference: bool = True,
+        executor: str | None = None,
+        queue: str | None = None,
+        account: str | None = None,
+        nodes: int | None = None,
+        ppn: int | None = None,
+        launcher: str | None = None,
+        poll_interval_s: float | None = None,
     ) -> None:
         self.material = as_material(material)
         self.material.builder()  # a material that is not a crystal: ConfigError now, not per job
@@ -129,6 +148,23 @@ class GpawOracle:
         self.command = absolute_command(command) if command else [sys.executable, "-m", "oracles.gpaw_job"]
         self.workdir = absolute_path(workdir) if workdir is not None else default_state_dir() / "oracles" / "gpaw"
         self.workdir.mkdir(parents=True, exist_ok=True)
+        self.runner: Runner = LocalRunner(self.walltime_s, self.memory_gb)
+        if site_text(executor, "INNLOOP_GPAW_EXECUTOR"):
+            site = Scheduler(
+                self.name,
+                self.workdir,
+                executor=executor,
+                queue=queue,
+                account=account,
+                walltime_s=self.walltime_s,
+                nodes=nodes,
+                ppn=ppn,
+                launcher=launcher,
+                poll_interval_s=poll_interval_s,
+            )
+            _ = site.executor  # an unknown executor is refused here, not at the first job
+            self.runner = BatchRunner(site, self.memory_gb)
+        self.held: str | None = None  # why queued jobs wait (a site limit), while they do
         if not isinstance(strain_reference, bool):
             raise OracleError(f"gpaw oracle: strain_reference must be true or false, got {strain_reference!r}")
         self._reference: StrainReference | None = None  # what strain energies are measured from
@@ -216,47 +252,34 @@ class GpawOracle:
                 continue
             meta = job_meta(folder)
             if meta is not None:
-                running += alive(int(meta["pid"]))
+                running += self.runner.in_flight(folder, meta)
             elif (folder / "input.json").exists() and not (folder / "launch.lock").exists():
                 queued.append(folder)
         rank = {h.job_id: i for i, h in reversed(list(enumerate(first)))}
         queued.sort(key=lambda f: (not f.name.startswith(PREFIX), rank.get(f.name, len(rank))))  # stable
+        self.held = None
+        env = {"OMP_NUM_THREADS": "1", "OPENBLAS_NUM_THREADS": "1"}
+        if os.environ.get("PYTHONPATH"):  # e.g. a source checkout run as `PYTHONPATH=. innloop …`
+            env["PYTHONPATH"] = absolute_pythonpath(os.environ["PYTHONPATH"])
         for folder in queued[: max(0, int(self.max_parallel) - running)]:
+            lock = folder / "launch.lock"
             try:
-                os.close(os.open(folder / "launch.lock", os.O_CREAT | os.O_EXCL | os.O_WRONLY))
+                os.close(os.open(lock, os.O_CREAT | os.O_EXCL | os.O_WRONLY))
             except FileExistsError:
                 continue
+            argv = [*self.command, str(folder / "input.json"), str(folder / "output.json")]
             try:
-                pid = self._launch(folder)
-            except OSError as exc:  # e.g. the command is missing: this job's outcome, not a poll's crash
+                meta = self.runner.start(folder, argv, env)
+            except SiteLimit as exc:  # the site says "later": the job stays queued, in its turn
+                lock.unlink()
+                self.held = str(exc)
+                break
+            except (OSError, OracleError) as exc:  # this job's outcome, not a poll's crash
                 why = f"the job could not be started ({' '.join(self.command[:3])}): {exc}"
                 error = {"class": "infrastructure", "message": why}
                 write_json(folder / "output.json", {"gap_eV": None, "converged": False, "error": error})
                 continue
-            write_json(
-                folder / "job.json", {"pid": pid, "started": time.time(), "deadline": time.time() + self.walltime_s}
-            )
-
-    def _launch(self, folder: Path) -> int:
-        limit = int(self.memory_gb * 2**30)
-
-        def limits() -> None:  # runs in the child before exec
-            resource.setrlimit(resource.RLIMIT_AS, (limit, limit))
-
-        env = os.environ | {"OMP_NUM_THREADS": "1", "OPENBLAS_NUM_THREADS": "1"}
-        if env.get("PYTHONPATH"):  # e.g. a source checkout run as `PYTHONPATH=. innloop …`
-            env["PYTHONPATH"] = absolute_pythonpath(env["PYTHONPATH"])
-        with open(folder / "stdout.txt", "wb") as log:
-            proc = subprocess.Popen(
-                [*self.command, str(folder / "input.json"), str(folder / "output.json")],
-                cwd=folder,
-                stdout=log,
-                stderr=subprocess.STDOUT,
-                start_new_session=True,
-                preexec_fn=limits,
-                env=env,
-            )
-        return proc.pid
+            write_json(folder / "job.json", meta)
 
     def poll(self, handles: Sequence[Handle]) -> list[JobStatus]:
         return [r.status for r in self.results(handles)]
@@ -274,7 +297,7 @@ class GpawOracle:
                 (folder / "cancelled").touch()  # first, so a queued job is never started
             meta = job_meta(folder)
             if meta is not None:
-                kill_group(int(meta["pid"]))
+                self.runner.stop(folder, meta)
 
     def _status(self, h: Handle) -> Result:
         """What a job's folder says (no strain energy yet: `_with_strain_energy`)."""
@@ -291,6 +314,9 @@ class GpawOracle:
             )
         out = folder / "output.json"
         if out.exists():
+            with contextlib.suppress(OracleError):  # a batch job's result names its scheduler job
+                native = (job_meta(folder) or {}).get("native_id")
+                prov |= {"native_id": native} if native else {}
             return _parse_output(h, out, prov, log, self.calibration)
         if (folder / "cancelled").exists():
             return Result(h, JobStatus.CANCELLED, message="cancelled", provenance=prov, log=log)
@@ -307,32 +333,24 @@ class GpawOracle:
             if lock.exists():  # another process is starting it right now
                 return Result(h, JobStatus.PENDING, provenance=prov, log=log)
             if (folder / "input.json").exists():
-                return Result(h, JobStatus.PENDING, message="queued for a free slot", provenance=prov, log=log)
+                why = f"queued: {self.held}" if self.held else "queued for a free slot"
+                return Result(h, JobStatus.PENDING, message=why, provenance=prov, log=log)
             return Result.failure(
                 h, ErrorClass.INFRASTRUCTURE, f"job folder {folder} has no input.json", provenance=prov
             )
-        pid = int(meta["pid"])
-        prov["pid"] = pid
-        if alive(pid):
-            if time.time() <= float(meta.get("deadline", float("inf"))):
-                return Result(h, JobStatus.RUNNING, provenance=prov, log=log)
-            kill_group(pid)
-            (folder / "timed_out").touch()
-        if (folder / "timed_out").exists():
-            return Result.failure(
-                h,
-                ErrorClass.INFRASTRUCTURE,
-                f"killed after its wall time of {self.walltime_s:g} s",
-                status=JobStatus.TIMEOUT,
-                provenance=prov,
-                log=log,
-            )
+        watch = self.runner.watch(folder, meta)
+        prov |= watch.provenance
+        if watch.status in (JobStatus.PENDING, JobStatus.RUNNING):
+            return Result(h, watch.status, provenance=prov, log=log)
+        if watch.status is JobStatus.CANCELLED:
+            return Result(h, JobStatus.CANCELLED, message=watch.message, provenance=prov, log=log)
         return Result.failure(
             h,
             ErrorClass.INFRASTRUCTURE,
-            f"process {pid} ended without writing {out.name} (killed or out of memory; see stdout.txt)",
+            watch.message,
+            status=watch.status,
             provenance=prov,
-            log=str(folder / "stdout.txt"),
+            log=str(folder / watch.log),
         )
 
     def _with_strain_energy(self, result: Result) -> Result:

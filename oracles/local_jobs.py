@@ -27,13 +27,19 @@ def absolute_pythonpath(value: str) -> str:
 
 
 def job_meta(folder: Path) -> dict[str, Any] | None:
-    """The launched job's ``{"pid", "started", "deadline"}``, or None while it is queued."""
+    """The launched job's record, or None while it is queued: ``{"pid", "started",
+    "deadline"}`` for a process here, ``{"native_id", "started", ...}`` for a batch job
+    (`oracles.job_runners`)."""
     path = folder / "job.json"
     if not path.exists():
         return None
     try:
         meta: dict[str, Any] = json.loads(path.read_text())
-        int(meta["pid"])
+        if "native_id" in meta:
+            if not str(meta["native_id"]).strip():
+                raise ValueError("empty native_id")
+        else:
+            int(meta["pid"])
     except (OSError, ValueError, KeyError, TypeError) as exc:
         raise OracleError(f"gpaw job file {path} is corrupt: {exc}") from None
     return meta

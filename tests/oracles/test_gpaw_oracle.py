@@ -18,6 +18,7 @@ import pytest
 from oracles import make_oracle
 from oracles.base import ErrorClass, JobStatus, OracleError
 from oracles.gpaw import GpawOracle
+from oracles.job_runners import LocalRunner
 from tests.oracles.helpers import submit_then_sigkill, wait_terminal
 
 STAND_IN = textwrap.dedent("""
@@ -76,7 +77,7 @@ def test_every_outcome_is_classified(oracle: GpawOracle) -> None:
 
 
 def test_walltime_kill_is_timeout_not_success(tmp_path: Path, oracle: GpawOracle) -> None:
-    oracle.walltime_s = 0.5
+    oracle.runner = LocalRunner(walltime_s=0.5, memory_gb=1)  # the wall time the jobs started from here get
     (h,) = oracle.submit([_design(0.9)])
     time.sleep(0.8)
     (r,) = oracle.results([h])
