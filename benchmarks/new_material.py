@@ -15,7 +15,9 @@ Protocol (the rules of `benchmarks.campaign`; every method, same seeds, in one r
   every two are at least 0.1 apart in the unit box (`agent.campaign.state.diverse_hits`,
   arrival order);
 - the score is the number of oracle calls, the initial rows included, when the 20th
-  diverse hit arrives (``--hits``); "not reached" when ``--max-calls`` ran out first.
+  diverse hit arrives (``--hits``); "not reached" when ``--max-calls`` ran out first;
+- a target whose window holds fewer diverse rows than that (uniform WS2 designs seldom
+  land near 1.5 eV) is run for ``--scarce-hits`` (default 5), in tables of its own.
 
 Methods: ``random`` screening (table rows in random order); ``gp`` (BoTorch SingleTaskGP
 refitted every batch, window probability, innloop's batch rules; `benchmarks.campaign`);
@@ -109,34 +111,43 @@ def table_summary(table: Path, targets: list[float]) -> str:
     return "\n".join(lines)
 
 
-def reachable(problem: WS2Problem, targets: list[float], hits: int) -> list[float]:
-    """The targets for which the table holds ``hits`` diverse rows in the window (the hits'
-    own rule, `agent.campaign.state.diverse_hits`); the others are named and skipped: no
+def reachable(problem: WS2Problem, targets: list[float], hits: int, scarce: int) -> dict[float, int]:
+    """Each target that can be run, with the diverse hits its runs ask for.
+
+    ``hits`` where the table holds that many diverse rows in the window (the hits' own rule,
+    `agent.campaign.state.diverse_hits`); else ``scarce`` where it holds that many (a rare
+    window still gets a figure, in a table of its own); the others are named and skipped: no
     method could reach them, and random screening would read the whole table for nothing."""
     gap = problem.pool_gaps()
-    keep = []
+    keep: dict[float, int] = {}
     for t in targets:
         window = TargetRange.around(t, WINDOW)
         diverse = len(diverse_hits(problem.pool, gap, window, SPACING))
         if diverse >= hits:
-            keep.append(t)
+            keep[t] = hits
+            continue
+        inside = int(window.contains(gap).sum())
+        short = (
+            f"the table holds {inside} rows within ±{WINDOW:g} eV ({diverse} diverse), fewer than the {hits} hits asked"
+        )
+        if 0 < scarce <= diverse:
+            keep[t] = scarce
+            print(f"\n{t:g} eV: {short}; run for {scarce} diverse hits (--scarce-hits)")
         else:
-            inside = int(window.contains(gap).sum())
-            print(
-                f"\n{t:g} eV skipped: the table holds {inside} rows within ±{WINDOW:g} eV "
-                f"({diverse} diverse), fewer than the {hits} hits asked"
-            )
+            print(f"\n{t:g} eV skipped: {short}")
     return keep
 
 
 @dataclass(frozen=True)
 class Job:
-    """One run: a method at a target with a seed, under the command line's settings."""
+    """One run: a method at a target with a seed, asking for ``hits`` diverse hits, under the
+    command line's settings."""
 
     args: argparse.Namespace
     target: float
     seed: int
     method: str
+    hits: int
 
 
 # a process's tables, each read once; keyed by the file's size and time too, so a table
@@ -161,12 +172,12 @@ def run_one(job: Job, tmp: Path) -> dict[str, Any]:
     if job.method in SECTIONS:
         problem.extra = SECTIONS[job.method]
         work = tmp / f"{job.method}-{job.target}-{job.seed}"
-        out = run_innloop(problem, job.target, job.seed, a.max_calls, work, a.exploration, a.hits)
+        out = run_innloop(problem, job.target, job.seed, a.max_calls, work, a.exploration, job.hits)
     else:
         limit = len(problem.pool) if job.method == "random" else a.max_calls
-        out = run_baseline(job.method, problem, job.target, job.seed, limit, a.hits)
+        out = run_baseline(job.method, problem, job.target, job.seed, limit, job.hits)
     out |= {"oracle": "ws2 table", "target": job.target, "seed": job.seed, "method": job.method}
-    out |= {"hits": a.hits, "wall_s": time.perf_counter() - t0}
+    out |= {"hits": job.hits, "wall_s": time.perf_counter() - t0}
     line = f"{job.target:g} seed {job.seed} {job.method}: {out['calls']} calls ({out['wall_s']:.0f} s)"
     print(line, file=sys.stderr, flush=True)
     return out
@@ -195,6 +206,18 @@ def run_jobs(jobs: list[Job], tmp: Path, workers: int) -> list[dict[str, Any]]:
     return [done[i] for i in range(len(jobs))]
 
 
+def print_tables(runs: list[dict[str, Any]], hits: int, max_calls: int) -> None:
+    """The cold-start table and, where innloop-mos2 ran, the transfer table of ``runs``."""
+    cold = [r for r in runs if r["method"] != "innloop-mos2"]
+    transfer = [r for r in runs if r["method"] in SECTIONS]
+    if cold:
+        print(f"\nCold start: oracle calls to {hits} diverse hits\n")
+        print(summarise(cold, max_calls))
+    if any(r["method"] == "innloop-mos2" for r in transfer):
+        print(f"\nTransfer from the MoS2 VASP data: oracle calls to {hits} diverse hits\n")
+        print(summarise(transfer, max_calls))
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="benchmarks.new_material", description=__doc__.split("\n")[0])
     p.add_argument("--table", type=Path, default=SHIPPED, help="the WS2 table (default: the shipped one)")
@@ -202,6 +225,12 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--methods", nargs="+", default=list(METHODS), choices=METHODS)
     p.add_argument("--seeds", type=int, default=5, help="seeds 0..N-1 (default 5)")
     p.add_argument("--hits", type=int, default=HITS, help=f"diverse hits wanted (default {HITS})")
+    p.add_argument(
+        "--scarce-hits",
+        type=int,
+        default=5,
+        help="diverse hits asked at a target whose window holds fewer than --hits (default 5; 0: skip it)",
+    )
     p.add_argument("--initial", type=int, default=INITIAL, help=f"random initial rows (default {INITIAL})")
     p.add_argument("--max-calls", type=int, default=600)
     p.add_argument("--exploration", type=float, default=0.0, help="innloop's exploration share (default 0)")
@@ -218,23 +247,20 @@ def main(argv: list[str] | None = None) -> int:
     os.environ.setdefault(CACHE_ENV, str(args.cache))  # every seed's campaign shares one trained source
     print(table_summary(args.table, args.targets), flush=True)
     problem = problem_for(args.table, args.initial)
-    targets = reachable(problem, args.targets, args.hits)
+    targets = reachable(problem, args.targets, args.hits, args.scarce_hits)
     if not targets:
         print("\nno target to run: measure a larger table or ask fewer --hits", file=sys.stderr)
         return 1
     jobs = [
-        Job(args, target, seed, method) for target in targets for seed in range(args.seeds) for method in args.methods
+        Job(args, target, seed, method, hits)
+        for target, hits in targets.items()
+        for seed in range(args.seeds)
+        for method in args.methods
     ]
     with tempfile.TemporaryDirectory(prefix="innloop-bench-ws2-") as tmp:
         runs = run_jobs(jobs, Path(tmp), args.workers)
-    cold = [r for r in runs if r["method"] != "innloop-mos2"]
-    transfer = [r for r in runs if r["method"] in SECTIONS]
-    if cold:
-        print(f"\nCold start: oracle calls to {args.hits} diverse hits\n")
-        print(summarise(cold, args.max_calls))
-    if any(r["method"] == "innloop-mos2" for r in transfer):
-        print(f"\nTransfer from the MoS2 VASP data: oracle calls to {args.hits} diverse hits\n")
-        print(summarise(transfer, args.max_calls))
+    for hits in sorted(set(targets.values()), reverse=True):  # the asked hits first, scarce targets after
+        print_tables([r for r in runs if r["hits"] == hits], hits, args.max_calls)
     if args.json:
         Path(args.json).write_text(json.dumps(runs, default=float))
     return 0

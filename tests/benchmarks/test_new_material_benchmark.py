@@ -69,6 +69,23 @@ def test_a_target_the_table_cannot_supply_is_named_and_skipped(
     assert new_material.main([*argv, "--targets", "5.0"]) == 1, "nothing to run is a failure, not an empty table"
 
 
+def test_a_scarce_target_runs_for_fewer_hits_in_tables_of_its_own(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv(new_material.CACHE_ENV, str(tmp_path / "cache"))
+    _table(tmp_path / "ws2.csv")
+    argv = ["--table", str(tmp_path / "ws2.csv"), "--methods", "random", "--seeds", "2", "--initial", "10"]
+    argv += ["--targets", "1.0", "--hits", "500", "--json", str(tmp_path / "runs.json")]
+    assert new_material.main([*argv, "--scarce-hits", "0"]) == 1, "0: a scarce target is skipped"
+    assert "1 eV skipped" in capsys.readouterr().out
+    assert new_material.main([*argv, "--scarce-hits", "2"]) == 0
+    out = capsys.readouterr().out
+    assert "fewer than the 500 hits asked; run for 2 diverse hits" in out
+    assert "Cold start: oracle calls to 2 diverse hits" in out and "to 500 diverse" not in out
+    runs = json.loads((tmp_path / "runs.json").read_text())
+    assert len(runs) == 2 and all(r["hits"] == 2 and r["calls"] is not None for r in runs)
+
+
 def test_runs_in_worker_processes_give_the_same_figures(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv(new_material.CACHE_ENV, str(tmp_path / "cache"))
     _table(tmp_path / "ws2.csv")
