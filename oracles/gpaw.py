@@ -75,6 +75,7 @@ from oracles.scheduler import Scheduler, SiteLimit
 __all__ = ["GpawOracle"]
 
 LAUNCH_GRACE_S = 60.0  # a job locked for launch but unrecorded this long lost its launcher
+HOLD_S = 5.0  # after a site limit refused a submission, the next try waits this long
 
 
 class GpawOracle:
@@ -165,6 +166,7 @@ class GpawOracle:
             _ = site.executor  # an unknown executor is refused here, not at the first job
             self.runner = BatchRunner(site, self.memory_gb)
         self.held: str | None = None  # why queued jobs wait (a site limit), while they do
+        self._retry_at = 0.0  # when to ask the site again
         if not isinstance(strain_reference, bool):
             raise OracleError(f"gpaw oracle: strain_reference must be true or false, got {strain_reference!r}")
         self._reference: StrainReference | None = None  # what strain energies are measured from
@@ -246,6 +248,9 @@ class GpawOracle:
         process that polls drives it; a ``launch.lock`` created with O_EXCL makes sure two
         processes never start the same job.
         """
+        if self.held is not None and time.time() < self._retry_at:
+            return  # a site limit said "later": ask again after HOLD_S, not at every poll
+        self.held = None
         running, queued = 0, []
         for folder in sorted(p for p in self.workdir.iterdir() if p.is_dir()):
             if (folder / "output.json").exists() or (folder / "cancelled").exists():
@@ -257,7 +262,6 @@ class GpawOracle:
                 queued.append(folder)
         rank = {h.job_id: i for i, h in reversed(list(enumerate(first)))}
         queued.sort(key=lambda f: (not f.name.startswith(PREFIX), rank.get(f.name, len(rank))))  # stable
-        self.held = None
         env = {"OMP_NUM_THREADS": "1", "OPENBLAS_NUM_THREADS": "1"}
         if os.environ.get("PYTHONPATH"):  # e.g. a source checkout run as `PYTHONPATH=. innloop …`
             env["PYTHONPATH"] = absolute_pythonpath(os.environ["PYTHONPATH"])
@@ -272,7 +276,7 @@ class GpawOracle:
                 meta = self.runner.start(folder, argv, env)
             except SiteLimit as exc:  # the site says "later": the job stays queued, in its turn
                 lock.unlink()
-                self.held = str(exc)
+                self.held, self._retry_at = str(exc), time.time() + HOLD_S
                 break
             except (OSError, OracleError) as exc:  # this job's outcome, not a poll's crash
                 why = f"the job could not be started ({' '.join(self.command[:3])}): {exc}"

@@ -72,13 +72,14 @@ def group_probe() -> None:
 
 @pytest.fixture(scope="session")
 def slurm_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalSlurm]:
-    """munged + slurmctld + slurmd on localhost for the session; ``SLURM_CONF`` points at it.
+    """munged + MariaDB + slurmdbd + slurmctld + slurmd on localhost for the session, limits
+    enforced as at a site; ``SLURM_CONF`` points at it.
 
     Fails (does not skip) when the binaries are missing: CI installs them with
     ``scripts/install_slurm.sh``, and a silently skipped scheduler test proves nothing.
     """
     try:
-        with start_local_slurm(tmp_path_factory.mktemp("slurm")) as cluster:
+        with start_local_slurm(tmp_path_factory.mktemp("slurm"), accounting=True) as cluster:
             yield cluster
     except RuntimeError as exc:
         if "not found" in str(exc) or "as root" in str(exc):

@@ -9,10 +9,15 @@ and stops everything at the end of the session.
 
 Counting at the scheduler: slurmctld's log has one ``_slurm_rpc_submit_batch_job:
 JobId=N`` line per accepted ``sbatch``, and ``JobCompType=jobcomp/filetxt`` writes one
-line per finished job with its final state (COMPLETED, TIMEOUT, ...). There is no
-accounting database, so ``sacct`` is not available.
+line per finished job with its final state (COMPLETED, TIMEOUT, ...).
 
-The binaries come from Debian's ``slurm-wlm`` and ``munge`` (``scripts/install_slurm.sh``).
+Site limits: with ``accounting`` (the default when ``slurmdbd`` and MariaDB are installed)
+the cluster also runs a throw-away MariaDB and slurmdbd and enforces associations, limits
+and QOS, as a real site does; `LocalSlurm.limit_submissions` then sets the per-user submit
+limit of the ``normal`` QOS, so ``sbatch`` really answers ``QOSMaxSubmitJobPerUserLimit``.
+
+The binaries come from Debian's ``slurm-wlm``, ``slurmdbd``, ``mariadb-server`` and
+``munge`` (``scripts/install_slurm.sh``).
 """
 
 from __future__ import annotations
@@ -30,9 +35,10 @@ from pathlib import Path
 
 from oracles.testing.lab import free_port
 
-__all__ = ["LocalSlurm", "missing_binaries", "start_local_slurm"]
+__all__ = ["LocalSlurm", "has_accounting", "missing_binaries", "start_local_slurm"]
 
 BINARIES = ("munged", "slurmctld", "slurmd", "sbatch", "squeue", "sinfo", "scancel")
+ACCOUNTING = ("slurmdbd", "sacctmgr", "mariadbd", "mariadb-install-db")
 
 
 def _which(name: str) -> str | None:
@@ -42,9 +48,11 @@ def _which(name: str) -> str | None:
 class LocalSlurm:
     """Handles to a running local SLURM: its folder, config, daemons and scheduler records."""
 
-    def __init__(self, root: Path, partition: str = "debug") -> None:
+    def __init__(self, root: Path, partition: str = "debug", accounting: bool = False) -> None:
         self.root = root
         self.partition = partition
+        self.accounting = accounting
+        self.db_port, self.dbd_port = free_port(), free_port()
         self.node = socket.gethostname().split(".")[0]
         self.conf = root / "slurm.conf"
         self.munge_socket = root / "munge" / "munge.socket"
@@ -56,8 +64,9 @@ class LocalSlurm:
 
     # -- set-up ---------------------------------------------------------------------
     def write_config(self) -> None:
-        """A minimal slurm.conf: no cgroups, no accounting, short timers (MinJobAge 30 s so
-        finished jobs stay visible to ``squeue`` for one or two psij polls)."""
+        """A minimal slurm.conf: no cgroups, short timers (MinJobAge 30 s so finished jobs
+        stay visible to ``squeue`` for one or two psij polls); accounting through slurmdbd
+        with its limits enforced, or none."""
         for sub in ("munge", "state", "spool"):
             (self.root / sub).mkdir(mode=0o700, exist_ok=True)
         r = self.root
@@ -83,7 +92,7 @@ SlurmdDebug=info
 ProctrackType=proctrack/linuxproc
 TaskPlugin=task/none
 JobAcctGatherType=jobacct_gather/none
-AccountingStorageType=accounting_storage/none
+{self._accounting_lines()}
 JobCompType=jobcomp/filetxt
 JobCompLoc={self.jobcomp}
 SelectType=select/cons_tres
@@ -102,6 +111,86 @@ NodeName={self.node} NodeAddr=127.0.0.1 CPUs=2 RealMemory=1000 State=UNKNOWN
 PartitionName={self.partition} Nodes={self.node} Default=YES MaxTime=INFINITE State=UP
 """
         )
+
+    def _accounting_lines(self) -> str:
+        if not self.accounting:
+            return "AccountingStorageType=accounting_storage/none"
+        r = self.root
+        dbd = r / "slurmdbd.conf"  # beside slurm.conf: slurmdbd finds it through SLURM_CONF
+        dbd.write_text(
+            f"""\
+AuthType=auth/munge
+AuthInfo=socket={self.munge_socket}
+DbdHost=localhost
+DbdAddr=127.0.0.1
+DbdPort={self.dbd_port}
+SlurmUser=root
+StorageType=accounting_storage/mysql
+StorageHost=127.0.0.1
+StoragePort={self.db_port}
+StorageUser=root
+StorageLoc=slurm_acct_db
+PidFile={r / "slurmdbd.pid"}
+LogFile={r / "slurmdbd.log"}
+DebugLevel=info
+"""
+        )
+        dbd.chmod(0o600)  # slurmdbd refuses a config others can read
+        return (
+            f"AccountingStorageType=accounting_storage/slurmdbd\nAccountingStorageHost=127.0.0.1\n"
+            f"AccountingStoragePort={self.dbd_port}\nAccountingStorageEnforce=associations,limits,qos\n"
+            f"AccountingStoragePass={self.munge_socket}"  # the munge socket the accounting link uses
+        )
+
+    def start_accounting(self) -> None:
+        """A throw-away MariaDB (no grant tables: loopback only, in this folder) and slurmdbd,
+        with this cluster registered: slurmctld needs both before it starts."""
+        db = self.root / "db"
+        subprocess.run(
+            [_which("mariadb-install-db") or "mariadb-install-db", "--no-defaults", f"--datadir={db}", "--user=root"],
+            check=True,
+            capture_output=True,
+            timeout=120,
+        )
+        self._spawn(
+            "mariadbd",
+            [
+                _which("mariadbd") or "mariadbd",
+                "--no-defaults",
+                f"--datadir={db}",
+                f"--socket={self.root / 'mysql.sock'}",
+                f"--port={self.db_port}",
+                "--bind-address=127.0.0.1",
+                "--user=root",
+                "--skip-grant-tables",
+                f"--log-error={self.root / 'mariadb.log'}",
+                f"--pid-file={self.root / 'mariadb.pid'}",
+            ],
+        )
+        self._wait(lambda: _listening(self.db_port), 60, "MariaDB did not listen")
+        self._spawn("slurmdbd", [_which("slurmdbd") or "slurmdbd", "-D"])
+        self._wait(lambda: _listening(self.dbd_port), 60, "slurmdbd did not listen")
+        self._wait(lambda: self._sacctmgr("add", "cluster", "innloop-test"), 60, "the cluster was not registered")
+
+    def _sacctmgr(self, *args: str) -> bool:
+        res = subprocess.run(
+            [_which("sacctmgr") or "sacctmgr", "-i", *args],
+            capture_output=True,
+            text=True,
+            env=os.environ | self.env,
+            timeout=30,
+        )
+        return res.returncode == 0 or "already exists" in res.stdout + res.stderr
+
+    def limit_submissions(self, per_user: int | None) -> None:
+        """Set (``None``: lift) the per-user submit limit of the ``normal`` QOS; sbatch beyond it
+        answers ``QOSMaxSubmitJobPerUserLimit``. Needs ``accounting``."""
+        if not self.accounting:
+            raise RuntimeError("submit limits need the cluster's accounting (slurmdbd)")
+        value = "-1" if per_user is None else str(per_user)
+        if not self._sacctmgr("modify", "qos", "normal", "set", f"MaxSubmitJobsPerUser={value}"):
+            raise RuntimeError(f"sacctmgr could not set MaxSubmitJobsPerUser={value}; {self.logs()}")
+        time.sleep(1.0)  # slurmdbd pushes the change to slurmctld
 
     def _spawn(self, name: str, argv: list[str]) -> None:
         log = open(self.root / f"{name}.stdout", "ab")  # noqa: SIM115 -- kept open for the daemon
@@ -200,17 +289,29 @@ PartitionName={self.partition} Nodes={self.node} Default=YES MaxTime=INFINITE St
         if "slurmctld" in self._procs:
             with contextlib.suppress(Exception):
                 self.run(["scancel", "--me"], check=False)
-        for name in ("slurmd", "slurmctld", "munged"):
+        for name in ("slurmd", "slurmctld", "slurmdbd", "mariadbd", "munged"):
             self._stop(name)
+
+
+def _listening(port: int) -> bool:
+    with socket.socket() as s:
+        s.settimeout(0.5)
+        return s.connect_ex(("127.0.0.1", port)) == 0
 
 
 def missing_binaries() -> list[str]:
     return [b for b in BINARIES if _which(b) is None]
 
 
+def has_accounting() -> bool:
+    """Whether slurmdbd and MariaDB are installed (``scripts/install_slurm.sh`` installs them)."""
+    return all(_which(b) is not None for b in ACCOUNTING)
+
+
 @contextlib.contextmanager
-def start_local_slurm(root: Path) -> Iterator[LocalSlurm]:
-    """Start munged + slurmctld + slurmd under ``root``; export ``SLURM_CONF`` while in use.
+def start_local_slurm(root: Path, accounting: bool = False) -> Iterator[LocalSlurm]:
+    """Start munged (+ MariaDB and slurmdbd with ``accounting``) + slurmctld + slurmd under
+    ``root``; export ``SLURM_CONF`` while in use.
 
     Must run as root (the daemons and the jobs all run as root, no user set-up needed).
     """
@@ -222,11 +323,18 @@ def start_local_slurm(root: Path) -> Iterator[LocalSlurm]:
         )
     if os.geteuid() != 0:
         raise RuntimeError("the local SLURM test cluster must be started as root (its daemons run as root)")
-    cluster = LocalSlurm(root)
+    if accounting and not has_accounting():
+        raise RuntimeError(
+            f"SLURM accounting binaries not found: {[b for b in ACCOUNTING if _which(b) is None]}; install them "
+            "with scripts/install_slurm.sh (Debian packages slurmdbd and mariadb-server)"
+        )
+    cluster = LocalSlurm(root, accounting=accounting)
     old = os.environ.get("SLURM_CONF")
     try:
         cluster.write_config()
         cluster.start_munge()
+        if accounting:
+            cluster.start_accounting()
         cluster.start_slurmctld()
         cluster.start_slurmd()
         cluster.wait_idle()

@@ -83,6 +83,37 @@ def test_an_unknown_executor_is_refused_when_the_oracle_is_built(tmp_path: Path)
         GpawOracle(workdir=tmp_path, executor="no-such")
 
 
+QUICK = (
+    "import json, sys, time\n"
+    "d = json.load(open(sys.argv[1]))['design']\n"
+    "time.sleep(float(sys.argv[3]) if len(sys.argv) > 3 else 0)\n"
+    "json.dump({'gap_eV': d['a'] - 2.0, 'converged': True, 'error': None}, open(sys.argv[2], 'w'))\n"
+)
+
+
+@pytest.mark.slow
+def test_a_per_user_submit_limit_at_slurm_is_waited_out(tmp_path: Path, slurm_cluster: LocalSlurm) -> None:
+    """SLURM's own QOS limit (MaxSubmitJobsPerUser = 1): sbatch answers
+    QOSMaxSubmitJobPerUserLimit, the jobs wait in the folder queue and go one by one."""
+    script = tmp_path / "quick.py"
+    script.write_text(QUICK)
+    settings = _settings(tmp_path / "jobs", slurm_cluster) | {"max_parallel": 3, "memory_gb": 0.2}
+    o = GpawOracle(**settings, command=[sys.executable, str(script)], strain_reference=False, calibration=None)
+    before = len(slurm_cluster.submitted_job_ids())
+    slurm_cluster.limit_submissions(1)
+    try:
+        handles = o.submit([DESIGN, DESIGN | {"efield": 0.1}, DESIGN | {"efield": 0.2}])
+        first, *waiting = o.results(handles)
+        assert first.status in (JobStatus.PENDING, JobStatus.RUNNING, JobStatus.COMPLETED)
+        assert all("QOSMaxSubmitJobPerUserLimit" in (r.message or "") for r in waiting), [r.message for r in waiting]
+        assert len(slurm_cluster.submitted_job_ids()) - before == 1
+        statuses = wait_terminal(o.poll, handles, limit=240)
+    finally:
+        slurm_cluster.limit_submissions(None)
+    assert statuses == [JobStatus.COMPLETED] * 3, [r.message for r in o.results(handles)]
+    assert len(slurm_cluster.submitted_job_ids()) - before == 3, "one accepted sbatch per design"
+
+
 class _Limited(LocalRunner):
     """A local runner behind a site that accepts ``room`` submissions, then refuses for now."""
 
@@ -100,11 +131,7 @@ class _Limited(LocalRunner):
 
 def test_a_site_limit_keeps_the_job_queued_until_the_site_takes_it(tmp_path: Path) -> None:
     script = tmp_path / "quick.py"
-    script.write_text(
-        "import json, sys\n"
-        "d = json.load(open(sys.argv[1]))['design']\n"
-        "json.dump({'gap_eV': d['a'] - 2.0, 'converged': True, 'error': None}, open(sys.argv[2], 'w'))\n"
-    )
+    script.write_text(QUICK)
     o = GpawOracle(
         workdir=tmp_path / "jobs",
         command=[sys.executable, str(script)],
