@@ -4,11 +4,20 @@ Actors reserve a fraction of a CPU (``cpus_per_actor``, 0.25 by default) so that
 small machine they never starve Ray's other tasks. Weights are shipped as the bytes of
 the weight file (loaded with ``weights_only=True``) and re-sent only when they change.
 ``address=None`` starts a private local Ray; an address joins an existing cluster.
+
+On a cluster the actors are spread over the nodes (Ray's ``SPREAD`` strategy), and a node
+may die while they sample. Nothing is lost then, and nothing changes: a dead actor is
+restarted by Ray on a surviving node (``max_restarts``) without its weights, so the
+sampler re-sends them and runs the batch once more; if that fails too, the batch is drawn
+in this process. Every job carries its own seed (`agent.design.sampling.SampleJob`), so
+each way gives the same samples. Each recovery is logged (logger ``innloop.ray``) and
+counted (`RaySampler.recoveries`, `RaySampler.fallbacks`).
 """
 
 from __future__ import annotations
 
 import hashlib
+import logging
 import os
 import signal
 import threading
@@ -23,6 +32,9 @@ from agent.design.sampling import SampleJob, generator_bytes, generator_from_byt
 from generators import Generator
 
 __all__ = ["RaySampler", "SamplerActor"]
+
+log = logging.getLogger("innloop.ray")
+RESTARTS = 3  # times Ray restarts a dead actor (a node lost) before it stays dead
 
 
 class SamplerActor:
@@ -46,11 +58,18 @@ class SamplerActor:
     def pid(self) -> int:
         return os.getpid()
 
+    def node(self) -> str:
+        """The id of the Ray node this actor runs on."""
+        return str(ray.get_runtime_context().get_node_id())
+
 
 class RaySampler:
     """Fans sampling jobs out over ``actors`` Ray actors (round robin, results in job order)."""
 
-    def __init__(self, address: str | None = None, actors: int = 2, cpus_per_actor: float = 0.25) -> None:
+    def __init__(
+        self, address: str | None = None, actors: int = 2, cpus_per_actor: float = 0.25, timeout_s: float = 600.0
+    ) -> None:
+        self.timeout_s = timeout_s  # a batch not back by then counts as lost (a node cut off, not dead)
         self.started_ray = False
         if not ray.is_initialized():
             # Ray's start-up INFO lines and token notice would print over the console's one view
@@ -65,23 +84,46 @@ class RaySampler:
                 self.started_ray = True
             if term is not None:
                 signal.signal(signal.SIGTERM, term)
-        remote = ray.remote(SamplerActor).options(num_cpus=cpus_per_actor)
+        remote = ray.remote(SamplerActor).options(
+            num_cpus=cpus_per_actor, max_restarts=RESTARTS, scheduling_strategy="SPREAD"
+        )
         self.actors: list[Any] = [remote.remote() for _ in range(actors)]
         self._digest: str | None = None
+        self.recoveries = 0  # batches run again after actors were lost or restarted
+        self.fallbacks = 0  # batches drawn in this process because Ray could not
 
     def sample(self, generator: Generator, jobs: Sequence[SampleJob]) -> list[np.ndarray]:
+        try:
+            return self._on_ray(generator, jobs)
+        except ray.exceptions.RayError as exc:  # a node lost, an actor restarted without its weights
+            self.recoveries += 1
+            log.warning("Ray sampling failed (%s); re-sending the weights and sampling again", _short(exc))
+            self._digest = None
+        try:
+            return self._on_ray(generator, jobs)
+        except ray.exceptions.RayError as exc:
+            self.fallbacks += 1
+            log.warning("Ray sampling failed again (%s); sampling this batch in this process", _short(exc))
+            self._digest = None
+            return [sample_job(generator, job) for job in jobs]
+
+    def _on_ray(self, generator: Generator, jobs: Sequence[SampleJob]) -> list[np.ndarray]:
         blob = generator_bytes(generator)
         digest = hashlib.sha256(blob).hexdigest()
         if digest != self._digest:
             ref = ray.put(blob)
             kind = str(getattr(generator, "name", ""))
-            ray.get([a.load.remote(ref, kind, digest) for a in self.actors])
+            ray.get([a.load.remote(ref, kind, digest) for a in self.actors], timeout=self.timeout_s)
             self._digest = digest
         futures = [self.actors[i % len(self.actors)].sample.remote(job) for i, job in enumerate(jobs)]
-        return list(ray.get(futures))
+        return list(ray.get(futures, timeout=self.timeout_s))
 
     def pids(self) -> list[int]:
         return list(ray.get([a.pid.remote() for a in self.actors]))
+
+    def nodes(self) -> list[str]:
+        """The Ray node each actor runs on now (a restarted actor may have moved)."""
+        return list(ray.get([a.node.remote() for a in self.actors]))
 
     def close(self) -> None:
         for a in self.actors:
@@ -89,3 +131,9 @@ class RaySampler:
         self.actors = []
         if self.started_ray:
             ray.shutdown()
+
+
+def _short(exc: BaseException) -> str:
+    """An exception's first line (Ray's carry whole remote tracebacks)."""
+    text = str(exc).strip().splitlines()
+    return f"{type(exc).__name__}: {text[0] if text else ''}"[:300]

@@ -18,7 +18,8 @@ Outcomes:
   walltime kill the scheduler had already forgotten): FAILED, infrastructure;
 - the scheduler cannot be asked (``squeue`` fails, psij fails the job with "Failed to
   poll") -> no verdict: the last known status stands and the job is re-attached later;
-- folder gone or no native id -> ABANDONED.
+- held by a site limit (below) -> PENDING, saying so;
+- folder gone or no native id (and not held) -> ABANDONED.
 
 Job folders. `submit` makes every folder of a batch (inputs only) before the first
 ``sbatch``; right after the scheduler accepts a job, its ``job.json`` gets the native id,
@@ -29,6 +30,15 @@ a job and its ``job.json`` being written leaves a folder with inputs and no ``jo
 nothing on disk names its scheduler job, so `adopt` does not adopt it (``None``) and the
 design is submitted again; the orphan job may still run, once, and its folder is never
 read -- no result is ever invented for it.
+
+Site limits. When the scheduler refuses a submission because a per-user or per-account
+limit is full (`oracles.scheduler.SiteLimit`, e.g. SLURM's ``QOSMaxSubmitJobPerUserLimit``),
+the jobs it accepted stay, and that job and the rest of the batch are *held*: their
+``job.json`` says so, their handles have no native id yet, and they are PENDING. Every
+`results`/`poll` (from any process) submits held jobs, oldest first, once the site was last
+asked ``HOLD_S`` ago, and writes the native id into ``job.json`` (a ``submit.lock`` created
+with O_EXCL keeps two processes from submitting the same one). Only refusals that are not a
+site limit undo the batch and raise.
 
 Site settings come from the constructor or ``INNLOOP_VASP_*``: ``COMMAND`` (required,
 e.g. ``vasp_std``; split like a shell would) and the scheduler's (`oracles.scheduler`:
@@ -46,6 +56,7 @@ import shutil
 import time
 import uuid
 from collections.abc import Mapping, Sequence
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -65,10 +76,13 @@ from oracles.base import (
     newest_per_design,
     resolve_path_settings,
 )
-from oracles.scheduler import VERDICT, Scheduler
+from oracles.scheduler import VERDICT, Scheduler, SiteLimit
 from oracles.vasp_inputs import has_potcar_library, parse_vasprun, write_inputs
 
 __all__ = ["VaspOracle"]
+
+HOLD_S = 5.0  # after a site limit refused a submission, the next try waits this long
+LOCK_GRACE_S = 60.0  # a held job locked for submission but unrecorded this long lost its submitter
 
 
 class VaspOracle:
@@ -110,6 +124,8 @@ class VaspOracle:
         self.incar = dict(incar or {})
         self.workdir = absolute_path(workdir) if workdir is not None else default_state_dir() / "oracles" / "vasp"
         self.workdir.mkdir(parents=True, exist_ok=True)
+        self.held: str | None = None  # why jobs are held (a site limit), while they are
+        self._retry_at = 0.0  # when to ask the site again
         self.site = Scheduler(
             self.name,
             self.workdir,
@@ -141,7 +157,8 @@ class VaspOracle:
     def submit(self, designs: Any) -> list[Handle]:
         """Write every job's inputs, then submit them all; if the scheduler refuses one,
         cancel the ones already accepted, remove the batch's folders and raise one
-        `OracleError` -- no handle is ever returned for a job that is not queued."""
+        `OracleError` -- no handle is ever returned for a job that is not queued. A site
+        limit is not a refusal: from that job on, the batch is held (module docstring)."""
         rows = designs_to_rows(self.space, designs)
         _ = self.site.executor  # an unknown executor fails here, before anything is written
         folders: list[tuple[str, Path, dict[str, float]]] = []
@@ -158,19 +175,23 @@ class VaspOracle:
             raise
 
         handles: list[Handle] = []
+        self._submit_held()  # jobs held earlier go first; if the site still says "later", these wait too
         for (job_id, folder, row), incar in zip(folders, incars, strict=True):
-            try:
-                native = self.site.submit(
-                    job_id, folder, self.command, stdout=folder / "vasp.out", stderr=folder / "vasp.err"
-                )
-            except OracleError as exc:
-                self.site.cancel_quietly([h.job_id for h in handles])
-                for _, f, _ in folders:
-                    shutil.rmtree(f, ignore_errors=True)
-                raise type(exc)(f"{exc}; nothing of this batch of {len(rows)} was submitted") from None
+            native: str | None = None
+            if self.held is None:
+                try:
+                    native = self._sbatch(job_id, folder)
+                except SiteLimit as exc:  # the site says "later": this job and the rest are held
+                    self.held, self._retry_at = str(exc), time.time() + HOLD_S
+                except OracleError as exc:
+                    self.site.cancel_quietly([h.job_id for h in handles if h.native_id])
+                    for _, f, _ in folders:
+                        shutil.rmtree(f, ignore_errors=True)
+                    raise OracleError(f"{exc}; nothing of this batch of {len(rows)} was submitted") from None
             now = time.time()
             meta = {
                 "native_id": native,
+                "held": native is None,
                 "executor": self.site.executor_name,
                 "command": self.command,
                 **{k: v for k, v in self.site.describe().items() if k not in ("executor", "launcher")},
@@ -183,22 +204,53 @@ class VaspOracle:
             handles.append(Handle(self.name, job_id, row, native_id=native, workdir=str(folder), submitted_at=now))
         return handles
 
+    def _sbatch(self, job_id: str, folder: Path) -> str:
+        return self.site.submit(job_id, folder, self.command, stdout=folder / "vasp.out", stderr=folder / "vasp.err")
+
+    def _submit_held(self) -> None:
+        """Submit held jobs of this work folder, oldest first, until the site says "later"
+        again; at most once every ``HOLD_S`` (module docstring, "Site limits")."""
+        if time.time() < self._retry_at:
+            return
+        self.held = None
+        held = []
+        for meta_path in self.workdir.glob("*/job.json"):
+            with contextlib.suppress(OSError, ValueError, TypeError, KeyError):
+                meta = json.loads(meta_path.read_text())
+                folder = meta_path.parent
+                if meta.get("held") and not (folder / "cancelled").exists() and not (folder / "submit.lock").exists():
+                    held.append((float(meta["submitted_at"]), folder, meta))
+        for _, folder, meta in sorted(held, key=lambda t: t[0]):
+            try:
+                os.close(os.open(folder / "submit.lock", os.O_CREAT | os.O_EXCL | os.O_WRONLY))
+            except FileExistsError:
+                continue
+            try:
+                native = self._sbatch(folder.name, folder)
+            except OracleError as exc:  # a limit again, or the scheduler down: still held, asked later
+                (folder / "submit.lock").unlink()
+                self.held, self._retry_at = str(exc), time.time() + HOLD_S
+                return
+            write_json(folder / "job.json", meta | {"native_id": native, "held": False}, indent=1)
+
     def adopt(self, designs: Any, since: float) -> list[Handle | None]:
-        """Per design, the newest job whose ``job.json`` has a native id and was submitted at or
-        after ``since`` (``None``: it never reached the scheduler; see "Job folders" above)."""
+        """Per design, the newest job whose ``job.json`` has a native id or says it is held, and
+        was submitted at or after ``since`` (``None``: it never reached the scheduler; see
+        "Job folders" above)."""
         rows = designs_to_rows(self.space, designs)
         found: list[Handle] = []
         for meta_path in self.workdir.glob("*/job.json"):
             with contextlib.suppress(OSError, ValueError, TypeError, KeyError):
                 meta = json.loads(meta_path.read_text())
-                if not meta.get("native_id") or not isinstance(meta.get("design"), dict):
+                if not (meta.get("native_id") or meta.get("held")) or not isinstance(meta.get("design"), dict):
                     continue
                 at = float(meta["submitted_at"])
                 if at < since:
                     continue
                 design = {str(k): float(v) for k, v in meta["design"].items()}
                 folder = meta_path.parent
-                found.append(Handle(self.name, folder.name, design, str(meta["native_id"]), str(folder), at))
+                native = str(meta["native_id"]) if meta.get("native_id") else None
+                found.append(Handle(self.name, folder.name, design, native, str(folder), at))
         return newest_per_design(rows, found)
 
     def poll(self, handles: Sequence[Handle]) -> list[JobStatus]:
@@ -206,6 +258,8 @@ class VaspOracle:
 
     def results(self, handles: Sequence[Handle]) -> list[Result]:
         check_own(self.name, handles)
+        if any(not h.native_id for h in handles):
+            self._submit_held()
         return [self._result(h) for h in handles]
 
     def cancel(self, handles: Sequence[Handle]) -> None:
@@ -213,25 +267,33 @@ class VaspOracle:
         check_own(self.name, handles)
         for h in handles:
             folder = Path(h.workdir or "")
-            if not folder.is_dir() or not h.native_id or (folder / VERDICT).exists():
+            native = h.native_id or _native_id(folder)
+            if folder.is_dir() and not native:  # held: never submitted from now on
+                (folder / "cancelled").touch()
+            if not folder.is_dir() or not native or (folder / VERDICT).exists():
                 continue
-            self.site.cancel(h.job_id, h.native_id)
+            self.site.cancel(h.job_id, native)
             (folder / "cancelled").touch()
 
     # -- outcome of one job -------------------------------------------------------------
     def _result(self, h: Handle) -> Result:
         folder = Path(h.workdir or "")
-        prov: dict[str, Any] = {"oracle": self.name, "code": "vasp", "native_id": h.native_id}
+        native = h.native_id or _native_id(folder)  # a held job gets its id when submitted
+        if native and not h.native_id:
+            h = replace(h, native_id=native)  # its result names the scheduler job
+        prov: dict[str, Any] = {"oracle": self.name, "code": "vasp", "native_id": native}
         log = str(folder / "vasp.out")
-        if not h.workdir or not folder.is_dir() or not h.native_id:
-            why = "has no native id" if not h.native_id else f"folder {folder} is gone"
+        if h.workdir and folder.is_dir() and not native and _is_held(folder):
+            return self._held_result(h, folder, prov)
+        if not h.workdir or not folder.is_dir() or not native:
+            why = "has no native id" if not native else f"folder {folder} is gone"
             return Result.failure(
                 h, ErrorClass.INFRASTRUCTURE, f"job {h.job_id} {why}", status=JobStatus.ABANDONED, provenance=prov
             )
         with contextlib.suppress(OSError, ValueError):
             meta = json.loads((folder / "job.json").read_text())
             prov |= {k: meta.get(k) for k in ("executor", "incar", "walltime_s", "submitted_at")}
-        verdict = self.site.verdict(h.job_id, h.native_id, folder)
+        verdict = self.site.verdict(h.job_id, native, folder)
         if verdict is None:
             return Result(h, self.site.status_while_running(h.job_id), provenance=prov, log=log)
         state, exit_code, message = verdict["state"], verdict.get("exit_code"), verdict.get("message") or ""
@@ -248,5 +310,32 @@ class VaspOracle:
         msg = run.message or "no value"
         if not (folder / "vasprun.xml").exists():
             how = "without an exit code (killed from outside)" if exit_code is None else f"with exit code {exit_code}"
-            msg = f"job {h.native_id} ended {how} and wrote no vasprun.xml; see {folder / 'vasp.err'}"
+            msg = f"job {native} ended {how} and wrote no vasprun.xml; see {folder / 'vasp.err'}"
         return Result.failure(h, run.error_class or ErrorClass.INFRASTRUCTURE, msg, provenance=prov, log=log)
+
+    def _held_result(self, h: Handle, folder: Path, prov: dict[str, Any]) -> Result:
+        if (folder / "cancelled").exists():
+            return Result(h, JobStatus.CANCELLED, message="cancelled while held", provenance=prov)
+        lock = folder / "submit.lock"
+        if lock.exists() and time.time() - lock.stat().st_mtime > LOCK_GRACE_S:
+            why = "the process submitting this held job died before recording its native id"
+            return Result.failure(h, ErrorClass.INFRASTRUCTURE, why, provenance=prov)
+        why = f"held: {self.held}" if self.held else "held by a site limit; submitted at a later poll"
+        return Result(h, JobStatus.PENDING, message=why, provenance=prov)
+
+
+def _job_file(folder: Path) -> dict[str, Any]:
+    with contextlib.suppress(OSError, ValueError):
+        meta = json.loads((folder / "job.json").read_text())
+        if isinstance(meta, dict):
+            return meta
+    return {}
+
+
+def _native_id(folder: Path) -> str | None:
+    native = _job_file(folder).get("native_id")
+    return str(native) if native else None
+
+
+def _is_held(folder: Path) -> bool:
+    return bool(_job_file(folder).get("held"))

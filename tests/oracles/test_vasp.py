@@ -288,3 +288,48 @@ def _unused_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return int(s.getsockname()[1])
+
+
+@pytest.mark.slow
+def test_a_per_user_submit_limit_holds_jobs_until_the_site_takes_them(
+    tmp_path: Path, slurm_cluster: LocalSlurm, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """SLURM's own QOS limit (MaxSubmitJobsPerUser = 1): the accepted job stays, the rest of
+    the batch is held, never failed; a fresh process (a restarted campaign) submits them."""
+    monkeypatch.setenv("FAKE_VASP_LOG", str(tmp_path / "fake.log"))
+    workdir = tmp_path / "jobs"
+    o = _oracle(workdir, slurm_cluster)
+    rows = [_row(0.0), _row(0.1), _row(0.2)]
+    before = len(slurm_cluster.submitted_job_ids())
+    slurm_cluster.limit_submissions(1)
+    try:
+        handles = o.submit(rows)
+        assert [bool(h.native_id) for h in handles] == [True, False, False]
+        held = o.results(handles)[1:]
+        assert all(r.status is JobStatus.PENDING and "QOSMaxSubmitJobPerUserLimit" in (r.message or "") for r in held)
+        assert o.adopt(rows, since=handles[0].submitted_at - 1) == handles, "held jobs are adopted, not sent again"
+        fresh = _oracle(workdir, slurm_cluster)  # a restarted campaign polls with the handles it saved
+        statuses = wait_terminal(fresh.poll, handles, limit=240)
+    finally:
+        slurm_cluster.limit_submissions(None)
+    assert statuses == [JobStatus.COMPLETED] * 3, [r.message for r in fresh.results(handles)]
+    accepted = slurm_cluster.submitted_job_ids()[before:]
+    assert len(accepted) == 3 and [r.provenance["native_id"] for r in fresh.results(handles)] == accepted
+    assert sorted(_fake_runs(tmp_path / "fake.log")) == sorted(str(h.workdir) for h in handles), "VASP ran once per job"
+
+
+@pytest.mark.slow
+def test_a_held_job_can_be_cancelled_and_is_never_submitted(
+    tmp_path: Path, slurm_cluster: LocalSlurm, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("FAKE_VASP_LOG", str(tmp_path / "fake.log"))
+    o = _oracle(tmp_path / "jobs", slurm_cluster)
+    before = len(slurm_cluster.submitted_job_ids())
+    slurm_cluster.limit_submissions(1)
+    try:
+        first, second = o.submit([_row(0.0), _row(0.1)])
+        o.cancel([second])
+        assert wait_terminal(o.poll, [first, second], limit=120) == [JobStatus.COMPLETED, JobStatus.CANCELLED]
+    finally:
+        slurm_cluster.limit_submissions(None)
+    assert slurm_cluster.submitted_job_ids()[before:] == [first.native_id], "the cancelled held job never went"
