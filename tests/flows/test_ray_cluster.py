@@ -44,3 +44,31 @@ def test_a_campaign_survives_losing_a_ray_node_while_sampling(ray_cluster: Local
     assert out["ray_designs"] == out["local_designs"] and len(out["ray_designs"]) == 16 + 3 * 5, "nothing lost"
     alive = [n for n in ray_cluster.node_table() if n.get("Alive")]
     assert [n["NodeID"] for n in alive] == [head], "Ray saw the worker node die"
+
+
+@pytest.mark.slow
+def test_innloop_run_joins_the_cluster_with_ray_address(ray_cluster: LocalRayCluster, tmp_path: Path) -> None:
+    from tests.flows.ray_cluster_probe import CONFIG
+
+    config = tmp_path / "ray-cluster.toml"
+    config.write_text(CONFIG.replace("iterations = 4", "iterations = 2"))
+    argv = [sys.executable, "-m", "agent.cli.main", "run", str(config), "--state", str(tmp_path / "state")]
+    run = subprocess.run(
+        [*argv, "--ray-address", ray_cluster.address, "--no-prefect", "-q"],
+        capture_output=True,
+        text=True,
+        env=os.environ | ray_cluster.env,
+        timeout=600,
+    )
+    assert run.returncode == 0, run.stdout[-2000:] + run.stderr[-2000:]
+    ledger = (tmp_path / "state" / "ray-cluster" / "ledger.jsonl").read_text().splitlines()
+    assert len(ledger) == 16 + 5, "the random batch and one learned batch, sampled on the cluster"
+    wrong = subprocess.run(
+        [*argv, "--ray-address", ray_cluster.address, "--no-prefect", "-q"],
+        capture_output=True,
+        text=True,
+        env=os.environ | ray_cluster.env | {"RAY_AUTH_TOKEN": "x" * 32},
+        timeout=600,
+    )
+    assert wrong.returncode != 0, "a client without the cluster's token is refused"
+    assert "token" in (wrong.stdout + wrong.stderr).lower(), wrong.stdout[-1500:] + wrong.stderr[-1500:]
