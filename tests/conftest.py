@@ -52,6 +52,9 @@ SHARED = {
     "mock_report": "mock-report",
     "table_report": "table-report",
     "group_probe": "group-probe",  # tests/test_suite_groups.py: the groups take effect
+    # Ray: tests that count this machine's Ray processes must not overlap ones that start some
+    "local_ray": "ray",
+    "ray_cluster": "ray",
 }
 
 

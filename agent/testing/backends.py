@@ -127,13 +127,14 @@ def mock_case(root: Path, point: str = "none") -> Iterator[Case]:
 
 
 @contextlib.contextmanager
-def http_case(root: Path, latency_s: float = 0.3) -> Iterator[Case]:
-    """A fresh lab server for this case; its jobs folder and ``/v1/stats`` are the count."""
+def http_case(root: Path, latency_s: float = 0.3, failure_rate: float = 0.0) -> Iterator[Case]:
+    """A fresh lab server for this case (its mock waits ``latency_s`` per job and fails at
+    ``failure_rate``); its jobs folder and ``/v1/stats`` are the count."""
     from oracles.testing.lab import lab_jobs, start_lab, stop_lab  # the lab server (uvicorn) only for this case
 
     token = secrets.token_hex(16)
     lab = root / "lab"
-    proc, url = start_lab(lab, token, {"latency_s": latency_s}, env=ENV)
+    proc, url = start_lab(lab, token, {"latency_s": latency_s, "failure_rate": failure_rate}, env=ENV)
 
     def stats() -> int:
         return lab_jobs(url, token)

@@ -78,6 +78,7 @@ def _ray_processes() -> set[int]:
 
 
 @pytest.mark.slow
+@pytest.mark.xdist_group("ray")  # counts Ray processes: none of another test may start meanwhile
 def test_killed_while_sampling_on_ray(expected: list[str], tmp_path: Path) -> None:
     """Killed at ``ray.get`` of the samples (the actors are drawing them); Ray's GCS, raylet and
     actors die with the driver, its agents are reaped by the harness; the resumed run (Ray too)

@@ -1,0 +1,180 @@
+"""Random chaos: SIGKILL a running campaign at random moments, resume it each time, and
+count at the oracle at the end.
+
+Why beside the named kill points (`agent.testing.kills`): those prove each stage boundary
+and each write; a kill at a random moment also lands where nobody thought to look (in an
+import, in Prefect's or Ray's start-up, between two polls, half way through a retry's
+backoff). `chaos` starts ``innloop run`` on one state folder again and again, kills each
+run after a random delay until ``kills`` kills have landed, then lets the last run finish.
+
+Checked after every kill: every committed checkpoint verifies and the ledger only grew
+(nothing it held changed). Checked at the end, at the oracle (its job files), with
+infrastructure failures re-sent by the loop (so one design may be measured more than
+once): every job the oracle accepted has exactly one ledger result and every ledger
+result is a job the oracle knows (nothing lost), each design reached the oracle exactly as
+often as the ledger holds it (once per attempt: nothing paid twice), and -- the oracle
+being deterministic -- the campaign learned the same observations as a run never killed.
+"""
+
+from __future__ import annotations
+
+import os
+import random
+import signal
+import subprocess
+import sys
+import time
+from collections import Counter
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from agent.testing.kills import ENV, ROOT, Case, outcome, session_leftovers
+
+__all__ = ["CHAOS_ITERATIONS", "ChaosReport", "chaos", "chaos_config", "chaos_table"]
+
+CHAOS_ITERATIONS = 10
+
+
+def chaos_config(oracle: str = "mock", iterations: int = CHAOS_ITERATIONS) -> str:
+    """A campaign long enough to be killed many times: the kill matrix's mock campaign (tiny
+    models trained from iteration 1), ``iterations`` long, with 10 % of its jobs failing (half
+    infrastructure: re-sent by the loop) and 0.05 s of latency; ``oracle`` ``http``: the same
+    mock behind the lab server (its url and token from the environment)."""
+    from agent.testing.backends import MOCK_CONFIG, MOCK_ITERATIONS  # the kill matrix's campaign
+
+    text = MOCK_CONFIG.replace(f"iterations = {MOCK_ITERATIONS}", f"iterations = {iterations}")
+    text = text.replace("hits = 50", "hits = 10000")  # the budget ends it, never the hits
+    if oracle == "http":
+        return text + '[oracle]\nname = "http"\n'  # the server's mock fails and waits (its settings)
+    return text + "[oracle.settings]\nfailure_rate = 0.1\nlatency_s = 0.05\n"
+
+
+@dataclass
+class ChaosReport:
+    """One chaos run against one oracle: the row of the benchmark's table."""
+
+    oracle: str
+    kills: int = 0  # SIGKILLs that landed on a running campaign
+    runs: int = 0  # processes started, the finishing one included
+    results: int = 0
+    submissions: int = 0
+    duplicated: int = 0  # submissions beyond the ledger's attempts of their design
+    lost: int = 0  # accepted jobs without a ledger result, or ledger results the oracle never had
+    corrupt: int = 0  # kills after which a checkpoint did not verify or the ledger changed
+    same: bool | None = None
+    seconds: float = 0.0
+    problems: list[str] = field(default_factory=list)
+
+    @property
+    def ok(self) -> bool:
+        return not self.problems
+
+
+def _start(config: Path, state: Path, env: dict[str, str]) -> subprocess.Popen[str]:
+    cmd = [sys.executable, "-m", "agent.cli", "run", str(config), "--state", str(state), "--no-prefect", "-q"]
+    return subprocess.Popen(
+        cmd,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=os.environ | ENV | env,
+        cwd=ROOT,
+        start_new_session=True,
+    )
+
+
+def chaos(
+    oracle: str,
+    case: Case,
+    config: Path,
+    state: Path,
+    iterations: int,
+    kills: int,
+    seed: int = 0,
+    window: tuple[float, float] = (1.0, 7.0),
+    expected: list[str] | None = None,
+    timeout: float = 600.0,
+) -> ChaosReport:
+    """Kill ``innloop run`` after a delay drawn uniformly from ``window`` (seconds after its
+    start) until ``kills`` kills landed, then let it finish; ``expected``: the observations of
+    an uninterrupted run (None: the oracle is not deterministic)."""
+    rep, rng, t0 = ChaosReport(oracle), random.Random(seed), time.perf_counter()
+    held: list[str] = []  # the ledger's designs after the last kill
+    while True:
+        rep.runs += 1
+        proc = _start(config, state, case.env)
+        try:
+            if rep.kills < kills:
+                proc.wait(timeout=rng.uniform(*window))
+            else:
+                proc.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
+            session_leftovers(proc.pid, grace_s=5.0)
+            if rep.kills >= kills:
+                rep.problems.append(f"the last run did not finish within {timeout:g} s")
+                break
+            rep.kills += 1
+            now = outcome(state, case)
+            if now.problems or now.designs[: len(held)] != held:
+                rep.corrupt += 1
+                rep.problems.append(f"after kill {rep.kills}: {now.problems or 'the ledger changed what it held'}")
+            held = now.designs
+            continue
+        err = proc.stderr.read() if proc.stderr else ""
+        if proc.returncode != 0:
+            rep.problems.append(f"run {rep.runs} exited {proc.returncode} unkilled: {err[-1500:]}")
+        break
+    rep.seconds = time.perf_counter() - t0
+    _count(rep, case, state, iterations, expected)
+    return rep
+
+
+def _count(rep: ChaosReport, case: Case, state: Path, iterations: int, expected: list[str] | None) -> None:
+    """The end checks at the oracle (module docstring)."""
+    after = outcome(state, case)
+    rep.problems += after.problems
+    accepted = case.accepted()
+    rep.results, rep.submissions = len(after.ids), len(accepted)
+    ids = [i for i, _ in accepted]
+    rep.lost = len(set(ids) ^ set(after.ids)) + (len(after.ids) - len(set(after.ids)))
+    paid, held = Counter(d for _, d in accepted), Counter(after.designs)
+    rep.duplicated = sum((paid - held).values())
+    if after.last != iterations - 1:
+        rep.problems.append(f"the campaign stopped after iteration {after.last}, not {iterations - 1}")
+    if rep.lost:
+        rep.problems.append(f"{rep.lost} results are missing from the ledger, unknown to the oracle or doubled")
+    if rep.duplicated or paid != held:
+        rep.problems.append(f"the oracle measured designs {sum((paid - held).values())} times more than the ledger")
+    if case.stats is not None and case.stats() != len(accepted):
+        rep.problems.append(f"the oracle counts {case.stats()} jobs, its job files {len(accepted)}")
+    if expected is not None:
+        rep.same = after.observations == expected
+        if not rep.same:
+            rep.problems.append("the campaign measured other designs than an uninterrupted one")
+
+
+def chaos_table(reports: list[ChaosReport]) -> str:
+    """The chaos runs as a fixed-width table."""
+    head = ("oracle", "kills", "runs", "results", "submitted", "duplicated", "lost", "corrupt", "same", "s", "pass")
+    rows = [head] + [
+        (
+            r.oracle,
+            str(r.kills),
+            str(r.runs),
+            str(r.results),
+            str(r.submissions),
+            str(r.duplicated),
+            str(r.lost),
+            str(r.corrupt),
+            "-" if r.same is None else ("yes" if r.same else "NO"),
+            f"{r.seconds:.0f}",
+            "PASS" if r.ok else "FAIL",
+        )
+        for r in reports
+    ]
+    widths = [max(len(row[i]) for row in rows) for i in range(len(head))]
+    lines = ["  ".join(c.ljust(w) for c, w in zip(row, widths)).rstrip() for row in rows]
+    lines.insert(1, "  ".join("-" * w for w in widths))
+    return "\n".join(lines)
