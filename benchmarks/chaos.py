@@ -50,7 +50,7 @@ def run_oracle(
     text = chaos_config(oracle, iterations)
     with _case(oracle, tmp / f"{oracle}-ref") as case:
         expected = reference(
-            case, write_config(tmp / f"{oracle}-ref", text), tmp / f"{oracle}-ref" / "state", iterations
+            case, write_config(tmp / f"{oracle}-ref", text), tmp / f"{oracle}-ref" / "state", iterations, timeout=3600
         )
     root = tmp / f"{oracle}-chaos"
     with _case(oracle, root) as case:
@@ -62,7 +62,7 @@ def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="benchmarks.chaos", description=__doc__.split("\n")[0])
     p.add_argument("--kills", type=int, default=200, help="SIGKILLs per oracle (default 200)")
     p.add_argument("--oracles", default="mock,http")
-    p.add_argument("--iterations", type=int, default=120, help="the campaign's iteration budget (default 120)")
+    p.add_argument("--iterations", type=int, default=60, help="the campaign's iteration budget (default 60)")
     p.add_argument("--window", type=float, nargs=2, default=(1.0, 7.0), help="kill delay range, s after a start")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--json", help="write every report here")

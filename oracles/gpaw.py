@@ -67,7 +67,8 @@ from oracles.base import (
     site_text,
 )
 from oracles.calibration import BUNDLED, GapCalibration, load_calibration
-from oracles.gpaw_reference import PREFIX, StrainReference, energy_per_unit
+from oracles.gpaw_output import parse_output
+from oracles.gpaw_reference import PREFIX, StrainReference
 from oracles.job_runners import BatchRunner, LocalRunner, Runner
 from oracles.local_jobs import absolute_pythonpath, job_meta
 from oracles.scheduler import Scheduler, SiteLimit
@@ -271,6 +272,8 @@ class GpawOracle:
                 os.close(os.open(lock, os.O_CREAT | os.O_EXCL | os.O_WRONLY))
             except FileExistsError:
                 continue
+            if (folder / "cancelled").exists():  # cancelled while this process took the lock
+                continue
             argv = [*self.command, str(folder / "input.json"), str(folder / "output.json")]
             try:
                 meta = self.runner.start(folder, argv, env)
@@ -284,6 +287,9 @@ class GpawOracle:
                 write_json(folder / "output.json", {"gap_eV": None, "converged": False, "error": error})
                 continue
             write_json(folder / "job.json", meta)
+            if (folder / "cancelled").exists():  # cancelled while it was being started
+                with contextlib.suppress(OracleError):
+                    self.runner.stop(folder, meta)
 
     def poll(self, handles: Sequence[Handle]) -> list[JobStatus]:
         return [r.status for r in self.results(handles)]
@@ -295,13 +301,20 @@ class GpawOracle:
 
     def cancel(self, handles: Sequence[Handle]) -> None:
         check_own(self.name, handles)
+        failed = []
         for h in handles:
             folder = Path(h.workdir or "")
-            if folder.is_dir() and not (folder / "output.json").exists():
-                (folder / "cancelled").touch()  # first, so a queued job is never started
+            if not folder.is_dir() or (folder / "output.json").exists():
+                continue  # gone, or finished: its outcome stands
+            (folder / "cancelled").touch()  # first, so a queued job is never started
             meta = job_meta(folder)
-            if meta is not None:
-                self.runner.stop(folder, meta)
+            try:
+                if meta is not None:
+                    self.runner.stop(folder, meta)
+            except OracleError as exc:  # the others are still cancelled
+                failed.append(str(exc))
+        if failed:
+            raise OracleError("; ".join(failed))
 
     def _status(self, h: Handle) -> Result:
         """What a job's folder says (no strain energy yet: `_with_strain_energy`)."""
@@ -321,7 +334,7 @@ class GpawOracle:
             with contextlib.suppress(OracleError):  # a batch job's result names its scheduler job
                 native = (job_meta(folder) or {}).get("native_id")
                 prov |= {"native_id": native} if native else {}
-            return _parse_output(h, out, prov, log, self.calibration)
+            return parse_output(h, out, prov, log, self.calibration)
         if (folder / "cancelled").exists():
             return Result(h, JobStatus.CANCELLED, message="cancelled", provenance=prov, log=log)
         meta = job_meta(folder)
@@ -372,28 +385,6 @@ class GpawOracle:
             return Result(result.handle, JobStatus.RUNNING, message=waiting, provenance=prov, log=result.log)
         values = dict(result.values) | {"strain_energy": result.values["energy"] - reference}
         return replace(result, values=values, provenance=prov | {"reference_energy_eV_per_fu": reference})
-
-
-def _parse_output(h: Handle, out: Path, prov: dict[str, Any], log: str, cal: GapCalibration | None) -> Result:
-    try:
-        data = json.loads(out.read_text())
-        converged = bool(data["converged"])
-    except (OSError, ValueError, KeyError, TypeError) as exc:
-        return Result.failure(h, ErrorClass.INFRASTRUCTURE, f"unreadable {out}: {exc}", provenance=prov, log=log)
-    prov = prov | {k: data.get(k) for k in ("gpaw_version", "settings", "wall_s")}
-    if converged and isinstance(data.get("gap_eV"), int | float):
-        raw = float(data["gap_eV"])
-        energy = energy_per_unit(out)
-        extra = {} if energy is None else {"energy": energy}  # eV per formula unit; older outputs have none
-        if cal is None:
-            values = {"gap": raw, "gap_raw": raw} | extra
-            return Result(h, JobStatus.COMPLETED, values=values, provenance=prov, log=log)
-        prov["calibration"] = {"slope": cal.slope, "shift": cal.shift, "target": cal.target}
-        values = {"gap": float(cal.apply(raw)), "gap_raw": raw} | extra
-        return Result(h, JobStatus.COMPLETED, values=values, provenance=prov, log=log)
-    err = data.get("error") or {}
-    cls = ErrorClass.PHYSICS if err.get("class") == "physics" else ErrorClass.INFRASTRUCTURE
-    return Result.failure(h, cls, str(err.get("message")), provenance=prov, log=log)
 
 
 def _registered(name: str) -> Material | None:

@@ -22,7 +22,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
 
-from oracles.base import JobStatus
+from oracles.base import JobStatus, OracleError
 from oracles.local_jobs import alive, kill_group
 from oracles.scheduler import VERDICT, Scheduler
 
@@ -93,6 +93,8 @@ class LocalRunner:
         return "pid" in meta and alive(int(meta["pid"]))
 
     def watch(self, folder: Path, meta: dict[str, Any]) -> Watch:
+        if "pid" not in meta:
+            return Watch(JobStatus.FAILED, f"{folder.name} was started at a scheduler; this oracle runs jobs here")
         pid = int(meta["pid"])
         prov = {"pid": pid}
         if alive(pid):
@@ -130,9 +132,18 @@ class BatchRunner:
         return {"native_id": native, "started": time.time(), **self.site.describe()}
 
     def in_flight(self, folder: Path, meta: dict[str, Any]) -> bool:
-        return "native_id" in meta and not (folder / VERDICT).exists()
+        """Until the scheduler's final word (asked here: a job nobody polls, its campaign
+        gone, must still free its slot)."""
+        if "native_id" not in meta:
+            return False
+        try:
+            return self.site.verdict(folder.name, str(meta["native_id"]), folder) is None
+        except OracleError:  # psij could not attach: count it, as the scheduler may still run it
+            return True
 
     def watch(self, folder: Path, meta: dict[str, Any]) -> Watch:
+        if "native_id" not in meta:
+            return Watch(JobStatus.FAILED, f"{folder.name} was started on this machine; this oracle uses a scheduler")
         native = str(meta["native_id"])
         prov: dict[str, Any] = {"native_id": native, "executor": self.site.executor_name}
         verdict = self.site.verdict(folder.name, native, folder)

@@ -55,12 +55,12 @@ _TIME_LIMIT = ("time limit", "TimeLimit", "TIMEOUT")
 # a scheduler's words when a per-user or per-account limit refuses a submission for now
 _SITE_LIMIT = (
     "QOSMaxSubmitJobPerUserLimit",
-    "AssocMaxSubmitJobLimit",
     "QOSMaxSubmitJobPerAccountLimit",
+    "AssocMaxSubmitJobLimit",
+    "GrpSubmitJobsLimit",  # SLURM: AssocGrpSubmitJobsLimit, QOSGrpSubmitJobsLimit
     "MaxSubmitJobs",
     "maximum number of jobs",  # Torque, LSF
     "would exceed",  # PBS Pro: "would exceed complex's per-user limit"
-    "temporarily unable to accept job",  # SLURM's controller at its MaxJobCount
 )
 
 
@@ -170,10 +170,11 @@ class Scheduler:
         job = psij.Job(spec)
         try:
             self.executor.submit(job)
-        except (psij.SubmitException, OSError) as exc:
-            detail = " ".join(str(exc).split())[:300]
-            kind = SiteLimit if any(w.lower() in detail.lower() for w in _SITE_LIMIT) else OracleError
-            raise kind(f"{self.oracle} oracle: the {self.executor_name} scheduler refused the job ({detail})") from None
+        except (psij.SubmitException, OSError, ValueError) as exc:  # ValueError: psij's unknown launcher
+            text = " ".join(str(exc).split())
+            kind = SiteLimit if any(w.lower() in text.lower() for w in _SITE_LIMIT) else OracleError
+            why = f"{self.oracle} oracle: the {self.executor_name} scheduler refused the job ({text[:300]})"
+            raise kind(why) from None
         self.jobs[job_id] = job
         return str(job.native_id)
 

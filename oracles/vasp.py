@@ -37,8 +37,10 @@ the jobs it accepted stay, and that job and the rest of the batch are *held*: th
 ``job.json`` says so, their handles have no native id yet, and they are PENDING. Every
 `results`/`poll` (from any process) submits held jobs, oldest first, once the site was last
 asked ``HOLD_S`` ago, and writes the native id into ``job.json`` (a ``submit.lock`` created
-with O_EXCL keeps two processes from submitting the same one). Only refusals that are not a
-site limit undo the batch and raise.
+with O_EXCL keeps two processes from submitting the same one; only jobs recorded under this
+oracle's command, executor, queue and account). A held job that the scheduler then refuses
+for another reason fails (infrastructure: the loop may send the design again). At submit,
+only refusals that are not a site limit undo the batch and raise.
 
 Site settings come from the constructor or ``INNLOOP_VASP_*``: ``COMMAND`` (required,
 e.g. ``vasp_std``; split like a shell would) and the scheduler's (`oracles.scheduler`:
@@ -81,6 +83,7 @@ from oracles.vasp_inputs import has_potcar_library, parse_vasprun, write_inputs
 
 __all__ = ["VaspOracle"]
 
+REFUSED = "refused.json"  # a held job the scheduler then refused for good (not a site limit)
 HOLD_S = 5.0  # after a site limit refused a submission, the next try waits this long
 LOCK_GRACE_S = 60.0  # a held job locked for submission but unrecorded this long lost its submitter
 
@@ -192,8 +195,7 @@ class VaspOracle:
             meta = {
                 "native_id": native,
                 "held": native is None,
-                "executor": self.site.executor_name,
-                "command": self.command,
+                **self._job_settings(),
                 **{k: v for k, v in self.site.describe().items() if k not in ("executor", "launcher")},
                 "incar": incar,
                 "potcar": "POTCAR" if has_potcar_library() else "POTCAR.spec",
@@ -203,6 +205,11 @@ class VaspOracle:
             write_json(folder / "job.json", meta, indent=1)
             handles.append(Handle(self.name, job_id, row, native_id=native, workdir=str(folder), submitted_at=now))
         return handles
+
+    def _job_settings(self) -> dict[str, Any]:
+        """What a job's ``job.json`` records of the settings it is submitted under."""
+        site = self.site.describe()
+        return {"executor": site["executor"], "command": self.command} | {k: site[k] for k in ("queue", "account")}
 
     def _sbatch(self, job_id: str, folder: Path) -> str:
         return self.site.submit(job_id, folder, self.command, stdout=folder / "vasp.out", stderr=folder / "vasp.err")
@@ -218,20 +225,30 @@ class VaspOracle:
             with contextlib.suppress(OSError, ValueError, TypeError, KeyError):
                 meta = json.loads(meta_path.read_text())
                 folder = meta_path.parent
-                if meta.get("held") and not (folder / "cancelled").exists() and not (folder / "submit.lock").exists():
+                ours = all(meta.get(k) == v for k, v in self._job_settings().items())  # another campaign's: not ours
+                gone = any((folder / f).exists() for f in ("cancelled", "submit.lock", REFUSED))
+                if meta.get("held") and ours and not gone:
                     held.append((float(meta["submitted_at"]), folder, meta))
         for _, folder, meta in sorted(held, key=lambda t: t[0]):
             try:
                 os.close(os.open(folder / "submit.lock", os.O_CREAT | os.O_EXCL | os.O_WRONLY))
             except FileExistsError:
                 continue
+            if (folder / "cancelled").exists():  # cancelled while this process took the lock
+                continue
             try:
                 native = self._sbatch(folder.name, folder)
-            except OracleError as exc:  # a limit again, or the scheduler down: still held, asked later
+            except SiteLimit as exc:  # a limit again: still held, asked later
                 (folder / "submit.lock").unlink()
                 self.held, self._retry_at = str(exc), time.time() + HOLD_S
                 return
+            except OracleError as exc:  # refused for good (a queue or account gone): the job's outcome
+                write_json(folder / REFUSED, {"message": str(exc), "at": time.time()})
+                continue
             write_json(folder / "job.json", meta | {"native_id": native, "held": False}, indent=1)
+            if (folder / "cancelled").exists():  # cancelled while it was being submitted
+                with contextlib.suppress(OracleError):
+                    self.site.cancel(folder.name, native)
 
     def adopt(self, designs: Any, since: float) -> list[Handle | None]:
         """Per design, the newest job whose ``job.json`` has a native id or says it is held, and
@@ -316,6 +333,9 @@ class VaspOracle:
     def _held_result(self, h: Handle, folder: Path, prov: dict[str, Any]) -> Result:
         if (folder / "cancelled").exists():
             return Result(h, JobStatus.CANCELLED, message="cancelled while held", provenance=prov)
+        with contextlib.suppress(OSError, ValueError):
+            why = str(json.loads((folder / REFUSED).read_text())["message"])
+            return Result.failure(h, ErrorClass.INFRASTRUCTURE, f"held, then refused: {why}", provenance=prov)
         lock = folder / "submit.lock"
         if lock.exists() and time.time() - lock.stat().st_mtime > LOCK_GRACE_S:
             why = "the process submitting this held job died before recording its native id"

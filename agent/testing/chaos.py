@@ -43,7 +43,8 @@ def chaos_config(oracle: str = "mock", iterations: int = CHAOS_ITERATIONS) -> st
     from agent.testing.backends import MOCK_CONFIG, MOCK_ITERATIONS  # the kill matrix's campaign
 
     text = MOCK_CONFIG.replace(f"iterations = {MOCK_ITERATIONS}", f"iterations = {iterations}")
-    text = text.replace("hits = 50", "hits = 10000")  # the budget ends it, never the hits
+    text = text.replace("hits = 50", "hits = 10000")  # the iteration budget ends it, never the hits
+    text = text.replace("[budget]\n", "[budget]\noracle_calls = 100000\n")  # nor the default call budget
     if oracle == "http":
         return text + '[oracle]\nname = "http"\n'  # the server's mock fails and waits (its settings)
     return text + "[oracle.settings]\nfailure_rate = 0.1\nlatency_s = 0.05\n"
@@ -110,7 +111,7 @@ def chaos(
                 proc.wait(timeout=timeout)
         except subprocess.TimeoutExpired:
             os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait()
+            proc.communicate()  # reaps it and closes its pipe
             session_leftovers(proc.pid, grace_s=5.0)
             if rep.kills >= kills:
                 rep.problems.append(f"the last run did not finish within {timeout:g} s")
@@ -122,9 +123,11 @@ def chaos(
                 rep.problems.append(f"after kill {rep.kills}: {now.problems or 'the ledger changed what it held'}")
             held = now.designs
             continue
-        err = proc.stderr.read() if proc.stderr else ""
+        _, err = proc.communicate()
         if proc.returncode != 0:
             rep.problems.append(f"run {rep.runs} exited {proc.returncode} unkilled: {err[-1500:]}")
+        elif rep.kills < kills:
+            rep.problems.append(f"the campaign finished after {rep.kills} kills, before the {kills} asked")
         break
     rep.seconds = time.perf_counter() - t0
     _count(rep, case, state, iterations, expected)

@@ -179,9 +179,9 @@ def outcome(state: Path, case: Case) -> Outcome:
     return Outcome(designs, observations, [case.ledger_id(r.result) for r in records], last, problems)
 
 
-def reference(case: Case, config: Path, state: Path, iterations: int) -> list[str]:
+def reference(case: Case, config: Path, state: Path, iterations: int, timeout: float = 300) -> list[str]:
     """The ledger's designs of an uninterrupted run (``AssertionError`` when it fails)."""
-    done = run_campaign_process(config, state, "none", case.env)
+    done = run_campaign_process(config, state, "none", case.env, timeout)
     assert done.returncode == 0, done.stderr[-3000:]
     out = outcome(state, case)
     assert not out.problems and out.last == iterations - 1, (out.problems, out.last)

@@ -55,7 +55,8 @@ poll_interval_s = 0.01
 
 
 class KillsANode:
-    """Delegates to a `RaySampler`; at its ``at``-th call, SIGKILLs a node's raylet first."""
+    """Delegates to a `RaySampler`; at its ``at``-th call (a sampling stage under way),
+    SIGKILLs a node's raylet just before the actors are asked."""
 
     def __init__(self, inner: RaySampler, raylet: int, at: int = 2) -> None:
         self.inner, self.raylet, self.at, self.calls = inner, raylet, at, 0

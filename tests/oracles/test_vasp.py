@@ -301,6 +301,7 @@ def test_a_per_user_submit_limit_holds_jobs_until_the_site_takes_them(
     o = _oracle(workdir, slurm_cluster)
     rows = [_row(0.0), _row(0.1), _row(0.2)]
     before = len(slurm_cluster.submitted_job_ids())
+    monkeypatch.setattr("oracles.vasp.HOLD_S", 600.0)  # no second try while the first look is checked
     slurm_cluster.limit_submissions(1)
     try:
         handles = o.submit(rows)
@@ -308,6 +309,7 @@ def test_a_per_user_submit_limit_holds_jobs_until_the_site_takes_them(
         held = o.results(handles)[1:]
         assert all(r.status is JobStatus.PENDING and "QOSMaxSubmitJobPerUserLimit" in (r.message or "") for r in held)
         assert o.adopt(rows, since=handles[0].submitted_at - 1) == handles, "held jobs are adopted, not sent again"
+        monkeypatch.setattr("oracles.vasp.HOLD_S", 1.0)
         fresh = _oracle(workdir, slurm_cluster)  # a restarted campaign polls with the handles it saved
         statuses = wait_terminal(fresh.poll, handles, limit=240)
     finally:
@@ -333,3 +335,31 @@ def test_a_held_job_can_be_cancelled_and_is_never_submitted(
     finally:
         slurm_cluster.limit_submissions(None)
     assert slurm_cluster.submitted_job_ids()[before:] == [first.native_id], "the cancelled held job never went"
+
+
+def test_a_held_job_refused_for_good_fails_and_holds_nothing_back(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Only a site limit holds: when a held job is then refused for another reason (its queue
+    gone), it fails as infrastructure, and the next batch is submitted, not held."""
+    from oracles.scheduler import SiteLimit
+
+    o = VaspOracle(workdir=tmp_path, command=FAKE, executor="local", poll_interval_s=1)
+    answers: list[Exception | str] = ["101", SiteLimit("slurm: QOSMaxSubmitJobPerUserLimit"), OracleError("no queue")]
+    answers += ["102"]
+
+    def submit(job_id: str, *args: object, **kwargs: object) -> str:
+        answer = answers.pop(0)
+        if isinstance(answer, Exception):
+            raise answer
+        return answer
+
+    monkeypatch.setattr(o.site, "submit", submit)
+    monkeypatch.setattr("oracles.vasp.HOLD_S", 0.0)
+    accepted, held = o.submit([_row(0.0), _row(0.1)])
+    assert accepted.native_id == "101" and held.native_id is None
+    (r,) = o.results([held])  # asked again: refused for good this time
+    assert (r.status, r.error_class) == (JobStatus.FAILED, ErrorClass.INFRASTRUCTURE)
+    assert "held, then refused" in (r.message or "") and "no queue" in (r.message or "")
+    (later,) = o.submit([_row(0.2)])
+    assert later.native_id == "102" and not answers, "the next batch is not held behind it"
