@@ -1,16 +1,19 @@
-"""Random chaos: SIGKILL long campaigns at random moments, resume each time, count at the oracle.
+"""Random chaos: SIGKILL campaigns at random moments, resume each time, count at the oracle.
 
 For each oracle, an uninterrupted run of the chaos campaign (`agent.testing.chaos.chaos_config`:
 the kill matrix's mock campaign made ``--iterations`` long, 10 % of the jobs failing, half
-of them infrastructure failures that the loop re-sends) gives the reference; then the
-same campaign in a fresh folder is started with ``innloop run`` again and again and each run
-SIGKILLed after a delay drawn uniformly from ``--window`` seconds, until ``--kills`` kills
-landed; the last run finishes. The table: kills, runs, ledger results, submissions counted
-at the oracle (the mock's job files; the lab server's job files and ``/v1/stats``),
-submissions beyond the ledger's attempts (paid twice), results lost, kills after which a
-checkpoint did not verify or the ledger changed, whether the campaign learned what the
-uninterrupted run learned, seconds. Oracles: ``mock`` (in process), ``http`` (a lab server
-on loopback wrapping the same mock).
+of them infrastructure failures that the loop re-sends) gives the reference. Then the same
+campaign is started with ``innloop run`` again and again, each run SIGKILLed after a delay
+drawn uniformly from ``--window`` seconds; a campaign that finished is checked and the next
+starts in a fresh folder with a fresh oracle, until ``--kills`` kills landed in all
+(`agent.testing.chaos.chaos_rounds`).
+
+The table: kills, campaigns, runs, ledger results, submissions counted at the oracle (the
+mock's job files; the lab server's job files and ``/v1/stats``), submissions beyond the
+ledger's attempts (paid twice), results lost, kills after which a checkpoint did not verify
+or the ledger changed, whether every campaign learned what the uninterrupted run learned,
+seconds. Oracles: ``mock`` (in process), ``http`` (a lab server on loopback wrapping the
+same mock).
 
 Run ``python -m benchmarks.chaos --kills 200 [--oracles mock,http] [--json OUT]``.
 The loop's asynchronous mode is not in this table yet: it does not exist yet.
@@ -28,7 +31,7 @@ from dataclasses import asdict
 from pathlib import Path
 
 from agent.testing import backends as b
-from agent.testing.chaos import ChaosReport, chaos, chaos_config, chaos_table
+from agent.testing.chaos import ChaosReport, chaos_config, chaos_rounds, chaos_table
 from agent.testing.kills import Case, reference, write_config
 
 __all__ = ["main"]
@@ -48,21 +51,19 @@ def run_oracle(
     oracle: str, kills: int, seed: int, iterations: int, window: tuple[float, float], tmp: Path
 ) -> ChaosReport:
     text = chaos_config(oracle, iterations)
-    with _case(oracle, tmp / f"{oracle}-ref") as case:
-        expected = reference(
-            case, write_config(tmp / f"{oracle}-ref", text), tmp / f"{oracle}-ref" / "state", iterations, timeout=3600
-        )
-    root = tmp / f"{oracle}-chaos"
-    with _case(oracle, root) as case:
-        config = write_config(root, text)
-        return chaos(oracle, case, config, root / "state", iterations, kills, seed, window, expected)
+    ref = tmp / f"{oracle}-ref"
+    with _case(oracle, ref) as case:
+        expected = reference(case, write_config(ref, text), ref / "state", iterations, timeout=3600)
+    return chaos_rounds(
+        oracle, lambda f: _case(oracle, f), text, tmp / f"{oracle}-chaos", iterations, kills, seed, window, expected
+    )
 
 
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="benchmarks.chaos", description=__doc__.split("\n")[0])
     p.add_argument("--kills", type=int, default=200, help="SIGKILLs per oracle (default 200)")
     p.add_argument("--oracles", default="mock,http")
-    p.add_argument("--iterations", type=int, default=60, help="the campaign's iteration budget (default 60)")
+    p.add_argument("--iterations", type=int, default=20, help="each campaign's iteration budget (default 20)")
     p.add_argument("--window", type=float, nargs=2, default=(1.0, 7.0), help="kill delay range, s after a start")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--json", help="write every report here")

@@ -25,12 +25,14 @@ import subprocess
 import sys
 import time
 from collections import Counter
+from collections.abc import Callable
+from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from agent.testing.kills import ENV, ROOT, Case, outcome, session_leftovers
+from agent.testing.kills import ENV, ROOT, Case, outcome, session_leftovers, write_config
 
-__all__ = ["CHAOS_ITERATIONS", "ChaosReport", "chaos", "chaos_config", "chaos_table"]
+__all__ = ["CHAOS_ITERATIONS", "ChaosReport", "chaos", "chaos_config", "chaos_rounds", "chaos_table"]
 
 CHAOS_ITERATIONS = 10
 
@@ -56,7 +58,8 @@ class ChaosReport:
 
     oracle: str
     kills: int = 0  # SIGKILLs that landed on a running campaign
-    runs: int = 0  # processes started, the finishing one included
+    rounds: int = 1  # campaigns run to their end (`chaos_rounds`), each in a fresh folder
+    runs: int = 0  # processes started, the finishing ones included
     results: int = 0
     submissions: int = 0
     duplicated: int = 0  # submissions beyond the ledger's attempts of their design
@@ -95,10 +98,12 @@ def chaos(
     window: tuple[float, float] = (1.0, 7.0),
     expected: list[str] | None = None,
     timeout: float = 600.0,
+    short_ok: bool = False,
 ) -> ChaosReport:
     """Kill ``innloop run`` after a delay drawn uniformly from ``window`` (seconds after its
     start) until ``kills`` kills landed, then let it finish; ``expected``: the observations of
-    an uninterrupted run (None: the oracle is not deterministic)."""
+    an uninterrupted run (None: the oracle is not deterministic). A campaign that ends before
+    ``kills`` kills landed is a problem unless ``short_ok``."""
     rep, rng, t0 = ChaosReport(oracle), random.Random(seed), time.perf_counter()
     held: list[str] = []  # the ledger's designs after the last kill
     while True:
@@ -126,12 +131,45 @@ def chaos(
         _, err = proc.communicate()
         if proc.returncode != 0:
             rep.problems.append(f"run {rep.runs} exited {proc.returncode} unkilled: {err[-1500:]}")
-        elif rep.kills < kills:
+        elif rep.kills < kills and not short_ok:
             rep.problems.append(f"the campaign finished after {rep.kills} kills, before the {kills} asked")
         break
     rep.seconds = time.perf_counter() - t0
     _count(rep, case, state, iterations, expected)
     return rep
+
+
+def chaos_rounds(
+    oracle: str,
+    make_case: Callable[[Path], AbstractContextManager[Case]],
+    text: str,
+    root: Path,
+    iterations: int,
+    kills: int,
+    seed: int = 0,
+    window: tuple[float, float] = (1.0, 7.0),
+    expected: list[str] | None = None,
+) -> ChaosReport:
+    """`chaos` campaign after campaign, each in a fresh folder with a fresh oracle
+    (``make_case(folder)``) and config ``text``, until ``kills`` kills landed in all: a
+    campaign short enough to check against an uninterrupted run still takes any number of
+    kills. The figures are the rounds' sums; every round is checked at its end."""
+    total = ChaosReport(oracle, rounds=0)
+    while total.kills < kills:
+        total.rounds += 1
+        folder = root / f"round-{total.rounds}"
+        with make_case(folder) as case:
+            config = write_config(folder, text)
+            left = kills - total.kills
+            one = chaos(oracle, case, config, folder / "state", iterations, left, seed + total.rounds, window, expected)
+        if one.kills == 0 and not one.problems and total.rounds > 3:
+            total.problems.append("no kill lands: the campaign ends within the kill window")
+            break
+        for name in ("kills", "runs", "results", "submissions", "duplicated", "lost", "corrupt", "seconds"):
+            setattr(total, name, getattr(total, name) + getattr(one, name))
+        total.same = None if one.same is None else bool(one.same and total.same is not False)
+        total.problems += [f"round {total.rounds}: {p}" for p in one.problems if "before the" not in p]
+    return total
 
 
 def _count(rep: ChaosReport, case: Case, state: Path, iterations: int, expected: list[str] | None) -> None:
@@ -160,11 +198,13 @@ def _count(rep: ChaosReport, case: Case, state: Path, iterations: int, expected:
 
 def chaos_table(reports: list[ChaosReport]) -> str:
     """The chaos runs as a fixed-width table."""
-    head = ("oracle", "kills", "runs", "results", "submitted", "duplicated", "lost", "corrupt", "same", "s", "pass")
+    head: tuple[str, ...] = ("oracle", "kills", "campaigns", "runs", "results", "submitted", "duplicated", "lost")
+    head += ("corrupt", "same", "s", "pass")
     rows = [head] + [
         (
             r.oracle,
             str(r.kills),
+            str(r.rounds),
             str(r.runs),
             str(r.results),
             str(r.submissions),
