@@ -70,12 +70,12 @@ from oracles.calibration import BUNDLED, GapCalibration, load_calibration
 from oracles.gpaw_output import parse_output
 from oracles.gpaw_reference import PREFIX, StrainReference
 from oracles.job_runners import BatchRunner, LocalRunner, Runner
-from oracles.local_jobs import absolute_pythonpath, job_meta
+from oracles.local_jobs import absolute_pythonpath, job_meta, lock_lost, take_lock
 from oracles.scheduler import Scheduler, SiteLimit
 
 __all__ = ["GpawOracle"]
 
-LAUNCH_GRACE_S = 60.0  # a job locked for launch but unrecorded this long lost its launcher
+LAUNCH_GRACE_S = 60.0  # a launch lock this old whose process is gone: the launcher died
 HOLD_S = 5.0  # after a site limit refused a submission, the next try waits this long
 
 
@@ -268,9 +268,7 @@ class GpawOracle:
             env["PYTHONPATH"] = absolute_pythonpath(os.environ["PYTHONPATH"])
         for folder in queued[: max(0, int(self.max_parallel) - running)]:
             lock = folder / "launch.lock"
-            try:
-                os.close(os.open(lock, os.O_CREAT | os.O_EXCL | os.O_WRONLY))
-            except FileExistsError:
+            if not take_lock(lock):
                 continue
             if (folder / "cancelled").exists():  # cancelled while this process took the lock
                 continue
@@ -340,7 +338,7 @@ class GpawOracle:
         meta = job_meta(folder)
         if meta is None:
             lock = folder / "launch.lock"
-            if lock.exists() and time.time() - lock.stat().st_mtime > LAUNCH_GRACE_S:
+            if lock_lost(lock, LAUNCH_GRACE_S):
                 return Result.failure(
                     h,
                     ErrorClass.INFRASTRUCTURE,

@@ -12,12 +12,14 @@ import contextlib
 import json
 import os
 import signal
+import socket
+import time
 from pathlib import Path
 from typing import Any
 
 from oracles.base import OracleError, absolute_path
 
-__all__ = ["absolute_pythonpath", "alive", "job_meta", "kill_group"]
+__all__ = ["absolute_pythonpath", "alive", "job_meta", "kill_group", "lock_lost", "take_lock"]
 
 
 def absolute_pythonpath(value: str) -> str:
@@ -64,3 +66,30 @@ def alive(pid: int) -> bool:
 def kill_group(pid: int) -> None:
     with contextlib.suppress(ProcessLookupError, PermissionError):
         os.killpg(pid, signal.SIGKILL)
+
+
+def take_lock(path: Path) -> bool:
+    """Create ``path`` (O_EXCL) naming this host and process; False when another holds it."""
+    try:
+        fd = os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY)
+    except FileExistsError:
+        return False
+    with os.fdopen(fd, "w") as f:
+        f.write(f"{socket.gethostname()} {os.getpid()}")
+    return True
+
+
+def lock_lost(path: Path, grace_s: float) -> bool:
+    """Whether the process that took ``path`` is gone without releasing it: the lock is older
+    than ``grace_s`` and its process (on this host) no longer runs. A holder that is only
+    slow (``sbatch`` blocked on a busy controller) keeps its lock; one on another host, or a
+    lock that names no process, is judged by its age alone."""
+    try:
+        if time.time() - path.stat().st_mtime <= grace_s:
+            return False
+        host, pid = path.read_text().split()
+    except FileNotFoundError:
+        return False
+    except (OSError, ValueError):
+        return True
+    return host != socket.gethostname() or not alive(int(pid))

@@ -78,6 +78,7 @@ from oracles.base import (
     newest_per_design,
     resolve_path_settings,
 )
+from oracles.local_jobs import lock_lost, take_lock
 from oracles.scheduler import VERDICT, Scheduler, SiteLimit
 from oracles.vasp_inputs import has_potcar_library, parse_vasprun, write_inputs
 
@@ -85,7 +86,7 @@ __all__ = ["VaspOracle"]
 
 REFUSED = "refused.json"  # a held job the scheduler then refused for good (not a site limit)
 HOLD_S = 5.0  # after a site limit refused a submission, the next try waits this long
-LOCK_GRACE_S = 60.0  # a held job locked for submission but unrecorded this long lost its submitter
+LOCK_GRACE_S = 60.0  # a submit lock this old whose process is gone: the submitter died
 
 
 class VaspOracle:
@@ -230,9 +231,7 @@ class VaspOracle:
                 if meta.get("held") and ours and not gone:
                     held.append((float(meta["submitted_at"]), folder, meta))
         for _, folder, meta in sorted(held, key=lambda t: t[0]):
-            try:
-                os.close(os.open(folder / "submit.lock", os.O_CREAT | os.O_EXCL | os.O_WRONLY))
-            except FileExistsError:
+            if not take_lock(folder / "submit.lock"):
                 continue
             if (folder / "cancelled").exists():  # cancelled while this process took the lock
                 continue
@@ -337,7 +336,7 @@ class VaspOracle:
             why = str(json.loads((folder / REFUSED).read_text())["message"])
             return Result.failure(h, ErrorClass.INFRASTRUCTURE, f"held, then refused: {why}", provenance=prov)
         lock = folder / "submit.lock"
-        if lock.exists() and time.time() - lock.stat().st_mtime > LOCK_GRACE_S:
+        if lock_lost(lock, LOCK_GRACE_S):
             why = "the process submitting this held job died before recording its native id"
             return Result.failure(h, ErrorClass.INFRASTRUCTURE, why, provenance=prov)
         why = f"held: {self.held}" if self.held else "held by a site limit; submitted at a later poll"

@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import json
 import os
+import socket
+import subprocess
 import sys
 import textwrap
 import time
@@ -154,6 +156,8 @@ def test_a_launcher_that_died_mid_start_is_reported(oracle: GpawOracle) -> None:
     folder = Path(h.workdir or "")
     for name in ("output.json", "job.json"):
         (folder / name).unlink()
+    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
+    (folder / "launch.lock").write_text(f"{socket.gethostname()} {int(dead.stdout)}")  # its launcher is gone
     os.utime(folder / "launch.lock", (0, 0))
     (r,) = oracle.results([h])
     assert (r.status, r.error_class) == (JobStatus.FAILED, ErrorClass.INFRASTRUCTURE)
