@@ -22,7 +22,6 @@ import os
 import random
 import signal
 import subprocess
-import sys
 import time
 from collections import Counter
 from collections.abc import Callable
@@ -30,7 +29,15 @@ from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from agent.testing.kills import ENV, ROOT, Case, outcome, session_leftovers, write_config
+from agent.testing.kills import (
+    Case,
+    ending,
+    fixed_width,
+    outcome,
+    session_leftovers,
+    start_campaign_process,
+    write_config,
+)
 
 __all__ = ["CHAOS_ITERATIONS", "ChaosReport", "chaos", "chaos_config", "chaos_rounds", "chaos_table"]
 
@@ -74,19 +81,6 @@ class ChaosReport:
         return not self.problems
 
 
-def _start(config: Path, state: Path, env: dict[str, str]) -> subprocess.Popen[str]:
-    cmd = [sys.executable, "-m", "agent.cli", "run", str(config), "--state", str(state), "--no-prefect", "-q"]
-    return subprocess.Popen(
-        cmd,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
-        text=True,
-        env=os.environ | ENV | env,
-        cwd=ROOT,
-        start_new_session=True,
-    )
-
-
 def chaos(
     oracle: str,
     case: Case,
@@ -108,7 +102,7 @@ def chaos(
     held: list[str] = []  # the ledger's designs after the last kill
     while True:
         rep.runs += 1
-        proc = _start(config, state, case.env)
+        proc = start_campaign_process(config, state, "none", case.env)
         try:
             if rep.kills < kills:
                 proc.wait(timeout=rng.uniform(*window))
@@ -182,18 +176,12 @@ def _count(rep: ChaosReport, case: Case, state: Path, iterations: int, expected:
     rep.lost = len(set(ids) ^ set(after.ids)) + (len(after.ids) - len(set(after.ids)))
     paid, held = Counter(d for _, d in accepted), Counter(after.designs)
     rep.duplicated = sum((paid - held).values())
-    if after.last != iterations - 1:
-        rep.problems.append(f"the campaign stopped after iteration {after.last}, not {iterations - 1}")
+    ended, rep.same = ending(after, case, len(accepted), iterations, expected)
+    rep.problems += ended
     if rep.lost:
         rep.problems.append(f"{rep.lost} results are missing from the ledger, unknown to the oracle or doubled")
     if rep.duplicated or paid != held:
         rep.problems.append(f"the oracle measured designs {sum((paid - held).values())} times more than the ledger")
-    if case.stats is not None and case.stats() != len(accepted):
-        rep.problems.append(f"the oracle counts {case.stats()} jobs, its job files {len(accepted)}")
-    if expected is not None:
-        rep.same = after.observations == expected
-        if not rep.same:
-            rep.problems.append("the campaign measured other designs than an uninterrupted one")
 
 
 def chaos_table(reports: list[ChaosReport]) -> str:
@@ -217,7 +205,4 @@ def chaos_table(reports: list[ChaosReport]) -> str:
         )
         for r in reports
     ]
-    widths = [max(len(row[i]) for row in rows) for i in range(len(head))]
-    lines = ["  ".join(c.ljust(w) for c, w in zip(row, widths)).rstrip() for row in rows]
-    lines.insert(1, "  ".join("-" * w for w in widths))
-    return "\n".join(lines)
+    return fixed_width(rows)

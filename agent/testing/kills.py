@@ -45,11 +45,14 @@ __all__ = [
     "Case",
     "Report",
     "describe",
+    "ending",
+    "fixed_width",
     "kill_and_resume",
     "outcome",
     "reference",
     "run_campaign_process",
     "session_leftovers",
+    "start_campaign_process",
     "table",
 ]
 
@@ -123,14 +126,14 @@ def session_leftovers(sid: int, grace_s: float = 10.0) -> int:
     return len(left)
 
 
-def run_campaign_process(config: Path, state: Path, point: str, env: dict[str, str], timeout: float = 300) -> Run:
-    """``point`` ``none``: ``innloop run CONFIG`` as a user resumes; else the crash driver."""
+def start_campaign_process(config: Path, state: Path, point: str, env: dict[str, str]) -> subprocess.Popen[str]:
+    """``point`` ``none``: ``innloop run CONFIG`` as a user resumes; else the crash driver. In a
+    session of its own (`session_leftovers`), output piped."""
     if point == "none":
         cmd = [sys.executable, "-m", "agent.cli", "run", str(config), "--state", str(state), "--no-prefect", "-q"]
     else:
         cmd = [sys.executable, "-m", "agent.testing.crash", str(config), str(state), point]
-    t0 = time.perf_counter()
-    proc = subprocess.Popen(
+    return subprocess.Popen(
         cmd,
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
@@ -139,6 +142,12 @@ def run_campaign_process(config: Path, state: Path, point: str, env: dict[str, s
         cwd=ROOT,
         start_new_session=True,
     )
+
+
+def run_campaign_process(config: Path, state: Path, point: str, env: dict[str, str], timeout: float = 300) -> Run:
+    """`start_campaign_process`, waited for (SIGKILLed after ``timeout``)."""
+    t0 = time.perf_counter()
+    proc = start_campaign_process(config, state, point, env)
     try:
         out, err = proc.communicate(timeout=timeout)
     except subprocess.TimeoutExpired:
@@ -221,23 +230,43 @@ def kill_and_resume(
     ids = {i for i, _ in accepted}
     rep.lost = len(ids - set(after.ids)) + len(set(after.ids) - ids)
     rep.checkpoints = not after.problems and after.last == iterations - 1
-    if after.last != iterations - 1:
-        rep.problems.append(f"the campaign stopped after iteration {after.last}, not {iterations - 1}")
+    ended, rep.same = ending(after, case, len(accepted), iterations, expected)
+    rep.problems += ended
     if after.designs[: len(before.designs)] != before.designs:
         rep.problems.append("the ledger changed what it held before the resume")
     if rep.duplicates:
         rep.problems.append(f"{rep.duplicates} designs were submitted twice")
     if rep.lost:
         rep.problems.append(f"{rep.lost} results are missing from the ledger or unknown to the oracle")
-    if case.stats is not None and case.stats() != len(accepted):
-        rep.problems.append(f"the oracle counts {case.stats()} jobs, its job files {len(accepted)}")
-    if expected is not None:
-        rep.same = after.observations == expected
-        if not rep.same:
-            rep.problems.append("the resumed campaign measured other designs than an uninterrupted one")
     if resumed.leftovers:
         rep.problems.append(f"{resumed.leftovers} processes of the resumed run were still running after it exited")
     return rep
+
+
+def ending(
+    after: Outcome, case: Case, accepted: int, iterations: int, expected: list[str] | None
+) -> tuple[list[str], bool | None]:
+    """What every harness checks of a campaign at its end: ``(problems, same)``. It reached its
+    iteration budget; the oracle's own count (where it keeps one) agrees with its ``accepted``
+    job files; and, where ``expected`` (an uninterrupted run's observations) is given, it
+    learned the same (``same``; None without ``expected``)."""
+    problems = []
+    if after.last != iterations - 1:
+        problems.append(f"the campaign stopped after iteration {after.last}, not {iterations - 1}")
+    if case.stats is not None and case.stats() != accepted:
+        problems.append(f"the oracle counts {case.stats()} jobs, its job files {accepted}")
+    same = None if expected is None else after.observations == expected
+    if same is False:
+        problems.append("the campaign measured other designs than an uninterrupted one")
+    return problems, same
+
+
+def fixed_width(rows: list[tuple[str, ...]]) -> str:
+    """Rows of cells (the first the header) as a fixed-width text table, a rule under the header."""
+    widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
+    lines = ["  ".join(c.ljust(w) for c, w in zip(row, widths)).rstrip() for row in rows]
+    lines.insert(1, "  ".join("-" * w for w in widths))
+    return "\n".join(lines)
 
 
 def write_config(root: Path, text: str) -> Path:
@@ -269,10 +298,7 @@ def table(reports: list[Report]) -> str:
         )
         for r in reports
     ]
-    widths = [max(len(row[i]) for row in rows) for i in range(len(head))]
-    lines = ["  ".join(c.ljust(w) for c, w in zip(row, widths)).rstrip() for row in rows]
-    lines.insert(1, "  ".join("-" * w for w in widths))
-    return "\n".join(lines)
+    return fixed_width(rows)
 
 
 def describe(r: Report) -> str:
