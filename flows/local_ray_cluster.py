@@ -18,7 +18,6 @@ import os
 import secrets
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -26,13 +25,9 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 
+from oracles.testing.lab import free_port
+
 __all__ = ["LocalRayCluster", "kill_tree", "start_local_ray_cluster"]
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def _ray_cli() -> str:
@@ -77,7 +72,7 @@ class LocalRayCluster:
         # Ray's session folder holds its Unix sockets, whose paths must stay under 108 bytes:
         # a short folder of its own in the system's temp folder, not under ``root``
         self.session = Path(tempfile.mkdtemp(prefix="innloop-ray-"))
-        self.port = _free_port()
+        self.port = free_port()
         self.address = f"127.0.0.1:{self.port}"
         self.env = {
             "RAY_AUTH_MODE": "token",

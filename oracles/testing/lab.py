@@ -8,6 +8,7 @@ through the environment, never the command line (which other users can read).
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
@@ -21,14 +22,22 @@ from typing import Any
 
 import httpx
 
-__all__ = ["free_port", "lab_jobs", "start_lab", "stop_lab"]
+__all__ = ["free_port", "free_ports", "lab_jobs", "start_lab", "stop_lab"]
 
 
 def free_port() -> int:
     """A loopback TCP port nobody listens on right now."""
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
+    return free_ports(1)[0]
+
+
+def free_ports(n: int) -> list[int]:
+    """``n`` different loopback ports nobody listens on now (all bound at once: one at a time,
+    the system may hand out the same port twice)."""
+    with contextlib.ExitStack() as stack:
+        socks = [stack.enter_context(socket.socket()) for _ in range(n)]
+        for s in socks:
+            s.bind(("127.0.0.1", 0))
+        return [int(s.getsockname()[1]) for s in socks]
 
 
 def start_lab(

@@ -33,6 +33,8 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 
+from oracles.testing.lab import free_ports
+
 __all__ = ["LocalSlurm", "has_accounting", "missing_binaries", "start_local_slurm"]
 
 BINARIES = ("munged", "slurmctld", "slurmd", "sbatch", "squeue", "sinfo", "scancel")
@@ -50,7 +52,7 @@ class LocalSlurm:
         self.root = root
         self.partition = partition
         self.accounting = accounting
-        self.ctld_port, self.slurmd_port, self.db_port, self.dbd_port = _free_ports(4)
+        self.ctld_port, self.slurmd_port, self.db_port, self.dbd_port = free_ports(4)
         self.node = socket.gethostname().split(".")[0]
         self.conf = root / "slurm.conf"
         self.munge_socket = root / "munge" / "munge.socket"
@@ -289,16 +291,6 @@ DebugLevel=info
                 self.run(["scancel", "--me"], check=False)
         for name in ("slurmd", "slurmctld", "slurmdbd", "mariadbd", "munged"):
             self._stop(name)
-
-
-def _free_ports(n: int) -> list[int]:
-    """``n`` different loopback ports nobody listens on now (all bound at once: one at a time,
-    the system may hand out the same port twice)."""
-    with contextlib.ExitStack() as stack:
-        socks = [stack.enter_context(socket.socket()) for _ in range(n)]
-        for s in socks:
-            s.bind(("127.0.0.1", 0))
-        return [int(s.getsockname()[1]) for s in socks]
 
 
 def _listening(port: int) -> bool:
