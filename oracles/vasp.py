@@ -294,20 +294,20 @@ class VaspOracle:
     # -- outcome of one job -------------------------------------------------------------
     def _result(self, h: Handle) -> Result:
         folder = Path(h.workdir or "")
-        native = h.native_id or _native_id(folder)  # a held job gets its id when submitted
+        meta = _job_file(folder)  # read once: the native id, whether held, provenance
+        native = h.native_id or (str(meta["native_id"]) if meta.get("native_id") else None)  # held: set later
         if native and not h.native_id:
             h = replace(h, native_id=native)  # its result names the scheduler job
         prov: dict[str, Any] = {"oracle": self.name, "code": "vasp", "native_id": native}
         log = str(folder / "vasp.out")
-        if h.workdir and folder.is_dir() and not native and _is_held(folder):
+        if h.workdir and folder.is_dir() and not native and meta.get("held"):
             return self._held_result(h, folder, prov)
         if not h.workdir or not folder.is_dir() or not native:
             why = "has no native id" if not native else f"folder {folder} is gone"
             return Result.failure(
                 h, ErrorClass.INFRASTRUCTURE, f"job {h.job_id} {why}", status=JobStatus.ABANDONED, provenance=prov
             )
-        with contextlib.suppress(OSError, ValueError):
-            meta = json.loads((folder / "job.json").read_text())
+        if meta:
             prov |= {k: meta.get(k) for k in ("executor", "incar", "walltime_s", "submitted_at")}
         verdict = self.site.verdict(h.job_id, native, folder)
         if verdict is None:
@@ -354,7 +354,3 @@ def _job_file(folder: Path) -> dict[str, Any]:
 def _native_id(folder: Path) -> str | None:
     native = _job_file(folder).get("native_id")
     return str(native) if native else None
-
-
-def _is_held(folder: Path) -> bool:
-    return bool(_job_file(folder).get("held"))
