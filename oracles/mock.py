@@ -5,10 +5,13 @@ The "physics" is a fixed smooth model fitted to the bundled MoS2 VASP data (weig
 with numpy by `oracles.emulator`, so the mock needs no torch). Around it sit the parts
 of a real back end that a loop must survive: jobs live on disk (one JSON file each, so
 another process can re-attach), take ``latency_s`` to finish, carry optional Gaussian
-noise and fail at ``failure_rate``: half of the failures are physics (the same design
-always fails, like an SCF that never converges), half infrastructure (a fresh attempt
-may succeed). Every outcome is a pure function of the seed, the design and the attempt
-number, so campaigns are reproducible.
+noise and fail at ``failure_rate``: a share ``infrastructure_share`` (default half) of the
+failures are infrastructure (a fresh attempt may succeed), the others physics (the same
+design always fails, like an SCF that never converges). With ``latency_sigma`` run times
+are heavy-tailed like a cluster's: log-normal with median ``latency_s`` (``latency_sigma
+= 1`` puts the 95th percentile at 5.2 times the median). Every outcome and run time is a
+pure function of the seed, the design and the attempt number, so campaigns are
+reproducible.
 """
 
 from __future__ import annotations
@@ -61,13 +64,23 @@ class MockOracle:
         noise_eV: float | None = None,
         failure_rate: float | None = None,
         seed: int = 0,
+        latency_sigma: float = 0.0,
+        infrastructure_share: float = 0.5,
         material: str | Material = "mos2",
     ) -> None:
         self.latency_s = site_setting(latency_s, "INNLOOP_MOCK_LATENCY_S", 0.0)
         self.noise_eV = site_setting(noise_eV, "INNLOOP_MOCK_NOISE_EV", 0.0)
         self.failure_rate = site_setting(failure_rate, "INNLOOP_MOCK_FAILURE_RATE", 0.0)
-        if self.latency_s < 0 or self.noise_eV < 0 or not 0.0 <= self.failure_rate <= 1.0:
-            raise OracleError("mock oracle: latency_s and noise_eV must be >= 0, failure_rate in [0, 1]")
+        self.latency_sigma, self.infrastructure_share = float(latency_sigma), float(infrastructure_share)
+        if (
+            min(self.latency_s, self.noise_eV, self.latency_sigma) < 0
+            or not 0.0 <= self.failure_rate <= 1.0
+            or not 0.0 <= self.infrastructure_share <= 1.0
+        ):
+            raise OracleError(
+                "mock oracle: latency_s, latency_sigma and noise_eV must be >= 0, "
+                "failure_rate and infrastructure_share in [0, 1]"
+            )
         mos2 = get_material("mos2")
         if material != "mos2" and material is not mos2:
             name = material.name if isinstance(material, Material) else str(material)
@@ -105,7 +118,9 @@ class MockOracle:
             attempt = self._claim_attempt(key)
             job_id = f"{time.time_ns():x}-{attempt}-{key}"
             h = Handle(self.name, job_id, row, native_id=job_id, workdir=str(self.workdir), submitted_at=time.time())
-            write_json(self.jobs / f"{job_id}.json", {"handle": h.to_json(), "attempt": attempt, "cancelled": False})
+            job = {"handle": h.to_json(), "attempt": attempt, "cancelled": False}
+            job["latency_s"] = self.run_time(key, attempt)
+            write_json(self.jobs / f"{job_id}.json", job)
             handles.append(h)
         return handles
 
@@ -161,6 +176,14 @@ class MockOracle:
             if job is not None:
                 write_json(self.jobs / f"{h.job_id}.json", job | {"cancelled": True})
 
+    def run_time(self, key: str, attempt: int) -> float:
+        """Seconds the ``attempt``-th job of the design ``key`` runs: ``latency_s``, times a
+        log-normal factor of median 1 with ``latency_sigma``."""
+        if not self.latency_sigma:
+            return self.latency_s
+        z = np.random.default_rng([self.seed, int(key, 16), attempt + 1, 7]).standard_normal()
+        return self.latency_s * float(np.exp(self.latency_sigma * z))
+
     def submissions(self) -> int:
         """Jobs ever submitted to this work folder: what the fault tests count."""
         return len(list(self.jobs.glob("*.json")))
@@ -206,19 +229,20 @@ class MockOracle:
             if job.get("cancelled"):
                 out.append(Result(h, JobStatus.CANCELLED, message="cancelled", provenance=prov))
                 continue
-            if now < h.submitted_at + self.latency_s:
+            if now < h.submitted_at + float(job.get("latency_s", self.latency_s)):
                 out.append(Result(h, JobStatus.RUNNING, provenance=prov))
                 continue
             key = _design_key(h.design)
             rng_design = np.random.default_rng([self.seed, int(key, 16)])
             rng_attempt = np.random.default_rng([self.seed, int(key, 16), int(job.get("attempt", 0)) + 1])
             log = str(self.jobs / f"{h.job_id}.json")
-            if rng_design.random() < self.failure_rate / 2:
+            physics, infrastructure = (1 - self.infrastructure_share), self.infrastructure_share
+            if rng_design.random() < self.failure_rate * physics:
                 out.append(
                     Result.failure(h, ErrorClass.PHYSICS, "SCF did not converge (emulated)", provenance=prov, log=log)
                 )
                 continue
-            if rng_attempt.random() < self.failure_rate / 2:
+            if rng_attempt.random() < self.failure_rate * infrastructure:
                 out.append(
                     Result.failure(h, ErrorClass.INFRASTRUCTURE, "node failure (emulated)", provenance=prov, log=log)
                 )

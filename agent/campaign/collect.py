@@ -30,6 +30,8 @@ def collect(
     *,
     deadline: float | None = None,
     since: float | None = None,
+    max_in_flight: int | None = None,
+    enough: int | None = None,
     progress: Progress = lambda _done, _out, _failed: None,
     log: Log = lambda _m: None,
     sleep: Callable[[float], None] = time.sleep,
@@ -41,8 +43,8 @@ def collect(
     ``since``: when the last run began submitting the handle-less jobs (from its
     ``inflight.json``); ``None`` for a fresh batch. Raises `OracleUnavailable` once every
     call to the oracle has failed for ``retry.outage_s``, and `OracleRefused` (jobs kept)
-    at once. ``progress`` hears the counts after every submit and every poll round that
-    recorded results.
+    at once. ``max_in_flight`` and ``enough``: as `drive`'s. ``progress`` hears the counts
+    after every submit and every poll round that recorded results.
     """
     return drive(
         oracle,
@@ -52,6 +54,8 @@ def collect(
         iteration=iteration,
         deadline=deadline,
         since=since,
+        max_in_flight=max_in_flight,
+        enough=enough,
         where=str(store.root / "inflight.json"),
         again="the next `innloop run`",
         progress=progress,

@@ -202,7 +202,8 @@ class CampaignConfig(Spec):
     def to_dict(self) -> dict[str, Any]:
         """Plain JSON-able data; `config_from_dict` reads it back to an equal config. Keys a
         file leaves unset and older versions did not have (``space``, a target's
-        ``low``/``high``, an empty ``constraints``) are left out, so a campaign started before keeps its fingerprint."""
+        ``low``/``high``, an empty ``constraints``, the loop's ``mode``, ``max_in_flight``
+        and ``refill`` at their defaults) are left out, so a campaign started before keeps its fingerprint."""
         data = self.model_dump(mode="json")
         data["targets"] = [t.to_dict() for t in self.targets]
         if self.constraints:  # unconstrained campaigns keep the fingerprint they had before constraints
@@ -211,6 +212,9 @@ class CampaignConfig(Spec):
             del data["constraints"]
         if self.transfer is None:  # campaigns without [transfer] keep the fingerprint they had before it
             del data["transfer"]
+        for key, unset in (("mode", "batch"), ("max_in_flight", None), ("refill", None)):
+            if data["loop"][key] == unset:  # batch-mode campaigns keep the fingerprint they had before async mode
+                del data["loop"][key]
         if self.space is None:
             del data["space"]
         else:

@@ -81,6 +81,7 @@ class _Flight:
     unsure: float | None = None
     recorded: set[str] = field(default_factory=set)  # job ids in the ledger
     new: list[LedgerRecord] = field(default_factory=list)
+    freed: int = 0  # results that left the flight for good (an infrastructure failure re-sent does not)
 
     def save(self) -> None:
         keep_in_flight(self.journal, self.jobs, iteration=self.iteration, submitting=self.unsure)
@@ -100,6 +101,7 @@ class _Flight:
         self.jobs = [j for j in self.jobs if id(j) not in gone]
         for job, result in finished:
             if not _retryable(result) or job.attempt >= retry.max_attempts:
+                self.freed += 1
                 continue
             wait = _backoff(retry, job.attempt)
             self.jobs.append(Job(job.design, job.tag, job.attempt + 1, None, time.time() + wait))
@@ -160,11 +162,19 @@ def drive(
     again: str = "the next `innloop run`",
     refuse: Refuse | None = None,
     orphan: Callable[[Job], bool] | None = None,
+    max_in_flight: int | None = None,
+    enough: int | None = None,
     progress: Progress = lambda _done, _out, _failed: None,
     log: Log = lambda _m: None,
     sleep: Callable[[float], None] = time.sleep,
 ) -> tuple[list[LedgerRecord], list[Job]]:
     """Drive ``jobs`` to terminal results; return ``(new ledger records, jobs still in flight)``.
+
+    ``max_in_flight``: at most that many jobs hold a handle at once (those beyond wait,
+    in the journal, for a slot); the count is the journal's, so it holds across restarts.
+    ``enough``: return, the other jobs kept in the journal, once that many results have
+    left the flight for good (an infrastructure failure that is re-sent stays in it);
+    ``0`` submits what is due, polls once and returns (an asynchronous loop's refill).
 
     Jobs with a ``handle`` are re-attached, the others submitted; results are recorded
     with ``iteration`` and the job's tag. Stops early (jobs left in the journal for the
@@ -186,7 +196,7 @@ def drive(
     while flight.jobs:
         now = time.time()
         try:
-            if _submit_due(oracle, flight, where, now, log, refuse, orphan):
+            if _submit_due(oracle, flight, where, now, log, refuse, orphan, max_in_flight):
                 report()
             done, stuck = _finished(oracle, [j for j in flight.jobs if j.handle], retry, now)
             results = oracle.results([j.handle for j in done + stuck if j.handle]) if done or stuck else []
@@ -215,8 +225,10 @@ def drive(
             report()
         if not flight.jobs or (deadline is not None and time.time() >= deadline):
             break
+        if enough is not None and flight.freed >= enough:
+            break
         sleep(_pause(flight.jobs, retry, deadline))
-    if flight.jobs:
+    if flight.jobs and (enough is None or flight.freed < enough):
         log(f"time is up with {len(flight.jobs)} jobs in flight; they are re-attached by {again}")
     return flight.new, flight.jobs
 
@@ -238,8 +250,10 @@ def _submit_due(
     log: Log,
     refuse: Refuse | None,
     orphan: Callable[[Job], bool] | None,
+    cap: int | None = None,
 ) -> bool:
-    """Adopt what an unsure submit may have started, then submit the jobs due (handles saved at once).
+    """Adopt what an unsure submit may have started, then submit the jobs due (handles saved at
+    once), no more than leaves ``cap`` jobs with a handle.
 
     Returns whether any job was submitted or refused.
     """
@@ -253,6 +267,8 @@ def _submit_due(
             flight.save()
             log(f"{len(dropped)} designs of an earlier run that no one asks for now are not submitted")
     due = [j for j in flight.jobs if j.handle is None and j.not_before <= now]
+    if cap is not None:
+        due = due[: max(0, cap - sum(j.handle is not None for j in flight.jobs))]
     if not due:
         return False
     flight.unsure = time.time()

@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -30,7 +30,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from agent.campaign import plan
+from agent.campaign import plan, refill
 from agent.campaign.batch import Batch
 from agent.campaign.collect import Job, collect
 from agent.campaign.journal import in_flight
@@ -123,22 +123,30 @@ def gather(
 
 # -- the step ---------------------------------------------------------------------------------
 def step(
-    state: CampaignState, ctx: Context, models: TrainedModels | None
+    state: CampaignState, ctx: Context, models: TrainedModels | None, *, drain: bool = False
 ) -> tuple[CampaignState, TrainedModels | None]:
     """Run one iteration from the last one's ``models``; return the new state and this one's models.
 
     A half-done iteration (`Leftovers`) carries on with its batch instead of choosing anew.
+    In async mode (`agent.campaign.refill`) the iteration is one refill: it chooses designs
+    for the free slots only and learns once its share of results is in; ``drain``: choose
+    nothing and collect every job in flight (the campaign is over).
     """
     seconds: dict[str, float] = {}
     stage = _timed(state, ctx, seconds)
     left = Leftovers.read(ctx.store, state)
     folder = ctx.store.iteration_dir(state.iteration)
+    room = refill.slots(state, left.in_flight, drain=drain)
+    nothing = np.zeros((0, state.space.unit_dim))
     if left.batch is not None:
         mine, batch = left.models, left.batch
-        nothing = np.zeros((0, state.space.unit_dim))
         cands = Candidates(nothing, np.zeros(0, int), {"resumed": 1}, families=left.families)
+    elif room == 0:  # every slot taken (or draining): learn nothing new, wait for results
+        mine, batch = None, Batch(nothing, np.zeros(0, int), [], *np.zeros((3, 0)))
+        cands = Candidates(nothing, np.zeros(0, int), {"slots_full" if not drain else "drain": 1})
+        write_csv(folder / "batch.csv", batch.frame(state))
     else:
-        given = gather(state, ctx, models, left)
+        given = replace(gather(state, ctx, models, left), slots=room)
         mine = stage("retrain", lambda: plan.retrain(state, given))
         if mine is not None and left.models is None:
             mine.save(folder)
@@ -148,8 +156,13 @@ def step(
         write_families(folder / FAMILIES_FILE, cands.families)  # first: a batch on disk has its families
         write_csv(folder / "batch.csv", batch.frame(state))
     jobs = left.jobs(state, batch)
-    new = stage("measure", lambda: measure(state, jobs, ctx, left.since))
-    nxt = stage("update", lambda: update(state, batch, new, seconds, run_started=ctx.run_started, now=time.time()))
+    wait = refill.enough(state, drain=drain)
+    new = stage("measure", lambda: measure(state, jobs, ctx, left.since, enough=wait))
+    earlier = refill.forecasts(ctx.store, state, [r for r in state.records if r.iteration == state.iteration] + new)
+    nxt = stage(
+        "update",
+        lambda: update(state, batch, new, seconds, run_started=ctx.run_started, now=time.time(), earlier=earlier),
+    )
     done = stage("checkpoint", lambda: checkpoint(nxt, mine, cands, ctx.store))
     return done, mine or models
 
@@ -170,12 +183,18 @@ def _timed(state: CampaignState, ctx: Context, seconds: dict[str, float]) -> Sta
 # -- 5. measure -------------------------------------------------------------------------------
 def jobs_for(state: CampaignState, batch: Batch) -> list[Job]:
     rows = batch.physical(state)
-    tags = [f"{'seed' if t < 0 else f't{t}'}/{r}" for t, r in zip(batch.target, batch.reason)]
+    tags = [refill.tag(state, f"{'seed' if t < 0 else f't{t}'}/{r}") for t, r in zip(batch.target, batch.reason)]
     return [Job(row, tag) for row, tag in zip(state.space.to_rows(rows), tags)]
 
 
-def measure(state: CampaignState, jobs: list[Job], ctx: Context, since: float | None = None) -> list[LedgerRecord]:
-    """Submit what has no handle, re-attach what has, and return the new ledger records."""
+def measure(
+    state: CampaignState, jobs: list[Job], ctx: Context, since: float | None = None, *, enough: int | None = None
+) -> list[LedgerRecord]:
+    """Submit what has no handle, re-attach what has, and return the new ledger records.
+
+    ``enough``: return once that many results are in, the other jobs left in flight (async
+    mode); ``None``: every job's. ``[loop] max_in_flight`` caps the jobs at the oracle.
+    """
     new, left = collect(
         ctx.oracle,
         ctx.store,
@@ -184,10 +203,12 @@ def measure(state: CampaignState, jobs: list[Job], ctx: Context, since: float | 
         state.config.retry,
         deadline=ctx.deadline,
         since=since,
+        max_in_flight=state.config.loop.in_flight_cap,
+        enough=enough,
         progress=ctx.monitor.jobs,
         log=ctx.log,
     )
-    if left:
+    if left and (enough is None or (ctx.deadline is not None and time.time() >= ctx.deadline)):
         raise TimeoutError(f"{len(left)} jobs still at the oracle when the wall-time budget ran out")
     return new
 
@@ -201,18 +222,26 @@ def update(
     *,
     run_started: float,
     now: float,
+    earlier: Mapping[str, tuple[float, float]] | None = None,
 ) -> CampaignState:
-    """Fold the new results in and compute this iteration's metrics (``now``: the clock, read by the caller)."""
+    """Fold the new results in and compute this iteration's metrics (``now``: the clock, read by the caller).
+
+    The forecast error is over this iteration's results of ``batch``'s designs and of
+    designs that ``earlier`` iterations chose (digest -> forecast and σ then; async mode).
+    """
     before = [len(h) for h in hit_designs(state)]
     nxt = state.with_records(new)
     after = [len(h) for h in hit_designs(nxt)]
     name = state.target_name
     mine = [r for r in nxt.records if r.iteration == state.iteration]  # a resumed run's too
-    by_digest = {design_digest(r.result.handle.design): r.result for r in mine}
-    err, inside = [], []
+    said = dict(earlier or {})
     for row, mu, sd in zip(state.space.to_rows(batch.physical(state)), batch.pred, batch.std):
-        res = by_digest.get(design_digest(row))
-        if res is not None and res.ok and res.values and np.isfinite(mu):
+        said[design_digest(row)] = (float(mu), float(sd))
+    err, inside = [], []
+    for rec in mine:
+        res = rec.result
+        mu, sd = said.get(design_digest(res.handle.design), (np.nan, np.nan))
+        if res.ok and res.values and np.isfinite(mu):
             err.append(abs(res.values[name] - mu))
             inside.append(abs(res.values[name] - mu) <= 2 * sd)
     failures: dict[str, int] = {}

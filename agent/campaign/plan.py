@@ -109,6 +109,7 @@ class PlanInputs:
     designs: np.ndarray | None = None
     sampler: Sampler = field(default_factory=LocalSampler)
     source: TransferSource | None = None  # [transfer]: informs the models, never a measurement
+    slots: int | None = None  # designs to choose (async mode's free slots); None: the batch's size
 
 
 def first_batch(state: CampaignState) -> bool:
@@ -261,7 +262,8 @@ def choose(
     pending = given.pending if given.pending is not None else np.zeros((0, state.space.unit_dim))
     room = cfg.budget.oracle_calls - state.calls - len(pending) if cfg.budget.oracle_calls is not None else 10**9
     first = first_batch(state)
-    size = max(0, min(cfg.initial.random if first else cfg.loop.batch_size, room))
+    wanted = given.slots if given.slots is not None else cfg.initial.random if first else cfg.loop.batch_size
+    size = max(0, min(wanted, room))
     if first and given.designs is not None:
         return _given_designs(state, given.designs, size), cands
     known = np.vstack([measured_unit(state), pending])

@@ -21,11 +21,14 @@ import torch
 
 from agent.campaign.config import CampaignConfig, config_from_dict
 from agent.campaign.constraints import check_oracle_values, unmeasured, unmeasured_message
+from agent.campaign.journal import in_flight
 from agent.campaign.loop import Context, step
 from agent.campaign.monitor import Monitor
 from agent.campaign.monitor import current as current_monitor
+from agent.campaign.refill import is_async
 from agent.campaign.state import (
     CampaignState,
+    failure_report,
     families_covered,
     feasible_rows,
     hit_designs,
@@ -33,6 +36,7 @@ from agent.campaign.state import (
     latest_families,
     ledger_arrays,
     missing_hits,
+    still_wanted,
     stop_reason,
 )
 from agent.campaign.store import CampaignStore
@@ -253,7 +257,31 @@ def _run_locked(
         monitor.iteration(state)
         if on_iteration is not None:
             on_iteration(state, store)
+    if _drains(state, store, reason):  # async mode: the jobs still out are paid for; collect them
+        say(f"{reason}; collecting the {len(in_flight(store)[0])} jobs still at the oracle")
+        try:
+            state, models = step(state, ctx, models, drain=True)
+        except TimeoutError as exc:
+            reason = f"wall-time budget reached; {exc}"
+        else:
+            monitor.iteration(state)
+            if on_iteration is not None:
+                on_iteration(state, store)
     return CampaignRun(replace(state, stopped=reason), store, reason)
+
+
+def _drains(state: CampaignState, store: CampaignStore, reason: str) -> bool:
+    """An asynchronous campaign over (its hits, or its call or iteration budget) with jobs still
+    in flight: they are collected. Not after a pause, the wall time, or a failure-rate stop."""
+    if not is_async(state) or reason.startswith(PAUSED) or failure_report(state) is not None:
+        return False
+    b = state.config.budget
+    over = (
+        not any(still_wanted(state))
+        or (b.oracle_calls is not None and state.calls >= b.oracle_calls)
+        or (b.iterations is not None and state.iteration >= b.iterations)
+    )
+    return over and bool(in_flight(store)[0])
 
 
 def last_models(store: CampaignStore, state: CampaignState) -> tuple[TrainedModels | None, int | None]:

@@ -110,15 +110,49 @@ class InitialSpec(Spec):
 
 
 class LoopSpec(Spec):
-    """How each iteration proposes its batch."""
+    """How each iteration proposes its batch, and how many jobs may be at the oracle at once.
 
+    ``mode = "batch"``: each iteration measures its whole batch before the next is chosen.
+    ``mode = "async"`` (`agent.campaign.refill`): up to ``max_in_flight`` jobs stay at the
+    oracle; each iteration is one refill, begun once ``refill`` of them have come back.
+    ``max_in_flight`` caps the jobs at the oracle in both modes (unset: a batch has no cap
+    but its size; async keeps two batches' worth); ``refill`` defaults to a batch's worth,
+    at most half of ``max_in_flight`` and at least one.
+    """
+
+    mode: Literal["batch", "async"] = "batch"
     batch_size: int = Field(default=10, ge=1)
+    max_in_flight: int | None = Field(default=None, ge=1)
+    refill: int | None = Field(default=None, ge=1)
     exploration: float = Field(default=0.1, ge=0, le=1)  # share of a batch chosen for information, not hits
     min_distance: float = Field(default=0.1, ge=0)  # unit-box distance below which designs are near-duplicates
     samples_per_target: int = Field(default=2000, ge=1)  # generator samples per target per iteration
     # optional cap on the deep ensemble's calibrated σ of a candidate chosen as a hit (exploration
     # is not capped); None: no cap. See `agent.campaign.plan.choose`.
     max_sigma: float | None = Field(default=None, gt=0)
+
+    @model_validator(mode="after")
+    def _refill_fits(self) -> LoopSpec:
+        if self.refill is not None and self.mode != "async":
+            raise ValueError('refill applies to mode = "async" only (a batch waits for all its results)')
+        if self.refill is not None and self.max_in_flight is not None and self.refill > self.max_in_flight:
+            raise ValueError(f"refill ({self.refill}) cannot exceed max_in_flight ({self.max_in_flight})")
+        return self
+
+    @property
+    def in_flight_cap(self) -> int | None:
+        """The most jobs at the oracle at once (``None``: a batch-mode campaign's batch alone caps them)."""
+        if self.max_in_flight is not None or self.mode == "batch":
+            return self.max_in_flight
+        return 2 * self.batch_size
+
+    @property
+    def refill_size(self) -> int:
+        """Async mode: results that start the next refill."""
+        if self.refill is not None:
+            return self.refill
+        cap = self.in_flight_cap or self.batch_size
+        return max(1, min(self.batch_size, cap // 2))
 
 
 class BudgetSpec(Spec):

@@ -107,3 +107,25 @@ def test_attempts_are_numbered_across_instances_and_old_folders(tmp_path: Path) 
         claim.unlink()
     (h,) = MockOracle(workdir=tmp_path, seed=0).submit([d])
     assert json.loads((a.jobs / f"{h.job_id}.json").read_text())["attempt"] == 5
+
+
+def test_heavy_tailed_run_times_and_infrastructure_only_failures(tmp_path: Path, data: Observations) -> None:
+    oracle = MockOracle(
+        workdir=tmp_path, latency_s=2.0, latency_sigma=1.1, failure_rate=0.1, infrastructure_share=1.0, seed=4
+    )
+    keys = [f"{k:012x}" for k in range(4000)]
+    times = np.array([oracle.run_time(k, 0) for k in keys])
+    p50, p95 = np.percentile(times, [50, 95])
+    assert 1.8 < p50 < 2.2 and 5.0 < p95 / p50 < 7.5, "log-normal: median latency_s, a 95th percentile 6x it"
+    assert oracle.run_time(keys[0], 0) == oracle.run_time(keys[0], 0) != oracle.run_time(keys[0], 1)
+    handles = oracle.submit(data.X[:3])
+    saved = [json.loads((tmp_path / "jobs" / f"{h.job_id}.json").read_text())["latency_s"] for h in handles]
+    assert len(set(saved)) == 3 and min(saved) > 0, "each job runs its own time, kept in its job file"
+    quick = MockOracle(workdir=tmp_path / "q", failure_rate=0.3, infrastructure_share=1.0, seed=4)
+    out = quick.results(quick.submit(data.X[:300]))
+    failed = [r for r in out if r.status is JobStatus.FAILED]
+    assert 0.2 < len(failed) / 300 < 0.4 and {r.error_class for r in failed} == {ErrorClass.INFRASTRUCTURE}
+    with pytest.raises(OracleError, match="infrastructure_share"):
+        MockOracle(workdir=tmp_path, infrastructure_share=1.5)
+    with pytest.raises(OracleError, match="latency_sigma"):
+        MockOracle(workdir=tmp_path, latency_sigma=-1)

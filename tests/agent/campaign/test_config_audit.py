@@ -19,6 +19,7 @@ ROOT = Path(__file__).resolve().parents[3]
 KEYS = "tests/agent/campaign/test_config_keys.py"
 STATE = "tests/agent/campaign/test_state.py"
 COLLECT = "tests/agent/campaign/test_collect.py"
+REFILL = "tests/agent/campaign/test_refill.py"
 FAILURE_RATE = f"{STATE}::test_failure_rate_stops_only_over_a_full_window_above_the_limit"
 SPACE = "tests/agent/campaign/test_space_campaign.py"
 DECLARES = f"{SPACE}::test_the_space_section_declares_the_material"
@@ -78,6 +79,10 @@ AUDIT: dict[str, str] = {
     "loop.exploration": f"{KEYS}::test_loop_exploration_share",
     "loop.min_distance": f"{KEYS}::test_loop_min_distance_spaces_the_batch",
     "loop.samples_per_target": f"{KEYS}::test_loop_samples_per_target",
+    "loop.mode": f"{REFILL}::test_async_keeps_jobs_in_flight_between_refills_within_the_cap",
+    "loop.max_in_flight": f"{REFILL}::test_async_keeps_jobs_in_flight_between_refills_within_the_cap"
+    f" (batch mode: {REFILL}::test_max_in_flight_caps_a_batch_too)",
+    "loop.refill": f"{REFILL}::test_a_refill_waits_for_its_results_and_scores_their_forecasts",
     "loop.max_sigma": "tests/agent/campaign/test_loop_max_sigma.py"
     "::test_the_cap_changes_the_batch_and_every_hit_is_under_it",
     "budget.oracle_calls": f"{KEYS}::test_budget_oracle_calls_caps_the_batch"

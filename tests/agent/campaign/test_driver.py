@@ -198,3 +198,67 @@ def test_one_at_a_time_each_handle_is_kept_before_the_next_submit(tmp_path: Path
         "the two jobs already started are re-attached, not re-sent"
     )
     assert killed.started + again.started == 3
+
+
+class _Counting(MockOracle):
+    """The mock, counting how many of its jobs were live (submitted, not yet read back) at most."""
+
+    def __init__(self, tmp_path: Path, latency_s: float) -> None:
+        super().__init__(workdir=tmp_path / "oracle", latency_s=latency_s, seed=0)
+        self.live: set[str] = set()
+        self.most = 0
+
+    def submit(self, designs: Any) -> list[Handle]:
+        handles = super().submit(designs)
+        self.live |= {h.job_id for h in handles}
+        self.most = max(self.most, len(self.live))
+        return handles
+
+    def results(self, handles: Any) -> list[Result]:
+        out = super().results(handles)
+        self.live -= {r.handle.job_id for r in out if r.status.terminal}
+        return out
+
+
+def test_max_in_flight_caps_the_jobs_at_the_oracle(tmp_path: Path, rows: list[dict[str, float]]) -> None:
+    journal, oracle = FileJournal(tmp_path / "j"), _Counting(tmp_path, latency_s=0.05)
+    jobs = [Job(r, f"r{i}") for i, r in enumerate(rows)]
+    seen: list[tuple[int, int, int]] = []
+    new, left = drive(oracle, journal, jobs, RETRY, max_in_flight=2, progress=lambda *c: seen.append(c))
+    assert not left and len(new) == len(rows) == oracle.submissions()
+    assert oracle.most == 2, "never more than max_in_flight jobs at the oracle"
+    assert {r.result.handle.design["a"] for r in new} == {r["a"] for r in rows}
+
+
+def test_the_cap_holds_across_a_restart(tmp_path: Path, rows: list[dict[str, float]]) -> None:
+    # a run stopped with 2 jobs at the oracle and 4 waiting: the next run submits none before a slot frees
+    journal, oracle = FileJournal(tmp_path / "j"), _Counting(tmp_path, latency_s=0.3)
+    first = [Job(r, f"r{i}") for i, r in enumerate(rows)]
+    _, left = drive(oracle, journal, first, RETRY, max_in_flight=2, deadline=time.time() + 0.05)
+    assert len(left) == len(rows) and sum(j.handle is not None for j in left) == 2
+    jobs, _ = in_flight(journal)
+    assert sum(j.handle is not None for j in jobs) == 2, "the journal keeps the waiting designs without handles"
+    again = _Counting(tmp_path, latency_s=0.3)
+    again.live = {j.handle.job_id for j in jobs if j.handle is not None}
+    new, rest = drive(again, journal, jobs, RETRY, max_in_flight=2)
+    assert not rest and len(new) == len(rows) and again.most == 2 and again.submissions() == len(rows)
+
+
+def test_enough_returns_early_and_keeps_the_other_jobs(tmp_path: Path, rows: list[dict[str, float]]) -> None:
+    journal, oracle = FileJournal(tmp_path / "j"), _mock(tmp_path, latency_s=0.0)
+    slow = _mock(tmp_path, latency_s=30.0)  # the same folder: jobs submitted through it stay running
+    quick = [Job(r, "q") for r in rows[:2]]
+    late = [Job(r, "s", handle=h) for r, h in zip(rows[2:4], slow.submit(rows[2:4]))]
+    new, left = drive(oracle, journal, [*late, *quick], RETRY, enough=2)
+    assert len(new) == 2 and {r.tag for r in new} == {"q"}
+    assert {id(j) for j in left} == {id(j) for j in late}
+    assert [j.handle for j in in_flight(journal)[0]] == [j.handle for j in late], "the rest stay in the journal"
+    new, left = drive(oracle, journal, left, RETRY, enough=0)  # a refill with its results already in
+    assert new == [] and len(left) == 2
+
+
+def test_a_resent_failure_does_not_count_as_enough(tmp_path: Path, rows: list[dict[str, float]]) -> None:
+    oracle = FaultyOracle(_mock(tmp_path), {design_digest(rows[0]): [Fault.LOST]})
+    journal = FileJournal(tmp_path / "j")
+    new, left = drive(oracle, journal, [Job(rows[0], "a"), Job(rows[1], "b")], RETRY, enough=2, sleep=_no_sleep)
+    assert not left and len(new) == 3, "the re-sent design kept its slot until its second result"
