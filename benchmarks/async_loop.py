@@ -28,17 +28,21 @@ Protocol:
   recorded jobs' times at the oracle over the wall time), and the seconds of one
   iteration's planning (retrain, sample, refine, choose).
 
-Run ``python -m benchmarks.async_loop --seeds 5 --json async.json``.
+``--workers 2`` runs two campaigns at once (one process and one thread each), in the order
+seed, K, mode: the two modes of a seed and K run next to each other, under the same load.
+Run ``python -m benchmarks.async_loop --seeds 5 --workers 2 --json async.json``.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import multiprocessing
 import os
 import sys
 import tempfile
 import time
+from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -206,14 +210,17 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--max-calls", type=int, default=600)
     p.add_argument("--models", choices=sorted(MODELS), default="default")
     p.add_argument("--json", help="write every run here")
+    p.add_argument("--workers", type=int, default=1, help="campaigns at once, one process and one thread each")
     args = p.parse_args(argv)
-    os.environ.setdefault("OMP_NUM_THREADS", "1")
-    runs: list[dict[str, Any]] = []
+    os.environ.setdefault("OMP_NUM_THREADS", "1")  # inherited by the workers: one thread each
+    # seed by seed, K by K, the two modes next to each other: both meet the same machine load
+    order = [(mode, k, seed) for seed in range(args.seeds) for k in args.in_flight for mode in args.modes]
     with tempfile.TemporaryDirectory(prefix="innloop-bench-async-") as tmp:
-        for seed in range(args.seeds):  # seed by seed, both modes one after the other: the same machine load
-            for k in args.in_flight:
-                for mode in args.modes:
-                    runs.append(run_one(args, mode, k, seed, Path(tmp)))
+        if args.workers <= 1:
+            runs = [run_one(args, mode, k, seed, Path(tmp)) for mode, k, seed in order]
+        else:  # spawn, not fork: a forked child of a process that has started torch's threads can hang
+            with ProcessPoolExecutor(args.workers, mp_context=multiprocessing.get_context("spawn")) as pool:
+                runs = list(pool.map(run_one, *zip(*[(args, mode, k, seed, Path(tmp)) for mode, k, seed in order])))
     print(f"\nWall-clock and oracle calls to {args.hits} diverse hits at {args.target:g} eV\n")
     print(summarise(runs, args.hits))
     if args.json:

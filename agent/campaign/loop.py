@@ -146,7 +146,7 @@ def step(
         cands = Candidates(nothing, np.zeros(0, int), {"slots_full" if not drain else "drain": 1})
         write_csv(folder / "batch.csv", batch.frame(state))
     else:
-        given = replace(gather(state, ctx, models, left), slots=room)
+        given = replace(gather(state, ctx, models, left), slots=room, refit=refill.refit_due(state, models))
         mine = stage("retrain", lambda: plan.retrain(state, given))
         if mine is not None and left.models is None:
             mine.save(folder)

@@ -65,6 +65,7 @@ __all__ = [
     "choose",
     "first_batch",
     "loop_funnel",
+    "n_observed",
     "refine",
     "retrain",
     "sample",
@@ -75,6 +76,7 @@ __all__ = [
 MIN_TRAIN = 8  # below this many completed observations the batch is random
 BELIEF_SAMPLES = 2000  # uniform designs per target localized to find where its models believe hits lie
 BELIEF_LOCALIZE = LocalizeConfig(max_steps=20)
+KEPT_FIT = ("n_train", "n_observed", "sigma_scale")  # what a reused bundle still reports of its last fit
 BELIEVED = -2  # the source of a candidate found by `believed_families` (-1: uniform, i >= 0: target i's draws)
 
 # The loop's funnel: a wide, diverse candidate set for the acquisition to rank (by window
@@ -110,6 +112,7 @@ class PlanInputs:
     sampler: Sampler = field(default_factory=LocalSampler)
     source: TransferSource | None = None  # [transfer]: informs the models, never a measurement
     slots: int | None = None  # designs to choose (async mode's free slots); None: the batch's size
+    refit: bool = True  # False: keep ``previous``'s networks, refit only the GP models (an async refill)
 
 
 def first_batch(state: CampaignState) -> bool:
@@ -142,10 +145,17 @@ def _rng(state: CampaignState, stage: int) -> np.random.Generator:
 
 # -- 1. retrain ------------------------------------------------------------------------------
 def retrain(state: CampaignState, given: PlanInputs) -> TrainedModels | None:
-    """This iteration's models: those a killed run saved, or fitted now; with the acquisition's
-    model and the models of the constrained properties (both refitted from the ledger)."""
-    source = given.source
-    models = given.trained if given.trained is not None else _fit(state, given.previous, given.pool is not None, source)
+    """This iteration's models: those a killed run saved, or fitted now (``given.refit``; else
+    ``previous``'s networks as they are); with the acquisition's model and the models of the
+    constrained properties (both refitted from the ledger, always)."""
+    source, previous = given.source, given.previous
+    if given.trained is not None:
+        models: TrainedModels | None = given.trained
+    elif not given.refit and previous is not None:  # the GP models below still learn every new result
+        fit = {k: v for k, v in previous.fit.items() if k in KEPT_FIT} | {"reused": True}
+        models = TrainedModels(previous.surrogate, previous.generator, fit=fit)
+    else:
+        models = _fit(state, previous, given.pool is not None, source)
     if models is not None and source is not None:  # the map, in metrics.json and `innloop status`
         record = source.record(transfer_map(state, source), n_observed(state))
         models = replace(models, fit=models.fit | {"transfer": record})
@@ -188,6 +198,7 @@ def _fit(
         surrogate = SurrogateEnsemble(U.shape[1], cfg)
     summary = surrogate.fit(U, y, warm_start=True, calibrate=measured)
     fit: dict[str, Any] = {"n_train": len(y), "surrogate_s": summary.seconds, "sigma_scale": summary.sigma_scale}
+    fit["n_observed"] = n_observed(state)
     fit["warm"] = summary.warm_started
     generator = copy.deepcopy(previous.generator) if previous is not None and previous.generator is not None else None
     # an oracle that measures listed designs only (a pool) could not measure generated ones

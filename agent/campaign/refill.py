@@ -12,8 +12,10 @@ oracle, and an iteration is one *refill*. It
    to the acquisition as pending (never a near-duplicate of one, and the batch rules
    count them as already placed);
 3. submits them and drives the oracle until ``refill`` results have come back for good;
-4. learns from those (warm-started refits, as in batch mode) and is checkpointed, the
-   other jobs staying in flight for the next refill.
+4. learns from those and is checkpointed, the other jobs staying in flight for the next
+   refill. The GP models learn from every result; the networks are refitted (warm-started,
+   as in batch mode) once a batch's worth of results has come in (`refit_due`), so a small
+   refill does not multiply the training.
 
 Nothing else changes: the ledger is written first, a killed run re-attaches to every job
 in flight, budgets count the jobs in flight against the oracle-call budget. A result is
@@ -33,12 +35,13 @@ from collections.abc import Iterable, Sequence
 from agent.campaign.batch import Batch
 from agent.campaign.journal import Job
 from agent.campaign.ledger import LedgerRecord
-from agent.campaign.plan import first_batch
+from agent.campaign.plan import first_batch, n_observed
 from agent.campaign.state import CampaignState
 from agent.campaign.store import CampaignStore
+from agent.design.trained import TrainedModels
 from oracles.base import ErrorClass, design_digest
 
-__all__ = ["CHOSEN_IN", "Forecasts", "chosen_in", "enough", "forecasts", "is_async", "slots", "tag"]
+__all__ = ["CHOSEN_IN", "Forecasts", "chosen_in", "enough", "forecasts", "is_async", "refit_due", "slots", "tag"]
 
 CHOSEN_IN = "@"  # a job tag's suffix naming the iteration that chose the design (async mode)
 Forecasts = dict[str, tuple[float, float]]  # design digest -> (forecast, its σ) when it was chosen
@@ -74,6 +77,22 @@ def enough(state: CampaignState, *, drain: bool = False) -> int | None:
         if r.iteration == state.iteration and (r.result.ok or r.result.error_class is not ErrorClass.INFRASTRUCTURE)
     )
     return max(0, state.config.loop.refill_size - got)
+
+
+def refit_due(state: CampaignState, previous: TrainedModels | None) -> bool:
+    """Whether this iteration fits its networks (the surrogate ensemble and the generator).
+
+    Batch mode: always. Async mode: once a batch's worth (``batch_size``) of results has come
+    in since ``previous`` was fitted; between those full refits a refill keeps the networks
+    and refits only the GP models (the acquisition's and the constraints'), which learn from
+    every result. Training per result then costs what it costs in batch mode, however small
+    the refill. With ``[models] acquisition = "ensemble"`` the networks score the candidates
+    themselves, so they are refitted at every refill.
+    """
+    if not is_async(state) or previous is None or state.config.models.acquisition != "gp":
+        return True
+    fitted = int(previous.fit.get("n_observed", -(10**9)))
+    return n_observed(state) - fitted >= state.config.loop.batch_size
 
 
 def tag(state: CampaignState, base: str) -> str:

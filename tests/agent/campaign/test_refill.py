@@ -172,3 +172,14 @@ def test_loop_settings_are_checked() -> None:
     loop = config_from_dict(CONFIG | {"loop": {"mode": "async", "batch_size": 10, "max_in_flight": 8}}).loop
     assert (loop.in_flight_cap, loop.refill_size) == (8, 4)
     assert config_from_dict(CONFIG | {"loop": {"batch_size": 10}}).loop.in_flight_cap is None
+
+
+def test_networks_are_refitted_once_a_batch_of_results_is_in(ran: Any) -> None:
+    run, _, _ = ran
+    history, batch = run.state.history, CONFIG["loop"]["batch_size"]
+    reused = [i for i, m in enumerate(history) if m["fit"].get("reused")]
+    full = [i for i, m in enumerate(history) if "surrogate_s" in m["fit"]]
+    assert reused and len(full) >= 2, "refills between full refits kept the networks"
+    for i in reused:
+        since = history[i - 1]["completed"] - history[i]["fit"]["n_observed"]
+        assert 0 <= since < batch, f"iteration {i} kept networks {since} results old"
