@@ -71,12 +71,11 @@ from oracles.gpaw_output import parse_output
 from oracles.gpaw_reference import PREFIX, StrainReference
 from oracles.job_runners import BatchRunner, LocalRunner, Runner
 from oracles.local_jobs import absolute_pythonpath, job_meta, lock_lost, take_lock
-from oracles.scheduler import Scheduler, SiteLimit
+from oracles.scheduler import Scheduler, SiteHold, SiteLimit
 
 __all__ = ["GpawOracle"]
 
 LAUNCH_GRACE_S = 60.0  # a launch lock this old whose process is gone: the launcher died
-HOLD_S = 5.0  # after a site limit refused a submission, the next try waits this long
 
 
 class GpawOracle:
@@ -166,8 +165,7 @@ class GpawOracle:
             )
             _ = site.executor  # an unknown executor is refused here, not at the first job
             self.runner = BatchRunner(site, self.memory_gb)
-        self.held: str | None = None  # why queued jobs wait (a site limit), while they do
-        self._retry_at = 0.0  # when to ask the site again
+        self.hold = SiteHold()  # why queued jobs wait (a site limit), and when to ask the site again
         if not isinstance(strain_reference, bool):
             raise OracleError(f"gpaw oracle: strain_reference must be true or false, got {strain_reference!r}")
         self._reference: StrainReference | None = None  # what strain energies are measured from
@@ -249,9 +247,8 @@ class GpawOracle:
         process that polls drives it; a ``launch.lock`` created with O_EXCL makes sure two
         processes never start the same job.
         """
-        if self.held is not None and time.time() < self._retry_at:
+        if not self.hold.ready():
             return  # a site limit said "later": ask again after HOLD_S, not at every poll
-        self.held = None
         running, queued = 0, []
         for folder in sorted(p for p in self.workdir.iterdir() if p.is_dir()):
             if (folder / "output.json").exists() or (folder / "cancelled").exists():
@@ -277,7 +274,7 @@ class GpawOracle:
                 meta = self.runner.start(folder, argv, env)
             except SiteLimit as exc:  # the site says "later": the job stays queued, in its turn
                 lock.unlink()
-                self.held, self._retry_at = str(exc), time.time() + HOLD_S
+                self.hold.hold(exc)
                 break
             except (OSError, OracleError) as exc:  # this job's outcome, not a poll's crash
                 why = f"the job could not be started ({' '.join(self.command[:3])}): {exc}"
@@ -348,7 +345,7 @@ class GpawOracle:
             if lock.exists():  # another process is starting it right now
                 return Result(h, JobStatus.PENDING, provenance=prov, log=log)
             if (folder / "input.json").exists():
-                why = f"queued: {self.held}" if self.held else "queued for a free slot"
+                why = f"queued: {self.hold.reason}" if self.hold.reason else "queued for a free slot"
                 return Result(h, JobStatus.PENDING, message=why, provenance=prov, log=log)
             return Result.failure(
                 h, ErrorClass.INFRASTRUCTURE, f"job folder {folder} has no input.json", provenance=prov

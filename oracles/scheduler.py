@@ -34,6 +34,7 @@ import contextlib
 import json
 import math
 import time
+from dataclasses import dataclass
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
@@ -45,7 +46,7 @@ from psij.executors.batch.batch_scheduler_executor import BatchSchedulerExecutor
 from agent.core.atomic import write_json
 from oracles.base import JobStatus, OracleError, site_setting, site_text
 
-__all__ = ["VERDICT", "Scheduler", "SiteLimit"]
+__all__ = ["HOLD_S", "VERDICT", "Scheduler", "SiteHold", "SiteLimit"]
 
 VERDICT = "scheduler.json"  # a job folder's record of the scheduler's final word
 _BATCH = ("slurm", "pbs", "pbs_classic", "lsf", "cobalt")
@@ -66,6 +67,29 @@ _SITE_LIMIT = (
 
 class SiteLimit(OracleError):
     """The scheduler refused a submission because a site limit is full: submit it later."""
+
+
+HOLD_S = 5.0  # after a site limit refused a submission, the next try waits this long
+
+
+@dataclass
+class SiteHold:
+    """A site limit's "later" (`SiteLimit`): why jobs wait, and when the site may be asked
+    again. An oracle that submits through a scheduler keeps one, so a poll never asks a
+    full site again sooner than ``HOLD_S`` after it last said no."""
+
+    reason: str | None = None  # the site's words, while jobs wait for it
+    until: float = 0.0
+
+    def ready(self) -> bool:
+        """Whether the site may be asked now; the reason is cleared once the wait is over."""
+        if time.time() < self.until:
+            return False
+        self.reason = None
+        return True
+
+    def hold(self, exc: SiteLimit) -> None:
+        self.reason, self.until = str(exc), time.time() + HOLD_S
 
 
 class Scheduler:

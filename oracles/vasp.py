@@ -36,7 +36,7 @@ limit is full (`oracles.scheduler.SiteLimit`, e.g. SLURM's ``QOSMaxSubmitJobPerU
 the jobs it accepted stay, and that job and the rest of the batch are *held*: their
 ``job.json`` says so, their handles have no native id yet, and they are PENDING. Every
 `results`/`poll` (from any process) submits held jobs, oldest first, once the site was last
-asked ``HOLD_S`` ago, and writes the native id into ``job.json`` (a ``submit.lock`` created
+asked `oracles.scheduler.HOLD_S` ago, and writes the native id into ``job.json`` (a ``submit.lock`` created
 with O_EXCL keeps two processes from submitting the same one; only jobs recorded under this
 oracle's command, executor, queue and account). A held job that the scheduler then refuses
 for another reason fails (infrastructure: the loop may send the design again). At submit,
@@ -79,13 +79,12 @@ from oracles.base import (
     resolve_path_settings,
 )
 from oracles.local_jobs import lock_lost, take_lock
-from oracles.scheduler import VERDICT, Scheduler, SiteLimit
+from oracles.scheduler import VERDICT, Scheduler, SiteHold, SiteLimit
 from oracles.vasp_inputs import has_potcar_library, parse_vasprun, write_inputs
 
 __all__ = ["VaspOracle"]
 
 REFUSED = "refused.json"  # a held job the scheduler then refused for good (not a site limit)
-HOLD_S = 5.0  # after a site limit refused a submission, the next try waits this long
 LOCK_GRACE_S = 60.0  # a submit lock this old whose process is gone: the submitter died
 
 
@@ -128,8 +127,7 @@ class VaspOracle:
         self.incar = dict(incar or {})
         self.workdir = absolute_path(workdir) if workdir is not None else default_state_dir() / "oracles" / "vasp"
         self.workdir.mkdir(parents=True, exist_ok=True)
-        self.held: str | None = None  # why jobs are held (a site limit), while they are
-        self._retry_at = 0.0  # when to ask the site again
+        self.hold = SiteHold()  # why jobs are held (a site limit), and when to ask the site again
         self.site = Scheduler(
             self.name,
             self.workdir,
@@ -182,11 +180,11 @@ class VaspOracle:
         self._submit_held()  # jobs held earlier go first; if the site still says "later", these wait too
         for (job_id, folder, row), incar in zip(folders, incars, strict=True):
             native: str | None = None
-            if self.held is None:
+            if self.hold.reason is None:
                 try:
                     native = self._sbatch(job_id, folder)
                 except SiteLimit as exc:  # the site says "later": this job and the rest are held
-                    self.held, self._retry_at = str(exc), time.time() + HOLD_S
+                    self.hold.hold(exc)
                 except OracleError as exc:
                     self.site.cancel_quietly([h.job_id for h in handles if h.native_id])
                     for _, f, _ in folders:
@@ -218,9 +216,8 @@ class VaspOracle:
     def _submit_held(self) -> None:
         """Submit held jobs of this work folder, oldest first, until the site says "later"
         again; at most once every ``HOLD_S`` (module docstring, "Site limits")."""
-        if time.time() < self._retry_at:
+        if not self.hold.ready():
             return
-        self.held = None
         held = []
         for meta_path in self.workdir.glob("*/job.json"):
             with contextlib.suppress(OSError, ValueError, TypeError, KeyError):
@@ -239,7 +236,7 @@ class VaspOracle:
                 native = self._sbatch(folder.name, folder)
             except SiteLimit as exc:  # a limit again: still held, asked later
                 (folder / "submit.lock").unlink()
-                self.held, self._retry_at = str(exc), time.time() + HOLD_S
+                self.hold.hold(exc)
                 return
             except OracleError as exc:  # refused for good (a queue or account gone): the job's outcome
                 write_json(folder / REFUSED, {"message": str(exc), "at": time.time()})
@@ -339,7 +336,7 @@ class VaspOracle:
         if lock_lost(lock, LOCK_GRACE_S):
             why = "the process submitting this held job died before recording its native id"
             return Result.failure(h, ErrorClass.INFRASTRUCTURE, why, provenance=prov)
-        why = f"held: {self.held}" if self.held else "held by a site limit; submitted at a later poll"
+        why = f"held: {self.hold.reason}" if self.hold.reason else "held by a site limit; submitted at a later poll"
         return Result(h, JobStatus.PENDING, message=why, provenance=prov)
 
 

@@ -15,6 +15,7 @@ import pandas as pd
 from scipy.stats import norm
 
 from agent.campaign.ledger import LedgerRecord
+from agent.campaign.refill import chosen_in
 from agent.campaign.state import diverse_hits
 from agent.core.materials import Material
 from agent.core.space import DesignSpace
@@ -187,13 +188,15 @@ def calibration_points(
 
     ``batches``: ``(iteration, batch.csv frame)``; a design's result is found in the
     ledger by its digest (of its real values, as the ledger's handles hold them), among
-    the results of the same iteration.
+    the results of the designs the same iteration chose (in async mode a result may come
+    back in a later iteration; its tag names the one that chose it, `agent.campaign.refill`).
     """
     by_key: dict[tuple[int, str], float] = {}
     for r in records:
         value = (r.result.values or {}).get(target_name) if r.result.ok else None
         if value is not None and np.isfinite(value):
-            by_key[(r.iteration, design_digest(r.result.handle.design))] = float(value)
+            chose = chosen_in(r.tag)
+            by_key[(r.iteration if chose is None else chose, design_digest(r.result.handle.design))] = float(value)
     rows = []
     for it, frame in batches:
         # the designs as the ledger holds them (real values: category names, integers)

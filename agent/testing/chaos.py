@@ -39,24 +39,47 @@ from agent.testing.kills import (
     write_config,
 )
 
-__all__ = ["CHAOS_ITERATIONS", "ChaosReport", "chaos", "chaos_config", "chaos_rounds", "chaos_table"]
+__all__ = [
+    "ASYNC_CHAOS_ITERATIONS",
+    "ASYNC_LATENCY",
+    "ASYNC_LOOP",
+    "CHAOS_ITERATIONS",
+    "ChaosReport",
+    "chaos",
+    "chaos_config",
+    "chaos_rounds",
+    "chaos_table",
+]
 
 CHAOS_ITERATIONS = 10
+ASYNC_CHAOS_ITERATIONS = 30  # refills are short: as long a campaign as the batch one takes more of them
 
 
-def chaos_config(oracle: str = "mock", iterations: int = CHAOS_ITERATIONS) -> str:
+def chaos_config(oracle: str = "mock", iterations: int = CHAOS_ITERATIONS, mode: str = "batch") -> str:
     """A campaign long enough to be killed many times: the kill matrix's mock campaign (tiny
     models trained from iteration 1), ``iterations`` long, with 10 % of its jobs failing (half
     infrastructure: re-sent by the loop) and 0.05 s of latency; ``oracle`` ``http``: the same
-    mock behind the lab server (its url and token from the environment)."""
+    mock behind the lab server (its url and token from the environment).
+
+    ``mode = "async"``: the loop's asynchronous mode (`ASYNC_LOOP`: 8 jobs in flight, a
+    refill every 2 results), the mock's run times heavy-tailed (log-normal, median 0.1 s,
+    95th percentile 5.2 times it) and its failures all infrastructure, as on a cluster."""
     from agent.testing.backends import MOCK_CONFIG, MOCK_ITERATIONS  # the kill matrix's campaign
 
     text = MOCK_CONFIG.replace(f"iterations = {MOCK_ITERATIONS}", f"iterations = {iterations}")
     text = text.replace("hits = 50", "hits = 10000")  # the iteration budget ends it, never the hits
     text = text.replace("[budget]\n", "[budget]\noracle_calls = 100000\n")  # nor the default call budget
+    if mode == "async":
+        text = text.replace("[loop]\n", f"[loop]\n{ASYNC_LOOP}")
     if oracle == "http":
         return text + '[oracle]\nname = "http"\n'  # the server's mock fails and waits (its settings)
+    if mode == "async":
+        return text + "[oracle.settings]\nfailure_rate = 0.1\ninfrastructure_share = 1.0\n" + ASYNC_LATENCY
     return text + "[oracle.settings]\nfailure_rate = 0.1\nlatency_s = 0.05\n"
+
+
+ASYNC_LOOP = 'mode = "async"\nmax_in_flight = 8\nrefill = 2\n'
+ASYNC_LATENCY = "latency_s = 0.1\nlatency_sigma = 1.0\n"
 
 
 @dataclass
@@ -93,11 +116,14 @@ def chaos(
     expected: list[str] | None = None,
     timeout: float = 600.0,
     short_ok: bool = False,
+    drains: bool = False,
 ) -> ChaosReport:
     """Kill ``innloop run`` after a delay drawn uniformly from ``window`` (seconds after its
     start) until ``kills`` kills landed, then let it finish; ``expected``: the observations of
-    an uninterrupted run (None: the oracle is not deterministic). A campaign that ends before
-    ``kills`` kills landed is a problem unless ``short_ok``."""
+    an uninterrupted run (None: the oracle is not deterministic, or the loop is asynchronous:
+    what comes back first depends on the clock). A campaign that ends before ``kills`` kills
+    landed is a problem unless ``short_ok``. ``drains``: an asynchronous campaign, which ends
+    with one iteration collecting its jobs still out (`agent.testing.kills.ending`)."""
     rep, rng, t0 = ChaosReport(oracle), random.Random(seed), time.perf_counter()
     held: list[str] = []  # the ledger's designs after the last kill
     while True:
@@ -129,7 +155,7 @@ def chaos(
             rep.problems.append(f"the campaign finished after {rep.kills} kills, before the {kills} asked")
         break
     rep.seconds = time.perf_counter() - t0
-    _count(rep, case, state, iterations, expected)
+    _count(rep, case, state, iterations, expected, drains)
     return rep
 
 
@@ -143,6 +169,7 @@ def chaos_rounds(
     seed: int = 0,
     window: tuple[float, float] = (1.0, 7.0),
     expected: list[str] | None = None,
+    drains: bool = False,
 ) -> ChaosReport:
     """`chaos` campaign after campaign, each in a fresh folder with a fresh oracle
     (``make_case(folder)``) and config ``text``, until ``kills`` kills landed in all: a
@@ -155,7 +182,10 @@ def chaos_rounds(
         with make_case(folder) as case:
             config = write_config(folder, text)
             left = kills - total.kills
-            one = chaos(oracle, case, config, folder / "state", iterations, left, seed + total.rounds, window, expected)
+            at = folder / "state"
+            one = chaos(
+                oracle, case, config, at, iterations, left, seed + total.rounds, window, expected, drains=drains
+            )
         if one.kills == 0 and not one.problems and total.rounds > 3:
             total.problems.append("no kill lands: the campaign ends within the kill window")
             break
@@ -166,7 +196,9 @@ def chaos_rounds(
     return total
 
 
-def _count(rep: ChaosReport, case: Case, state: Path, iterations: int, expected: list[str] | None) -> None:
+def _count(
+    rep: ChaosReport, case: Case, state: Path, iterations: int, expected: list[str] | None, drains: bool = False
+) -> None:
     """The end checks at the oracle (module docstring)."""
     after = outcome(state, case)
     rep.problems += after.problems
@@ -176,7 +208,7 @@ def _count(rep: ChaosReport, case: Case, state: Path, iterations: int, expected:
     rep.lost = len(set(ids) ^ set(after.ids)) + (len(after.ids) - len(set(after.ids)))
     paid, held = Counter(d for _, d in accepted), Counter(after.designs)
     rep.duplicated = sum((paid - held).values())
-    ended, rep.same = ending(after, case, len(accepted), iterations, expected)
+    ended, rep.same = ending(after, case, len(accepted), iterations, expected, drains=drains)
     rep.problems += ended
     if rep.lost:
         rep.problems.append(f"{rep.lost} results are missing from the ledger, unknown to the oracle or doubled")

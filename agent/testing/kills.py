@@ -165,6 +165,7 @@ class Outcome:
     ids: list[str]  # the ledger's results as ids at the oracle
     last: int
     problems: list[str]
+    in_flight: int = 0  # jobs the campaign still holds at the oracle (``inflight.json``)
 
 
 def outcome(state: Path, case: Case) -> Outcome:
@@ -185,7 +186,12 @@ def outcome(state: Path, case: Case) -> Outcome:
             problems.append(f"checkpoint {i}: {exc}")
     designs = [design_digest(r.result.handle.design) for r in records]
     observations = [design_digest(r.result.handle.design) for r in canonical_order(records)]
-    return Outcome(designs, observations, [case.ledger_id(r.result) for r in records], last, problems)
+    try:
+        flying = len((store.read_inflight() or {}).get("jobs", []))
+    except Exception as exc:
+        flying, problems = 0, [*problems, f"inflight.json: {exc}"]
+    ids = [case.ledger_id(r.result) for r in records]
+    return Outcome(designs, observations, ids, last, problems, flying)
 
 
 def reference(case: Case, config: Path, state: Path, iterations: int, timeout: float = 300) -> list[str]:
@@ -244,15 +250,19 @@ def kill_and_resume(
 
 
 def ending(
-    after: Outcome, case: Case, accepted: int, iterations: int, expected: list[str] | None
+    after: Outcome, case: Case, accepted: int, iterations: int, expected: list[str] | None, *, drains: bool = False
 ) -> tuple[list[str], bool | None]:
     """What every harness checks of a campaign at its end: ``(problems, same)``. It reached its
-    iteration budget; the oracle's own count (where it keeps one) agrees with its ``accepted``
-    job files; and, where ``expected`` (an uninterrupted run's observations) is given, it
-    learned the same (``same``; None without ``expected``)."""
+    iteration budget (``drains``, async mode: or one iteration more, the one collecting the
+    jobs still out) with no job left in flight; the oracle's own count (where it keeps one)
+    agrees with its ``accepted`` job files; and, where ``expected`` (an uninterrupted run's
+    observations) is given, it learned the same (``same``; None without ``expected``)."""
     problems = []
-    if after.last != iterations - 1:
-        problems.append(f"the campaign stopped after iteration {after.last}, not {iterations - 1}")
+    ends = (iterations - 1, iterations) if drains else (iterations - 1,)
+    if after.last not in ends:
+        problems.append(f"the campaign stopped after iteration {after.last}, not {' or '.join(map(str, ends))}")
+    if after.in_flight:
+        problems.append(f"the campaign ended with {after.in_flight} jobs still in flight")
     if case.stats is not None and case.stats() != accepted:
         problems.append(f"the oracle counts {case.stats()} jobs, its job files {accepted}")
     same = None if expected is None else after.observations == expected

@@ -1,8 +1,9 @@
-"""The CI-sized chaos run: a ten-iteration mock campaign (10 % of jobs failing, the
+"""The CI-sized chaos runs: a ten-iteration mock campaign (10 % of jobs failing, the
 infrastructure half re-sent) SIGKILLed at 20 random moments and resumed each time; at the
 end, counted at the oracle, nothing lost, nothing paid twice, no checkpoint corrupt, and
-the same observations as an uninterrupted run (`benchmarks.chaos` runs 200 kills and the
-http oracle)."""
+the same observations as an uninterrupted run. Then the same for the asynchronous loop,
+with heavy-tailed run times, where jobs of several iterations are in flight at every kill
+(`benchmarks.chaos` runs 200 kills per mode and the http oracle)."""
 
 from __future__ import annotations
 
@@ -11,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from agent.testing.backends import mock_case
-from agent.testing.chaos import CHAOS_ITERATIONS, chaos, chaos_config
+from agent.testing.chaos import ASYNC_CHAOS_ITERATIONS, CHAOS_ITERATIONS, chaos, chaos_config
 from agent.testing.kills import reference, write_config
 
 
@@ -28,4 +29,17 @@ def test_twenty_random_kills_lose_nothing_and_pay_nothing_twice(tmp_path: Path) 
     assert report.kills == 20 and report.runs == 21, "every kill landed on a running campaign"
     assert report.results == report.submissions == len(expected) and report.same
     assert len(expected) > len(set(expected)), "some designs were measured again after an infrastructure failure"
+    assert (report.lost, report.duplicated, report.corrupt) == (0, 0, 0)
+
+
+@pytest.mark.slow
+def test_twenty_random_kills_of_an_async_campaign_lose_nothing_and_pay_nothing_twice(tmp_path: Path) -> None:
+    text = chaos_config("mock", ASYNC_CHAOS_ITERATIONS, mode="async")
+    with mock_case(tmp_path / "chaos") as case:
+        config = write_config(tmp_path / "chaos", text)
+        state = tmp_path / "chaos" / "state"
+        report = chaos("mock", case, config, state, ASYNC_CHAOS_ITERATIONS, kills=20, seed=11, drains=True)
+    assert report.ok, report.problems
+    assert report.kills == 20 and report.runs == 21, "every kill landed on a running campaign"
+    assert report.results == report.submissions > 0 and report.same is None
     assert (report.lost, report.duplicated, report.corrupt) == (0, 0, 0)

@@ -102,7 +102,7 @@ def test_a_per_user_submit_limit_at_slurm_is_waited_out(
     settings = _settings(tmp_path / "jobs", slurm_cluster) | {"max_parallel": 3, "memory_gb": 0.2}
     o = GpawOracle(**settings, command=[sys.executable, str(script)], strain_reference=False, calibration=None)
     before = len(slurm_cluster.submitted_job_ids())
-    monkeypatch.setattr("oracles.gpaw.HOLD_S", 600.0)  # no second try while the first look is checked
+    monkeypatch.setattr("oracles.scheduler.HOLD_S", 600.0)  # no second try while the first look is checked
     slurm_cluster.limit_submissions(1)
     try:
         handles = o.submit([DESIGN, DESIGN | {"efield": 0.1}, DESIGN | {"efield": 0.2}])
@@ -110,8 +110,8 @@ def test_a_per_user_submit_limit_at_slurm_is_waited_out(
         assert first.status in (JobStatus.PENDING, JobStatus.RUNNING, JobStatus.COMPLETED)
         assert all("QOSMaxSubmitJobPerUserLimit" in (r.message or "") for r in waiting), [r.message for r in waiting]
         assert len(slurm_cluster.submitted_job_ids()) - before == 1
-        monkeypatch.setattr("oracles.gpaw.HOLD_S", 1.0)
-        o._retry_at = 0.0
+        monkeypatch.setattr("oracles.scheduler.HOLD_S", 1.0)
+        o.hold.until = 0.0
         statuses = wait_terminal(o.poll, handles, limit=240)
     finally:
         slurm_cluster.limit_submissions(None)
@@ -137,7 +137,7 @@ class _Limited(LocalRunner):
 def test_a_site_limit_keeps_the_job_queued_until_the_site_takes_it(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr("oracles.gpaw.HOLD_S", 600.0)  # the first look: no second try yet
+    monkeypatch.setattr("oracles.scheduler.HOLD_S", 600.0)  # the first look: no second try yet
     script = tmp_path / "quick.py"
     script.write_text(QUICK)
     o = GpawOracle(
@@ -153,8 +153,8 @@ def test_a_site_limit_keeps_the_job_queued_until_the_site_takes_it(
     waiting = o.results(handles)[1:]
     assert all(r.status is JobStatus.PENDING and "QOSMaxSubmitJobPerUserLimit" in (r.message or "") for r in waiting)
     runner.room = 5  # the user's other jobs ended
-    monkeypatch.setattr("oracles.gpaw.HOLD_S", 0.2)
-    o._retry_at = 0.0
+    monkeypatch.setattr("oracles.scheduler.HOLD_S", 0.2)
+    o.hold.until = 0.0
     assert wait_terminal(o.poll, handles, limit=30) == [JobStatus.COMPLETED] * 3
     assert [r.values["gap"] for r in o.results(handles) if r.values] == pytest.approx([1.19] * 3)
 

@@ -301,7 +301,7 @@ def test_a_per_user_submit_limit_holds_jobs_until_the_site_takes_them(
     o = _oracle(workdir, slurm_cluster)
     rows = [_row(0.0), _row(0.1), _row(0.2)]
     before = len(slurm_cluster.submitted_job_ids())
-    monkeypatch.setattr("oracles.vasp.HOLD_S", 600.0)  # no second try while the first look is checked
+    monkeypatch.setattr("oracles.scheduler.HOLD_S", 600.0)  # no second try while the first look is checked
     slurm_cluster.limit_submissions(1)
     try:
         handles = o.submit(rows)
@@ -309,7 +309,7 @@ def test_a_per_user_submit_limit_holds_jobs_until_the_site_takes_them(
         held = o.results(handles)[1:]
         assert all(r.status is JobStatus.PENDING and "QOSMaxSubmitJobPerUserLimit" in (r.message or "") for r in held)
         assert o.adopt(rows, since=handles[0].submitted_at - 1) == handles, "held jobs are adopted, not sent again"
-        monkeypatch.setattr("oracles.vasp.HOLD_S", 1.0)
+        monkeypatch.setattr("oracles.scheduler.HOLD_S", 1.0)
         fresh = _oracle(workdir, slurm_cluster)  # a restarted campaign polls with the handles it saved
         statuses = wait_terminal(fresh.poll, handles, limit=240)
     finally:
@@ -355,7 +355,7 @@ def test_a_held_job_refused_for_good_fails_and_holds_nothing_back(
         return answer
 
     monkeypatch.setattr(o.site, "submit", submit)
-    monkeypatch.setattr("oracles.vasp.HOLD_S", 0.0)
+    monkeypatch.setattr("oracles.scheduler.HOLD_S", 0.0)
     accepted, held = o.submit([_row(0.0), _row(0.1)])
     assert accepted.native_id == "101" and held.native_id is None
     (r,) = o.results([held])  # asked again: refused for good this time

@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import pandas as pd
 import pytest
 
 from agent.campaign import plan
@@ -24,6 +25,7 @@ from agent.campaign.runner import CampaignRun, campaign_status, open_campaign, r
 from agent.campaign.state import CampaignState
 from agent.campaign.store import CampaignStore
 from agent.core.errors import ConfigError
+from agent.report.tables import calibration_points
 from oracles.base import Handle, Result, design_digest
 from oracles.mock import MockOracle
 
@@ -183,3 +185,23 @@ def test_networks_are_refitted_once_a_batch_of_results_is_in(ran: Any) -> None:
     for i in reused:
         since = history[i - 1]["completed"] - history[i]["fit"]["n_observed"]
         assert 0 <= since < batch, f"iteration {i} kept networks {since} results old"
+
+
+def test_the_report_pairs_late_results_with_their_forecasts(ran: Any) -> None:
+    run, _, _ = ran
+    store, state = run.store, run.state
+    batches = [(i, pd.read_csv(store.iteration_dir(i) / "batch.csv")) for i in range(state.iteration)]
+    forecast = {
+        (i, design_digest(row)): p
+        for i, frame in batches
+        if len(frame)
+        for row, p in zip(state.space.to_rows(state.space.from_frame(frame)), frame["pred"])
+    }
+    wanted = [
+        r
+        for r in state.records
+        if r.result.ok
+        and np.isfinite(forecast.get((chosen_in(r.tag) or -1, design_digest(r.result.handle.design)), np.nan))
+    ]
+    points = calibration_points(batches, state.records, state.space, state.target_name)
+    assert len(points) == len(wanted) and any(chosen_in(r.tag) != r.iteration for r in wanted)
