@@ -155,6 +155,8 @@ class BatchRunner:
         if Scheduler.timed_out(verdict):
             why = f"killed by the scheduler at its wall time of {self.site.walltime_s:g} s ({verdict.get('message')})"
             return Watch(JobStatus.TIMEOUT, why, prov, "gpaw.txt")
+        if Scheduler.output_due(verdict):  # a shared file system may show output.json a little later
+            return Watch(JobStatus.RUNNING, "ended; waiting for output.json to appear", prov, "gpaw.txt")
         code = verdict.get("exit_code")
         how = "without an exit code (killed from outside)" if code is None else f"with exit code {code}"
         return Watch(JobStatus.FAILED, f"job {native} ended {how} and wrote no output.json; see stderr.txt", prov)

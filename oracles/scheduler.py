@@ -46,7 +46,7 @@ from psij.executors.batch.batch_scheduler_executor import BatchSchedulerExecutor
 from agent.core.atomic import write_json
 from oracles.base import JobStatus, OracleError, site_setting, site_text
 
-__all__ = ["HOLD_S", "VERDICT", "Scheduler", "SiteHold", "SiteLimit"]
+__all__ = ["HOLD_S", "OUTPUT_GRACE_S", "VERDICT", "Scheduler", "SiteHold", "SiteLimit"]
 
 VERDICT = "scheduler.json"  # a job folder's record of the scheduler's final word
 _BATCH = ("slurm", "pbs", "pbs_classic", "lsf", "cobalt")
@@ -70,6 +70,7 @@ class SiteLimit(OracleError):
 
 
 HOLD_S = 5.0  # after a site limit refused a submission, the next try waits this long
+OUTPUT_GRACE_S = 60.0  # a job that ended well waits this long for its output to appear (`Scheduler.output_due`)
 
 
 @dataclass
@@ -248,6 +249,15 @@ class Scheduler:
     def status_while_running(self, job_id: str) -> JobStatus:
         """The last PENDING/RUNNING seen for a job without a verdict."""
         return self.last.get(job_id, JobStatus.PENDING)
+
+    @staticmethod
+    def output_due(verdict: dict[str, Any]) -> bool:
+        """Whether a job that ended without its output file may still show it: it ended well
+        (state COMPLETED, exit code 0) less than ``OUTPUT_GRACE_S`` ago. A file a compute node
+        wrote on a shared file system (NFS) can appear on the submitting machine that much
+        later, and a result judged on one look would pay for the design again."""
+        ended_well = verdict.get("state") == "COMPLETED" and verdict.get("exit_code") in (0, None)
+        return ended_well and time.time() - float(verdict.get("at", 0.0)) < OUTPUT_GRACE_S
 
     @staticmethod
     def timed_out(verdict: dict[str, Any]) -> bool:

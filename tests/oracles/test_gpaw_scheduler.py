@@ -18,8 +18,8 @@ import pytest
 
 from oracles.base import ErrorClass, JobStatus, OracleError
 from oracles.gpaw import GpawOracle
-from oracles.job_runners import LocalRunner
-from oracles.scheduler import Scheduler, SiteLimit
+from oracles.job_runners import BatchRunner, LocalRunner
+from oracles.scheduler import OUTPUT_GRACE_S, VERDICT, Scheduler, SiteLimit
 from oracles.testing.slurm import LocalSlurm
 from tests.oracles.helpers import submit_then_sigkill, wait_terminal
 
@@ -190,3 +190,20 @@ def test_site_limit_refusals_are_told_from_other_refusals(tmp_path: Path, messag
     with pytest.raises(OracleError) as refused:
         site.submit("j2", tmp_path, ["true"], stdout=tmp_path / "o", stderr=tmp_path / "e")
     assert not isinstance(refused.value, SiteLimit)
+
+
+def test_a_job_that_ended_well_waits_a_while_for_its_output_to_appear(tmp_path: Path) -> None:
+    # a shared file system shows a compute node's output.json on this machine late: one look must not fail it
+    runner = BatchRunner(Scheduler("gpaw", tmp_path, executor="slurm"), memory_gb=1.0)
+    folder = tmp_path / "job"
+    folder.mkdir()
+
+    def verdict(state: str, code: int | None, ago: float) -> JobStatus:
+        record = {"state": state, "exit_code": code, "message": "", "at": time.time() - ago}
+        (folder / VERDICT).write_text(json.dumps(record))
+        return runner.watch(folder, {"native_id": "7"}).status
+
+    assert verdict("COMPLETED", 0, ago=1.0) is JobStatus.RUNNING
+    assert verdict("COMPLETED", 0, ago=OUTPUT_GRACE_S + 1) is JobStatus.FAILED, "not for ever"
+    assert verdict("COMPLETED", 1, ago=1.0) is JobStatus.FAILED, "a job that failed has nothing to wait for"
+    assert verdict("FAILED", None, ago=1.0) is JobStatus.FAILED

@@ -22,6 +22,7 @@ from agent.core.materials import load_dataset
 from oracles.base import Handle, JobStatus, Result, design_digest
 from oracles.mock import MockOracle
 from oracles.table import TableOracle
+from oracles.testing.counting import CountingMock
 from oracles.testing.faulty import Fault, FaultyOracle
 
 RETRY = RetrySpec(max_attempts=3, backoff_s=0.0, poll_interval_s=0.01, max_backoff_s=0.02)
@@ -200,28 +201,12 @@ def test_one_at_a_time_each_handle_is_kept_before_the_next_submit(tmp_path: Path
     assert killed.started + again.started == 3
 
 
-class _Counting(MockOracle):
-    """The mock, counting how many of its jobs were live (submitted, not yet read back) at most."""
-
-    def __init__(self, tmp_path: Path, latency_s: float) -> None:
-        super().__init__(workdir=tmp_path / "oracle", latency_s=latency_s, seed=0)
-        self.live: set[str] = set()
-        self.most = 0
-
-    def submit(self, designs: Any) -> list[Handle]:
-        handles = super().submit(designs)
-        self.live |= {h.job_id for h in handles}
-        self.most = max(self.most, len(self.live))
-        return handles
-
-    def results(self, handles: Any) -> list[Result]:
-        out = super().results(handles)
-        self.live -= {r.handle.job_id for r in out if r.status.terminal}
-        return out
+def _counting(tmp_path: Path, latency_s: float) -> CountingMock:
+    return CountingMock(workdir=tmp_path / "oracle", latency_s=latency_s, seed=0)
 
 
 def test_max_in_flight_caps_the_jobs_at_the_oracle(tmp_path: Path, rows: list[dict[str, float]]) -> None:
-    journal, oracle = FileJournal(tmp_path / "j"), _Counting(tmp_path, latency_s=0.05)
+    journal, oracle = FileJournal(tmp_path / "j"), _counting(tmp_path, latency_s=0.05)
     jobs = [Job(r, f"r{i}") for i, r in enumerate(rows)]
     seen: list[tuple[int, int, int]] = []
     new, left = drive(oracle, journal, jobs, RETRY, max_in_flight=2, progress=lambda *c: seen.append(c))
@@ -232,13 +217,13 @@ def test_max_in_flight_caps_the_jobs_at_the_oracle(tmp_path: Path, rows: list[di
 
 def test_the_cap_holds_across_a_restart(tmp_path: Path, rows: list[dict[str, float]]) -> None:
     # a run stopped with 2 jobs at the oracle and 4 waiting: the next run submits none before a slot frees
-    journal, oracle = FileJournal(tmp_path / "j"), _Counting(tmp_path, latency_s=0.3)
+    journal, oracle = FileJournal(tmp_path / "j"), _counting(tmp_path, latency_s=0.3)
     first = [Job(r, f"r{i}") for i, r in enumerate(rows)]
     _, left = drive(oracle, journal, first, RETRY, max_in_flight=2, deadline=time.time() + 0.05)
     assert len(left) == len(rows) and sum(j.handle is not None for j in left) == 2
     jobs, _ = in_flight(journal)
     assert sum(j.handle is not None for j in jobs) == 2, "the journal keeps the waiting designs without handles"
-    again = _Counting(tmp_path, latency_s=0.3)
+    again = _counting(tmp_path, latency_s=0.3)
     again.live = {j.handle.job_id for j in jobs if j.handle is not None}
     new, rest = drive(again, journal, jobs, RETRY, max_in_flight=2)
     assert not rest and len(new) == len(rows) and again.most == 2 and again.submissions() == len(rows)

@@ -22,6 +22,7 @@ from agent.campaign.state import CampaignState
 from agent.design.funnel import Candidates
 from agent.design.trained import TrainedModels
 from oracles.mock import MockOracle
+from tests.agent.campaign.helpers import TINY_MODELS
 
 CONFIG: dict[str, Any] = {
     "name": "cap",
@@ -30,13 +31,7 @@ CONFIG: dict[str, Any] = {
     "initial": {"random": 24},
     "loop": {"batch_size": 8, "exploration": 0.25, "samples_per_target": 150},
     "budget": {"oracle_calls": 500},
-    "models": {
-        "members": 3,
-        "surrogate_epochs": 30,
-        "surrogate_warm_epochs": 5,
-        "generator_epochs": 8,
-        "generator_warm_epochs": 2,
-    },
+    "models": TINY_MODELS,
     "ray": {"enabled": False},
     "retry": {"poll_interval_s": 0.001, "backoff_s": 0.0},
 }

@@ -26,8 +26,9 @@ from agent.campaign.state import CampaignState
 from agent.campaign.store import CampaignStore
 from agent.core.errors import ConfigError
 from agent.report.tables import calibration_points
-from oracles.base import Handle, Result, design_digest
-from oracles.mock import MockOracle
+from oracles.base import design_digest
+from oracles.testing.counting import CountingMock
+from tests.agent.campaign.helpers import TINY_MODELS
 
 CAP, REFILL = 6, 2
 CONFIG: dict[str, Any] = {
@@ -37,44 +38,23 @@ CONFIG: dict[str, Any] = {
     "initial": {"random": 8},
     "loop": {"mode": "async", "batch_size": 4, "max_in_flight": CAP, "refill": REFILL, "samples_per_target": 150},
     "budget": {"oracle_calls": 40},
-    "models": {
-        "members": 3,
-        "surrogate_epochs": 30,
-        "surrogate_warm_epochs": 5,
-        "generator_epochs": 8,
-        "generator_warm_epochs": 2,
-    },
+    "models": TINY_MODELS,
     "ray": {"enabled": False},
     "retry": {"poll_interval_s": 0.01, "backoff_s": 0.05},
 }
 
 
-class Watched(MockOracle):
-    """The mock, counting its jobs live at once (submitted, no terminal result read yet)."""
-
-    def __init__(self, workdir: Path) -> None:
-        super().__init__(workdir=workdir, latency_s=0.05, latency_sigma=1.2, failure_rate=0.2, seed=1)
-        self.live: set[str] = set()
-        self.most = 0
-
-    def submit(self, designs: Any) -> list[Handle]:
-        handles = super().submit(designs)
-        self.live |= {h.job_id for h in handles}
-        self.most = max(self.most, len(self.live))
-        return handles
-
-    def results(self, handles: Any) -> list[Result]:
-        out = super().results(handles)
-        self.live -= {r.handle.job_id for r in out if r.status.terminal}
-        return out
+def watched(workdir: Path) -> CountingMock:
+    """The mock with heavy-tailed run times and failures, counting its jobs live at once."""
+    return CountingMock(workdir=workdir, latency_s=0.05, latency_sigma=1.2, failure_rate=0.2, seed=1)
 
 
 @pytest.fixture(scope="module")
-def ran(tmp_path_factory: pytest.TempPathFactory) -> tuple[CampaignRun, Watched, list[list[dict[str, Any]]]]:
+def ran(tmp_path_factory: pytest.TempPathFactory) -> tuple[CampaignRun, CountingMock, list[list[dict[str, Any]]]]:
     """The campaign run to its call budget; per iteration, the designs in flight after it
     (and `PENDING`: what each choice was given as pending)."""
     root = tmp_path_factory.mktemp("async")
-    oracle = Watched(root / "oracle")
+    oracle = watched(root / "oracle")
     after: list[list[dict[str, Any]]] = []
 
     def watch(_state: CampaignState, store: CampaignStore) -> None:
@@ -147,7 +127,7 @@ def test_a_refill_waits_for_its_results_and_scores_their_forecasts(ran: Any) -> 
 
 
 def test_max_in_flight_caps_a_batch_too(tmp_path: Path) -> None:
-    oracle = Watched(tmp_path / "oracle")
+    oracle = watched(tmp_path / "oracle")
     loop = {"batch_size": 5, "max_in_flight": 2, "samples_per_target": 100}
     config = config_from_dict(CONFIG | {"loop": loop, "initial": {"random": 5}, "budget": {"iterations": 2}})
     run = run_campaign(config, tmp_path / "state", oracle=oracle)
