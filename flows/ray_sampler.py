@@ -9,7 +9,9 @@ On a cluster the actors are spread over the nodes (Ray's ``SPREAD`` strategy), a
 may die while they sample. Nothing is lost then, and nothing changes: a dead actor is
 restarted by Ray on a surviving node (``max_restarts``) without its weights, so the
 sampler re-sends them and runs the batch once more; if that fails too, the batch is drawn
-in this process. Every job carries its own seed (`agent.design.sampling.SampleJob`), so
+in this process. Actors that are alive but do not answer within ``timeout_s`` (a node cut
+off, a hung process) are never restarted by Ray: the sampler replaces them all with fresh
+actors before the second try. Every job carries its own seed (`agent.design.sampling.SampleJob`), so
 each way gives the same samples. Each recovery is logged (logger ``innloop.ray``) and
 counted (`RaySampler.recoveries`, `RaySampler.fallbacks`).
 """
@@ -84,10 +86,10 @@ class RaySampler:
                 self.started_ray = True
             if term is not None:
                 signal.signal(signal.SIGTERM, term)
-        remote = ray.remote(SamplerActor).options(
+        self._remote = ray.remote(SamplerActor).options(
             num_cpus=cpus_per_actor, max_restarts=RESTARTS, scheduling_strategy="SPREAD"
         )
-        self.actors: list[Any] = [remote.remote() for _ in range(actors)]
+        self.actors: list[Any] = [self._remote.remote() for _ in range(actors)]
         self._digest: str | None = None
         self.recoveries = 0  # batches run again after actors were lost or restarted
         self.fallbacks = 0  # batches drawn in this process because Ray could not
@@ -99,6 +101,8 @@ class RaySampler:
             self.recoveries += 1
             log.warning("Ray sampling failed (%s); re-sending the weights and sampling again", _short(exc))
             self._digest = None
+            if isinstance(exc, ray.exceptions.GetTimeoutError):  # alive but stuck (a node cut off): Ray
+                self._renew()  # would never restart them, so the next try goes to fresh actors
         try:
             return self._on_ray(generator, jobs)
         except ray.exceptions.RayError as exc:
@@ -117,6 +121,12 @@ class RaySampler:
             self._digest = digest
         futures = [self.actors[i % len(self.actors)].sample.remote(job) for i, job in enumerate(jobs)]
         return list(ray.get(futures, timeout=self.timeout_s))
+
+    def _renew(self) -> None:
+        """Replace every actor by a fresh one (placed anew, SPREAD); the stuck ones are killed."""
+        for a in self.actors:
+            ray.kill(a, no_restart=True)
+        self.actors = [self._remote.remote() for _ in self.actors]
 
     def pids(self) -> list[int]:
         return list(ray.get([a.pid.remote() for a in self.actors]))

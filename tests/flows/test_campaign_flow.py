@@ -120,6 +120,40 @@ def test_ray_actors_sample_what_the_local_sampler_samples(local_ray: None) -> No
         np.testing.assert_allclose(a, c, atol=0)
 
 
+@pytest.mark.slow
+def test_stuck_actors_are_replaced_before_the_second_try(local_ray: None) -> None:
+    import ray
+    import torch
+
+    from agent.design.sampling import LocalSampler
+    from flows.ray_sampler import RaySampler
+    from generators import make_generator
+    from generators.base import TrainConfig
+
+    rng = np.random.default_rng(1)
+    U = rng.random((100, 3))
+    gen = make_generator("cinn", 3)
+    gen.fit(
+        torch.tensor(U, dtype=torch.float32), torch.tensor(U.sum(1), dtype=torch.float32), config=TrainConfig(epochs=2)
+    )
+    jobs = [(1.0, 30, 7), (1.5, 20, 8)]
+    sampler = RaySampler(actors=2, cpus_per_actor=0.25, timeout_s=3.0)
+    try:
+        sampler.sample(gen, jobs)  # the weights are in both actors
+        stuck = sampler.pids()
+        busy = [a.sample.remote((1.0, 3_000_000, 1)) for a in sampler.actors]  # tens of seconds each: stuck
+        remote = sampler.sample(gen, jobs)
+        fresh = sampler.pids()
+        del busy
+    finally:
+        sampler.close()
+    assert (sampler.recoveries, sampler.fallbacks) == (1, 0), "the second try ran on fresh actors"
+    assert not set(stuck) & set(fresh)
+    for a, b in zip(remote, LocalSampler().sample(gen, jobs)):
+        np.testing.assert_allclose(a, b, atol=1e-6)
+    assert ray.is_initialized()
+
+
 FAILING = """
 name = "flow-failing"
 seed = 2
