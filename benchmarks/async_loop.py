@@ -55,16 +55,19 @@ from agent.campaign.state import CampaignState, diverse_hits, ledger_arrays
 from agent.campaign.store import CampaignStore
 from agent.core.materials import get_material
 from agent.core.targets import TargetRange
+from oracles.mock import MockOracle
 
 __all__ = ["MODES", "main", "run_one", "summarise"]
 
 MODES = ("batch", "async")
 SPACING, WINDOW = 0.1, 0.1
 PLANNING = ("retrain", "sample", "refine", "choose")
-# the models of both modes (`--models small`: a quicker campaign on a busy machine)
-MODELS: dict[str, dict[str, int]] = {
-    "default": {},
-    "small": {"members": 3, "surrogate_epochs": 150, "surrogate_warm_epochs": 50, "generator_epochs": 100},
+# the models of both modes (`--models small`: a quicker campaign on a busy machine; `tiny`: the
+# suite's smoke run), and the generator samples per target they draw (None: the default)
+MODELS: dict[str, tuple[dict[str, int], int | None]] = {
+    "default": ({}, None),
+    "small": ({"members": 3, "surrogate_epochs": 150, "surrogate_warm_epochs": 50, "generator_epochs": 100}, None),
+    "tiny": ({"members": 2, "surrogate_epochs": 20, "surrogate_warm_epochs": 5, "generator_epochs": 10}, 200),
 }
 
 
@@ -75,6 +78,9 @@ class _Reached(Exception):
 def config(args: argparse.Namespace, mode: str, k: int, seed: int, work: Path, designs: Path) -> dict[str, Any]:
     loop: dict[str, Any] = {"mode": mode, "batch_size": k, "max_in_flight": k, "min_distance": SPACING}
     loop |= {"exploration": 0.0} | ({"refill": max(1, k // 4)} if mode == "async" else {})
+    models, samples = MODELS[args.models]
+    if samples is not None:
+        loop["samples_per_target"] = samples
     settings = {
         "workdir": str(work / "mock"),
         "latency_s": args.median_s,
@@ -90,7 +96,7 @@ def config(args: argparse.Namespace, mode: str, k: int, seed: int, work: Path, d
         "oracle": {"name": "mock", "settings": settings},
         "initial": {"random": 0, "designs": str(designs)},
         "loop": loop,
-        "models": MODELS[args.models],
+        "models": models,
         "budget": {"oracle_calls": args.max_calls},
         "ray": {"enabled": False},
         "retry": {"poll_interval_s": 0.05, "backoff_s": 1.0, "max_attempts": 3},
@@ -135,7 +141,12 @@ def run_one(args: argparse.Namespace, mode: str, k: int, seed: int, tmp: Path) -
     wall = until[-1].time - started
     busy = sum(r.time - r.result.handle.submitted_at for r in until)
     planning = [sum(m["seconds"].get(s, 0.0) for s in PLANNING) for m in state.history if m.get("seconds")]
-    lat = [json.loads(p.read_text()).get("latency_s") for p in (work / "mock" / "jobs").glob("*.json")]
+    mock = MockOracle(workdir=work / "mock", latency_s=args.median_s, latency_sigma=args.sigma, seed=seed)
+    jobs = [
+        (p.stem.rsplit("-", 1)[-1], json.loads(p.read_text())["attempt"])
+        for p in (work / "mock" / "jobs").glob("*.json")
+    ]
+    lat = [mock.run_time(key, int(attempt)) for key, attempt in jobs]
     out = {
         "mode": mode,
         "in_flight": k,

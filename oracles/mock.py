@@ -118,9 +118,7 @@ class MockOracle:
             attempt = self._claim_attempt(key)
             job_id = f"{time.time_ns():x}-{attempt}-{key}"
             h = Handle(self.name, job_id, row, native_id=job_id, workdir=str(self.workdir), submitted_at=time.time())
-            job = {"handle": h.to_json(), "attempt": attempt, "cancelled": False}
-            job["latency_s"] = self.run_time(key, attempt)
-            write_json(self.jobs / f"{job_id}.json", job)
+            write_json(self.jobs / f"{job_id}.json", {"handle": h.to_json(), "attempt": attempt, "cancelled": False})
             handles.append(h)
         return handles
 
@@ -178,7 +176,8 @@ class MockOracle:
 
     def run_time(self, key: str, attempt: int) -> float:
         """Seconds the ``attempt``-th job of the design ``key`` runs: ``latency_s``, times a
-        log-normal factor of median 1 with ``latency_sigma``."""
+        log-normal factor of median 1 with ``latency_sigma``. Read from this instance's
+        settings when polled, so a later run with ``latency_s = 0`` finds every job done."""
         if not self.latency_sigma:
             return self.latency_s
         z = np.random.default_rng([self.seed, int(key, 16), attempt + 1, 7]).standard_normal()
@@ -229,7 +228,7 @@ class MockOracle:
             if job.get("cancelled"):
                 out.append(Result(h, JobStatus.CANCELLED, message="cancelled", provenance=prov))
                 continue
-            if now < h.submitted_at + float(job.get("latency_s", self.latency_s)):
+            if now < h.submitted_at + self.run_time(_design_key(h.design), int(job.get("attempt", 0))):
                 out.append(Result(h, JobStatus.RUNNING, provenance=prov))
                 continue
             key = _design_key(h.design)

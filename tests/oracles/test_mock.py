@@ -118,9 +118,11 @@ def test_heavy_tailed_run_times_and_infrastructure_only_failures(tmp_path: Path,
     p50, p95 = np.percentile(times, [50, 95])
     assert 1.8 < p50 < 2.2 and 5.0 < p95 / p50 < 7.5, "log-normal: median latency_s, a 95th percentile 6x it"
     assert oracle.run_time(keys[0], 0) == oracle.run_time(keys[0], 0) != oracle.run_time(keys[0], 1)
-    handles = oracle.submit(data.X[:3])
-    saved = [json.loads((tmp_path / "jobs" / f"{h.job_id}.json").read_text())["latency_s"] for h in handles]
-    assert len(set(saved)) == 3 and min(saved) > 0, "each job runs its own time, kept in its job file"
+    quickest = MockOracle(workdir=tmp_path / "t", latency_s=0.05, latency_sigma=1.5, seed=4)
+    handles = quickest.submit(data.X[:40])
+    time.sleep(0.05)
+    done = [s.terminal for s in quickest.poll(handles)]
+    assert 5 < sum(done) < 35, "each job runs its own time: about half are done at the median"
     quick = MockOracle(workdir=tmp_path / "q", failure_rate=0.3, infrastructure_share=1.0, seed=4)
     out = quick.results(quick.submit(data.X[:300]))
     failed = [r for r in out if r.status is JobStatus.FAILED]
