@@ -185,3 +185,12 @@ def test_the_report_pairs_late_results_with_their_forecasts(ran: Any) -> None:
     ]
     points = calibration_points(batches, state.records, state.space, state.target_name)
     assert len(points) == len(wanted) and any(chosen_in(r.tag) != r.iteration for r in wanted)
+
+
+def test_a_campaign_that_has_its_hits_collects_the_jobs_still_out(tmp_path: Path) -> None:
+    oracle = CountingMock(workdir=tmp_path / "oracle", latency_s=0.05, latency_sigma=1.5, seed=3)
+    config = CONFIG | {"targets": [{"value": 0.0, "window": 0.1, "hits": 3}], "initial": {"random": 12}}
+    run = run_campaign(config_from_dict(config), tmp_path / "state", oracle=oracle)
+    assert run.reason.startswith("every target has its diverse hits")
+    assert not in_flight(run.store)[0] and oracle.submissions() == run.state.calls > 3
+    assert run.state.history[-1]["candidates"] == {"drain": 1}, "the last iteration chose nothing"
