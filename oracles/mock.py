@@ -72,15 +72,10 @@ class MockOracle:
         self.noise_eV = site_setting(noise_eV, "INNLOOP_MOCK_NOISE_EV", 0.0)
         self.failure_rate = site_setting(failure_rate, "INNLOOP_MOCK_FAILURE_RATE", 0.0)
         self.latency_sigma, self.infrastructure_share = float(latency_sigma), float(infrastructure_share)
-        if (
-            min(self.latency_s, self.noise_eV, self.latency_sigma) < 0
-            or not 0.0 <= self.failure_rate <= 1.0
-            or not 0.0 <= self.infrastructure_share <= 1.0
-        ):
-            raise OracleError(
-                "mock oracle: latency_s, latency_sigma and noise_eV must be >= 0, "
-                "failure_rate and infrastructure_share in [0, 1]"
-            )
+        wrong = [f"{k} >= 0" for k in ("latency_s", "latency_sigma", "noise_eV") if getattr(self, k) < 0]
+        wrong += [f"{k} in [0, 1]" for k in ("failure_rate", "infrastructure_share") if not 0 <= getattr(self, k) <= 1]
+        if wrong:
+            raise OracleError(f"mock oracle: want {', '.join(wrong)}")
         mos2 = get_material("mos2")
         if material != "mos2" and material is not mos2:
             name = material.name if isinstance(material, Material) else str(material)

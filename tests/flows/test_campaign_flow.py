@@ -137,11 +137,12 @@ def test_stuck_actors_are_replaced_before_the_second_try(local_ray: None) -> Non
         torch.tensor(U, dtype=torch.float32), torch.tensor(U.sum(1), dtype=torch.float32), config=TrainConfig(epochs=2)
     )
     jobs = [(1.0, 30, 7), (1.5, 20, 8)]
-    sampler = RaySampler(actors=2, cpus_per_actor=0.25, timeout_s=3.0)
+    sampler = RaySampler(actors=2, cpus_per_actor=0.25)
     try:
         sampler.sample(gen, jobs)  # the weights are in both actors
         stuck = sampler.pids()
-        busy = [a.sample.remote((1.0, 3_000_000, 1)) for a in sampler.actors]  # tens of seconds each: stuck
+        busy = [a.sample.remote((1.0, 3_000_000, 1)) for a in sampler.actors]  # about 100 s each: stuck
+        sampler.timeout_s = 15.0  # long enough for fresh actors to start and answer on a busy machine
         remote = sampler.sample(gen, jobs)
         fresh = sampler.pids()
         del busy
