@@ -59,7 +59,7 @@ def run_oracle(
     """``kills`` kills of ``oracle``'s chaos campaigns; batch mode against an uninterrupted
     reference run, async mode without one (what comes back first depends on the clock)."""
     text = chaos_config(oracle, iterations, mode)
-    label, expected = (oracle, None) if mode == "batch" else (f"{oracle} async", None)
+    expected = None
     if mode == "batch":
         ref = tmp / f"{oracle}-ref"
         with _case(oracle, ref) as case:
@@ -68,7 +68,7 @@ def run_oracle(
     report = chaos_rounds(
         oracle, lambda f: _case(oracle, f), text, folder, iterations, kills, seed, window, expected, mode == "async"
     )
-    report.oracle = label
+    report.oracle = oracle if mode == "batch" else f"{oracle} async"
     return report
 
 

@@ -321,9 +321,9 @@ class VaspOracle:
         if run.converged and run.gap_eV is not None:
             return Result(h, JobStatus.COMPLETED, values={"gap": run.gap_eV}, provenance=prov, log=log)
         msg = run.message or "no value"
-        if not (folder / "vasprun.xml").exists() and Scheduler.output_due(verdict):  # NFS may show it later
-            return Result(h, JobStatus.RUNNING, message="ended; waiting for vasprun.xml to appear", provenance=prov)
         if not (folder / "vasprun.xml").exists():
+            if Scheduler.output_due(verdict):  # a shared file system may show it a little later
+                return Result(h, JobStatus.RUNNING, message="ended; waiting for vasprun.xml to appear", provenance=prov)
             how = "without an exit code (killed from outside)" if exit_code is None else f"with exit code {exit_code}"
             msg = f"job {native} ended {how} and wrote no vasprun.xml; see {folder / 'vasp.err'}"
         return Result.failure(h, run.error_class or ErrorClass.INFRASTRUCTURE, msg, provenance=prov, log=log)

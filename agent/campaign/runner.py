@@ -36,7 +36,6 @@ from agent.campaign.state import (
     latest_families,
     ledger_arrays,
     missing_hits,
-    still_wanted,
     stop_reason,
 )
 from agent.campaign.store import CampaignStore
@@ -257,8 +256,8 @@ def _run_locked(
         monitor.iteration(state)
         if on_iteration is not None:
             on_iteration(state, store)
-    if _drains(state, store, reason):  # async mode: the jobs still out are paid for; collect them
-        say(f"{reason}; collecting the {len(in_flight(store)[0])} jobs still at the oracle")
+    if out := _to_drain(state, store, reason):  # async mode: the jobs still out are paid for; collect them
+        say(f"{reason}; collecting the {out} jobs still at the oracle")
         try:
             state, models = step(state, ctx, models, drain=True)
         except TimeoutError as exc:
@@ -270,18 +269,13 @@ def _run_locked(
     return CampaignRun(replace(state, stopped=reason), store, reason)
 
 
-def _drains(state: CampaignState, store: CampaignStore, reason: str) -> bool:
-    """An asynchronous campaign over (its hits, or its call or iteration budget) with jobs still
-    in flight: they are collected. Not after a pause, the wall time, or a failure-rate stop."""
+def _to_drain(state: CampaignState, store: CampaignStore, reason: str) -> int:
+    """The jobs to collect (0: none) of an asynchronous campaign that is over (its hits, or
+    its call or iteration budget: `stop_reason` without the clock). Not after a pause, the
+    wall time, or a failure-rate stop."""
     if not is_async(state) or reason.startswith(PAUSED) or failure_report(state) is not None:
-        return False
-    b = state.config.budget
-    over = (
-        not any(still_wanted(state))
-        or (b.oracle_calls is not None and state.calls >= b.oracle_calls)
-        or (b.iterations is not None and state.iteration >= b.iterations)
-    )
-    return over and bool(in_flight(store)[0])
+        return 0
+    return len(in_flight(store)[0]) if stop_reason(state) is not None else 0
 
 
 def last_models(store: CampaignStore, state: CampaignState) -> tuple[TrainedModels | None, int | None]:

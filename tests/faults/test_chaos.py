@@ -11,11 +11,12 @@ longer campaigns, and the http oracle."""
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 from agent.testing.backends import mock_case
-from agent.testing.chaos import ASYNC_CHAOS_ITERATIONS, CHAOS_ITERATIONS, chaos, chaos_config
+from agent.testing.chaos import ASYNC_CHAOS_ITERATIONS, CHAOS_ITERATIONS, ChaosReport, chaos, chaos_config
 from agent.testing.kills import reference, write_config
 
 # kill delays after each start, s: a run starts its campaign about 2 s in, so most kills land
@@ -23,15 +24,18 @@ from agent.testing.kills import reference, write_config
 WINDOW = (1.0, 5.0)
 
 
+def _chaos(root: Path, text: str, iterations: int, **kwargs: Any) -> ChaosReport:
+    """20 kills of the mock campaign ``text`` in ``root``, then its end (`agent.testing.chaos.chaos`)."""
+    with mock_case(root) as case:
+        return chaos("mock", case, write_config(root, text), root / "state", iterations, 20, window=WINDOW, **kwargs)
+
+
 @pytest.mark.slow
 def test_twenty_random_kills_lose_nothing_and_pay_nothing_twice(tmp_path: Path) -> None:
     text = chaos_config("mock")
     with mock_case(tmp_path / "ref") as case:
         expected = reference(case, write_config(tmp_path / "ref", text), tmp_path / "ref" / "state", CHAOS_ITERATIONS)
-    with mock_case(tmp_path / "chaos") as case:
-        config = write_config(tmp_path / "chaos", text)
-        state = tmp_path / "chaos" / "state"
-        report = chaos("mock", case, config, state, CHAOS_ITERATIONS, 20, seed=7, window=WINDOW, expected=expected)
+    report = _chaos(tmp_path / "chaos", text, CHAOS_ITERATIONS, seed=7, expected=expected)
     assert report.ok, report.problems
     assert report.kills == 20 and report.runs == 21, "every kill landed on a running campaign"
     assert report.results == report.submissions == len(expected) and report.same
@@ -42,10 +46,7 @@ def test_twenty_random_kills_lose_nothing_and_pay_nothing_twice(tmp_path: Path) 
 @pytest.mark.slow
 def test_twenty_random_kills_of_an_async_campaign_lose_nothing_and_pay_nothing_twice(tmp_path: Path) -> None:
     text = chaos_config("mock", ASYNC_CHAOS_ITERATIONS, mode="async")
-    with mock_case(tmp_path / "chaos") as case:
-        config = write_config(tmp_path / "chaos", text)
-        state = tmp_path / "chaos" / "state"
-        report = chaos("mock", case, config, state, ASYNC_CHAOS_ITERATIONS, 20, seed=11, window=WINDOW, drains=True)
+    report = _chaos(tmp_path / "chaos", text, ASYNC_CHAOS_ITERATIONS, seed=11, drains=True)
     assert report.ok, report.problems
     assert report.kills == 20 and report.runs == 21, "every kill landed on a running campaign"
     assert report.results == report.submissions > 0 and report.same is None
