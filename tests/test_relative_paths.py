@@ -208,6 +208,17 @@ def _gpaw_ci_config(repo: Path) -> str:
     return "configs-ci/gpaw.toml"
 
 
+def _vasp_ci_config(repo: Path) -> str:
+    """agent/configs/vasp.toml with only ``[retry] poll_interval_s`` changed (30 s -> 1 s: a shared
+    scheduler is polled rarely, this throw-away one need not be), written inside the copy."""
+    text = (repo / "agent" / "configs" / "vasp.toml").read_text()
+    rare = "poll_interval_s = 30.0\n"
+    assert rare in text, "agent/configs/vasp.toml changed: update this test"
+    (repo / "configs-ci").mkdir()
+    (repo / "configs-ci" / "vasp.toml").write_text(text.replace(rare, "poll_interval_s = 1.0\n"))
+    return "configs-ci/vasp.toml"
+
+
 CONFIGS = {  # config -> (campaign name, oracle, designs of the first iteration)
     "default": ("mos2-default", "mock", 30),
     "table": ("mos2-table", "table", 50),
@@ -238,7 +249,8 @@ def test_shipped_config_runs_its_first_iteration(
     at ``configs-ci/gpaw.toml`` (a relative path inside the copy) that differs only in
     ``[oracle.settings.settings]`` (PW 300 eV, 3×3×1) and ``[initial] random`` (1 design).
     vasp: `oracles.testing.fake_vasp` as VASP on the session's throw-away local SLURM,
-    through the ``INNLOOP_VASP_*`` variables the config asks for (skipped without SLURM).
+    through the ``INNLOOP_VASP_*`` variables the config asks for (skipped without SLURM), from
+    a copy at ``configs-ci/vasp.toml`` that polls every second instead of every 30 s.
     http: the reference lab server (`oracles.testing.lab`) on 127.0.0.1:8765, the url the
     config names; the token through ``INNLOOP_HTTP_TOKEN``.
     """
@@ -265,6 +277,7 @@ def test_shipped_config_runs_its_first_iteration(
             "INNLOOP_VASP_POLL_S": "1",
             "FAKE_VASP_DELAY_S": "0",
         }
+        config = _vasp_ci_config(repo)
     elif name == "http":
         from oracles.testing.lab import start_lab, stop_lab
 
