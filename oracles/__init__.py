@@ -42,6 +42,7 @@ _REGISTRY: dict[str, str] = {
     "gpaw": "oracles.gpaw:GpawOracle",
     "vasp": "oracles.vasp:VaspOracle",
     "http": "oracles.http:HttpOracle",
+    "manual": "oracles.manual:ManualOracle",
 }
 
 

@@ -19,7 +19,8 @@ so the protocol is built around never losing or repeating one:
   retry a failed submit without paying twice.
 
 What an oracle can do beyond the four calls is declared, never probed: it implements a
-capability protocol (`Adopts`, `IdempotentSubmit`, `MeasuresPool`, `NamesValues`, `ResolvesPaths`) and
+capability protocol (`Adopts`, `IdempotentSubmit`, `MeasuresPool`, `NamesValues`, `ResolvesPaths`,
+`TakesAnswers`) and
 callers check it with ``isinstance`` (``issubclass`` for a class).
 """
 
@@ -54,6 +55,7 @@ __all__ = [
     "OracleUnavailable",
     "ResolvesPaths",
     "Result",
+    "TakesAnswers",
     "absolute_command",
     "absolute_path",
     "designs_to_rows",
@@ -250,6 +252,19 @@ class NamesValues(Protocol):
     anything is submitted (`agent.campaign.constraints`) instead of never finding a hit."""
 
     def value_names(self) -> frozenset[str]: ...
+
+
+@runtime_checkable
+class TakesAnswers(Protocol):
+    """An oracle whose values a person gives (`oracles.manual`): ``innloop tell`` matches the rows
+    of a results file to its ``open_jobs`` and hands each over with ``answer`` (``values``, or
+    ``None`` and a ``reason`` for a failed one; who and when as keywords)."""
+
+    def open_jobs(self) -> list[Handle]: ...
+
+    def answer(
+        self, job_id: str, values: Mapping[str, float] | None, *, reason: str | None = None, **provenance: Any
+    ) -> bool: ...
 
 
 def designs_to_rows(space: DesignSpace, designs: Any) -> list[dict[str, Any]]:

@@ -22,7 +22,12 @@ from typing import Any
 from agent.core.errors import StateError
 from oracles.base import OracleError, Result
 
-__all__ = ["Ledger", "LedgerRecord", "canonical_json", "fsync_dir", "seal", "unseal"]
+__all__ = ["EXTERNAL", "Ledger", "LedgerRecord", "canonical_json", "fsync_dir", "seal", "unseal"]
+
+# The oracle name (and tag) of a measurement given from outside (`agent.campaign.tell`): a
+# colleague's result, an earlier experiment. It counts for the models and for hits, never as
+# an oracle call.
+EXTERNAL = "external"
 
 
 def canonical_json(body: Any) -> str:
@@ -64,6 +69,11 @@ class LedgerRecord:
     time: float
     result: Result
     tag: str
+
+    @property
+    def external(self) -> bool:
+        """Given from outside (`EXTERNAL`), not measured by the campaign's oracle."""
+        return self.result.handle.oracle == EXTERNAL
 
     def to_json(self) -> dict[str, Any]:
         body = {"seq": self.seq, "iteration": self.iteration, "time": self.time, "tag": self.tag}

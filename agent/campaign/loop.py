@@ -102,7 +102,11 @@ class Leftovers:
     def jobs(self, state: CampaignState, batch: Batch) -> list[Job]:
         """The jobs in flight (to re-attach) plus the batch's designs that have no result yet."""
         taken = {design_digest(j.design) for j in self.in_flight}
-        done = {design_digest(r.result.handle.design) for r in state.records if r.iteration == state.iteration}
+        done = {
+            design_digest(r.result.handle.design)
+            for r in state.records
+            if r.iteration == state.iteration and not r.external
+        }
         return [*self.in_flight, *(j for j in jobs_for(state, batch) if design_digest(j.design) not in taken | done)]
 
 

@@ -116,8 +116,9 @@ class PlanInputs:
 
 
 def first_batch(state: CampaignState) -> bool:
-    """The campaign has measured nothing yet: its batch is the initial one."""
-    return state.iteration == 0 and not state.records
+    """The campaign's oracle has measured nothing yet: its batch is the initial one (measurements
+    given from outside before it do not replace the initial designs)."""
+    return state.iteration == 0 and state.calls == 0
 
 
 def loop_funnel(state: CampaignState) -> FunnelConfig:

@@ -74,7 +74,9 @@ def enough(state: CampaignState, *, drain: bool = False) -> int | None:
     got = sum(
         1
         for r in state.records
-        if r.iteration == state.iteration and (r.result.ok or r.result.error_class is not ErrorClass.INFRASTRUCTURE)
+        if r.iteration == state.iteration
+        and not r.external
+        and (r.result.ok or r.result.error_class is not ErrorClass.INFRASTRUCTURE)
     )
     return max(0, state.config.loop.refill_size - got)
 

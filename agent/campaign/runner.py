@@ -39,6 +39,7 @@ from agent.campaign.state import (
     stop_reason,
 )
 from agent.campaign.store import CampaignStore
+from agent.campaign.tell import ingest, waiting
 from agent.campaign.transfer import load_transfer
 from agent.core.errors import CampaignStopped, ConfigError, InnloopError, StateError
 from agent.core.materials import read_observations
@@ -234,7 +235,7 @@ def _run_locked(
         say(f"resuming {config.name} after iteration {state.iteration - 1}: {state.calls} results in the ledger")
     first, known, warned = state.iteration, {r.seq for r in state.records}, False
     declared = isinstance(oracle, NamesValues)  # checked above, before anything was sent
-    while (reason := stop_reason(state, run_started=started)) is None:
+    while (reason := stop_reason(state := _told(state, store, say), run_started=started)) is None:
         # a constrained value missing from the latest results: an oracle that does not declare its values
         # may not measure it (stop: no hit could ever come); one that does has a setup problem (say so)
         if missing := unmeasured(state.records, config.constraints, known=known):
@@ -267,6 +268,14 @@ def _run_locked(
             if on_iteration is not None:
                 on_iteration(state, store)
     return CampaignRun(replace(state, stopped=reason), store, reason)
+
+
+def _told(state: CampaignState, store: CampaignStore, say: Callable[[str], None]) -> CampaignState:
+    """``state`` with the measurements told from outside while this run held the lock (`agent.campaign.tell`)."""
+    if not (new := ingest(store, state.iteration)):
+        return state
+    say(f"{len(new)} external measurements recorded (innloop tell); they count for the models and hits")
+    return state.with_records(new)
 
 
 def _to_drain(state: CampaignState, store: CampaignStore, reason: str) -> int:
@@ -321,6 +330,8 @@ def campaign_status(state_dir: str | Path, name: str) -> dict[str, Any]:
                 row[FAMILY] = None if i is None else int(i)
     statuses: dict[str, int] = {}
     for r in records:
+        if r.external:
+            continue
         statuses[r.result.status.value] = statuses.get(r.result.status.value, 0) + 1
     infeasible = _infeasible(state)
     return {
@@ -328,7 +339,9 @@ def campaign_status(state_dir: str | Path, name: str) -> dict[str, Any]:
         "state": str(store.root),
         "iterations": last + 1,
         "oracle": config.oracle.name,
-        "oracle_calls": len(records),
+        "oracle_calls": state.calls,
+        "external": state.external,  # measurements told from outside (`agent.campaign.tell`), no calls
+        "external_waiting": waiting(store),  # told while a run held the lock: recorded at its next iteration
         "results": statuses,
         "in_flight": len(inflight.get("jobs", [])) if inflight else 0,
         "targets": [

@@ -71,8 +71,14 @@ class CampaignState:
 
     @property
     def calls(self) -> int:
-        """Oracle calls so far: one per result in the ledger, failures included."""
-        return len(self.records)
+        """Oracle calls so far: one per result of the oracle in the ledger, failures included
+        (measurements given from outside, `LedgerRecord.external`, are no calls)."""
+        return sum(not r.external for r in self.records)
+
+    @property
+    def external(self) -> int:
+        """Measurements given from outside (`agent.campaign.tell`) in the ledger."""
+        return sum(r.external for r in self.records)
 
 
 def canonical_order(records: Iterable[LedgerRecord]) -> tuple[LedgerRecord, ...]:
@@ -245,9 +251,10 @@ def failure_report(state: CampaignState) -> str | None:
     many failed, of which kinds, and the commonest message, so the user knows where to look.
     """
     r = state.config.retry
-    if r.max_failure_rate is None or len(state.records) < r.failure_window:
+    if r.max_failure_rate is None or state.calls < r.failure_window:
         return None
-    arrived = sorted(state.records, key=lambda rec: rec.seq)  # recent in time, not in canonical order
+    # recent in time, not in canonical order; the oracle's results only (not those told from outside)
+    arrived = sorted((rec for rec in state.records if not rec.external), key=lambda rec: rec.seq)
     recent = [rec.result for rec in arrived[-r.failure_window :]]
     failed = [res for res in recent if not res.ok]
     rate = len(failed) / len(recent)

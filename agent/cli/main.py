@@ -20,6 +20,7 @@ from typing import Any
 
 from agent.cli.doctor import innloop_version
 from agent.cli.doctor import main as doctor
+from agent.cli.people import add_people_commands
 from agent.core.errors import InnloopError
 from agent.core.paths import resolve_state_dir
 
@@ -141,6 +142,7 @@ def _status(args: argparse.Namespace) -> int:
     print(
         f"{status['campaign']} ({status['state']}): {status['iterations']} iterations, "
         f"{status['oracle_calls']} oracle calls, {status['in_flight']} jobs in flight"
+        + (f", {status['external']} external measurements" if status["external"] else "")
         + (", done" if status["done"] else "")
     )
     print("results: " + ", ".join(f"{k} {v}" for k, v in sorted(status["results"].items())))
@@ -310,6 +312,8 @@ def build_parser() -> argparse.ArgumentParser:
     sv.add_argument("--name", default="innloop-campaign", help="deployment name")
     sv.add_argument("--state", help="state folder for the runs")
     sv.set_defaults(func=_serve)
+
+    add_people_commands(sub)
 
     dr = sub.add_parser("doctor", help="check what works on this machine and how to install what is missing")
     dr.add_argument("--json", action="store_true", help="machine-readable output")
