@@ -21,6 +21,7 @@ import pandas as pd
 from prefect import flow, get_run_logger, task
 from prefect.artifacts import create_link_artifact, create_markdown_artifact
 from prefect.cache_policies import NO_CACHE
+from prefect.settings import PREFECT_UI_URL
 
 from agent.campaign.config import load_config
 from agent.campaign.monitor import current as current_monitor
@@ -29,6 +30,7 @@ from agent.campaign.state import FAILURE_STOP, CampaignState, hit_table
 from agent.campaign.store import CampaignStore
 from agent.core.errors import CampaignStopped
 from agent.core.paths import default_state_dir
+from flows.approval import PrefectGate
 from flows.report import progress_markdown, progress_png
 from flows.samplers import make_sampler
 
@@ -123,8 +125,12 @@ def campaign_flow(
     use_ray: bool = True,
     report: bool = True,
     max_iterations: int | None = None,
+    approval_poll_s: int = 10,
 ) -> dict[str, Any]:
     """Start or resume the campaign in ``config`` (TOML path; ``None``: the shipped default).
+
+    With ``[approval] required`` each batch waits, the run Paused, for the Resume form in the
+    Prefect UI (`flows.approval`), which it looks for every ``approval_poll_s`` seconds.
 
     With ``report`` the campaign's report (`agent.report`) is written at the end and
     published as artifacts; a report that fails is logged and never fails the run.
@@ -137,16 +143,22 @@ def campaign_flow(
     sampler = make_sampler(cfg.ray, ray_address, use_ray=use_ray)
     seconds = {"ray": time.perf_counter() - t0} if use_ray and cfg.ray.enabled else {}
     t0 = time.perf_counter()
+    where = state_dir or default_state_dir()
+    gate = None
+    if cfg.approval.required:
+        gate = PrefectGate(CampaignStore(where, cfg.name), artifact_key(cfg.name, "approval"), approval_poll_s)
     try:
         run = run_campaign(
             cfg,
-            state_dir or default_state_dir(),
+            where,
             source_text=text,
             sampler=sampler,
             log=logger.info,
             run_stage=_run_stage,
             on_iteration=_publish,
             max_iterations=max_iterations,
+            gate=gate,
+            link=run_link(),
         )
     finally:
         sampler.close()
@@ -172,6 +184,17 @@ def campaign_flow(
         "state": str(run.store.root),
         "seconds": seconds,
     }
+
+
+def run_link() -> str | None:
+    """This flow run's page in the Prefect UI (its id alone when no UI address is known)."""
+    from prefect.runtime import flow_run  # the run's context, read where it is wanted
+
+    run_id = flow_run.get_id()
+    if run_id is None:
+        return None
+    ui = PREFECT_UI_URL.value()
+    return f"{ui}/runs/flow-run/{run_id}" if ui else f"prefect flow run {run_id}"
 
 
 def serve(name: str = "innloop-campaign", config: str | None = None, state_dir: str | None = None) -> None:

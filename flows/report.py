@@ -20,9 +20,10 @@ __all__ = ["hits_curve", "progress_markdown", "progress_png"]
 
 
 def hits_curve(state: CampaignState) -> tuple[np.ndarray, list[np.ndarray]]:
-    """Oracle calls ``(n,)`` and, per target, diverse hits found by then ``(n,)``."""
-    calls = np.arange(1, state.calls + 1)
+    """Results ``(n,)`` (oracle calls, and measurements told from outside) and, per target,
+    diverse hits found by then ``(n,)``."""
     U, y = ledger_arrays(state)
+    calls = np.arange(1, len(y) + 1)
     ok = feasible_rows(state)  # a hit also meets the campaign's [[constraints]]
     curves = []
     for t in state.config.targets:

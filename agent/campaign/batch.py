@@ -12,6 +12,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from agent.campaign.approval import Proposal
 from agent.campaign.state import CampaignState
 
 __all__ = ["Batch"]
@@ -40,6 +41,19 @@ class Batch:
         df["reason"] = self.reason
         df["pred"], df["pred_std"], df["log_pf"] = self.pred, self.std, self.log_pf
         return df
+
+    def proposal(self, state: CampaignState, asked_at: float, link: str | None = None) -> Proposal:
+        """The batch as a person is asked to approve it (`agent.campaign.approval`)."""
+        space = state.space
+        rows = [
+            r | {"target": _target_cell(state, t), "pred": float(mu), "std": float(sd), "reason": why}
+            for r, t, mu, sd, why in zip(
+                space.to_rows(self.physical(state)), self.target, self.pred, self.std, self.reason
+            )
+        ]
+        return Proposal(
+            state.config.name, state.iteration, asked_at, state.target_name, space.names, space.units, rows, link
+        )
 
     @classmethod
     def read(cls, path: Path, state: CampaignState) -> Batch:

@@ -35,7 +35,7 @@ from pydantic_core import PydanticCustomError
 
 from agent.campaign.config_errors import NO_VALUE, Spec, error_lines, problems_of
 from agent.campaign.constraints import LimitSpec, limit_names, limit_problems
-from agent.campaign.run_config import RaySpec, RetrySpec
+from agent.campaign.run_config import ApprovalSpec, NotifySpec, RaySpec, RetrySpec
 from agent.campaign.section_config import (
     BudgetSpec,
     InitialSpec,
@@ -52,12 +52,14 @@ from agent.core.materials import Material, available_materials, get_material
 
 __all__ = [
     "DEFAULT_CONFIG",
+    "ApprovalSpec",
     "BudgetSpec",
     "CampaignConfig",
     "InitialSpec",
     "LimitSpec",
     "LoopSpec",
     "ModelSpec",
+    "NotifySpec",
     "OracleSpec",
     "RaySpec",
     "RetrySpec",
@@ -90,6 +92,8 @@ class CampaignConfig(Spec):
     ray: RaySpec = Field(default_factory=RaySpec)
     _source: str = PrivateAttr(default="<dict>")  # where it was read from, for error messages
     retry: RetrySpec = Field(default_factory=RetrySpec)
+    approval: ApprovalSpec = Field(default_factory=ApprovalSpec)  # [approval]: a person approves each batch
+    notify: NotifySpec = Field(default_factory=NotifySpec)  # [notify]: a webhook told when people are needed
 
     @field_validator("name")
     @classmethod
@@ -232,9 +236,10 @@ class CampaignConfig(Spec):
         """The file (quoted) or ``<dict>`` this config was validated from."""
         return self._source
 
-    def fingerprint(self, exclude: Iterable[str] = ("budget",)) -> str:
+    def fingerprint(self, exclude: Iterable[str] = ("budget", "approval", "notify")) -> str:
         """Short sha256 of the canonical JSON without ``exclude``: a resumed campaign must match
-        the one that started it, except for the budget, which may be extended."""
+        the one that started it, except for the budget, which may be extended, and for who is
+        asked and told ([approval], [notify]), which may change while it runs."""
         data = self.to_dict()
         skip = {exclude} if isinstance(exclude, str) else set(exclude)
         if unknown := skip - set(data):

@@ -5,6 +5,8 @@
 3. `refine`     │ batch out; here the models are saved after `retrain` and the batch
 4. `choose`     ┘ into ``batch.csv`` after `choose` (the families it spread hits over
                    into ``families.json`` just before);
+   `approve`    with ``[approval] required``: a person's decision on the batch, written to
+                ``approval.json`` before anything is submitted (`agent.campaign.approval`);
 5. `measure`    submit and collect (`agent.campaign.collect`: ledger first, retries, timeouts);
 6. `update`     observations, hits per target, metrics;
 7. `checkpoint` candidates and metrics into ``iterations/NNNN/``, then commit it.
@@ -30,12 +32,13 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from agent.campaign import plan, refill
+from agent.campaign import approval, plan, refill
 from agent.campaign.batch import Batch
 from agent.campaign.collect import Job, collect
 from agent.campaign.journal import in_flight
 from agent.campaign.ledger import LedgerRecord
 from agent.campaign.monitor import Monitor
+from agent.campaign.notify import Notify, quiet
 from agent.campaign.plan import PlanInputs
 from agent.campaign.state import CampaignState, hit_designs
 from agent.campaign.store import CampaignStore
@@ -69,6 +72,9 @@ class Context:
     # runs one named stage; a Prefect flow swaps in one that makes each stage a task
     run_stage: StageRunner = lambda _name, fn: fn()
     transfer: TransferSource | None = None  # [transfer]'s source, loaded once per run (agent.campaign.transfer)
+    gate: approval.Gate | None = None  # who is asked to approve a batch; None: `innloop approve` (a FileGate)
+    link: str | None = None  # where this run is watched (a Prefect run's page), for questions and notifications
+    notify: Notify = quiet  # [notify]: tells people an approval waits (`agent.campaign.notify`)
 
 
 @dataclass(frozen=True)
@@ -160,15 +166,44 @@ def step(
         write_families(folder / FAMILIES_FILE, cands.families)  # first: a batch on disk has its families
         write_csv(folder / "batch.csv", batch.frame(state))
     jobs = left.jobs(state, batch)
+    decided = None
+    if state.config.approval.required and len(batch.U):
+        decided = stage("approve", lambda: ask_approval(state, ctx, batch, folder))
+        jobs = [] if decided[0].action == "stop" else _without_dropped(state, jobs, batch, decided[0])
     wait = refill.enough(state, drain=drain)
-    new = stage("measure", lambda: measure(state, jobs, ctx, left.since, enough=wait))
+    new = [] if not jobs else stage("measure", lambda: measure(state, jobs, ctx, left.since, enough=wait))
     earlier = refill.forecasts(ctx.store, state, [r for r in state.records if r.iteration == state.iteration] + new)
     nxt = stage(
         "update",
         lambda: update(state, batch, new, seconds, run_started=ctx.run_started, now=time.time(), earlier=earlier),
     )
+    if decided is not None:  # the report and `status` show who decided what
+        nxt = replace(nxt, history=(*nxt.history[:-1], nxt.history[-1] | {"approval": approval.summary(*decided)}))
     done = stage("checkpoint", lambda: checkpoint(nxt, mine, cands, ctx.store))
     return done, mine or models
+
+
+def ask_approval(
+    state: CampaignState, ctx: Context, batch: Batch, folder: Path
+) -> tuple[approval.Decision, approval.Proposal]:
+    """The decision on ``batch`` (`agent.campaign.approval.ask`): on disk, or asked of a person."""
+    spec = state.config.approval
+    gate = ctx.gate or approval.FileGate(folder)
+
+    def told(p: approval.Proposal) -> None:
+        ctx.log(f"iteration {p.iteration}: {len(p.rows)} designs wait for approval (innloop approve {p.campaign})")
+        ctx.notify("approval", f"approval-{p.iteration}", f"{len(p.rows)} designs of iteration {p.iteration} wait")
+
+    return approval.ask(
+        folder, lambda at: batch.proposal(state, at, ctx.link), gate, told, spec.timeout_s, spec.on_timeout
+    )
+
+
+def _without_dropped(state: CampaignState, jobs: list[Job], batch: Batch, decision: approval.Decision) -> list[Job]:
+    """``jobs`` less the batch's designs the person dropped (numbered from 1)."""
+    rows = state.space.to_rows(batch.physical(state))
+    gone = {design_digest(rows[i - 1]) for i in decision.drop}
+    return [j for j in jobs if j.handle is not None or design_digest(j.design) not in gone]
 
 
 def _timed(state: CampaignState, ctx: Context, seconds: dict[str, float]) -> StageRunner:

@@ -1,5 +1,6 @@
-"""The campaign file's run sections: where the sampler actors run (``[ray]``) and how
-infrastructure failures are retried (``[retry]``).
+"""The campaign file's run sections: where the sampler actors run (``[ray]``), how
+infrastructure failures are retried (``[retry]``), whether a person approves each batch
+(``[approval]``) and whom the campaign tells when it needs someone or ends (``[notify]``).
 
 They say how a campaign runs, not what it designs, and `RetrySpec.updated` is also how
 command-line flags and report options override the file, so they live apart from
@@ -8,12 +9,18 @@ command-line flags and report options override the file, so they live apart from
 
 from __future__ import annotations
 
-from pydantic import Field, ValidationError
+from pathlib import Path
+from typing import Literal
+
+from pydantic import Field, ValidationError, ValidationInfo, field_validator, model_validator
 
 from agent.campaign.config_errors import Spec, error_lines
 from agent.core.errors import ConfigError
 
-__all__ = ["RaySpec", "RetrySpec"]
+__all__ = ["ApprovalSpec", "NotifySpec", "RaySpec", "RetrySpec"]
+
+Event = Literal["approval", "finished", "stopped"]  # what a campaign tells people about (`agent.campaign.notify`)
+EVENTS: tuple[Event, ...] = ("approval", "finished", "stopped")
 
 
 class RaySpec(Spec):
@@ -50,3 +57,54 @@ class RetrySpec(Spec):
             raise ConfigError(
                 "; ".join(line.strip().removeprefix("- ") for line in error_lines(exc, RetrySpec))
             ) from None
+
+
+class ApprovalSpec(Spec):
+    """A person approves each batch before it goes to the oracle (`agent.campaign.approval`).
+
+    Unanswered after ``timeout_s`` (counted from the first time it was asked, across
+    restarts): ``on_timeout = "stop"`` ends the campaign, ``"approve"`` sends the batch.
+    """
+
+    required: bool = False
+    timeout_s: float = Field(default=86400.0, gt=0)
+    on_timeout: Literal["stop", "approve"] = "stop"
+
+
+class NotifySpec(Spec):
+    """A webhook told (JSON POST) when a campaign waits for approval, finishes or stops.
+
+    The URL usually carries a secret, and the campaign file is copied into its state folder,
+    so it comes from a file (``url_file``, relative to the campaign file) or an environment
+    variable (``url_env``), never the file itself. Neither: no notifications.
+    """
+
+    url: str | None = None  # refused: only here to say where the URL goes instead
+    url_file: str | None = None
+    url_env: str | None = None
+    events: list[Event] = Field(default_factory=lambda: list(EVENTS))
+    timeout_s: float = Field(default=10.0, gt=0)
+
+    @field_validator("url")
+    @classmethod
+    def _no_url(cls, url: str | None) -> str | None:
+        if url is not None:
+            raise ValueError("a webhook URL is a secret: give url_file (a file holding it) or url_env instead")
+        return url
+
+    @field_validator("url_file")
+    @classmethod
+    def _exists(cls, path: str | None, info: ValidationInfo) -> str | None:
+        if path is None:
+            return None
+        base = Path((info.context or {}).get("base_dir") or Path.cwd())
+        found = (base / Path(path).expanduser()).resolve()
+        if not found.is_file():
+            raise ValueError(f"no such file: {found}")
+        return str(found)
+
+    @model_validator(mode="after")
+    def _one_source(self) -> NotifySpec:
+        if self.url_file is not None and self.url_env is not None:
+            raise ValueError("give url_file or url_env, not both")
+        return self

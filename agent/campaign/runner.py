@@ -16,37 +16,33 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import torch
 
-from agent.campaign.config import CampaignConfig, config_from_dict
+from agent.campaign.approval import STOPPED, Gate
+from agent.campaign.config import CampaignConfig
 from agent.campaign.constraints import check_oracle_values, unmeasured, unmeasured_message
 from agent.campaign.journal import in_flight
 from agent.campaign.loop import Context, step
 from agent.campaign.monitor import Monitor
 from agent.campaign.monitor import current as current_monitor
+from agent.campaign.notify import webhook_for
 from agent.campaign.refill import is_async
 from agent.campaign.state import (
+    FAILURE_STOP,
     CampaignState,
     failure_report,
-    families_covered,
-    feasible_rows,
-    hit_designs,
-    hit_table,
-    latest_families,
-    ledger_arrays,
-    missing_hits,
     stop_reason,
 )
+from agent.campaign.status import campaign_status
 from agent.campaign.store import CampaignStore
-from agent.campaign.tell import ingest, waiting
+from agent.campaign.tell import ingest
 from agent.campaign.transfer import load_transfer
-from agent.core.errors import CampaignStopped, ConfigError, InnloopError, StateError
+from agent.core.errors import CampaignStopped, ConfigError, InnloopError
 from agent.core.materials import read_observations
 from agent.design.sampling import LocalSampler, Sampler
 from agent.design.trained import SURROGATE_FILE, TrainedModels
 from oracles import make_oracle, oracle_class
-from oracles.base import NamesValues, Oracle
+from oracles.base import NamesValues, Oracle, OracleError
 
 PAUSED = "paused after"  # the reason of a run that stopped at its own iteration limit
 
@@ -138,6 +134,8 @@ def run_campaign(
     run_stage: Callable[[str, Callable[[], Any]], Any] | None = None,
     on_iteration: Callable[[CampaignState, CampaignStore], None] | None = None,
     max_iterations: int | None = None,
+    gate: Gate | None = None,
+    link: str | None = None,
 ) -> CampaignRun:
     """Step the campaign until it has its hits or a budget runs out; safe to call again.
 
@@ -149,6 +147,10 @@ def run_campaign(
     Raises `CampaignStopped` when the latest results of an oracle that does not declare its
     values lack a ``[[constraints]]`` value (`agent.campaign.constraints.unmeasured`): no hit
     could come. Everything is kept; run again once the cause is fixed.
+
+    ``gate`` asks a person to approve each batch (``[approval] required``; default: wait for
+    ``innloop approve``); ``link`` is where the run is watched (a Prefect run's page), for the
+    question and for ``[notify]``'s messages: approval waiting, finished, stopped.
 
     Torch runs with ``$INNLOOP_TORCH_THREADS`` threads (default 1): the models are small,
     and on a shared or small machine more threads than free cores slow training by
@@ -172,6 +174,8 @@ def run_campaign(
                 run_stage,
                 on_iteration,
                 max_iterations,
+                gate,
+                link,
             )
         finally:
             if fresh and not lock.exists():  # it never began: leave no empty campaign folder behind
@@ -192,6 +196,8 @@ def _run_locked(
     run_stage: Callable[[str, Callable[[], Any]], Any] | None,
     on_iteration: Callable[[CampaignState, CampaignStore], None] | None,
     max_iterations: int | None,
+    gate: Gate | None,
+    link: str | None,
 ) -> CampaignRun:
     """`run_campaign` with the campaign's run lock held."""
     store, state = open_campaign(config, state_dir, source_text)
@@ -216,6 +222,7 @@ def _run_locked(
         log(msg)
         monitor.message(msg)
 
+    notify = webhook_for(config.notify, store.root, config.name, link, say)
     ctx = Context(
         oracle=oracle,
         store=store,
@@ -224,6 +231,9 @@ def _run_locked(
         deadline=None if wall is None else started + max(0.0, wall - state.elapsed_s),
         monitor=monitor,
         log=say,
+        gate=gate,
+        link=link,
+        notify=notify,
     )
     if run_stage is not None:
         ctx = replace(ctx, run_stage=run_stage)
@@ -233,40 +243,47 @@ def _run_locked(
     monitor.started(state)
     if state.iteration:
         say(f"resuming {config.name} after iteration {state.iteration - 1}: {state.calls} results in the ledger")
-    first, known, warned = state.iteration, {r.seq for r in state.records}, False
-    declared = isinstance(oracle, NamesValues)  # checked above, before anything was sent
-    while (reason := stop_reason(state := _told(state, store, say), run_started=started)) is None:
-        # a constrained value missing from the latest results: an oracle that does not declare its values
-        # may not measure it (stop: no hit could ever come); one that does has a setup problem (say so)
-        if missing := unmeasured(state.records, config.constraints, known=known):
-            if not declared:
-                raise CampaignStopped(unmeasured_message(missing, config.oracle.name, state.records))
-            if not warned:
-                say(unmeasured_message(missing, config.oracle.name, state.records, declared=True))
-                warned = True
-        if max_iterations is not None and state.iteration - first >= max_iterations:
-            reason = f"{PAUSED} {max_iterations} iteration(s) of this run (--iterations); run again to go on"
-            break
-        try:
-            state, models = step(state, ctx, models)
-        except TimeoutError as exc:  # the wall-time budget ran out with jobs at the oracle
-            reason = f"wall-time budget reached; {exc}"
-            break
-        m = state.history[-1]
-        log(f"iteration {m['iteration']}: {m['oracle_calls']} oracle calls, hits {m['hits']}")
-        monitor.iteration(state)
-        if on_iteration is not None:
-            on_iteration(state, store)
-    if out := _to_drain(state, store, reason):  # async mode: the jobs still out are paid for; collect them
-        say(f"{reason}; collecting the {out} jobs still at the oracle")
-        try:
-            state, models = step(state, ctx, models, drain=True)
-        except TimeoutError as exc:
-            reason = f"wall-time budget reached; {exc}"
-        else:
+    try:
+        first, known, warned = state.iteration, {r.seq for r in state.records}, False
+        declared = isinstance(oracle, NamesValues)  # checked above, before anything was sent
+        while (reason := stop_reason(state := _told(state, store, say), run_started=started)) is None:
+            # a constrained value missing from the latest results: an oracle that does not declare its values
+            # may not measure it (stop: no hit could ever come); one that does has a setup problem (say so)
+            if missing := unmeasured(state.records, config.constraints, known=known):
+                if not declared:
+                    raise CampaignStopped(unmeasured_message(missing, config.oracle.name, state.records))
+                if not warned:
+                    say(unmeasured_message(missing, config.oracle.name, state.records, declared=True))
+                    warned = True
+            if max_iterations is not None and state.iteration - first >= max_iterations:
+                reason = f"{PAUSED} {max_iterations} iteration(s) of this run (--iterations); run again to go on"
+                break
+            try:
+                state, models = step(state, ctx, models)
+            except TimeoutError as exc:  # the wall-time budget ran out with jobs at the oracle
+                reason = f"wall-time budget reached; {exc}"
+                break
+            m = state.history[-1]
+            log(f"iteration {m['iteration']}: {m['oracle_calls']} oracle calls, hits {m['hits']}")
             monitor.iteration(state)
             if on_iteration is not None:
                 on_iteration(state, store)
+        if out := _to_drain(state, store, reason):  # async mode: the jobs still out are paid for; collect them
+            say(f"{reason}; collecting the {out} jobs still at the oracle")
+            try:
+                state, models = step(state, ctx, models, drain=True)
+            except TimeoutError as exc:
+                reason = f"wall-time budget reached; {exc}"
+            else:
+                monitor.iteration(state)
+                if on_iteration is not None:
+                    on_iteration(state, store)
+    except (OracleError, CampaignStopped) as exc:  # unreachable, refusing, or no hit could come: tell someone
+        notify("stopped", f"stopped-{store.last_completed() + 1}-{type(exc).__name__}", f"{type(exc).__name__}: {exc}")
+        raise
+    if not reason.startswith(PAUSED):
+        over = "stopped" if reason.startswith((FAILURE_STOP, STOPPED)) else "finished"
+        notify(over, over if over == "finished" else f"stopped-{state.iteration}", reason)
     return CampaignRun(replace(state, stopped=reason), store, reason)
 
 
@@ -295,103 +312,3 @@ def last_models(store: CampaignStore, state: CampaignState) -> tuple[TrainedMode
             store.iteration_file(i, SURROGATE_FILE)  # verified against the manifest first
             return TrainedModels.load(folder, state.config.models.generator), i
     return None, None
-
-
-def campaign_status(state_dir: str | Path, name: str) -> dict[str, Any]:
-    """Iterations, oracle calls, results, jobs in flight and hits per target, from disk only.
-
-    Per target also the families of its believed solution set (`agent.campaign.state.latest_families`)
-    that hold one of its hits: ``families`` (``None`` before any model, or with ``families = 1``),
-    ``families_total`` (how many the models last found) and ``families_wanted`` (the config's
-    ``families``, ``None`` unset); ``infeasible_in_window``: its in-window measurements that a
-    ``[[constraints]]`` limit barred from being hits. ``constraints`` lists the limits (with a
-    ``label``) and ``infeasible`` counts the completed measurements outside them. Each hit
-    design row carries its constrained values and says its ``family`` (index into those
-    families, ``None`` without them; left out where a design column is called ``family``).
-    """
-    store = CampaignStore(state_dir, name)
-    if not store.exists():
-        raise StateError(f"no campaign {name!r} under {Path(state_dir)} (no {store.root / 'config.json'})")
-    raw, _ = store.load_config()
-    config = config_from_dict(raw, source=str(store.root / "config.json"))
-    material = config.design_material()
-    records = tuple(store.ledger.records())
-    last = store.last_completed()
-    history = _status_history(store, config, last)
-    state = CampaignState(config, material.space, material.target, last + 1, records, history=tuple(history))
-    inflight = store.read_inflight()
-    hits = hit_table(state)
-    fams = latest_families(state)
-    covered = families_covered(state)
-    if FAMILY not in (*material.space.names, material.target):
-        for rows, f, U in zip(hits, fams, hit_designs(state)):
-            where = f.assign(U) if f is not None and len(U) else [None] * len(rows)
-            for row, i in zip(rows, where):
-                row[FAMILY] = None if i is None else int(i)
-    statuses: dict[str, int] = {}
-    for r in records:
-        if r.external:
-            continue
-        statuses[r.result.status.value] = statuses.get(r.result.status.value, 0) + 1
-    infeasible = _infeasible(state)
-    return {
-        "campaign": name,
-        "state": str(store.root),
-        "iterations": last + 1,
-        "oracle": config.oracle.name,
-        "oracle_calls": state.calls,
-        "external": state.external,  # measurements told from outside (`agent.campaign.tell`), no calls
-        "external_waiting": waiting(store),  # told while a run held the lock: recorded at its next iteration
-        "results": statuses,
-        "in_flight": len(inflight.get("jobs", [])) if inflight else 0,
-        "targets": [
-            {
-                "label": t.range.label(),
-                "short": t.short,
-                "value": t.value,
-                "window": t.window,
-                "low": t.low,
-                "high": t.high,
-                "wanted": t.hits,
-                "hits": len(h),
-                "missing": m,
-                "families": c,
-                "families_wanted": t.families,
-                "families_total": None if f is None else f.k,
-                "infeasible_in_window": n_out,
-                "designs": h,
-            }
-            for t, h, m, c, f, n_out in zip(config.targets, hits, missing_hits(state), covered, fams, infeasible[1])
-        ],
-        "constraints": [c.to_dict() | {"label": c.label()} for c in config.constraints],
-        "infeasible": infeasible[0],
-        "elapsed_s": history[-1].get("elapsed_s") if history else 0.0,
-        "transfer": (history[-1].get("fit") or {}).get("transfer") if history else None,  # [transfer]'s map
-        "done": stop_reason(state) is not None and not (inflight and inflight.get("jobs")),
-    }
-
-
-FAMILY = "family"  # the key of a hit design row naming its family in `campaign_status`
-
-
-def _infeasible(state: CampaignState) -> tuple[int, list[int]]:
-    """Completed measurements outside a ``[[constraints]]`` limit (or without its value), and
-    per target those of them inside its window: what would have been hits but for the limits."""
-    _, y = ledger_arrays(state)
-    out = (~feasible_rows(state)) & np.isfinite(y)
-    return int(out.sum()), [int((out & t.range.contains(y)).sum()) for t in state.config.targets]
-
-
-def _status_history(store: CampaignStore, config: CampaignConfig, last: int) -> list[dict[str, Any]]:
-    """The verified metrics `campaign_status` needs: the last iteration's, and back to the newest
-    one holding families (`agent.campaign.state.latest_families`) where a target spreads its hits
-    over families; an iteration without models (the first) holds none."""
-    if last < 0:
-        return []
-    history = [store.verify_iteration(last)]
-    if any(t.families != 1 for t in config.targets):
-        i = last
-        while not history[0].get("families") and i > 0:
-            i -= 1
-            history.insert(0, store.verify_iteration(i))
-    return history

@@ -19,6 +19,7 @@ from typing import Any
 import numpy as np
 from scipy.spatial import cKDTree
 
+from agent.campaign.approval import dropped_designs, stopped_by_person
 from agent.campaign.config import CampaignConfig
 from agent.campaign.constraints import feasible, limit_values
 from agent.campaign.ledger import LedgerRecord
@@ -119,8 +120,12 @@ def observed(state: CampaignState) -> tuple[np.ndarray, np.ndarray]:
 
 
 def measured_unit(state: CampaignState) -> np.ndarray:
-    """Unit-box designs ever sent to the oracle, failed ones included: never proposed again."""
-    return ledger_arrays(state)[0]
+    """Unit-box designs ever sent to the oracle, failed ones included, and those a person
+    dropped at approval (`agent.campaign.approval`): never proposed again."""
+    U = ledger_arrays(state)[0]
+    if dropped := dropped_designs(state.history):
+        U = np.vstack([U, state.space.to_unit(state.space.from_rows(dropped, source="dropped designs"))])
+    return U
 
 
 def diverse_hits(
@@ -280,6 +285,8 @@ def failure_report(state: CampaignState) -> str | None:
 def stop_reason(state: CampaignState, *, run_started: float | None = None, now: float | None = None) -> str | None:
     """Why the campaign is over, or ``None`` while it should go on."""
     b = state.config.budget
+    if (person := stopped_by_person(state.history)) is not None:
+        return person
     if not any(still_wanted(state)):
         asked = any(t.families is not None for t in state.config.targets)
         return "every target has its diverse hits" + (" and families" + _fewer_families(state) if asked else "")

@@ -46,8 +46,41 @@ def _tell(args: argparse.Namespace) -> int:
     return 0
 
 
+def _approve(args: argparse.Namespace) -> int:
+    # the campaign's stack loads when a batch is approved, not at start-up (see `agent.cli.main`)
+    from agent.campaign.approval import as_text, decide, read_decision, read_request, write_decision
+    from agent.campaign.store import CampaignStore
+    from agent.core.errors import StateError
+
+    store = CampaignStore(resolve_state_dir(args.state), args.campaign)
+    if not store.exists():
+        raise StateError(f"no campaign {args.campaign!r} under {store.root.parent} (no {store.root / 'config.json'})")
+    folder = store.root / "iterations" / f"{store.last_completed() + 1:04d}"
+    asked = read_request(folder)
+    if asked is None:
+        raise StateError(f"{args.campaign}: no batch waits for approval (none asked in {folder})")
+    if (done := read_decision(folder)) is not None:
+        raise StateError(
+            f"{args.campaign}: iteration {asked.iteration} was decided already ({done.action} by {done.by}); "
+            "a decision is final"
+        )
+    if args.show:
+        print(as_text(asked))
+        return 0
+    decision = decide(asked, "stop" if args.stop else "approve", args.drop or (), args.reason or "", "innloop approve")
+    write_decision(folder, decision)
+    if asked.link is not None:  # a Prefect flow waits on its own form: answer it too, so it goes on now
+        from flows.approval import resume_with  # Prefect: only for a campaign that a flow runs
+
+        resume_with(asked.link, decision)
+    kept = len(asked.rows) - len(decision.drop)
+    said = "stopped" if decision.action == "stop" else f"approved {kept} of {len(asked.rows)} designs"
+    print(f"{args.campaign}: iteration {asked.iteration} {said}" + (f" ({decision.reason})" if decision.reason else ""))
+    return 0
+
+
 def add_people_commands(sub: Any) -> None:
-    """Add ``tell`` (and ``approve``) to the ``innloop`` sub-commands."""
+    """Add ``tell`` and ``approve`` to the ``innloop`` sub-commands."""
     t = sub.add_parser(
         "tell",
         help="give a campaign measured values: answers to a manual oracle's jobs, or results from outside",
@@ -60,3 +93,17 @@ def add_people_commands(sub: Any) -> None:
     t.add_argument("results", help="CSV of measured values")
     t.add_argument("--state", help="state folder (default $INNLOOP_STATE_DIR or ./state)")
     t.set_defaults(func=_tell)
+
+    a = sub.add_parser(
+        "approve",
+        help="approve (or stop) the batch a campaign waits to send, from any shell",
+        description="With [approval] required = true a campaign waits before each batch. This approves it "
+        "(without the designs given to --drop, numbered as --show prints them) or, with --stop, ends the campaign.",
+    )
+    a.add_argument("campaign", help="campaign name")
+    a.add_argument("--drop", type=int, nargs="+", metavar="N", help="designs (numbered from 1) not to measure")
+    a.add_argument("--stop", action="store_true", help="send nothing and end the campaign")
+    a.add_argument("--reason", help="why, in a few words (kept in the state and the report)")
+    a.add_argument("--show", action="store_true", help="print the waiting batch and decide nothing")
+    a.add_argument("--state", help="state folder (default $INNLOOP_STATE_DIR or ./state)")
+    a.set_defaults(func=_approve)

@@ -1,0 +1,247 @@
+"""A person approves each batch before the oracle sees it (``[approval] required = true``).
+
+A lab that spends reagents and instrument hours does not let a loop send batches nobody
+has seen. So once a batch is chosen (and saved in ``batch.csv``), and before anything of
+it is submitted, the campaign asks:
+
+1. the question (`Proposal`: each design in physical units, the forecast ± σ, why it was
+   chosen) goes to ``approval_request.json`` in the iteration's folder, with when it was
+   first asked; a run killed while it waits asks the same question again, about the same
+   batch, and the timeout still counts from the first time;
+2. a `Gate` waits for the answer: `FileGate` for ``innloop approve`` from any shell, the
+   Prefect flow's gate (`flows.approval`) for the form in the Prefect UI;
+3. the answer (`Decision`: approve, with designs dropped or none, or stop; a free-text
+   reason; who and when) is written to ``approval.json`` *before* anything is submitted,
+   becomes part of the iteration's metrics (so the report and ``status`` show it), and a
+   dropped design joins the measured ones that are never proposed again.
+
+Unanswered after ``timeout_s``, the campaign does what ``on_timeout`` says, and records
+that no one answered. A stop ends the campaign (`stop_reason`) with the person's reason.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any, Literal, Protocol
+
+import numpy as np
+
+from agent.campaign.journal import read_state_json
+from agent.campaign.ledger import seal, unseal
+from agent.core.atomic import write_json
+from agent.core.errors import StateError
+
+__all__ = [
+    "DECISION",
+    "REQUEST",
+    "STOPPED",
+    "Decision",
+    "FileGate",
+    "Gate",
+    "Proposal",
+    "ask",
+    "decide",
+    "dropped_designs",
+    "read_decision",
+    "read_request",
+    "stopped_by_person",
+]
+
+REQUEST = "approval_request.json"
+DECISION = "approval.json"
+STOPPED = "stopped at approval"  # the stop reason's prefix after a person's (or a timeout's) stop
+
+Action = Literal["approve", "stop"]
+
+
+@dataclass(frozen=True)
+class Proposal:
+    """What a person is asked to approve: the batch as rows ``#1..#k`` (`rows`' dicts hold
+    the design's columns plus ``target``, ``pred``, ``std`` and ``reason``)."""
+
+    campaign: str
+    iteration: int
+    asked_at: float
+    value: str  # the measured value's name (its forecast is ``pred`` ± ``std``)
+    columns: list[str]  # the design's columns, in order
+    units: dict[str, str]
+    rows: list[dict[str, Any]]
+    link: str | None = None  # where else it can be answered (the Prefect run), when there is such a place
+
+    def to_json(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> Proposal:
+        return cls(**data)
+
+    def markdown(self) -> str:
+        """The batch as a markdown table, one row per design, numbered as `Decision.drop` counts."""
+        head = ["#", *(f"{c} ({self.units[c]})" if self.units.get(c) else c for c in self.columns)]
+        head += ["target", f"predicted {self.value}", "why chosen"]
+        lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+        for i, r in enumerate(self.rows, start=1):
+            cells = [str(i), *(_cell(r[c]) for c in self.columns), _cell(r["target"])]
+            cells += [f"{r['pred']:.3g} ± {r['std']:.2g}", str(r["reason"]).replace("|", "/")]
+            lines.append("| " + " | ".join(cells) + " |")
+        return "\n".join(lines)
+
+
+@dataclass(frozen=True)
+class Decision:
+    """A person's answer: ``approve`` (without the rows in ``drop``, numbered from 1) or ``stop``."""
+
+    action: Action
+    drop: tuple[int, ...] = ()
+    reason: str = ""
+    by: str = "a person"  # who or what answered: "innloop approve", "the Prefect UI", "timeout"
+    decided_at: float = field(default_factory=time.time)
+
+    def to_json(self) -> dict[str, Any]:
+        return asdict(self) | {"drop": list(self.drop)}
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> Decision:
+        if data.get("action") not in ("approve", "stop"):
+            raise ValueError(f"action must be 'approve' or 'stop', got {data.get('action')!r}")
+        drop = data.get("drop") or []
+        if not isinstance(drop, list) or not all(isinstance(i, int) and not isinstance(i, bool) for i in drop):
+            raise ValueError("drop must be a list of row numbers")
+        return cls(
+            data["action"],
+            tuple(drop),
+            str(data.get("reason") or ""),
+            str(data.get("by") or ""),
+            float(data["decided_at"]),
+        )
+
+
+class Gate(Protocol):
+    """Waits for a person's answer to ``proposal`` until ``deadline`` (`time.time()`); ``None``: no answer."""
+
+    def ask(self, proposal: Proposal, deadline: float) -> Decision | None: ...
+
+
+@dataclass
+class FileGate:
+    """Waits for ``approval.json`` in ``folder`` (what ``innloop approve`` writes), polling."""
+
+    folder: Path
+    poll_s: float = 1.0
+    sleep: Callable[[float], None] = time.sleep
+
+    def ask(self, proposal: Proposal, deadline: float) -> Decision | None:
+        while (found := read_decision(self.folder)) is None:
+            left = deadline - time.time()
+            if left <= 0:
+                return None
+            self.sleep(min(self.poll_s, left))
+        return found
+
+
+def decide(proposal: Proposal, action: Action, drop: Sequence[int] = (), reason: str = "", by: str = "") -> Decision:
+    """A checked `Decision` on ``proposal``: every dropped row exists (numbered from 1), at most once."""
+    n = len(proposal.rows)
+    bad = sorted({i for i in drop if not 1 <= i <= n})
+    if bad:
+        raise StateError(f"no design #{', #'.join(map(str, bad))} in the batch of {n} waiting for approval")
+    if action == "stop" and drop:
+        raise StateError("a stop sends nothing: drop designs only when approving the rest")
+    return Decision(action, tuple(sorted(set(drop))), reason.strip(), by or "a person")
+
+
+def summary(decision: Decision, proposal: Proposal) -> dict[str, Any]:
+    """The decision as the iteration's metrics keep it: with the dropped designs themselves."""
+    dropped = [{c: proposal.rows[i - 1][c] for c in proposal.columns} for i in decision.drop]
+    return decision.to_json() | {"asked_at": proposal.asked_at, "designs": len(proposal.rows), "dropped": dropped}
+
+
+def ask(
+    folder: Path,
+    make: Callable[[float], Proposal],
+    gate: Gate,
+    told: Callable[[Proposal], None],
+    timeout_s: float,
+    on_timeout: Action,
+) -> tuple[Decision, Proposal]:
+    """The decision on the batch in ``folder``: the one on disk, else a person's through ``gate``
+    (``make(asked_at)`` builds the question, asked again with its first ``asked_at`` after a
+    kill; ``told`` hears it before the wait), else ``on_timeout``'s after ``timeout_s``.
+    Written to ``approval.json`` before it is returned: before anything is submitted."""
+    if (done := read_decision(folder)) is not None:
+        return done, read_request(folder) or make(done.decided_at)
+    first = read_request(folder)
+    proposal = make(first.asked_at if first is not None else time.time())
+    if proposal != first:  # the first time, or a new run (its own link) asking again
+        write_request(folder, proposal)
+    told(proposal)
+    got = gate.ask(proposal, proposal.asked_at + timeout_s)
+    if (answered := read_decision(folder)) is not None:  # `innloop approve` was first, while the gate waited
+        return answered, proposal
+    if got is None:
+        got = Decision(on_timeout, (), f"no answer within {timeout_s:g} s", "timeout")
+    write_decision(folder, got)
+    return got, proposal
+
+
+# -- files -------------------------------------------------------------------------------------
+def write_request(folder: Path, proposal: Proposal) -> Path:
+    return write_json(folder / REQUEST, seal(proposal.to_json()), indent=1)
+
+
+def read_request(folder: Path) -> Proposal | None:
+    path = folder / REQUEST
+    if not path.exists():
+        return None
+    try:
+        return Proposal.from_json(unseal(read_state_json(path, "the approval request"), str(path)))
+    except TypeError as exc:
+        raise StateError(f"{path}: damaged approval request ({exc})") from None
+
+
+def write_decision(folder: Path, decision: Decision) -> Path:
+    return write_json(folder / DECISION, seal(decision.to_json()), indent=1)
+
+
+def read_decision(folder: Path) -> Decision | None:
+    path = folder / DECISION
+    if not path.exists():
+        return None
+    try:
+        return Decision.from_json(unseal(read_state_json(path, "the approval decision"), str(path)))
+    except (ValueError, KeyError, TypeError) as exc:
+        raise StateError(f"{path}: damaged approval decision ({exc}); delete it to be asked again") from None
+
+
+# -- what follows from the decisions -----------------------------------------------------------
+def dropped_designs(history: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Every design a person dropped, over the committed iterations' metrics."""
+    return [d for m in history for d in (m.get("approval") or {}).get("dropped", [])]
+
+
+def stopped_by_person(history: Sequence[dict[str, Any]]) -> str | None:
+    """The stop reason of a campaign whose batch a person (or a timeout) stopped, else ``None``."""
+    for m in history:
+        a = m.get("approval") or {}
+        if a.get("action") == "stop":
+            why = f": {a['reason']}" if a.get("reason") else ""
+            return f"{STOPPED} of iteration {m['iteration']} by {a.get('by') or 'a person'}{why}"
+    return None
+
+
+def _cell(v: Any) -> str:
+    if isinstance(v, float | np.floating):
+        return "" if not np.isfinite(v) else f"{float(v):.6g}"
+    return str(v)
+
+
+def as_text(proposal: Proposal) -> str:
+    """The question as ``innloop approve --show`` prints it."""
+    when = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(proposal.asked_at))
+    return (
+        f"{proposal.campaign}, iteration {proposal.iteration}: {len(proposal.rows)} designs waiting since {when}\n"
+        + (proposal.markdown())
+    )

@@ -1,0 +1,143 @@
+"""A person approves each batch (``[approval]``, `agent.campaign.approval`) without Prefect:
+``innloop approve`` from another thread, drops that are never proposed again, a run stopped
+while it waits that asks the same question again, a timeout, and ``[notify]``'s webhook
+hearing each event once (`agent.testing.webhook.Receiver` on loopback)."""
+
+from __future__ import annotations
+
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from agent.campaign.approval import DECISION, REQUEST, Decision, Proposal, read_decision, read_request
+from agent.campaign.config import config_from_dict
+from agent.campaign.runner import CampaignRun, campaign_status, open_campaign, run_campaign
+from agent.campaign.state import measured_unit
+from agent.campaign.store import CampaignStore
+from agent.cli.main import main
+from agent.core.materials import get_material
+from agent.testing.webhook import Receiver
+from oracles.base import design_digest
+from tests.agent.campaign.helpers import TINY_MODELS
+
+SPACE = get_material("mos2").space
+
+
+def _config(name: str, **extra: Any) -> dict[str, Any]:
+    return {
+        "name": name,
+        "seed": 4,
+        "targets": [{"value": 1.0, "window": 0.1, "hits": 50}],
+        "initial": {"random": 5},
+        "loop": {"batch_size": 5, "samples_per_target": 100},
+        "models": TINY_MODELS,
+        "ray": {"enabled": False},
+        "retry": {"poll_interval_s": 0.02},
+        "approval": {"required": True},
+    } | extra
+
+
+def _wait(path: Path, timeout: float = 60) -> None:
+    end = time.monotonic() + timeout
+    while not path.exists():
+        assert time.monotonic() < end, f"{path} never appeared"
+        time.sleep(0.05)
+
+
+def test_innloop_approve_drops_a_design_before_anything_is_sent(tmp_path: Path) -> None:
+    config = config_from_dict(_config("approved", budget={"iterations": 1}))
+    state = tmp_path / "state"
+    out: dict[str, CampaignRun] = {}
+    runner = threading.Thread(target=lambda: out.setdefault("run", run_campaign(config, state)), daemon=True)
+    runner.start()
+    folder = state / "approved" / "iterations" / "0000"
+    _wait(folder / REQUEST)
+    asked = read_request(folder)
+    assert asked is not None and len(asked.rows) == 5 and not (state / "approved" / "ledger.jsonl").exists()
+    assert campaign_status(state, "approved")["approval"]["designs"] == 5, "status shows the waiting batch"
+    assert main(["approve", "approved", "--drop", "9", "--state", str(state)]) == 2, "no design #9"
+    assert main(["approve", "approved", "--drop", "2", "--reason", "too costly", "--state", str(state)]) == 0
+    runner.join(60)
+    run = out["run"]
+    sent = {design_digest(r.result.handle.design) for r in run.store.ledger.records()}
+    dropped = asked.rows[1]
+    assert len(sent) == 4 and design_digest({c: dropped[c] for c in asked.columns}) not in sent
+    decision = read_decision(folder)
+    assert decision is not None and decision.drop == (2,) and decision.by == "innloop approve"
+    metrics = run.state.history[0]["approval"]
+    assert metrics["reason"] == "too costly" and metrics["dropped"] == [{c: dropped[c] for c in asked.columns}]
+    assert main(["approve", "approved", "--state", str(state)]) == 2, "nothing waits any more"
+
+
+class _Person:
+    """A `Gate` that drops rows 1-3 of the first batch and approves every later one whole."""
+
+    def __init__(self) -> None:
+        self.asked: list[Proposal] = []
+
+    def ask(self, proposal: Proposal, deadline: float) -> Decision | None:
+        self.asked.append(proposal)
+        return Decision("approve", (1, 2, 3) if proposal.iteration == 0 else (), "", "a test")
+
+
+def test_dropped_designs_are_never_proposed_again(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A table of 20 rows that the campaign works through: without the drops kept, the three
+    dropped rows would be proposed again before the pool runs out. ``finished`` is told once."""
+    rows = SPACE.to_frame(SPACE.from_unit(SPACE.sample_unit(np.random.default_rng(1), 20)))
+    rows["gap"] = np.linspace(0.2, 1.8, 20)
+    rows.to_csv(tmp_path / "table.csv", index=False, float_format="%.17g")
+    monkeypatch.setenv("TEST_HOOK", "")
+    with Receiver() as hook:
+        monkeypatch.setenv("TEST_HOOK", hook.url)
+        raw = _config(
+            "dropped",
+            oracle={"name": "table", "settings": {"path": str(tmp_path / "table.csv")}},
+            budget={"iterations": 4},
+            notify={"url_env": "TEST_HOOK"},
+        )
+        person = _Person()
+        run = run_campaign(config_from_dict(raw), tmp_path / "state", gate=person)
+        again = run_campaign(config_from_dict(raw), tmp_path / "state", gate=person)
+    assert again.reason == run.reason and run.reason.startswith("iteration budget reached")
+    first = person.asked[0]
+    gone = {design_digest({c: r[c] for c in first.columns}) for r in first.rows[:3]}
+    later = [design_digest({c: r[c] for c in p.columns}) for p in person.asked[1:] for r in p.rows]
+    assert len(later) == 15 and not gone & set(later), "a dropped design came back"
+    assert len(run.state.records) == 17
+    _, state = open_campaign(config_from_dict(raw), tmp_path / "state")
+    assert len(measured_unit(state)) == 20, "the dropped designs count as measured"
+    assert hook.kinds() == ["approval"] * 4 + ["finished"], "each event once; the second run tells nothing"
+    assert hook.events[-1]["campaign"] == "dropped" and "iteration budget" in hook.events[-1]["reason"]
+
+
+def test_a_stopped_run_asks_the_same_question_and_times_out(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A run interrupted while it waits; the next one asks the same batch, with the first time
+    it was asked, and stops when no one answers; each event reaches the webhook once."""
+
+    class Gone:
+        def ask(self, proposal: Proposal, deadline: float) -> Decision | None:
+            raise KeyboardInterrupt  # the process dies while it waits
+
+    (tmp_path / "hook-url").write_text("placeholder")
+    with Receiver(fail=1) as hook:
+        (tmp_path / "hook-url").write_text(hook.url + "\n")
+        raw = _config("timeout", budget={"iterations": 3}, notify={"url_file": str(tmp_path / "hook-url")})
+        raw["approval"] |= {"timeout_s": 1.5, "on_timeout": "stop"}
+        with pytest.raises(KeyboardInterrupt):
+            run_campaign(config_from_dict(raw), tmp_path / "state", gate=Gone())
+        folder = tmp_path / "state" / "timeout" / "iterations" / "0000"
+        first = read_request(folder)
+        batch = pd.read_csv(folder / "batch.csv")
+        run = run_campaign(config_from_dict(raw), tmp_path / "state")
+    assert read_request(folder) == first and pd.read_csv(folder / "batch.csv").equals(batch), "the same question"
+    assert run.reason == "stopped at approval of iteration 0 by timeout: no answer within 1.5 s"
+    assert not (tmp_path / "state" / "timeout" / "ledger.jsonl").exists(), "nothing was sent"
+    assert (folder / DECISION).exists() and run.state.history[0]["approval"]["action"] == "stop"
+    assert hook.kinds() == ["approval", "stopped"], "told once each (the first try, answered 503, was retried)"
+    assert "timeout" in hook.events[1]["reason"]
+    assert CampaignStore(tmp_path / "state", "timeout").root.joinpath("notified.jsonl").exists()
