@@ -23,6 +23,7 @@ from dataclasses import dataclass
 from typing import Literal
 from uuid import UUID
 
+import numpy as np
 from prefect import get_run_logger
 from prefect.artifacts import create_markdown_artifact
 from prefect.exceptions import FlowPauseTimeout
@@ -59,8 +60,12 @@ class PrefectGate:
     key: str
     poll_s: int = 10
 
-    def ask(self, proposal: Proposal, deadline: float) -> Decision | None:
+    def ask(self, proposal: Proposal, deadline: float, earlier: Proposal | None = None) -> Decision | None:
         logger = get_run_logger()
+        moved = earlier is not None and earlier.link is not None and earlier.link != proposal.link
+        if moved and earlier is not None and (given := _answered_in(earlier, proposal)) is not None:
+            logger.info(f"iteration {proposal.iteration} was answered in {earlier.link} while no run waited")
+            return given
         text = approval_markdown(proposal, self.store)
         create_markdown_artifact(text, key=self.key, description=f"{proposal.campaign}: batch waiting for approval")
         problem, tries = "", 0
@@ -82,6 +87,42 @@ class PrefectGate:
                 logger.error(f"approval not taken: {exc}")
                 problem = f"**Not taken: {exc}. Please answer again.**\n\n"
         return None
+
+
+def _answered_in(earlier: Proposal, proposal: Proposal) -> Decision | None:
+    """The answer given in the paused run that asked ``earlier`` (a run killed while it waited),
+    if someone gave one; that run, still Paused or resumed with no process behind it, is then
+    cancelled, its message pointing to where the question is now."""
+    from prefect.client.orchestration import get_client  # the API, only when a run was stopped
+    from prefect.states import Cancelled
+
+    old = _run_id(earlier.link or "")
+    if old is None:
+        return None
+    with get_client(sync_client=True) as client:
+        try:
+            run = client.read_flow_run(old)
+        except Exception:  # another server, or a run deleted: nothing to take from it
+            return None
+        found = None
+        inputs = client.filter_flow_run_input(old, key_prefix="paused-approval-", limit=50, exclude_keys=set())
+        for given in sorted(inputs, key=lambda i: i.created or 0):
+            if given.key.endswith("-response"):
+                found = ApprovalInput.model_validate_json(given.value)
+        if run.state is not None and (run.state.is_paused() or run.state.is_running()):
+            why = f"this campaign was restarted; iteration {proposal.iteration} is asked in {proposal.link}"
+            client.set_flow_run_state(old, Cancelled(message=why), force=True)
+    if found is None:
+        return None
+    try:
+        return decide(proposal, found.action, found.drop, found.reason, BY_UI)
+    except StateError:
+        return None  # an answer that does not fit the batch: ask again
+
+
+def _run_id(link: str) -> UUID | None:
+    found = re.search(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}", link)
+    return None if found is None else UUID(found.group(0))
 
 
 def approval_markdown(proposal: Proposal, store: CampaignStore) -> str:
@@ -117,6 +158,10 @@ def _plot(proposal: Proposal, store: CampaignStore) -> bytes:
     right.errorbar(n, [r["pred"] for r in proposal.rows], yerr=[r["std"] for r in proposal.rows], fmt="o", capsize=3)
     for t in {r["target"] for r in proposal.rows if isinstance(r["target"], float | int)}:
         right.axhline(float(t), ls=":", color="tab:red", lw=0.8)
+    if not known and not any(np.isfinite(r["pred"]) for r in proposal.rows):
+        right.text(
+            0.5, 0.5, "nothing measured yet:\nrandom designs, no forecasts", ha="center", transform=right.transAxes
+        )
     right.set_xticks(list(n))
     right.set_xlabel("design # (forecast ± σ)")
     fig.tight_layout()
@@ -131,12 +176,12 @@ def resume_with(link: str, decision: Decision) -> bool:
     input; ``False`` when it is not paused any more (its answer came from elsewhere)."""
     from prefect.exceptions import NotPausedError  # the one refusal that is no error here
 
-    found = re.search(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}", link)
-    if found is None:
+    run = _run_id(link)
+    if run is None:
         return False
     answer = {"action": decision.action, "drop": list(decision.drop), "reason": decision.reason}
     try:
-        resume_flow_run(UUID(found.group(0)), run_input=answer)
+        resume_flow_run(run, run_input=answer)
     except NotPausedError:
         return False
     return True

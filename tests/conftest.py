@@ -55,6 +55,7 @@ SHARED = {
     # Ray: tests that count this machine's Ray processes must not overlap ones that start some
     "local_ray": "ray",
     "ray_cluster": "ray",
+    "prefect_server": "prefect-server",  # tests/flows: one `prefect server start` with its UI
 }
 
 

@@ -85,7 +85,8 @@ class Proposal:
         lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
         for i, r in enumerate(self.rows, start=1):
             cells = [str(i), *(_cell(r[c]) for c in self.columns), _cell(r["target"])]
-            cells += [f"{r['pred']:.3g} ± {r['std']:.2g}", str(r["reason"]).replace("|", "/")]
+            guess = f"{r['pred']:.3g} ± {r['std']:.2g}" if np.isfinite(r["pred"]) else "none (a random design)"
+            cells += [guess, str(r["reason"]).replace("|", "/")]
             lines.append("| " + " | ".join(cells) + " |")
         return "\n".join(lines)
 
@@ -120,9 +121,12 @@ class Decision:
 
 
 class Gate(Protocol):
-    """Waits for a person's answer to ``proposal`` until ``deadline`` (`time.time()`); ``None``: no answer."""
+    """Waits for a person's answer to ``proposal`` until ``deadline`` (`time.time()`); ``None``: no answer.
 
-    def ask(self, proposal: Proposal, deadline: float) -> Decision | None: ...
+    ``earlier``: the same question as a run that was stopped while it waited asked it (its
+    ``link`` names where it was asked then), ``None`` the first time."""
+
+    def ask(self, proposal: Proposal, deadline: float, earlier: Proposal | None = None) -> Decision | None: ...
 
 
 @dataclass
@@ -133,7 +137,7 @@ class FileGate:
     poll_s: float = 1.0
     sleep: Callable[[float], None] = time.sleep
 
-    def ask(self, proposal: Proposal, deadline: float) -> Decision | None:
+    def ask(self, proposal: Proposal, deadline: float, earlier: Proposal | None = None) -> Decision | None:
         while (found := read_decision(self.folder)) is None:
             left = deadline - time.time()
             if left <= 0:
@@ -178,7 +182,7 @@ def ask(
     if proposal != first:  # the first time, or a new run (its own link) asking again
         write_request(folder, proposal)
     told(proposal)
-    got = gate.ask(proposal, proposal.asked_at + timeout_s)
+    got = gate.ask(proposal, proposal.asked_at + timeout_s, first)
     if (answered := read_decision(folder)) is not None:  # `innloop approve` was first, while the gate waited
         return answered, proposal
     if got is None:

@@ -241,6 +241,7 @@ def _build(state_dir: str | Path, name: str, opt: ReportOptions, log: Callable[[
     points = tables.calibration_points(_batches(inputs), inputs.state.records, space, tname)
     t["campaign_calibration_points"], t["campaign_calibration"] = points, tables.calibration_curve(points)
     t["campaign_failures"] = tables.failure_table(inputs.state.records)
+    t["campaign_people"] = tables.people_table(inputs.state.history, inputs.state.records)
     t["campaign_stages"] = tables.stage_table(inputs.state.history)
     dft = campaign_dft(inputs.state, [(tg.label, tg.range) for tg in camp])  # None: no hit ran in a DFT job
     if dft is not None:

@@ -273,6 +273,12 @@ def _campaign(summary: dict[str, Any], t: dict[str, pd.DataFrame], fig: Callable
             Table("campaign_calibration_points", "Forecasts and measurements.", t["campaign_calibration_points"], 5),
             fig("campaign_failures", "Oracle failures by kind."),
             Table("campaign_failures", "Failures by status and error class.", t["campaign_failures"], 12),
+            Table(
+                "campaign_people",
+                "People in the loop: each batch's approval, and measurements told from outside (no oracle calls).",
+                t["campaign_people"],
+                30,
+            ),
             fig("campaign_stages", "Seconds per stage and iteration."),
             Table("campaign_stages", "Seconds per stage.", t["campaign_stages"], 14),
         ],

@@ -21,6 +21,7 @@ disk keeps them under the report's ``confirm/oracle/``, apart from the campaign'
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -132,7 +133,8 @@ def switching_pairs(
     space = inputs.material.space
     if models is None:
         empty = pd.DataFrame(columns=["rank", "distance", "change", "verified", "confirmed", "note"])
-        return SwitchingReport(empty, {"pairs": 0, "verified": 0, "confirm_attempted": 0, "confirmed": 0}), stats
+        none = {"pairs": 0, "verified": 0, "confirm_attempted": 0, "confirmed": 0, "targets": [math.nan, math.nan]}
+        return SwitchingReport(empty, none | {"switching": "skipped: the campaign has trained no models yet"}), stats
     oracle: Oracle | None = None
     journal: FileJournal | None = None
     tally = Tally()

@@ -244,3 +244,47 @@ def stage_table(history: Sequence[dict[str, Any]]) -> pd.DataFrame:
         for stage, s in (m.get("seconds") or {}).items()
     ]
     return pd.DataFrame(rows, columns=["iteration", "stage", "seconds"])
+
+
+PEOPLE_COLUMNS = ["iteration", "what", "by", "when", "designs", "dropped", "reason"]
+
+
+def people_table(history: Sequence[dict[str, Any]], records: Sequence[LedgerRecord]) -> pd.DataFrame:
+    """What people decided and gave, in time order: each batch's approval (`agent.campaign.approval`:
+    approved or stopped, by whom, how many designs asked and dropped, why) and the measurements
+    told from outside (`agent.campaign.tell`, one row per file and measurer)."""
+    rows = []
+    for m in history:
+        if a := m.get("approval"):
+            rows.append(
+                {
+                    "iteration": m.get("iteration"),
+                    "what": "approved" if a["action"] == "approve" else "stopped",
+                    "by": a.get("by"),
+                    "when": float(a.get("decided_at", np.nan)),
+                    "designs": a.get("designs"),
+                    "dropped": len(a.get("dropped") or ()),
+                    "reason": a.get("reason") or "",
+                }
+            )
+    told: dict[tuple[int, str, str], list[float]] = {}
+    for r in records:
+        if r.external:
+            p = r.result.provenance
+            told.setdefault((r.iteration, str(p.get("by") or ""), str(p.get("file") or "")), []).append(r.time)
+    for (it, by, file), times in told.items():
+        what = f"{len(times)} external measurements"
+        rows.append(
+            {
+                "iteration": it,
+                "what": what,
+                "by": by,
+                "when": min(times),
+                "designs": len(times),
+                "dropped": 0,
+                "reason": f"told from {file}",
+            }
+        )
+    frame = pd.DataFrame(rows, columns=PEOPLE_COLUMNS).sort_values("when", kind="stable")
+    frame["when"] = pd.to_datetime(frame["when"], unit="s").dt.strftime("%Y-%m-%d %H:%M:%S")
+    return frame

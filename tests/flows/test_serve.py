@@ -13,21 +13,19 @@ nor the flow run it starts listens beyond loopback: serving is outbound polling 
 
 from __future__ import annotations
 
-import os
-import signal
 import socket
 import subprocess
 import sys
 import threading
 import time
-import urllib.request
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable
 from pathlib import Path
 
 import pytest
 
 from agent.testing.backends import QUICK_MODELS
 from tests.chromium import FLAGS, chromium
+from tests.flows.servers import stop_group
 
 CONFIG = (
     """
@@ -46,63 +44,6 @@ oracle_calls = 40
 """
     + QUICK_MODELS
 )
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-def _wait_http(url: str, proc: subprocess.Popen[bytes], log: Path, timeout: float) -> None:
-    end = time.monotonic() + timeout
-    while time.monotonic() < end:
-        if proc.poll() is not None:
-            raise AssertionError(f"{proc.args!r} exited early:\n{log.read_text()[-3000:]}")
-        try:
-            with urllib.request.urlopen(url, timeout=2):
-                return
-        except OSError:
-            time.sleep(0.5)
-    raise AssertionError(f"{url} not up after {timeout} s:\n{log.read_text()[-3000:]}")
-
-
-def _stop(proc: subprocess.Popen[bytes]) -> None:
-    if proc.poll() is None:
-        os.killpg(proc.pid, signal.SIGTERM)
-        try:
-            proc.wait(20)
-        except subprocess.TimeoutExpired:
-            os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait(20)
-
-
-@pytest.fixture(scope="module")
-def prefect_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, str]]:
-    """A real `prefect server start` on a free localhost port; yields the env that points at it."""
-    home = tmp_path_factory.mktemp("prefect-home")
-    port = _free_port()
-    api = f"http://127.0.0.1:{port}/api"
-    env = os.environ | {
-        "PREFECT_HOME": str(home),
-        "PREFECT_API_URL": api,
-        "PREFECT_UI_API_URL": api,
-        "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
-    }
-    log = home / "server.log"
-    with log.open("wb") as out:
-        server = subprocess.Popen(
-            [sys.executable, "-m", "prefect", "server", "start", "--host", "127.0.0.1", "--port", str(port)],
-            env=env,
-            stdout=out,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-        )
-    try:
-        _wait_http(f"{api}/health", server, log, 180)
-        yield env
-    finally:
-        _stop(server)
 
 
 def _listening(pid: int) -> list[str]:
@@ -207,7 +148,7 @@ def test_serve_deployment_runs_and_ui_shows_progress(prefect_server: dict[str, s
             assert isinstance(run, FlowRun)
             assert run.state is not None and run.state.is_completed(), (run.state, log.read_text()[-3000:])
     finally:
-        _stop(served)
+        stop_group(served)
 
     # the campaign ran from the deployment's parameters, into the state folder it names
     assert (state / "served" / "campaign.json").exists()

@@ -80,7 +80,7 @@ class _Person:
     def __init__(self) -> None:
         self.asked: list[Proposal] = []
 
-    def ask(self, proposal: Proposal, deadline: float) -> Decision | None:
+    def ask(self, proposal: Proposal, deadline: float, earlier: Proposal | None = None) -> Decision | None:
         self.asked.append(proposal)
         return Decision("approve", (1, 2, 3) if proposal.iteration == 0 else (), "", "a test")
 
@@ -120,7 +120,7 @@ def test_a_stopped_run_asks_the_same_question_and_times_out(tmp_path: Path, monk
     it was asked, and stops when no one answers; each event reaches the webhook once."""
 
     class Gone:
-        def ask(self, proposal: Proposal, deadline: float) -> Decision | None:
+        def ask(self, proposal: Proposal, deadline: float, earlier: Proposal | None = None) -> Decision | None:
             raise KeyboardInterrupt  # the process dies while it waits
 
     (tmp_path / "hook-url").write_text("placeholder")
