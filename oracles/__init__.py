@@ -43,6 +43,7 @@ _REGISTRY: dict[str, str] = {
     "vasp": "oracles.vasp:VaspOracle",
     "http": "oracles.http:HttpOracle",
     "manual": "oracles.manual:ManualOracle",
+    "sila2": "oracles.sila2:Sila2Oracle",
 }
 
 
