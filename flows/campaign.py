@@ -25,14 +25,17 @@ from prefect.settings import PREFECT_UI_URL
 
 from agent.campaign.config import load_config
 from agent.campaign.monitor import current as current_monitor
-from agent.campaign.runner import run_campaign
+from agent.campaign.runner import make_campaign_oracle, run_campaign
 from agent.campaign.state import FAILURE_STOP, CampaignState, hit_table
 from agent.campaign.store import CampaignStore
 from agent.core.errors import CampaignStopped
 from agent.core.paths import default_state_dir
 from flows.approval import PrefectGate
+from flows.manual import published, tell_flow
 from flows.report import progress_markdown, progress_png
 from flows.samplers import make_sampler
+from oracles import oracle_class
+from oracles.manual import ManualOracle
 
 __all__ = ["artifact_key", "campaign_flow", "serve"]
 
@@ -144,6 +147,11 @@ def campaign_flow(
     seconds = {"ray": time.perf_counter() - t0} if use_ray and cfg.ray.enabled else {}
     t0 = time.perf_counter()
     where = state_dir or default_state_dir()
+    oracle = None
+    if issubclass(oracle_class(cfg.oracle.name), ManualOracle):  # its sheet as an artifact too
+        oracle = make_campaign_oracle(
+            cfg, CampaignStore(where, cfg.name), published(artifact_key(cfg.name, "to-measure"))
+        )
     gate = None
     if cfg.approval.required:
         gate = PrefectGate(CampaignStore(where, cfg.name), artifact_key(cfg.name, "approval"), approval_poll_s)
@@ -159,6 +167,7 @@ def campaign_flow(
             max_iterations=max_iterations,
             gate=gate,
             link=run_link(),
+            oracle=oracle,
         )
     finally:
         sampler.close()
@@ -198,6 +207,11 @@ def run_link() -> str | None:
 
 
 def serve(name: str = "innloop-campaign", config: str | None = None, state_dir: str | None = None) -> None:
-    """Expose `campaign_flow` as a deployment (needs a Prefect server: see the README)."""
+    """Expose `campaign_flow` as a deployment, and beside it `flows.manual.tell_flow` (a person's
+    answers to a manual oracle's jobs, typed into its Run form); needs a Prefect server (README)."""
+    from prefect import serve as serve_all  # Prefect's runner: only when serving
+
     params = {"config": str(Path(config).resolve()) if config else None, "state_dir": state_dir}
-    campaign_flow.serve(name=name, parameters=params)
+    runs: Any = campaign_flow.to_deployment(name=name, parameters=params)  # sync here: a deployment
+    answers: Any = tell_flow.to_deployment(name=name, parameters={"state_dir": state_dir})
+    serve_all(runs, answers)

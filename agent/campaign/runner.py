@@ -103,23 +103,33 @@ def open_campaign(
     return store, state
 
 
-def oracle_for(config: CampaignConfig, workdir: Path | None = None, *, override: bool = False) -> Oracle:
+def oracle_for(
+    config: CampaignConfig, workdir: Path | None = None, *, override: bool = False, cls: type | None = None
+) -> Oracle:
     """The configured oracle, measuring the campaign's material. An oracle that keeps jobs
     on disk keeps them in ``workdir`` unless its settings name a folder (always, with
-    ``override``: a report's confirmations never share the campaign's job folder)."""
+    ``override``: a report's confirmations never share the campaign's job folder). ``cls``:
+    a subclass of the configured oracle's class to build instead (a flow's own variant)."""
     settings = dict(config.oracle.settings)
-    params = inspect.signature(oracle_class(config.oracle.name)).parameters
+    base = oracle_class(config.oracle.name)
+    if cls is not None and not issubclass(cls, base):
+        raise TypeError(f"{cls.__name__} is not a {base.__name__}")
+    params = inspect.signature(cls or base).parameters
     if workdir is not None and "workdir" in params and (override or "workdir" not in settings):
         settings["workdir"] = str(workdir)
     if "material" in params and "material" not in settings:  # DFT builds the campaign's material
         # a registered material travels by name (job processes look it up); a [space] as itself
         settings["material"] = config.material if config.space is None else config.design_material()
+    if cls is not None:
+        variant: Any = cls  # the configured class's own subclass: its settings are the same
+        built: Oracle = variant(**settings)
+        return built
     return make_oracle(config.oracle.name, **settings)
 
 
-def make_campaign_oracle(config: CampaignConfig, store: CampaignStore) -> Oracle:
+def make_campaign_oracle(config: CampaignConfig, store: CampaignStore, cls: type | None = None) -> Oracle:
     """The campaign's oracle (`oracle_for`), its jobs inside the campaign folder."""
-    return oracle_for(config, store.root / "oracle")
+    return oracle_for(config, store.root / "oracle", cls=cls)
 
 
 def run_campaign(
