@@ -197,13 +197,9 @@ def write_request(folder: Path, proposal: Proposal) -> Path:
 
 
 def read_request(folder: Path) -> Proposal | None:
-    path = folder / REQUEST
-    if not path.exists():
-        return None
-    try:
-        return Proposal.from_json(unseal(read_state_json(path, "the approval request"), str(path)))
-    except TypeError as exc:
-        raise StateError(f"{path}: damaged approval request ({exc})") from None
+    """The question asked about the batch in ``folder``, if one was."""
+    found: Proposal | None = _read(folder / REQUEST, "approval request", Proposal.from_json)
+    return found
 
 
 def write_decision(folder: Path, decision: Decision) -> Path:
@@ -211,13 +207,19 @@ def write_decision(folder: Path, decision: Decision) -> Path:
 
 
 def read_decision(folder: Path) -> Decision | None:
-    path = folder / DECISION
+    """The answer on the batch in ``folder``, if one was given."""
+    found: Decision | None = _read(folder / DECISION, "approval decision", Decision.from_json)
+    return found
+
+
+def _read(path: Path, what: str, parse: Callable[[dict[str, Any]], Any]) -> Any:
+    """A sealed approval file parsed, ``None`` when there is none; a damaged one is one `StateError`."""
     if not path.exists():
         return None
     try:
-        return Decision.from_json(unseal(read_state_json(path, "the approval decision"), str(path)))
+        return parse(unseal(read_state_json(path, f"the {what}"), str(path)))
     except (ValueError, KeyError, TypeError) as exc:
-        raise StateError(f"{path}: damaged approval decision ({exc}); delete it to be asked again") from None
+        raise StateError(f"{path}: damaged {what} ({exc}); delete it to be asked again") from None
 
 
 # -- what follows from the decisions -----------------------------------------------------------

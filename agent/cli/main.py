@@ -146,6 +146,11 @@ def _status(args: argparse.Namespace) -> int:
         + (", done" if status["done"] else "")
     )
     print("results: " + ", ".join(f"{k} {v}" for k, v in sorted(status["results"].items())))
+    if asked := status.get("approval"):
+        print(
+            f"waiting for approval: {asked['designs']} designs of iteration {asked['iteration']} "
+            f"(innloop approve {status['campaign']} --show)"
+        )
     if status["constraints"]:
         limits = ", ".join(c["label"] for c in status["constraints"])
         print(f"constraints: {limits}; {status['infeasible']} completed measurements infeasible")

@@ -20,6 +20,7 @@ from agent.campaign.runner import CampaignRun, campaign_status, open_campaign, r
 from agent.campaign.state import measured_unit
 from agent.campaign.store import CampaignStore
 from agent.cli.main import main
+from agent.core.errors import StateError
 from agent.core.materials import get_material
 from agent.testing.webhook import Receiver
 from oracles.base import design_digest
@@ -60,6 +61,7 @@ def test_innloop_approve_drops_a_design_before_anything_is_sent(tmp_path: Path) 
     asked = read_request(folder)
     assert asked is not None and len(asked.rows) == 5 and not (state / "approved" / "ledger.jsonl").exists()
     assert campaign_status(state, "approved")["approval"]["designs"] == 5, "status shows the waiting batch"
+    assert main(["status", "approved", "--state", str(state)]) == 0
     assert main(["approve", "approved", "--drop", "9", "--state", str(state)]) == 2, "no design #9"
     assert main(["approve", "approved", "--drop", "2", "--reason", "too costly", "--state", str(state)]) == 0
     runner.join(60)
@@ -141,3 +143,12 @@ def test_a_stopped_run_asks_the_same_question_and_times_out(tmp_path: Path, monk
     assert hook.kinds() == ["approval", "stopped"], "told once each (the first try, answered 503, was retried)"
     assert "timeout" in hook.events[1]["reason"]
     assert CampaignStore(tmp_path / "state", "timeout").root.joinpath("notified.jsonl").exists()
+
+
+def test_a_damaged_decision_is_one_clear_error(tmp_path: Path) -> None:
+    (tmp_path / DECISION).write_text('{"action": "approve", "drop": [2]}')  # no checksum: edited by hand
+    with pytest.raises(StateError, match=r"approval.json.*no sha256 checksum"):
+        read_decision(tmp_path)
+    (tmp_path / REQUEST).write_text("{")
+    with pytest.raises(StateError, match="approval request is not valid JSON"):
+        read_request(tmp_path)
