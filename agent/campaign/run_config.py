@@ -13,8 +13,9 @@ from pathlib import Path
 from typing import Literal
 
 from pydantic import Field, ValidationError, ValidationInfo, field_validator, model_validator
+from pydantic_core import PydanticCustomError
 
-from agent.campaign.config_errors import Spec, error_lines
+from agent.campaign.config_errors import NO_VALUE, Spec, error_lines
 from agent.core.errors import ConfigError
 
 __all__ = ["ApprovalSpec", "NotifySpec", "RaySpec", "RetrySpec"]
@@ -88,8 +89,9 @@ class NotifySpec(Spec):
     @field_validator("url")
     @classmethod
     def _no_url(cls, url: str | None) -> str | None:
-        if url is not None:
-            raise ValueError("a webhook URL is a secret: give url_file (a file holding it) or url_env instead")
+        if url is not None:  # the value itself is never echoed: it is the secret
+            words = "a webhook URL is a secret: give url_file (a file holding it) or url_env instead"
+            raise PydanticCustomError("innloop_many", "a secret", {"problems": [((), words, NO_VALUE)]})
         return url
 
     @field_validator("url_file")

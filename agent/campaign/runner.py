@@ -293,7 +293,7 @@ def _run_locked(
         raise
     if not reason.startswith(PAUSED):
         over = "stopped" if reason.startswith((FAILURE_STOP, STOPPED)) else "finished"
-        notify(over, over if over == "finished" else f"stopped-{state.iteration}", reason)
+        notify(over, f"{over}-{state.iteration}", reason)  # once per end: a rerun that adds nothing tells nothing
     return CampaignRun(replace(state, stopped=reason), store, reason)
 
 

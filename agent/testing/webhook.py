@@ -2,13 +2,14 @@
 
 ``with Receiver() as r:`` serves ``r.url`` on 127.0.0.1 (a free port) in a thread and keeps
 every JSON body POSTed to it in ``r.events``; ``fail`` first requests are answered 503, as a
-receiver that is briefly down would.
+receiver that is briefly down would, and each answer waits ``delay_s`` (a slow receiver).
 """
 
 from __future__ import annotations
 
 import json
 import threading
+import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from types import TracebackType
 from typing import Any
@@ -17,9 +18,9 @@ __all__ = ["Receiver"]
 
 
 class Receiver:
-    def __init__(self, fail: int = 0) -> None:
+    def __init__(self, fail: int = 0, delay_s: float = 0.0) -> None:
         self.events: list[dict[str, Any]] = []
-        self.fail = fail
+        self.fail, self.delay_s = fail, delay_s
         self._lock = threading.Lock()
         receiver = self
 
@@ -33,6 +34,7 @@ class Receiver:
                     else:
                         receiver.events.append(json.loads(body))
                         self.send_response(204)
+                time.sleep(receiver.delay_s)
                 self.end_headers()
 
             def log_message(self, *_args: Any) -> None:

@@ -20,7 +20,7 @@ from agent.campaign.runner import CampaignRun, campaign_status, open_campaign, r
 from agent.campaign.state import measured_unit
 from agent.campaign.store import CampaignStore
 from agent.cli.main import main
-from agent.core.errors import StateError
+from agent.core.errors import ConfigError, StateError
 from agent.core.materials import get_material
 from agent.testing.webhook import Receiver
 from oracles.base import design_digest
@@ -152,3 +152,22 @@ def test_a_damaged_decision_is_one_clear_error(tmp_path: Path) -> None:
     (tmp_path / REQUEST).write_text("{")
     with pytest.raises(StateError, match="approval request is not valid JSON"):
         read_request(tmp_path)
+
+
+def test_on_timeout_approve_and_the_notify_settings(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Unanswered, ``on_timeout = "approve"`` sends the batch; ``events`` picks what is told, and
+    a receiver slower than ``timeout_s`` is given up on (logged) while the campaign goes on."""
+    said: list[str] = []
+    with Receiver(delay_s=1.0) as slow:
+        monkeypatch.setenv("TEST_HOOK", slow.url)
+        raw = _config("auto", budget={"iterations": 1}, notify={"url_env": "TEST_HOOK", "events": ["finished"]})
+        raw["approval"] |= {"timeout_s": 0.3, "on_timeout": "approve"}
+        raw["notify"]["timeout_s"] = 0.2
+        run = run_campaign(config_from_dict(raw), tmp_path / "state", log=said.append)
+    assert run.state.calls == 5 and run.state.history[0]["approval"]["by"] == "timeout"
+    assert slow.kinds() == ["finished"] * 3, "only the wanted event, tried three times"
+    assert any("could not notify about finished" in m for m in said)
+    assert not (run.store.root / "notified.jsonl").exists(), "a notification never accepted is not marked sent"
+    with pytest.raises(ConfigError, match=r"notify\.url: a webhook URL is a secret") as leak:
+        config_from_dict(_config("leaky", notify={"url": "https://hooks.example/T0/secret"}))
+    assert "T0/secret" not in str(leak.value), "the secret is never echoed"

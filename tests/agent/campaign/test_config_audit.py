@@ -28,6 +28,7 @@ RANGES = f"{SPACE}::test_range_targets_count_hits_in_the_range"
 FAMILIES = "tests/agent/campaign/test_families_config.py"
 LIMITED = "tests/agent/campaign/test_constraints_campaign.py"
 TRANSFER = "tests/agent/campaign/test_transfer.py"
+APPROVAL = "tests/agent/campaign/test_approval.py"
 # key -> the test proving it is read ("file::test", more than one when a rule is tested apart)
 AUDIT: dict[str, str] = {
     "name": f"{KEYS}::test_name_is_the_campaign_folder",
@@ -113,6 +114,16 @@ AUDIT: dict[str, str] = {
     "retry.outage_s": f"{COLLECT}::test_outage_limit_raises_oracle_unavailable_with_jobs_kept",
     "retry.max_failure_rate": FAILURE_RATE,
     "retry.failure_window": FAILURE_RATE,
+    # [approval] and [notify]: people in the loop
+    "approval.required": f"{APPROVAL}::test_innloop_approve_drops_a_design_before_anything_is_sent",
+    "approval.timeout_s": f"{APPROVAL}::test_a_stopped_run_asks_the_same_question_and_times_out",
+    "approval.on_timeout": f"{APPROVAL}::test_a_stopped_run_asks_the_same_question_and_times_out"
+    f" (approve: {APPROVAL}::test_on_timeout_approve_and_the_notify_settings)",
+    "notify.url": f"{APPROVAL}::test_on_timeout_approve_and_the_notify_settings",
+    "notify.url_file": f"{APPROVAL}::test_a_stopped_run_asks_the_same_question_and_times_out",
+    "notify.url_env": f"{APPROVAL}::test_dropped_designs_are_never_proposed_again",
+    "notify.events": f"{APPROVAL}::test_on_timeout_approve_and_the_notify_settings",
+    "notify.timeout_s": f"{APPROVAL}::test_on_timeout_approve_and_the_notify_settings",
 }
 
 
