@@ -216,6 +216,9 @@ class CampaignConfig(Spec):
             del data["constraints"]
         if self.transfer is None:  # campaigns without [transfer] keep the fingerprint they had before it
             del data["transfer"]
+        for section, unset in (("approval", ApprovalSpec()), ("notify", NotifySpec())):
+            if getattr(self, section) == unset:  # as [transfer]: files without them keep their full fingerprint
+                del data[section]
         for key, unset in (("mode", "batch"), ("max_in_flight", None), ("refill", None)):
             if data["loop"][key] == unset:  # batch-mode campaigns keep the fingerprint they had before async mode
                 del data["loop"][key]
@@ -242,7 +245,7 @@ class CampaignConfig(Spec):
         asked and told ([approval], [notify]), which may change while it runs."""
         data = self.to_dict()
         skip = {exclude} if isinstance(exclude, str) else set(exclude)
-        if unknown := skip - set(data):
+        if unknown := skip - set(type(self).model_fields):
             raise ValueError(f"cannot exclude unknown sections {sorted(unknown)}; sections: {sorted(data)}")
         text = json.dumps({k: v for k, v in data.items() if k not in skip}, sort_keys=True, separators=(",", ":"))
         return hashlib.sha256(text.encode()).hexdigest()[:16]

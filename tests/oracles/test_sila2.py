@@ -72,16 +72,35 @@ def test_an_instrument_that_is_down_or_restarted(tmp_path: Path) -> None:
         oracle.submit([BASE])
     proc, _ = start_sila_lab(tmp_path / "lab", port=port, latency_s=5.0)
     try:
-        (h,) = oracle.submit([BASE])
+        (h,) = _once_up(oracle)
         assert oracle.poll([h]) == [JobStatus.RUNNING]
         stop_sila_lab(proc, kill=True)
         with pytest.raises(OracleError, match="unreachable"):
             oracle.poll([h])
         proc, _ = start_sila_lab(tmp_path / "lab", port=port)
-        (gone,) = oracle.results([h])  # a new instrument process: the execution is not known there
+        end = time.monotonic() + 30
+        while True:  # gRPC waits out its reconnect backoff first, as the job driver waits out an outage
+            try:
+                (gone,) = oracle.results([h])
+                break
+            except OracleError:
+                assert time.monotonic() < end, "the restarted instrument was never reached"
+                time.sleep(0.2)  # a new instrument process: the execution is not known there
         assert gone.status is JobStatus.ABANDONED and gone.error_class.value == "infrastructure"
     finally:
         stop_sila_lab(proc)
+
+
+def _once_up(oracle: Sila2Oracle) -> list:  # type: ignore[type-arg]
+    """Submit ``BASE`` once the instrument answers: gRPC first waits out the reconnect backoff of
+    the failed attempt (as the job driver waits out an outage)."""
+    end = time.monotonic() + 30
+    while True:
+        try:
+            return oracle.submit([BASE])
+        except OracleError:
+            assert time.monotonic() < end, "the instrument was never reached"
+            time.sleep(0.2)
 
 
 def test_wrong_mapping_is_one_clear_error(lab: tuple[Path, int], tmp_path: Path) -> None:

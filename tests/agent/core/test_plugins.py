@@ -105,7 +105,7 @@ def test_plugins_are_listed_beside_builtins_and_imported_on_first_lookup(install
         {mat: MATERIAL.format(name=mat), orc: ORACLE.format(name=orc), gen: GENERATOR.format(name=gen)},
     )
     assert available_materials() == sorted([*builtin, mat]) and "mos2" in builtin
-    assert set(oracles.available_oracles()) == {"mock", "table", "gpaw", "vasp", "http", orc}
+    assert set(oracles.available_oracles()) == {"mock", "table", "gpaw", "vasp", "http", "manual", "sila2", orc}
     assert generators.available_generators() == sorted(["cinn", "cvae", "inn", "mdn", gen])
     assert not {mat, orc, gen} & set(sys.modules)  # listing imports nothing
 
