@@ -216,9 +216,10 @@ class CampaignConfig(Spec):
             del data["constraints"]
         if self.transfer is None:  # campaigns without [transfer] keep the fingerprint they had before it
             del data["transfer"]
-        for section, unset in (("approval", ApprovalSpec()), ("notify", NotifySpec())):
-            if getattr(self, section) == unset:  # as [transfer]: files without them keep their full fingerprint
-                del data[section]
+        if self.approval == ApprovalSpec():  # as [transfer]: files without them keep their full fingerprint
+            del data["approval"]
+        if self.notify == NotifySpec():
+            del data["notify"]
         for key, unset in (("mode", "batch"), ("max_in_flight", None), ("refill", None)):
             if data["loop"][key] == unset:  # batch-mode campaigns keep the fingerprint they had before async mode
                 del data["loop"][key]
