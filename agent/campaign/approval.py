@@ -22,7 +22,7 @@ that no one answered. A stop ends the campaign (`stop_reason`) with the person's
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Sequence, Set
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Literal, Protocol
@@ -33,6 +33,7 @@ from agent.campaign.journal import read_state_json
 from agent.campaign.ledger import seal, unseal
 from agent.core.atomic import write_json
 from agent.core.errors import StateError
+from oracles.base import design_digest
 
 __all__ = [
     "DECISION",
@@ -46,10 +47,13 @@ __all__ = [
     "decide",
     "dropped_designs",
     "read_decision",
+    "read_readmitted",
     "read_request",
+    "readmit",
     "stopped_by_person",
 ]
 
+READMITTED = "readmitted.json"  # in the campaign's folder: dropped designs a person let back in
 REQUEST = "approval_request.json"
 DECISION = "approval.json"
 STOPPED = "stopped at approval"  # the stop reason's prefix after a person's (or a timeout's) stop
@@ -223,9 +227,29 @@ def _read(path: Path, what: str, parse: Callable[[dict[str, Any]], Any]) -> Any:
 
 
 # -- what follows from the decisions -----------------------------------------------------------
-def dropped_designs(history: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
-    """Every design a person dropped, over the committed iterations' metrics."""
-    return [d for m in history for d in (m.get("approval") or {}).get("dropped", [])]
+def dropped_designs(history: Sequence[dict[str, Any]], readmitted: Set[str] = frozenset()) -> list[dict[str, Any]]:
+    """Every design a person dropped, over the committed iterations' metrics, less those a
+    person has let back in (``readmitted``: design digests, `read_readmitted`)."""
+    out = [d for m in history for d in (m.get("approval") or {}).get("dropped", [])]
+    return [d for d in out if design_digest(d) not in readmitted]
+
+
+def read_readmitted(root: Path) -> frozenset[str]:
+    """The digests of dropped designs a person let back in (``innloop approve --readmit``)."""
+    path = root / READMITTED
+    if not path.exists():
+        return frozenset()
+    data = read_state_json(path, "the readmitted designs")
+    if not isinstance(data, list) or not all(isinstance(d, str) for d in data):
+        raise StateError(f"{path}: expected a list of design digests")
+    return frozenset(data)
+
+
+def readmit(root: Path, designs: Sequence[dict[str, Any]]) -> frozenset[str]:
+    """Let ``designs`` (dropped earlier) be proposed again; returns every readmitted digest."""
+    every = read_readmitted(root) | {design_digest(d) for d in designs}
+    write_json(root / READMITTED, sorted(every), indent=1)
+    return every
 
 
 def stopped_by_person(history: Sequence[dict[str, Any]]) -> str | None:

@@ -18,7 +18,7 @@ from typing import Any
 
 import torch
 
-from agent.campaign.approval import STOPPED, Gate
+from agent.campaign.approval import STOPPED, Gate, read_readmitted
 from agent.campaign.config import CampaignConfig
 from agent.campaign.constraints import check_oracle_values, unmeasured, unmeasured_message
 from agent.campaign.journal import in_flight
@@ -99,6 +99,7 @@ def open_campaign(
         prior_y=prior_y,
         history=history,
         elapsed_s=float(history[-1].get("elapsed_s", 0.0)) if history else 0.0,
+        readmitted=read_readmitted(store.root),
     )
     return store, state
 
@@ -298,7 +299,9 @@ def _run_locked(
 
 
 def _told(state: CampaignState, store: CampaignStore, say: Callable[[str], None]) -> CampaignState:
-    """``state`` with the measurements told from outside while this run held the lock (`agent.campaign.tell`)."""
+    """``state`` with what people told it while this run held the lock: measurements from outside
+    (`agent.campaign.tell`) and dropped designs let back in (`agent.campaign.approval.readmit`)."""
+    state = replace(state, readmitted=read_readmitted(store.root))
     if not (new := ingest(store, state.iteration)):
         return state
     say(f"{len(new)} external measurements recorded (innloop tell); they count for the models and hits")

@@ -63,6 +63,7 @@ class CampaignState:
     history: tuple[dict[str, Any], ...] = ()
     elapsed_s: float = 0.0  # campaign wall time over all runs, up to the last commit
     stopped: str | None = None
+    readmitted: frozenset[str] = frozenset()  # dropped designs a person let back in (agent.campaign.approval)
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "records", canonical_order(self.records))
@@ -121,9 +122,9 @@ def observed(state: CampaignState) -> tuple[np.ndarray, np.ndarray]:
 
 def measured_unit(state: CampaignState) -> np.ndarray:
     """Unit-box designs ever sent to the oracle, failed ones included, and those a person
-    dropped at approval (`agent.campaign.approval`): never proposed again."""
+    dropped at approval (`agent.campaign.approval`) and did not let back in: never proposed again."""
     U = ledger_arrays(state)[0]
-    if dropped := dropped_designs(state.history):
+    if dropped := dropped_designs(state.history, state.readmitted):
         U = np.vstack([U, state.space.to_unit(state.space.from_rows(dropped, source="dropped designs"))])
     return U
 

@@ -55,6 +55,8 @@ def _approve(args: argparse.Namespace) -> int:
     store = CampaignStore(resolve_state_dir(args.state), args.campaign)
     if not store.exists():
         raise StateError(f"no campaign {args.campaign!r} under {store.root.parent} (no {store.root / 'config.json'})")
+    if args.dropped or args.readmit:
+        return _dropped(store, args.readmit or [])
     folder = store.root / "iterations" / f"{store.last_completed() + 1:04d}"
     asked = read_request(folder)
     if asked is None:
@@ -76,6 +78,27 @@ def _approve(args: argparse.Namespace) -> int:
     kept = len(asked.rows) - len(decision.drop)
     said = "stopped" if decision.action == "stop" else f"approved {kept} of {len(asked.rows)} designs"
     print(f"{args.campaign}: iteration {asked.iteration} {said}" + (f" ({decision.reason})" if decision.reason else ""))
+    return 0
+
+
+def _dropped(store: Any, readmit: list[int]) -> int:
+    """List the designs dropped at approval (numbered), or let those numbered ``readmit`` back in."""
+    from agent.campaign.approval import dropped_designs, read_readmitted  # see `_approve`
+    from agent.campaign.approval import readmit as let_in
+    from agent.core.errors import StateError
+
+    history = [store.verify_iteration(i) for i in range(store.last_completed() + 1)]
+    dropped = dropped_designs(history, read_readmitted(store.root))
+    if not readmit:
+        for i, d in enumerate(dropped, start=1):
+            print(f"{i}. " + ", ".join(f"{k} = {v}" for k, v in d.items()))
+        print(f"{store.name}: {len(dropped)} designs dropped at approval and never proposed again")
+        return 0
+    bad = [n for n in readmit if not 1 <= n <= len(dropped)]
+    if bad:
+        raise StateError(f"{store.name}: no dropped design {bad} ({len(dropped)} are dropped; see --dropped)")
+    let_in(store.root, [dropped[n - 1] for n in readmit])
+    print(f"{store.name}: {len(readmit)} dropped designs may be proposed again (from its next iteration)")
     return 0
 
 
@@ -105,5 +128,13 @@ def add_people_commands(sub: Any) -> None:
     a.add_argument("--stop", action="store_true", help="send nothing and end the campaign")
     a.add_argument("--reason", help="why, in a few words (kept in the state and the report)")
     a.add_argument("--show", action="store_true", help="print the waiting batch and decide nothing")
+    a.add_argument("--dropped", action="store_true", help="list the designs dropped so far, numbered")
+    a.add_argument(
+        "--readmit",
+        type=int,
+        nargs="+",
+        metavar="N",
+        help="let dropped designs (numbered as --dropped) be proposed again",
+    )
     a.add_argument("--state", help="state folder (default $INNLOOP_STATE_DIR or ./state)")
     a.set_defaults(func=_approve)

@@ -113,6 +113,11 @@ def test_dropped_designs_are_never_proposed_again(tmp_path: Path, monkeypatch: p
     assert len(run.state.records) == 17
     _, state = open_campaign(config_from_dict(raw), tmp_path / "state")
     assert len(measured_unit(state)) == 20, "the dropped designs count as measured"
+    assert main(["approve", "dropped", "--dropped", "--state", str(tmp_path / "state")]) == 0
+    assert main(["approve", "dropped", "--readmit", "4", "--state", str(tmp_path / "state")]) == 2, "only 3"
+    assert main(["approve", "dropped", "--readmit", "2", "--state", str(tmp_path / "state")]) == 0
+    _, state = open_campaign(config_from_dict(raw), tmp_path / "state")
+    assert len(measured_unit(state)) == 19, "a design let back in may be proposed again"
     assert hook.kinds() == ["approval"] * 4 + ["finished"], "each event once; the second run tells nothing"
     assert hook.events[-1]["campaign"] == "dropped" and "iteration budget" in hook.events[-1]["reason"]
 
