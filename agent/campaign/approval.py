@@ -21,6 +21,7 @@ that no one answered. A stop ends the campaign (`stop_reason`) with the person's
 
 from __future__ import annotations
 
+import json
 import time
 from collections.abc import Callable, Sequence, Set
 from dataclasses import asdict, dataclass, field
@@ -31,7 +32,7 @@ import numpy as np
 
 from agent.campaign.journal import read_state_json
 from agent.campaign.ledger import seal, unseal
-from agent.core.atomic import write_json
+from agent.core.atomic import create_bytes, write_json
 from agent.core.errors import StateError
 from oracles.base import design_digest
 
@@ -187,12 +188,9 @@ def ask(
         write_request(folder, proposal)
     told(proposal)
     got = gate.ask(proposal, proposal.asked_at + timeout_s, first)
-    if (answered := read_decision(folder)) is not None:  # `innloop approve` was first, while the gate waited
-        return answered, proposal
     if got is None:
         got = Decision(on_timeout, (), f"no answer within {timeout_s:g} s", "timeout")
-    write_decision(folder, got)
-    return got, proposal
+    return write_decision(folder, got), proposal  # `innloop approve` may have been first: its answer holds
 
 
 # -- files -------------------------------------------------------------------------------------
@@ -206,8 +204,14 @@ def read_request(folder: Path) -> Proposal | None:
     return found
 
 
-def write_decision(folder: Path, decision: Decision) -> Path:
-    return write_json(folder / DECISION, seal(decision.to_json()), indent=1)
+def write_decision(folder: Path, decision: Decision) -> Decision:
+    """Record ``decision`` unless one is recorded already (``innloop approve`` and a run's timeout
+    may answer at the same moment): returns the decision that holds, the first one written."""
+    if create_bytes(folder / DECISION, json.dumps(seal(decision.to_json()), indent=1).encode()):
+        return decision
+    first = read_decision(folder)
+    assert first is not None  # the name was taken by a complete file (written atomically)
+    return first
 
 
 def read_decision(folder: Path) -> Decision | None:

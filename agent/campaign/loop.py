@@ -168,8 +168,8 @@ def step(
     jobs = left.jobs(state, batch)
     decided = None
     if state.config.approval.required and len(batch.U):
-        decided = stage("approve", lambda: ask_approval(state, ctx, batch, folder))
-        jobs = [] if decided[0].action == "stop" else _without_dropped(state, jobs, batch, decided[0])
+        decided = stage("approve", lambda: ask_approval(state, ctx, batch, folder, sent=_sent(state, left)))
+        jobs = [*left.in_flight, *_kept(state, jobs[len(left.in_flight) :], batch, decided[0])]
     wait = refill.enough(state, drain=drain)
     new = [] if not jobs else stage("measure", lambda: measure(state, jobs, ctx, left.since, enough=wait))
     earlier = refill.forecasts(ctx.store, state, [r for r in state.records if r.iteration == state.iteration] + new)
@@ -184,10 +184,16 @@ def step(
 
 
 def ask_approval(
-    state: CampaignState, ctx: Context, batch: Batch, folder: Path
+    state: CampaignState, ctx: Context, batch: Batch, folder: Path, *, sent: bool = False
 ) -> tuple[approval.Decision, approval.Proposal]:
-    """The decision on ``batch`` (`agent.campaign.approval.ask`): on disk, or asked of a person."""
+    """The decision on ``batch`` (`agent.campaign.approval.ask`): on disk, or asked of a person.
+    ``sent``: part of the batch reached the oracle before approval was required (the setting
+    may change between runs): nothing is asked, and the record says so."""
     spec = state.config.approval
+    if sent and approval.read_decision(folder) is None:
+        why = "part of the batch had reached the oracle before approval was required"
+        held = approval.write_decision(folder, approval.Decision("approve", (), why, "innloop"))
+        return held, batch.proposal(state, time.time(), ctx.link)
     gate = ctx.gate or approval.FileGate(folder)
 
     def told(p: approval.Proposal) -> None:
@@ -199,11 +205,23 @@ def ask_approval(
     )
 
 
-def _without_dropped(state: CampaignState, jobs: list[Job], batch: Batch, decision: approval.Decision) -> list[Job]:
-    """``jobs`` less the batch's designs the person dropped (numbered from 1)."""
+def _sent(state: CampaignState, left: Leftovers) -> bool:
+    """Whether this iteration's batch has reached the oracle, in part: a job of it in the journal
+    (an async job of an earlier refill does not count), or a result of the oracle recorded."""
+    mine = [j for j in left.in_flight if refill.chosen_in(j.tag) in (None, state.iteration)]
+    recorded = any(r.iteration == state.iteration and not r.external for r in state.records)
+    return bool(mine) or recorded
+
+
+def _kept(state: CampaignState, fresh: list[Job], batch: Batch, decision: approval.Decision) -> list[Job]:
+    """The batch's designs never sent (``fresh``) that the decision lets go: none after a stop,
+    all but the dropped ones (numbered from 1) after an approval. Jobs in the journal are
+    another matter: they may be at the oracle, and are always collected."""
+    if decision.action == "stop":
+        return []
     rows = state.space.to_rows(batch.physical(state))
     gone = {design_digest(rows[i - 1]) for i in decision.drop}
-    return [j for j in jobs if j.handle is not None or design_digest(j.design) not in gone]
+    return [j for j in fresh if design_digest(j.design) not in gone]
 
 
 def _timed(state: CampaignState, ctx: Context, seconds: dict[str, float]) -> StageRunner:

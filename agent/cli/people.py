@@ -70,11 +70,20 @@ def _approve(args: argparse.Namespace) -> int:
         print(as_text(asked))
         return 0
     decision = decide(asked, "stop" if args.stop else "approve", args.drop or (), args.reason or "", "innloop approve")
-    write_decision(folder, decision)
+    if (held := write_decision(folder, decision)) != decision:
+        raise StateError(
+            f"{args.campaign}: iteration {asked.iteration} was decided a moment ago ({held.action} by {held.by})"
+        )
     if asked.link is not None:  # a Prefect flow waits on its own form: answer it too, so it goes on now
         from flows.approval import resume_with  # Prefect: only for a campaign that a flow runs
 
-        resume_with(asked.link, decision)
+        try:
+            resume_with(asked.link, decision)
+        except Exception as exc:  # the decision holds; only the paused run's wake-up failed
+            print(
+                f"{args.campaign}: the decision is recorded, but the paused Prefect run could not be resumed "
+                f"({type(exc).__name__}); resume it in the Prefect UI: this decision holds whatever is answered there"
+            )
     kept = len(asked.rows) - len(decision.drop)
     said = "stopped" if decision.action == "stop" else f"approved {kept} of {len(asked.rows)} designs"
     print(f"{args.campaign}: iteration {asked.iteration} {said}" + (f" ({decision.reason})" if decision.reason else ""))

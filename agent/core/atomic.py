@@ -42,3 +42,23 @@ def write_bytes(path: str | os.PathLike[str], data: bytes) -> Path:
         Path(tmp).unlink(missing_ok=True)
         raise
     return path
+
+
+def create_bytes(path: str | os.PathLike[str], data: bytes) -> bool:
+    """Write ``path`` atomically only if it does not exist yet; ``False`` when another writer was
+    first (its file is left as it is). The complete temporary file is hard-linked into place,
+    which fails when the name is taken: two processes deciding the same thing never both win."""
+    path = Path(path)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as fh:
+            fh.write(data)
+            fh.flush()
+            os.fsync(fh.fileno())
+        try:
+            os.link(tmp, path)
+        except FileExistsError:
+            return False
+        return True
+    finally:
+        Path(tmp).unlink(missing_ok=True)

@@ -176,3 +176,23 @@ def test_on_timeout_approve_and_the_notify_settings(tmp_path: Path, monkeypatch:
     with pytest.raises(ConfigError, match=r"notify\.url: a webhook URL is a secret") as leak:
         config_from_dict(_config("leaky", notify={"url": "https://hooks.example/T0/secret"}))
     assert "T0/secret" not in str(leak.value), "the secret is never echoed"
+
+
+def test_a_batch_already_at_the_oracle_is_collected_not_asked_about(tmp_path: Path) -> None:
+    """Approval switched on while a batch is at the oracle (the run before ran out of time
+    mid-measure): nobody is asked about designs already paid for; they are collected, and the
+    record says why."""
+
+    class Never:
+        def ask(self, proposal: Proposal, deadline: float, earlier: Proposal | None = None) -> Decision | None:
+            raise AssertionError("asked about a batch that is already at the oracle")
+
+    raw = _config("late", budget={"iterations": 1, "wall_time_s": 0.5}, approval={"required": False})
+    raw["oracle"] = {"name": "mock", "settings": {"latency_s": 1.5}}
+    first = run_campaign(config_from_dict(raw), tmp_path / "state")
+    assert first.reason.startswith("wall-time budget reached") and first.state.calls == 0
+    raw |= {"budget": {"iterations": 1}, "approval": {"required": True}}
+    run = run_campaign(config_from_dict(raw), tmp_path / "state", gate=Never())
+    assert run.state.calls == 5, "the batch at the oracle was collected"
+    said = run.state.history[0]["approval"]
+    assert said["action"] == "approve" and "before approval was required" in said["reason"]
