@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
+import json
 import math
 import time
 from collections.abc import Mapping
@@ -73,12 +74,19 @@ class Told:
 
 
 def read_told(
-    path: Path, config: CampaignConfig, records: list[LedgerRecord], flying: list[Handle], oracle: Oracle | None
+    path: Path,
+    config: CampaignConfig,
+    records: list[LedgerRecord],
+    busy: Mapping[str, str],
+    oracle: Oracle | None,
+    waiting: Mapping[str, dict[str, float]] | None = None,
 ) -> Told:
     """Check every row of ``path`` against the campaign; raise one `DataError` listing every bad row.
 
-    ``records``: the ledger; ``flying``: handles of the jobs at the oracle; ``oracle``: the
-    campaign's oracle when it takes answers from people (`oracles.base.TakesAnswers`), else ``None``.
+    ``records``: the ledger; ``busy``: design digest -> why the oracle will measure it (a job in
+    the journal, a batch chosen and not sent yet: `busy_designs`); ``waiting``: design digest ->
+    values of external rows told earlier that wait for the ledger; ``oracle``: the campaign's
+    oracle when it takes answers from people (`oracles.base.TakesAnswers`), else ``None``.
     """
     material = config.design_material()
     space = material.space
@@ -98,13 +106,21 @@ def read_told(
         problems.append(f"{path}: missing the measured value's column {material.target!r}")
     if problems:
         raise DataError("\n".join(problems))
-    digest = hashlib.sha256(path.read_bytes()).hexdigest()[:16]
     open_jobs: dict[str, Handle] = {h.job_id: h for h in oracle.open_jobs()} if isinstance(oracle, TakesAnswers) else {}
     open_by_design: dict[str, list[str]] = {}
     for h in open_jobs.values():
         open_by_design.setdefault(design_digest(h.design), []).append(h.job_id)
-    known = {design_digest(r.result.handle.design): r for r in records if r.result.ok}
-    in_flight_at = {design_digest(h.design): h.job_id for h in flying if h.job_id not in open_jobs}
+    known = {
+        design_digest(r.result.handle.design): (
+            (r.result.values or {}).get(material.target),
+            f"job {r.result.handle.job_id}",
+        )
+        for r in records
+        if r.result.ok
+    }
+    for key, vals in (waiting or {}).items():
+        known.setdefault(key, (vals.get(material.target), "told earlier, waiting for the running campaign"))
+    answering = sorted(oracle.value_names()) if isinstance(oracle, NamesValues) else [material.target]
     told: Told = Told()
     seen: dict[str, dict[str, float]] = {}
     taken: set[str] = set()
@@ -132,6 +148,9 @@ def read_told(
             if job_id in taken:
                 problems.append(f"{where}: job {job_id} is answered twice in this file")
                 continue
+            if values is not None and (lacking := [v for v in answering if v not in values]):
+                problems.append(f"{where}: job {job_id} needs every value it measures; no {', '.join(lacking)}")
+                continue
             taken.add(job_id)
             told.answers.append(Answer(job_id, values, reason, prov))
             continue
@@ -139,20 +158,18 @@ def read_told(
             problems.append(f"{where}: 'failed' is for a job a person was asked to measure; this design is none")
             continue
         assert values is not None
-        if key in in_flight_at:
-            job = in_flight_at[key]
-            problems.append(f"{where}: this design is in flight at the oracle (job {job}); its result comes from there")
+        if key in busy and key not in open_by_design:
+            problems.append(f"{where}: this design is {busy[key]}; its result comes from the oracle")
             continue
         target = values[material.target]
         if (old := known.get(key)) is not None:
-            had = (old.result.values or {}).get(material.target)
+            had, which = old
             if had is None or not math.isclose(had, target, rel_tol=1e-9, abs_tol=1e-12):
                 problems.append(
-                    f"{where}: the ledger holds this design with {material.target} = {had} (job "
-                    f"{old.result.handle.job_id}), not {target:g}"
+                    f"{where}: this design is known with {material.target} = {had} ({which}), not {target:g}"
                 )
             else:
-                told.skipped.append(f"{where}: already in the ledger (job {old.result.handle.job_id})")
+                told.skipped.append(f"{where}: already known ({which})")
             continue
         if (same := seen.get(key)) is not None:
             if same != values:
@@ -161,7 +178,9 @@ def read_told(
                 told.skipped.append(f"{where}: the same row appears earlier in this file")
             continue
         seen[key] = values
-        told.external.append({"job_id": f"{EXTERNAL}-{digest}-{i + 2}", "design": design, "values": values} | prov)
+        # named by what it says: the same measurement told twice is one ledger record
+        said = hashlib.sha256(json.dumps(values, sort_keys=True).encode()).hexdigest()[:8]
+        told.external.append({"job_id": f"{EXTERNAL}-{key[:16]}-{said}", "design": design, "values": values} | prov)
     if problems:
         count = f"{len(problems)} bad row{'s' if len(problems) != 1 else ''}"
         raise DataError(f"{path}: {count}, nothing was recorded:\n" + "\n".join(problems))
@@ -175,7 +194,8 @@ def tell_campaign(
     at once when no run holds the campaign's lock, else at the running campaign's next iteration.
     Returns what was told and the ledger records written now."""
     takes = oracle if isinstance(oracle, TakesAnswers) else None
-    told = read_told(path, config, store.ledger.records(), flying_handles(store), takes)
+    busy = busy_designs(store, config)
+    told = read_told(path, config, store.ledger.records(), busy, takes, waiting_rows(store))
     write_told(store, told, path, takes, now=time.time())
     with contextlib.ExitStack() as stack:
         try:
@@ -296,7 +316,28 @@ def _values(
     return JobStatus.COMPLETED.value, values, None
 
 
-def flying_handles(store: CampaignStore) -> list[Handle]:
-    """Handles of the campaign's jobs at the oracle (none for a job still being submitted)."""
+def busy_designs(store: CampaignStore, config: CampaignConfig) -> dict[str, str]:
+    """Designs the oracle will measure (digest -> why): every job in the journal, with or without
+    a handle, and the batch of the iteration under way (chosen, perhaps waiting for approval)."""
     jobs, _ = in_flight(store)
-    return [j.handle for j in jobs if j.handle is not None]
+    out = {
+        design_digest(j.design): f"in flight at the oracle ({j.handle.job_id if j.handle else 'being sent'})"
+        for j in jobs
+    }
+    batch = store.root / "iterations" / f"{store.last_completed() + 1:04d}" / "batch.csv"
+    if batch.exists():
+        space = config.design_material().space
+        frame = pd.read_csv(batch)
+        for row in space.to_rows(space.from_frame(frame, source=str(batch))):
+            out.setdefault(design_digest(row), "chosen for the iteration under way")
+    return out
+
+
+def waiting_rows(store: CampaignStore) -> dict[str, dict[str, float]]:
+    """External rows told earlier that wait for the ledger: design digest -> values."""
+    folder = store.root / INBOX
+    out: dict[str, dict[str, float]] = {}
+    for p in sorted(folder.glob("*.json")) if folder.is_dir() else []:
+        for row in unseal(read_state_json(p, "told external measurements"), str(p)).get("rows", []):
+            out[design_digest(row["design"])] = dict(row["values"])
+    return out

@@ -92,6 +92,11 @@ def test_a_person_measures_a_campaign_by_file(tmp_path: Path) -> None:
     rest = pd.concat([rest, pd.DataFrame([outside])], ignore_index=True)
     told, now = tell_campaign(store, config, _told(tmp_path / "rest.csv", rest), oracle)
     assert len(told.answers) == 3 and len(told.external) == 1 and now == [], "the run holds the lock"
+    again, _ = tell_campaign(store, config, _told(tmp_path / "again.csv", rest.iloc[3:]), oracle)
+    assert again.external == [] and "told earlier" in again.skipped[0], "told twice while it waits: kept once"
+    other = rest.iloc[3:].assign(gap=1.2)
+    with pytest.raises(DataError, match="known with gap = 1.02"):
+        tell_campaign(store, config, _told(tmp_path / "other.csv", other), oracle)
     for _ in range(2):
         batch = _sheet(oracle, 2)
         batch["gap"] = [_gap(r) for r in batch.to_dict("records")]
@@ -169,7 +174,7 @@ def test_every_bad_row_is_named_and_nothing_is_written(measured: tuple[Path, Any
         tell_campaign(store, config, path, None)
     lines = str(err.value).splitlines()
     assert lines[0].endswith("6 bad rows, nothing was recorded:")
-    for line, what in zip(lines[1:], ["a=40", "the ledger holds", "no gap", "status 'maybe'", "'failed'", "earlier"]):
+    for line, what in zip(lines[1:], ["a=40", "is known with gap", "no gap", "status 'maybe'", "'failed'", "earlier"]):
         assert what in line, (what, line)
     assert [f"line {n}" in line for n, line in zip((3, 4, 5, 6, 7, 8), lines[1:])] == [True] * 6
     assert store.ledger.path.read_bytes() == before and not list((store.root / "external").glob("*.json"))
