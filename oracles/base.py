@@ -19,8 +19,8 @@ so the protocol is built around never losing or repeating one:
   retry a failed submit without paying twice.
 
 What an oracle can do beyond the four calls is declared, never probed: it implements a
-capability protocol (`Adopts`, `IdempotentSubmit`, `MeasuresPool`, `NamesValues`, `ResolvesPaths`,
-`TakesAnswers`) and
+capability protocol (`Adopts`, `IdempotentSubmit`, `KeepsRunning`, `MeasuresPool`, `NamesValues`,
+`ResolvesPaths`, `TakesAnswers`) and
 callers check it with ``isinstance`` (``issubclass`` for a class).
 """
 
@@ -47,6 +47,7 @@ __all__ = [
     "Handle",
     "IdempotentSubmit",
     "JobStatus",
+    "KeepsRunning",
     "MeasuresPool",
     "NamesValues",
     "Oracle",
@@ -252,6 +253,14 @@ class NamesValues(Protocol):
     anything is submitted (`agent.campaign.constraints`) instead of never finding a hit."""
 
     def value_names(self) -> frozenset[str]: ...
+
+
+@runtime_checkable
+class KeepsRunning(Protocol):
+    """An oracle that cannot stop a job it started (SiLA 2 without CancelController): a job past
+    ``retry.job_timeout_s`` is waited for, never cancelled and sent again (that would pay twice)."""
+
+    cancels: Literal[False]
 
 
 @runtime_checkable

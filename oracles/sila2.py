@@ -23,8 +23,9 @@ not be measured") is a physics failure, recorded and not retried; an undefined o
 execution the instrument no longer knows (it restarted, or the execution's lifetime ran
 out), is an infrastructure failure, re-sent. An instrument that cannot be reached is an
 outage (`OracleError`): the jobs wait in flight. SiLA 2 has no standard way to cancel a
-running command without the optional CancelController feature, so `cancel` lets it finish
-and only forgets it.
+running command without the optional CancelController feature: the oracle declares
+`oracles.base.KeepsRunning`, so a job past ``retry.job_timeout_s`` is waited for rather than
+cancelled and sent again (a second execution of the same sample), and `cancel` only forgets it.
 """
 
 from __future__ import annotations
@@ -35,7 +36,7 @@ import threading
 import time
 from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from agent.core.materials import Material, as_material
 from agent.core.paths import default_state_dir
@@ -67,6 +68,7 @@ class Sila2Oracle:
     """Measures designs with a SiLA 2 server's observable command (see the module)."""
 
     name = "sila2"
+    cancels: Literal[False] = False  # `oracles.base.KeepsRunning`: a job past its time limit is waited for
 
     def __init__(
         self,

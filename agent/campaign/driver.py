@@ -57,6 +57,7 @@ from oracles.base import (
     Handle,
     IdempotentSubmit,
     JobStatus,
+    KeepsRunning,
     Oracle,
     OracleError,
     OracleRefused,
@@ -336,7 +337,7 @@ def _finished(oracle: Oracle, live: list[Job], retry: RetrySpec, now: float) -> 
     statuses = oracle.poll([j.handle for j in live if j.handle is not None])
     done = [j for j, s in zip(live, statuses, strict=True) if s.terminal]
     running = [j for j, s in zip(live, statuses, strict=True) if not s.terminal]
-    limit = retry.job_timeout_s
+    limit = None if isinstance(oracle, KeepsRunning) else retry.job_timeout_s  # cancelling would pay twice
     stuck = [] if limit is None else [j for j in running if j.handle and now - j.handle.submitted_at > limit]
     if stuck:
         oracle.cancel([j.handle for j in stuck if j.handle is not None])

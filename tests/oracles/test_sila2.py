@@ -176,3 +176,21 @@ def test_a_campaign_killed_while_the_instrument_measures_never_measures_twice(tm
     per_design = Counter(design_digest(e["design"]) for e in ran)
     assert max(per_design.values()) == 1, "the instrument measured a design twice"
     assert json.loads((tmp_path / "state" / "instrument" / "campaign.json").read_text())["iteration"] == 1
+
+
+def test_a_job_past_its_time_limit_is_waited_for_not_sent_again(tmp_path: Path) -> None:
+    """A SiLA 2 command cannot be cancelled (`oracles.base.KeepsRunning`): the job driver waits
+    for a job past ``job_timeout_s`` instead of cancelling it and paying for a second execution."""
+    from agent.campaign.config import RetrySpec
+    from agent.campaign.driver import drive
+    from agent.campaign.journal import FileJournal, Job
+
+    proc, port = start_sila_lab(tmp_path / "lab", latency_s=1.5)
+    try:
+        oracle = Sila2Oracle(**_settings(port, tmp_path / "jobs"))  # type: ignore[arg-type]
+        retry = RetrySpec(poll_interval_s=0.05, job_timeout_s=0.3)
+        new, left = drive(oracle, FileJournal(tmp_path / "journal"), [Job(BASE, "t")], retry)
+    finally:
+        stop_sila_lab(proc)
+    assert left == [] and [r.result.status for r in new] == [JobStatus.COMPLETED]
+    assert len(executions(tmp_path / "lab")) == 1

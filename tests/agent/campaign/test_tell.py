@@ -95,7 +95,7 @@ def test_a_person_measures_a_campaign_by_file(tmp_path: Path) -> None:
     again, _ = tell_campaign(store, config, _told(tmp_path / "again.csv", rest.iloc[3:]), oracle)
     assert again.external == [] and "told earlier" in again.skipped[0], "told twice while it waits: kept once"
     other = rest.iloc[3:].assign(gap=1.2)
-    with pytest.raises(DataError, match="known with gap = 1.02"):
+    with pytest.raises(DataError, match=r"known with gap = 1\.02"):
         tell_campaign(store, config, _told(tmp_path / "other.csv", other), oracle)
     for _ in range(2):
         batch = _sheet(oracle, 2)
