@@ -22,8 +22,9 @@ that no one answered. A stop ends the campaign (`stop_reason`) with the person's
 from __future__ import annotations
 
 import json
+import math
 import time
-from collections.abc import Callable, Sequence, Set
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Literal, Protocol
@@ -231,28 +232,37 @@ def _read(path: Path, what: str, parse: Callable[[dict[str, Any]], Any]) -> Any:
 
 
 # -- what follows from the decisions -----------------------------------------------------------
-def dropped_designs(history: Sequence[dict[str, Any]], readmitted: Set[str] = frozenset()) -> list[dict[str, Any]]:
-    """Every design a person dropped, over the committed iterations' metrics, less those a
-    person has let back in (``readmitted``: design digests, `read_readmitted`)."""
-    out = [d for m in history for d in (m.get("approval") or {}).get("dropped", [])]
-    return [d for d in out if design_digest(d) not in readmitted]
+def dropped_designs(
+    history: Sequence[dict[str, Any]], readmitted: Mapping[str, float] | None = None
+) -> list[dict[str, Any]]:
+    """Every design a person dropped, over the committed iterations' metrics, less those a person
+    let back in after dropping them (``readmitted``: design digest -> when, `read_readmitted`);
+    a design dropped again after that is dropped again."""
+    since = readmitted or {}
+    out = []
+    for m in history:
+        a = m.get("approval") or {}
+        for d in a.get("dropped", []):
+            if since.get(design_digest(d), -math.inf) < float(a.get("decided_at", 0.0)):
+                out.append(d)
+    return out
 
 
-def read_readmitted(root: Path) -> frozenset[str]:
-    """The digests of dropped designs a person let back in (``innloop approve --readmit``)."""
+def read_readmitted(root: Path) -> dict[str, float]:
+    """Dropped designs a person let back in (``innloop approve --readmit``): digest -> when."""
     path = root / READMITTED
     if not path.exists():
-        return frozenset()
+        return {}
     data = read_state_json(path, "the readmitted designs")
-    if not isinstance(data, list) or not all(isinstance(d, str) for d in data):
-        raise StateError(f"{path}: expected a list of design digests")
-    return frozenset(data)
+    if not isinstance(data, dict) or not all(isinstance(v, int | float) for v in data.values()):
+        raise StateError(f"{path}: expected an object of design digests and times")
+    return {str(k): float(v) for k, v in data.items()}
 
 
-def readmit(root: Path, designs: Sequence[dict[str, Any]]) -> frozenset[str]:
-    """Let ``designs`` (dropped earlier) be proposed again; returns every readmitted digest."""
-    every = read_readmitted(root) | {design_digest(d) for d in designs}
-    write_json(root / READMITTED, sorted(every), indent=1)
+def readmit(root: Path, designs: Sequence[dict[str, Any]], now: float | None = None) -> dict[str, float]:
+    """Let ``designs`` (dropped earlier) be proposed again from ``now`` on; returns every readmission."""
+    every = read_readmitted(root) | {design_digest(d): time.time() if now is None else now for d in designs}
+    write_json(root / READMITTED, every, indent=1)
     return every
 
 

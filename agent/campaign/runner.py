@@ -99,7 +99,7 @@ def open_campaign(
         prior_y=prior_y,
         history=history,
         elapsed_s=float(history[-1].get("elapsed_s", 0.0)) if history else 0.0,
-        readmitted=read_readmitted(store.root),
+        readmitted=tuple(sorted(read_readmitted(store.root).items())),
     )
     return store, state
 
@@ -301,7 +301,7 @@ def _run_locked(
 def _told(state: CampaignState, store: CampaignStore, say: Callable[[str], None]) -> CampaignState:
     """``state`` with what people told it while this run held the lock: measurements from outside
     (`agent.campaign.tell`) and dropped designs let back in (`agent.campaign.approval.readmit`)."""
-    state = replace(state, readmitted=read_readmitted(store.root))
+    state = replace(state, readmitted=tuple(sorted(read_readmitted(store.root).items())))
     if not (new := ingest(store, state.iteration)):
         return state
     say(f"{len(new)} external measurements recorded (innloop tell); they count for the models and hits")

@@ -63,7 +63,7 @@ class CampaignState:
     history: tuple[dict[str, Any], ...] = ()
     elapsed_s: float = 0.0  # campaign wall time over all runs, up to the last commit
     stopped: str | None = None
-    readmitted: frozenset[str] = frozenset()  # dropped designs a person let back in (agent.campaign.approval)
+    readmitted: tuple[tuple[str, float], ...] = ()  # dropped designs let back in, and when (agent.campaign.approval)
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "records", canonical_order(self.records))
@@ -124,7 +124,7 @@ def measured_unit(state: CampaignState) -> np.ndarray:
     """Unit-box designs ever sent to the oracle, failed ones included, and those a person
     dropped at approval (`agent.campaign.approval`) and did not let back in: never proposed again."""
     U = ledger_arrays(state)[0]
-    if dropped := dropped_designs(state.history, state.readmitted):
+    if dropped := dropped_designs(state.history, dict(state.readmitted)):
         U = np.vstack([U, state.space.to_unit(state.space.from_rows(dropped, source="dropped designs"))])
     return U
 

@@ -196,3 +196,17 @@ def test_a_batch_already_at_the_oracle_is_collected_not_asked_about(tmp_path: Pa
     assert run.state.calls == 5, "the batch at the oracle was collected"
     said = run.state.history[0]["approval"]
     assert said["action"] == "approve" and "before approval was required" in said["reason"]
+
+
+def test_a_design_let_back_in_and_dropped_again_stays_dropped() -> None:
+    from agent.campaign.approval import dropped_designs
+
+    d = dict(BASE_DESIGN)
+    history = [{"iteration": 0, "approval": {"decided_at": 10.0, "dropped": [d]}}]
+    let_in = {design_digest(d): 20.0}
+    assert dropped_designs(history) == [d] and dropped_designs(history, let_in) == []
+    history.append({"iteration": 3, "approval": {"decided_at": 30.0, "dropped": [d]}})
+    assert dropped_designs(history, let_in) == [d], "dropped again after it was let back in"
+
+
+BASE_DESIGN = {"a": 3.16, "b": 3.16, "c": 12.3, "alpha": 90.0, "beta": 90.0, "gamma": 120.0, "efield": 0.0}
