@@ -25,7 +25,7 @@ import time
 import urllib.error
 import urllib.request
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from agent.campaign.run_config import NotifySpec
@@ -46,7 +46,7 @@ def quiet(_event: str, _key: str, _reason: str) -> None:
 class Webhook:
     """POSTs each wanted event once (by key) to ``url``; the keys sent are kept in ``folder``."""
 
-    url: str
+    url: str = field(repr=False)  # a secret: never in a repr, a log or an error
     folder: Path
     campaign: str
     events: tuple[str, ...]
@@ -67,8 +67,9 @@ class Webhook:
                     reply.read()
                 break
             except (urllib.error.URLError, OSError, ValueError) as exc:
-                if attempt == self.tries:
-                    self.log(f"could not notify about {event} ({key}): {exc}; the campaign goes on")
+                if attempt == self.tries:  # the error's type and status only: its text may quote the URL
+                    why = f"HTTP {exc.code}" if isinstance(exc, urllib.error.HTTPError) else type(exc).__name__
+                    self.log(f"could not notify about {event} ({key}): {why}; the campaign goes on")
                     return
                 time.sleep(attempt)
         self._mark(key, event)
@@ -106,6 +107,6 @@ def webhook_for(spec: NotifySpec, folder: Path, campaign: str, link: str | None,
         where = f"${spec.url_env}"
     else:
         return quiet
-    if not url.startswith(("http://", "https://")):
-        raise ConfigError(f"[notify]: {where} holds no http(s) URL")  # the value itself may be a secret
+    if not url.startswith(("http://", "https://")) or any(c.isspace() or not c.isprintable() for c in url):
+        raise ConfigError(f"[notify]: {where} holds no http(s) URL on one line")  # the value itself is a secret
     return Webhook(url, folder, campaign, tuple(spec.events), link, spec.timeout_s, log)

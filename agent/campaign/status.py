@@ -12,8 +12,9 @@ from typing import Any
 
 import numpy as np
 
-from agent.campaign.approval import read_decision, read_request
+from agent.campaign.approval import read_decision, read_request, stopped_by_person
 from agent.campaign.config import CampaignConfig, config_from_dict
+from agent.campaign.journal import read_state_json
 from agent.campaign.state import (
     CampaignState,
     families_covered,
@@ -102,12 +103,26 @@ def campaign_status(state_dir: str | Path, name: str) -> dict[str, Any]:
         "infeasible": infeasible[0],
         "elapsed_s": history[-1].get("elapsed_s") if history else 0.0,
         "transfer": (history[-1].get("fit") or {}).get("transfer") if history else None,  # [transfer]'s map
-        "done": stop_reason(state) is not None and not (inflight and inflight.get("jobs")),
+        "done": (stop_reason(state) is not None or _stopped(store, last) is not None)
+        and not (inflight and inflight.get("jobs")),
         "approval": _waiting_approval(store, last + 1),
     }
 
 
 FAMILY = "family"  # the key of a hit design row naming its family in `campaign_status`
+
+
+def _stopped(store: CampaignStore, last: int) -> str | None:
+    """A person's (or a timeout's) stop at approval in any committed iteration: the status's
+    history holds the last iterations only, and an asynchronous campaign collects its jobs in
+    one more iteration after the stop."""
+    approvals = []
+    for i in range(last + 1):
+        metrics = store.root / "iterations" / f"{i:04d}" / "metrics.json"
+        data = read_state_json(metrics, "an iteration's metrics")
+        if isinstance(data, dict) and data.get("approval"):
+            approvals.append({"iteration": i, "approval": data["approval"]})
+    return stopped_by_person(approvals)
 
 
 def _waiting_approval(store: CampaignStore, iteration: int) -> dict[str, Any] | None:

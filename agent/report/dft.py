@@ -72,7 +72,7 @@ def records_cost(records: Sequence[LedgerRecord], elapsed_s: float) -> dict[str,
     ]
     jobs = sum((r.result.provenance or {}).get("code") is not None for r in records)
     return {
-        "calls": len(records),
+        "calls": sum(not r.external for r in records),  # oracle calls: measurements told from outside are none
         "jobs": jobs,
         "dft_hours": sum(seconds) / 3600.0,
         "wall_hours": elapsed_s / 3600.0,
