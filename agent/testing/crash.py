@@ -9,7 +9,8 @@ POINT. It prints ``finished`` when the campaign ended without reaching it.
 POINT is ``none`` or ``KIND:WHAT:ITERATION[:K]`` (``K`` defaults to 1):
 
 =================================  ===============================================================
-``before:STAGE:I``                 before stage STAGE of iteration I (``retrain`` … ``checkpoint``)
+``before:STAGE:I``                 before stage STAGE of iteration I (``retrain`` … ``checkpoint``;
+                                   ``approve`` only with ``[approval] required``)
 ``after:STAGE:I``                  right after it returned
 ``during:STAGE:I``                 ``$DELAY`` seconds (default 0.05) into it (a timer thread)
 ``submit:-:I``                     the oracle accepted the batch, its handles are not saved yet
@@ -46,7 +47,7 @@ from agent.core import atomic
 
 __all__ = ["KINDS", "STAGES", "Point", "main", "parse_point"]
 
-STAGES = ("retrain", "sample", "refine", "choose", "measure", "update", "checkpoint")
+STAGES = ("retrain", "sample", "refine", "choose", "approve", "measure", "update", "checkpoint")
 KINDS = ("before", "after", "during", "submit", "pending", "append", "rename", "ray", "reply")
 FILES = {"inflight": "inflight.json", "manifest": "manifest.json", "campaign": "campaign.json"} | {
     "metrics": "metrics.json",

@@ -17,6 +17,7 @@ the same files as one kept here are run by the benchmark only:
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pytest
@@ -64,6 +65,27 @@ def test_killed_campaign_resumes_without_loss_or_resubmission(point: str, expect
         report = kill_and_resume("mock", case, config, tmp_path / "state", point, MOCK_ITERATIONS, expected)
     assert report.ok, report.problems
     assert report.killed == -9 and report.submissions == report.results == len(expected)
+
+
+# every batch waits for approval: 0.5 s with nobody answering, then sent as it is
+APPROVED = '\n[approval]\nrequired = true\ntimeout_s = 0.5\non_timeout = "approve"\n'
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("point", ["during:approve:1", "after:approve:2"])
+def test_killed_while_waiting_for_approval_or_right_after_it(point: str, expected: list[str], tmp_path: Path) -> None:
+    """Killed while the batch waits for a person (the question asked, no answer yet) or right
+    after the decision was written (nothing sent yet): the resumed run asks the same question,
+    or takes the decision on disk, and ends as a campaign never stopped (approval changes no
+    choice when nobody drops a design)."""
+    config = write_config(tmp_path, mock_config() + APPROVED)
+    with mock_case(tmp_path, point) as case:
+        report = kill_and_resume("mock", case, config, tmp_path / "state", point, MOCK_ITERATIONS, expected)
+    assert report.ok, report.problems
+    assert report.killed == -9 and report.submissions == report.results == len(expected)
+    folder = tmp_path / "state" / "crash" / "iterations"
+    decisions = [json.loads((folder / f"{i:04d}" / "approval.json").read_text()) for i in range(MOCK_ITERATIONS)]
+    assert all(d["by"] == "timeout" and d["action"] == "approve" for d in decisions)
 
 
 def _ray_processes() -> set[int]:
