@@ -34,7 +34,7 @@ from flows.approval import PrefectGate
 from flows.manual import published, tell_flow
 from flows.report import progress_markdown, progress_png
 from flows.samplers import make_sampler
-from oracles import oracle_class
+from oracles import oracle_class, prepare_process
 from oracles.manual import ManualOracle
 
 __all__ = ["artifact_key", "campaign_flow", "serve"]
@@ -140,6 +140,7 @@ def campaign_flow(
     ``max_iterations`` pauses the run after that many iterations (no report then).
     """
     cfg = load_config(config)
+    prepare_process(cfg.oracle.name)  # before the sampler loads Ray
     text = Path(config).read_text() if config else None
     logger = get_run_logger()
     t0 = time.perf_counter()

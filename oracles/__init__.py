@@ -32,6 +32,7 @@ __all__ = [
     "available_oracles",
     "make_oracle",
     "oracle_class",
+    "prepare_process",
     "register_oracle",
 ]
 
@@ -91,6 +92,16 @@ def oracle_class(name: str) -> type:
     module, cls = target.split(":")
     found: type = getattr(importlib.import_module(module), cls)
     return found
+
+
+def prepare_process(name: str) -> None:
+    """Set up this process for the back end ``name`` before other libraries load: the ``sila2``
+    oracle needs protobuf's pure-Python implementation chosen before Ray imports protobuf.
+    Commands and flows call it right after reading a campaign's configuration."""
+    if name == "sila2":
+        from oracles.sila2 import use_pure_python_protobuf  # light: the SiLA 2 stack loads on first use
+
+        use_pure_python_protobuf()
 
 
 def make_oracle(name: str, **settings: Any) -> Oracle:

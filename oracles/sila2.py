@@ -32,6 +32,7 @@ from __future__ import annotations
 
 import json
 import os
+import sys
 import threading
 import time
 from collections.abc import Mapping, Sequence
@@ -54,9 +55,25 @@ from oracles.base import (
     resolve_path_settings,
 )
 
-__all__ = ["Sila2Oracle", "pascal"]
+__all__ = ["Sila2Oracle", "pascal", "use_pure_python_protobuf"]
 
 STARTED = "started.jsonl"
+
+
+PURE = "PROTOCOL_BUFFERS_PYTHON_IMPLEMENTATION"
+
+
+def use_pure_python_protobuf() -> bool:
+    """Ask for protobuf's pure-Python implementation, which the ``sila2`` package needs (it
+    registers its framework's proto file twice, which protobuf's default implementation
+    refuses). It must be chosen before anything imports protobuf (Ray does): returns whether
+    it is, or will be, the one in use."""
+    if "google.protobuf" not in sys.modules:
+        os.environ[PURE] = "python"
+        return True
+    from google.protobuf.internal import api_implementation  # loaded already: only asked which it is
+
+    return bool(api_implementation.Type() == "python")
 
 
 def pascal(name: str) -> str:
@@ -107,6 +124,7 @@ class Sila2Oracle:
         self._client: Any = None
         self._lock = threading.Lock()
         self._done: dict[str, Result] = {}  # outcomes read by `poll`, handed out by `results`
+        use_pure_python_protobuf()  # as early as this process allows (`innloop run` asks before Ray loads)
 
     @staticmethod
     def resolve_paths(settings: Mapping[str, Any], base: Path) -> dict[str, Any]:
@@ -171,6 +189,11 @@ class Sila2Oracle:
 
     # -- SiLA 2 --------------------------------------------------------------------------
     def _connect(self) -> Any:
+        if not use_pure_python_protobuf():
+            raise OracleRefused(
+                "sila2: the SiLA 2 client needs protobuf's pure-Python implementation, and this process loaded "
+                f"another one first (Ray does): run it through `innloop run`, or set {PURE}=python before Python starts"
+            )
         from sila2.client import SilaClient  # the SiLA 2 stack (grpc) only for a campaign that uses it
         from sila2.framework.errors.sila_connection_error import SilaConnectionError
 
@@ -185,9 +208,9 @@ class Sila2Oracle:
 
     def _command(self) -> Any:
         """The client's observable command, or `OracleRefused` naming what the server offers instead."""
+        client = self._connect()  # first: it says so when this process cannot load the SiLA 2 stack
         from sila2.client.client_observable_command import ClientObservableCommand  # see `_connect`
 
-        client = self._connect()
         features = client._features  # the features the server declared, by identifier (SiLAService first)
         if self.feature not in features:
             offered = ", ".join(sorted(k for k in features if k != "SiLAService")) or "none"
@@ -210,13 +233,13 @@ class Sila2Oracle:
 
     def _outcome(self, h: Handle) -> Result:
         """The execution's state, read with one ``<Command>_Result`` call (no stream per job)."""
+        cmd = self._command()  # first: see `_command`
         from sila2.client.utils import call_rpc_function  # see `_connect`
         from sila2.framework.errors.command_execution_not_finished import CommandExecutionNotFinished
         from sila2.framework.errors.defined_execution_error import DefinedExecutionError
         from sila2.framework.errors.invalid_command_execution_uuid import InvalidCommandExecutionUUID
         from sila2.framework.errors.undefined_execution_error import UndefinedExecutionError
 
-        cmd = self._command()
         wrapped, feature = cmd._wrapped_command, cmd._parent_feature
         message = feature._pb2_module.SiLAFramework__pb2.CommandExecutionUUID(value=h.native_id)
         rpc = getattr(feature._grpc_stub, f"{self.command}_Result")

@@ -4,6 +4,12 @@ local SLURM per session, started only when a test asks for it."""
 from __future__ import annotations
 
 import os
+
+# The sila2 oracle's tests run its client in this process, after other tests have loaded Ray,
+# which loads protobuf: the SiLA 2 stack needs protobuf's pure-Python implementation, chosen
+# before that (`oracles.sila2.use_pure_python_protobuf`; `innloop run` chooses it itself, which
+# tests/oracles/test_sila2.py checks in a process of its own).
+os.environ.setdefault("PROTOCOL_BUFFERS_PYTHON_IMPLEMENTATION", "python")
 from collections.abc import Iterator
 
 import numpy as np

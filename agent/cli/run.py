@@ -37,6 +37,7 @@ from agent.campaign.state import FAILURE_STOP
 from agent.cli.console import families_text, hits_table, open_view
 from agent.core.errors import CampaignStopped, InnloopError
 from agent.core.paths import resolve_state_dir
+from oracles import prepare_process
 
 __all__ = ["Interrupted", "run_command"]
 
@@ -124,6 +125,7 @@ def run_command(args: argparse.Namespace) -> int:
     if args.iterations is not None and args.iterations < 1:
         raise InnloopError(f"--iterations must be at least 1, got {args.iterations}")
     cfg = load_config(args.config)  # validate before anything starts (Prefect, Ray)
+    prepare_process(cfg.oracle.name)  # before Ray loads what the oracle must choose first
     state_dir = str(resolve_state_dir(args.state))  # resolved once, here: jobs get absolute paths
     material = cfg.design_material()
     _quiet_frameworks(args.verbose)

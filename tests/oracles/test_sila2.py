@@ -20,7 +20,7 @@ import pytest
 
 from agent.campaign.store import CampaignStore
 from oracles.base import JobStatus, OracleError, design_digest
-from oracles.sila2 import Sila2Oracle
+from oracles.sila2 import PURE, Sila2Oracle
 from oracles.testing.lab import free_port
 from oracles.testing.sila_lab import executions, start_sila_lab, stop_sila_lab
 from tests.agent.campaign.helpers import TINY_MODELS
@@ -133,7 +133,8 @@ samples_per_target = 100
 [budget]
 iterations = 2
 [ray]
-enabled = false
+actors = 1
+cpus_per_actor = 0.25
 [retry]
 poll_interval_s = 0.05
 [models]
@@ -143,13 +144,15 @@ poll_interval_s = 0.05
 @pytest.mark.slow
 def test_a_campaign_killed_while_the_instrument_measures_never_measures_twice(tmp_path: Path) -> None:
     """``innloop run`` SIGKILLed once the instrument is measuring its first batch (each design
-    takes 2 s), then run again: it re-attaches by execution UUID and finishes; the instrument
-    counted one execution per ledger result, each design once."""
+    takes 2 s), then run again, sampling on Ray (which loads protobuf before the oracle does):
+    it re-attaches by execution UUID and finishes; the instrument counted one execution per
+    ledger result, each design once."""
     lab_dir = tmp_path / "lab"
     proc, port = start_sila_lab(lab_dir, latency_s=2.0, fail_above=FAIL_ABOVE)
     config = tmp_path / "instrument.toml"
     config.write_text(CONFIG.format(port=port))
     env = os.environ | {"INNLOOP_STATE_DIR": str(tmp_path / "state"), "INNLOOP_TORCH_THREADS": "1"}
+    env.pop(PURE, None)  # as a user starts it: `innloop run` chooses protobuf's implementation itself
     cmd = [sys.executable, "-m", "agent.cli.main", "run", str(config), "--no-prefect", "--no-ray", "-q"]
     try:
         first = subprocess.Popen(
@@ -165,7 +168,7 @@ def test_a_campaign_killed_while_the_instrument_measures_never_measures_twice(tm
         os.killpg(first.pid, signal.SIGKILL)  # the instrument is still measuring the batch
         first.wait(10)
         assert len(CampaignStore(tmp_path / "state", "instrument").ledger.records()) == 0
-        again = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=300)
+        again = subprocess.run([*cmd[:-2], "-q"], env=env, capture_output=True, text=True, timeout=300)  # Ray too
         assert again.returncode == 0, again.stderr[-3000:]
     finally:
         stop_sila_lab(proc)
@@ -194,3 +197,15 @@ def test_a_job_past_its_time_limit_is_waited_for_not_sent_again(tmp_path: Path) 
         stop_sila_lab(proc)
     assert left == [] and [r.result.status for r in new] == [JobStatus.COMPLETED]
     assert len(executions(tmp_path / "lab")) == 1
+
+
+def test_a_process_that_loaded_protobuf_first_gets_one_clear_error(tmp_path: Path) -> None:
+    code = (
+        "import google.protobuf.message\n"  # as Ray does, before the oracle
+        "from oracles.sila2 import Sila2Oracle\n"
+        f"o = Sila2Oracle(port=1, insecure=True, workdir={str(tmp_path)!r})\n"
+        f"o.submit([{BASE!r}])\n"
+    )
+    env = {k: v for k, v in os.environ.items() if k != PURE}
+    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=120)
+    assert out.returncode == 1 and "OracleRefused: sila2: the SiLA 2 client needs protobuf's pure-Python" in out.stderr
