@@ -31,12 +31,8 @@ def write_bytes(path: str | os.PathLike[str], data: bytes) -> Path:
     unique one, so concurrent writers never share it; removed again if anything fails.
     """
     path = Path(path)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    tmp = _staged(path, data)
     try:
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(data)
-            fh.flush()
-            os.fsync(fh.fileno())
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
@@ -49,16 +45,25 @@ def create_bytes(path: str | os.PathLike[str], data: bytes) -> bool:
     first (its file is left as it is). The complete temporary file is hard-linked into place,
     which fails when the name is taken: two processes deciding the same thing never both win."""
     path = Path(path)
+    tmp = _staged(path, data)
+    try:
+        os.link(tmp, path)
+    except FileExistsError:
+        return False
+    finally:
+        Path(tmp).unlink(missing_ok=True)
+    return True
+
+
+def _staged(path: Path, data: bytes) -> str:
+    """``data`` in a new temporary sibling of ``path``, on disk (fsynced); its name."""
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
         with os.fdopen(fd, "wb") as fh:
             fh.write(data)
             fh.flush()
             os.fsync(fh.fileno())
-        try:
-            os.link(tmp, path)
-        except FileExistsError:
-            return False
-        return True
-    finally:
+    except BaseException:
         Path(tmp).unlink(missing_ok=True)
+        raise
+    return tmp
