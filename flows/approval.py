@@ -131,8 +131,9 @@ def approval_markdown(proposal: Proposal, store: CampaignStore) -> str:
         f"# {proposal.campaign}: approve iteration {proposal.iteration}?",
         "",
         f"{len(proposal.rows)} designs are chosen and nothing is sent yet. Approve them (drop any by its #), "
-        "or stop the campaign, in this run's Resume form, or with "
-        f"`innloop approve {proposal.campaign} [--drop N ...] [--stop] [--reason TEXT]`.",
+        "or stop the campaign, in this run's Resume form or from a shell:",
+        "",
+        f"`innloop approve {proposal.campaign} [--drop N ...] [--stop] [--reason TEXT]`",
         "",
         proposal.markdown(),
     ]
