@@ -101,11 +101,12 @@ def read_told(
         for c in frame.columns
         if c not in names and c not in measured and c not in META
     ]
-    problems += [f"{path}: missing design column {n!r}" for n in space.names if n not in frame.columns]
+    missing = [f"{path}: missing design column {n!r}" for n in space.names if n not in frame.columns]
     if material.target not in frame.columns:
-        problems.append(f"{path}: missing the measured value's column {material.target!r}")
-    if problems:
-        raise DataError("\n".join(problems))
+        missing.append(f"{path}: missing the measured value's column {material.target!r}")
+    if missing:  # no row can be read: the file's columns are the problem
+        raise DataError("\n".join(problems + missing))
+    columns, problems = problems, []  # an unknown column is named beside the bad rows
     open_jobs: dict[str, Handle] = {h.job_id: h for h in oracle.open_jobs()} if isinstance(oracle, TakesAnswers) else {}
     open_by_design: dict[str, list[str]] = {}
     for h in open_jobs.values():
@@ -181,9 +182,10 @@ def read_told(
         # named by what it says: the same measurement told twice is one ledger record
         said = hashlib.sha256(json.dumps(values, sort_keys=True).encode()).hexdigest()[:8]
         told.external.append({"job_id": f"{EXTERNAL}-{key[:16]}-{said}", "design": design, "values": values} | prov)
-    if problems:
-        count = f"{len(problems)} bad row{'s' if len(problems) != 1 else ''}"
-        raise DataError(f"{path}: {count}, nothing was recorded:\n" + "\n".join(problems))
+    if columns or problems:
+        counts = ((len(columns), "column"), (len(problems), "row"))
+        count = " and ".join(f"{n} bad {what}{'s' if n != 1 else ''}" for n, what in counts if n)
+        raise DataError(f"{path}: {count}, nothing was recorded:\n" + "\n".join(columns + problems))
     return told
 
 

@@ -100,7 +100,7 @@ def _dropped(store: Any, readmit: list[int]) -> int:
     dropped = dropped_designs(history, read_readmitted(store.root))
     if not readmit:
         for i, d in enumerate(dropped, start=1):
-            print(f"{i}. " + ", ".join(f"{k} = {v}" for k, v in d.items()))
+            print(f"{i}. " + ", ".join(f"{k} = {v:.6g}" for k, v in d.items()))  # the --show table's digits
         print(f"{store.name}: {len(dropped)} designs dropped at approval and never proposed again")
         return 0
     bad = [n for n in readmit if not 1 <= n <= len(dropped)]

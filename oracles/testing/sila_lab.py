@@ -91,6 +91,7 @@ def _serve(port: int, folder: Path, latency_s: float, fail_above: float | None) 
     from sila2.server import FeatureImplementationBase, SilaServer
 
     logging.getLogger("sila2").setLevel(logging.CRITICAL)  # "not finished yet" is logged as an error there
+    folder.mkdir(parents=True, exist_ok=True)  # the README's `--state-dir /tmp/sila-lab` need not exist
     space = get_material("mos2").space
     feature = Feature(feature_definition(space.names, space.units))
     with resources.as_file(resources.files("oracles") / "data" / "mock_mos2.npz") as path:
@@ -118,9 +119,12 @@ def _serve(port: int, folder: Path, latency_s: float, fail_above: float | None) 
     server = SilaServer("innloop-lab", "ReferenceInstrument", "innloop's reference SiLA 2 lab", "1.0", "https://x.org")
     server.set_feature_implementation(feature, Measuring(server))
     server.start_insecure("127.0.0.1", port, enable_discovery=False)
-    (folder / "ready").write_text(str(os.getpid()))
     done = threading.Event()
-    signal.signal(signal.SIGTERM, lambda *_: done.set())
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, lambda *_: done.set())
+    (folder / "ready").write_text(str(os.getpid()))
+    print(f"reference SiLA 2 instrument on 127.0.0.1:{port} (insecure); executions counted in {folder / EXECUTIONS}")
+    print("stop it with Ctrl-C or SIGTERM", flush=True)
     done.wait()
     server.stop(grace_period=1)
 
@@ -135,8 +139,7 @@ def start_sila_lab(
     folder: Path, *, port: int | None = None, latency_s: float = 0.0, fail_above: float | None = None
 ) -> tuple[subprocess.Popen[bytes], int]:
     """The reference server on 127.0.0.1 (a free port unless given), once it serves; its process and port."""
-    folder.mkdir(parents=True, exist_ok=True)
-    (folder / "ready").unlink(missing_ok=True)
+    (folder / "ready").unlink(missing_ok=True)  # the server makes ``folder`` (tests give a new one)
     if port is None:
         with socket.socket() as s:
             s.bind(("127.0.0.1", 0))

@@ -188,7 +188,7 @@ def test_a_job_past_its_time_limit_is_waited_for_not_sent_again(tmp_path: Path) 
     from agent.campaign.driver import drive
     from agent.campaign.journal import FileJournal, Job
 
-    proc, port = start_sila_lab(tmp_path / "lab", latency_s=1.5)
+    proc, port = start_sila_lab(tmp_path / "new" / "lab", latency_s=1.5)  # the server makes its folder
     try:
         oracle = Sila2Oracle(**_settings(port, tmp_path / "jobs"))  # type: ignore[arg-type]
         retry = RetrySpec(poll_interval_s=0.05, job_timeout_s=0.3)
@@ -196,7 +196,7 @@ def test_a_job_past_its_time_limit_is_waited_for_not_sent_again(tmp_path: Path) 
     finally:
         stop_sila_lab(proc)
     assert left == [] and [r.result.status for r in new] == [JobStatus.COMPLETED]
-    assert len(executions(tmp_path / "lab")) == 1
+    assert len(executions(tmp_path / "new" / "lab")) == 1
 
 
 def test_a_process_that_loaded_protobuf_first_gets_one_clear_error(tmp_path: Path) -> None:

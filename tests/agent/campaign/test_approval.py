@@ -87,7 +87,9 @@ class _Person:
         return Decision("approve", (1, 2, 3) if proposal.iteration == 0 else (), "", "a test")
 
 
-def test_dropped_designs_are_never_proposed_again(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_dropped_designs_are_never_proposed_again(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
     """A table of 20 rows that the campaign works through: without the drops kept, the three
     dropped rows would be proposed again before the pool runs out. ``finished`` is told once."""
     rows = SPACE.to_frame(SPACE.from_unit(SPACE.sample_unit(np.random.default_rng(1), 20)))
@@ -113,7 +115,11 @@ def test_dropped_designs_are_never_proposed_again(tmp_path: Path, monkeypatch: p
     assert len(run.state.records) == 17
     _, state = open_campaign(config_from_dict(raw), tmp_path / "state")
     assert len(measured_unit(state)) == 20, "the dropped designs count as measured"
+    capsys.readouterr()
     assert main(["approve", "dropped", "--dropped", "--state", str(tmp_path / "state")]) == 0
+    listed = capsys.readouterr().out.splitlines()
+    assert [line[:3] for line in listed[:3]] == ["1. ", "2. ", "3. "] and "3 designs dropped" in listed[3]
+    assert f"a = {first.rows[0]['a']:.6g}," in listed[0], (listed[0], first.rows[0])
     assert main(["approve", "dropped", "--readmit", "4", "--state", str(tmp_path / "state")]) == 2, "only 3"
     assert main(["approve", "dropped", "--readmit", "2", "--state", str(tmp_path / "state")]) == 0
     _, state = open_campaign(config_from_dict(raw), tmp_path / "state")

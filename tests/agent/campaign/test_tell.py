@@ -177,8 +177,16 @@ def test_every_bad_row_is_named_and_nothing_is_written(measured: tuple[Path, Any
         assert what in line, (what, line)
     assert [f"line {n}" in line for n, line in zip((3, 4, 5, 6, 7, 8), lines[1:])] == [True] * 6
     assert store.ledger.path.read_bytes() == before and not list((store.root / "external").glob("*.json"))
-    extra = _told(tmp_path / "extra.csv", pd.DataFrame([good | {"colour": "red"}]))
+    extra = _told(tmp_path / "extra.csv", pd.DataFrame([good | {"colour": "red"}, good | {"a": 40.0, "colour": ""}]))
+    with pytest.raises(DataError) as err:
+        tell_campaign(store, config, extra, None)
+    head, column, row = str(err.value).splitlines()
+    assert head.endswith("1 bad column and 1 bad row, nothing was recorded:"), head
+    assert "column 'colour' is neither" in column and "line 3" in row and "a=40" in row, (column, row)
     assert main(["tell", "told", str(extra), "--state", str(root / "state")]) == 2
+    no_value = _told(tmp_path / "no-value.csv", pd.DataFrame([BASE | {"colour": "red"}]))
+    with pytest.raises(DataError, match=r"column 'colour' is neither(.|\n)*missing the measured value's column 'gap'"):
+        tell_campaign(store, config, no_value, None)
     assert store.ledger.path.read_bytes() == before
 
 
