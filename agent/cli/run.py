@@ -96,7 +96,7 @@ def _signals() -> Iterator[None]:
             h.setLevel(level)
 
 
-def _quiet_frameworks(verbose: bool) -> None:
+def quiet_frameworks(verbose: bool) -> None:
     """Prefect's console handler at WARNING (its API handler still gets every record) unless ``-v``."""
     level = "INFO" if verbose else "WARNING"
     os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
@@ -128,7 +128,7 @@ def run_command(args: argparse.Namespace) -> int:
     prepare_process(cfg.oracle.name)  # before Ray loads what the oracle must choose first
     state_dir = str(resolve_state_dir(args.state))  # resolved once, here: jobs get absolute paths
     material = cfg.design_material()
-    _quiet_frameworks(args.verbose)
+    quiet_frameworks(args.verbose)
     try:
         with _signals(), open_view(_view_mode(args), unit=material.target_unit) as view, watching(view):
             reason, seconds, stopped = _campaign(args, cfg, state_dir, view)

@@ -87,10 +87,15 @@ def feature_definition(names: Sequence[str], units: dict[str, str]) -> str:
 def _serve(port: int, folder: Path, latency_s: float, fail_above: float | None) -> None:
     # the SiLA 2 stack (grpc, lxml) only in the server process
     from sila2.framework import Feature
+    from sila2.framework.errors.command_execution_not_finished import CommandExecutionNotFinished
     from sila2.framework.errors.defined_execution_error import DefinedExecutionError
     from sila2.server import FeatureImplementationBase, SilaServer
 
     logging.getLogger("sila2").setLevel(logging.CRITICAL)  # "not finished yet" is logged as an error there
+    # ... and with a traceback by the feature's own logger, on every poll of a running execution
+    logging.getLogger(FEATURE).addFilter(
+        lambda r: not (r.exc_info and isinstance(r.exc_info[1], CommandExecutionNotFinished))
+    )
     folder.mkdir(parents=True, exist_ok=True)  # the README's `--state-dir /tmp/sila-lab` need not exist
     space = get_material("mos2").space
     feature = Feature(feature_definition(space.names, space.units))

@@ -8,7 +8,8 @@ the form with its fields (a screenshot is kept). The test then answers the way t
 Submit does (Prefect's client API, ``resume_flow_run`` with the form's input), dropping one
 design. The run goes on: the dropped design is never sent, and the decision is in the
 campaign's state, its metrics and its report; the webhook heard "approval" and "finished"
-once each, the first with a link to the run.
+once each, the first with a link to the run. A second campaign is answered from a shell
+(`innloop approve`), which resumes its paused run through the same API.
 """
 
 from __future__ import annotations
@@ -162,3 +163,37 @@ def test_approval_in_the_prefect_ui_survives_a_kill(prefect_server: dict[str, st
     assert "approve iteration 0" in arts["gated-approval"] and "data:image/png;base64," in arts["gated-approval"]
     assert hook.kinds() == ["approval", "finished"], hook.events
     assert hook.events[0]["link"].endswith(str(first)) and hook.events[0]["campaign"] == "gated"
+
+
+@pytest.mark.slow
+def test_innloop_approve_answers_the_paused_flow_run(prefect_server: dict[str, str], tmp_path: Path) -> None:
+    """`innloop approve` on a campaign that a flow runs: the decision is written, and the paused
+    run is resumed through Prefect's API with it, so the flow goes on at once; the command
+    prints its one line, none of Prefect's."""
+    from prefect.client.orchestration import get_client
+    from prefect.settings import PREFECT_API_URL, temporary_settings
+
+    config = tmp_path / "gated.toml"
+    config.write_text(CONFIG.replace('[notify]\nurl_env = "GATED_HOOK"\n', ""))
+    state, log = tmp_path / "state", tmp_path / "flow.log"
+    folder = state / "gated" / "iterations" / "0000"
+    env = prefect_server | {"INNLOOP_TORCH_THREADS": "1"}
+    cli = [sys.executable, "-m", "agent.cli.main", "approve", "gated", "--state", str(state)]
+    api = prefect_server["PREFECT_API_URL"]
+    with temporary_settings(updates={PREFECT_API_URL: api}), get_client(sync_client=True) as client:
+        proc = _start(config, state, env, log)
+        try:
+            run = _paused(folder, proc, log, client)
+            cmd = [*cli, "--drop", "1", "--reason", "from a shell"]
+            said = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=120)
+            assert said.returncode == 0, said.stderr[-2000:]
+            assert said.stdout.strip() == "gated: iteration 0 approved 4 of 5 designs (from a shell)", said.stdout
+            assert "prefect" not in said.stderr.lower(), said.stderr[-2000:]
+            assert proc.wait(180) == 0, log.read_text()[-3000:]
+        finally:
+            stop_group(proc)
+        final = client.read_flow_run(run).state
+        assert final is not None and final.is_completed()
+    decision = read_decision(folder)
+    assert decision is not None and (decision.drop, decision.by) == ((1,), "innloop approve")
+    assert decision.reason == "from a shell" and len(CampaignStore(state, "gated").ledger.records()) == 4
