@@ -132,6 +132,7 @@ def _serve(port: int, folder: Path, latency_s: float, fail_above: float | None) 
     print("stop it with Ctrl-C or SIGTERM", flush=True)
     done.wait()
     server.stop(grace_period=1)
+    (folder / "ready").unlink(missing_ok=True)
 
 
 def executions(folder: Path) -> list[dict[str, Any]]:
