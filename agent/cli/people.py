@@ -75,7 +75,7 @@ def _approve(args: argparse.Namespace) -> int:
             f"{args.campaign}: iteration {asked.iteration} was decided a moment ago ({held.action} by {held.by})"
         )
     if asked.link is not None:  # a Prefect flow waits on its own form: answer it too, so it goes on now
-        from agent.cli.run import quiet_frameworks
+        from agent.cli.run import quiet_frameworks  # the run command's Prefect settings, only when resuming
         from flows.approval import resume_with  # Prefect: only for a campaign that a flow runs
 
         quiet_frameworks(verbose=False)  # a temporary server's start-up lines are not the answer
