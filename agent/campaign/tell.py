@@ -95,7 +95,7 @@ def read_told(
     measured = [material.target, *(c.property for c in config.constraints)]
     if isinstance(oracle, NamesValues):
         measured += sorted(set(oracle.value_names()) - set(measured))
-    problems = [
+    columns = [  # an unknown column is named beside the bad rows
         f"{path}: column {c!r} is neither a design parameter of {space.name!r} ({', '.join(space.names)}), "
         f"a measured value ({', '.join(measured)}) nor one of {', '.join(META)}"
         for c in frame.columns
@@ -105,8 +105,8 @@ def read_told(
     if material.target not in frame.columns:
         missing.append(f"{path}: missing the measured value's column {material.target!r}")
     if missing:  # no row can be read: the file's columns are the problem
-        raise DataError("\n".join(problems + missing))
-    columns, problems = problems, []  # an unknown column is named beside the bad rows
+        raise DataError("\n".join(columns + missing))
+    problems: list[str] = []
     open_jobs: dict[str, Handle] = {h.job_id: h for h in oracle.open_jobs()} if isinstance(oracle, TakesAnswers) else {}
     open_by_design: dict[str, list[str]] = {}
     for h in open_jobs.values():
